@@ -1,0 +1,215 @@
+"""Settings for imapcopier. Every deploy-time value is an environment variable (README, "Configuration")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from imapcopier.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    new_secret_key,
+    secret_file,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("IMAPCOPIER_DATA_DIR") or BASE_DIR / "data").resolve()
+
+DEBUG = env_bool("DEBUG", False)
+
+_default_db = f"sqlite:///{DATA_DIR / 'imapcopier.sqlite3'}"
+DATABASE_URL = env_url(
+    "DATABASE_URL", _default_db, schemes=("sqlite", "postgres", "postgresql")
+)
+EMBEDDED = DATABASE_URL.startswith("sqlite")
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not EMBEDDED and not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With a shared database every web and worker machine needs the same SECRET_KEY: set it in the environment."
+        )
+    SECRET_KEY = secret_file(DATA_DIR / "secret_key", new_secret_key)
+
+IMAPCOPIER_FERNET_KEYS = env_list("IMAPCOPIER_FERNET_KEYS")
+if not IMAPCOPIER_FERNET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "IMAPCOPIER_FERNET_KEYS is not set: IMAP passwords are encrypted with it. "
+            "Set it to one or more Fernet keys, newest first, comma-separated "
+            "(make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), "
+            "or set DEBUG=1 to have a development key generated into IMAPCOPIER_DATA_DIR."
+        )
+    IMAPCOPIER_FERNET_KEYS = [
+        secret_file(DATA_DIR / "fernet.key", lambda: Fernet.generate_key().decode())
+    ]
+else:
+    from imapcopier.crypto import parse_keys
+
+    parse_keys(IMAPCOPIER_FERNET_KEYS)  # fail at start-up, not at the first login
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS entries need a scheme (https://...); got {_origin!r}"
+        )
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "tasks",
+    "runs",
+    "scheduling",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "imapcopier.urls"
+WSGI_APPLICATION = "imapcopier.wsgi.application"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict:
+    config = dj_database_url.parse(
+        url, conn_max_age=0 if url.startswith("sqlite") else 60, conn_health_checks=True
+    )
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets the web, the cluster and its workers read while one writes; IMMEDIATE takes the
+        # write lock at BEGIN so a read-then-write transaction waits instead of failing with SQLITE_BUSY.
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        }
+        config["TEST"] = {
+            "NAME": env_str("IMAPCOPIER_TEST_SQLITE") or str(DATA_DIR / "test.sqlite3")
+        }
+    return config
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG and env_bool("IMAPCOPIER_MANIFEST_STATIC", True)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True
+
+# Behind a TLS-terminating proxy (README, "Production").
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("USE_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
+Q_WORKERS = env_int("Q_WORKERS", 4, minimum=1, maximum=256)
+
+# django-q2, configured for long copy jobs (PITFALLS.md §1): our Run rows are the truth, the broker
+# only rings the bell. retry > timeout so a running copy is never handed out twice; failures are
+# acknowledged and never retried by the broker; no replay of missed schedule slots after downtime.
+COPY_JOB_TIMEOUT_SECONDS = 6 * 3600
+Q_CLUSTER = {
+    "name": "imapcopier",
+    "workers": Q_WORKERS,
+    "timeout": COPY_JOB_TIMEOUT_SECONDS,
+    "retry": COPY_JOB_TIMEOUT_SECONDS + 600,
+    "ack_failures": True,
+    "max_attempts": 1,
+    "catch_up": False,
+    "queue_limit": Q_WORKERS,
+    "recycle": 50,
+    "save_limit": 200,
+    "poll": 0.5,
+    "label": "Background jobs",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # imapclient's debug log carries message contents: keep it quiet unless asked for.
+        "imapclient": {"level": "INFO"},
+        "django_q": {"level": "INFO" if LOG_LEVEL != "DEBUG" else "DEBUG"},
+    },
+}

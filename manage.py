@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imapcopier.settings")
+    from django.core.management import execute_from_command_line
+
+    from imapcopier.boot import load_settings_or_exit
+
+    load_settings_or_exit()
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The engine's inputs and outputs: plain dataclasses, no Django.
+
+This is the contract between the copy engine and the rest of imapcopier (jobs, commands,
+pages). Change it with care: runs/jobs.py, tasks/services.py and the commands build on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Security(enum.StrEnum):
+    SSL = "ssl"
+    STARTTLS = "starttls"
+    PLAIN = "plain"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """Where and how to log in. `password` never appears in repr, logs or exception text."""
+
+    host: str
+    port: int
+    security: Security | str
+    username: str
+    password: str = field(repr=False)
+    verify_tls: bool = True
+    ca_certificate: str = (
+        ""  # PEM text of a private CA to trust instead of the system store
+    )
+    timeout: float = 60.0  # seconds, for connect and for every read
+
+
+class ErrorKind(enum.StrEnum):
+    """Classification of a failure to connect or log in, for clear per-account errors."""
+
+    UNREACHABLE = "unreachable"  # DNS failure, no route, connect timeout
+    REFUSED = "refused"  # the port is closed
+    TLS = "tls"  # handshake failed, certificate not trusted, hostname mismatch, STARTTLS unavailable
+    AUTH = "auth"  # wrong user name or password
+    REFUSED_WORK = "refused_work"  # logged in, then LIST/SELECT refused ("authenticated but not connected")
+    TIMEOUT = "timeout"  # connected, then the server stopped answering
+    PROTOCOL = "protocol"  # anything else the server said that we cannot work with
+
+
+@dataclass
+class ConnectionTestResult:
+    ok: bool
+    kind: ErrorKind | None = None  # None when ok
+    message: str = (
+        ""  # the server's words or a plain-language reason; never contains the password
+    )
+    capabilities: list[str] = field(default_factory=list)
+    folder_count: int = 0
+
+
+@dataclass
+class FolderInfo:
+    """One folder as LISTed, name decoded from modified UTF-7."""
+
+    name: str
+    delimiter: str | None
+    flags: tuple[str, ...] = ()
+    special_use: str | None = None  # e.g. "\\Sent"
+    selectable: bool = True
+    messages: int | None = None
+    size: int | None = None  # bytes, when known
+
+
+@dataclass
+class FolderPlan:
+    """Where one source folder goes."""
+
+    source: str
+    destination: str | None  # None = skipped
+    rule: str  # "explicit", "skip", "special-use", "path"
+    conflict: str = (
+        ""  # non-empty: why this mapping cannot be done as is (merge, name not allowed)
+    )
+    selectable: bool = True
+
+
+@dataclass
+class FolderStateData:
+    """What has been copied from one source folder; persisted by the caller between runs."""
+
+    source_folder: str
+    destination_folder: str
+    uidvalidity: int
+    copied_uids: str = ""  # IMAP sequence set of source UIDs already at the destination
+    highest_modseq: int | None = None
+
+
+class StateStore(Protocol):
+    """Persistence for FolderStateData. The engine calls save() after each batch lands."""
+
+    def load(self) -> dict[str, FolderStateData]: ...
+
+    def save(self, state: FolderStateData) -> None: ...
+
+    def delete(self, source_folder: str) -> None: ...
+
+
+@dataclass
+class MessageError:
+    folder: str
+    uid: int
+    size: int
+    subject: str
+    reason: str  # the server's words
+    permanent: bool = True
+
+
+@dataclass
+class Progress:
+    folder: str
+    copied: int
+    skipped: int
+    errors: int
+    bytes: int
+    total_messages: int  # found on the source so far (grows as folders are scanned)
+    total_bytes: int
+    rate: float  # messages per second since start
+
+
+@dataclass
+class FolderResult:
+    source: str
+    destination: str | None
+    copied: int = 0
+    skipped: int = 0
+    errors: int = 0
+    bytes: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class Outcome(enum.StrEnum):
+    DONE = "done"  # every folder processed (possibly with per-message errors)
+    FAILED = "failed"  # the account failed as a whole (login, server unreachable, too many reconnects)
+    CANCELLED = "cancelled"  # should_stop() said so
+
+
+@dataclass
+class AccountResult:
+    outcome: Outcome
+    copied: int = 0
+    skipped: int = 0
+    errors: int = 0
+    bytes: int = 0
+    reason: str = ""  # for FAILED / CANCELLED: why, in words
+    error_kind: ErrorKind | None = None
+    folders: list[FolderResult] = field(default_factory=list)
+    message_errors: list[MessageError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, reason: str, kind: ErrorKind | None = None) -> AccountResult:
+        return cls(outcome=Outcome.FAILED, reason=reason, error_kind=kind, errors=1)
+
+
+ProgressCallback = Callable[[Progress], None]
+StopCheck = Callable[[], bool]

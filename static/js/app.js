@@ -1,0 +1,1 @@
+// imapcopier: dialogs and local-time formatting

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from tasks.forms import AccountAdminForm
+from tasks.models import Account, Endpoint, Task
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    list_display = [
+        "label",
+        "host",
+        "port",
+        "security",
+        "verify_tls",
+        "max_connections",
+    ]
+    list_filter = ["security", "verify_tls"]
+    search_fields = ["label", "host"]
+
+
+class AccountInline(admin.TabularInline):
+    model = Account
+    form = AccountAdminForm
+    fields = [
+        "source_user",
+        "source_password",
+        "destination_user",
+        "destination_password",
+        "source_test_status",
+        "destination_test_status",
+    ]
+    readonly_fields = ["source_test_status", "destination_test_status"]
+    extra = 0
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "source",
+        "destination",
+        "status",
+        "schedule_interval_seconds",
+        "broken",
+        "updated_at",
+    ]
+    list_filter = ["status", "broken", "schedule_interval_seconds"]
+    search_fields = ["name", "source__label", "destination__label"]
+    readonly_fields = ["status", "schedule_anchor", "created_at", "updated_at"]
+    inlines = [AccountInline]
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    form = AccountAdminForm
+    list_display = [
+        "source_user",
+        "destination_user",
+        "task",
+        "source_test_status",
+        "destination_test_status",
+    ]
+    list_filter = ["source_test_status", "destination_test_status", "task"]
+    search_fields = ["source_user", "destination_user", "task__name"]
+    readonly_fields = [
+        "source_test_status",
+        "source_test_message",
+        "source_tested_at",
+        "destination_test_status",
+        "destination_test_message",
+        "destination_tested_at",
+    ]

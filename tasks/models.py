@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from tasks.fields import EncryptedTextField
+
+
+class ScheduleInterval(models.IntegerChoices):
+    """The six schedule presets, in seconds (0 = off)."""
+
+    OFF = 0, "Off"
+    HOUR_1 = 3600, "Every 1h"
+    HOURS_3 = 10800, "Every 3h"
+    HOURS_6 = 21600, "Every 6h"
+    HOURS_12 = 43200, "Every 12h"
+    HOURS_24 = 86400, "Every 24h"
+
+
+class Endpoint(models.Model):
+    """One IMAP server, used as the source or the destination of tasks."""
+
+    class Security(models.TextChoices):
+        SSL = "ssl", "SSL/TLS (implicit, port 993)"
+        STARTTLS = "starttls", "STARTTLS (port 143)"
+        PLAIN = "plain", "None (plain text)"
+
+    label = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(
+        default=993, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    security = models.CharField(
+        max_length=10, choices=Security.choices, default=Security.SSL
+    )
+    verify_tls = models.BooleanField("verify TLS certificate", default=True)
+    ca_certificate = models.TextField(
+        "custom CA certificate (PEM)",
+        blank=True,
+        help_text="Trust this CA instead of the system store, for a private CA.",
+    )
+    max_connections = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Connections imapcopier opens to this server at once, all tasks and tests together.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["label"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(port__gte=1, port__lte=65535), name="endpoint_port_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(security__in=["ssl", "starttls", "plain"]),
+                name="endpoint_security_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_connections__gte=1),
+                name="endpoint_max_connections_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.host}:{self.port})"
+
+
+class TaskQuerySet(models.QuerySet):
+    def schedulable(self) -> TaskQuerySet:
+        """Tasks that may start by themselves: schedule on, not broken, not running."""
+        return self.filter(schedule_interval_seconds__gt=0, broken=False).exclude(
+            status=Task.Status.RUNNING
+        )
+
+
+class Task(models.Model):
+    """A migration: a source and a destination server and the account pairs to copy between them."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Idle"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    name = models.CharField(max_length=200, unique=True)
+    source = models.ForeignKey(
+        Endpoint, on_delete=models.PROTECT, related_name="source_tasks"
+    )
+    destination = models.ForeignKey(
+        Endpoint, on_delete=models.PROTECT, related_name="destination_tasks"
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.IDLE
+    )
+    folder_mapping = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Source folder name -> destination folder name; an empty name skips the folder.",
+    )
+    schedule_interval_seconds = models.PositiveIntegerField(
+        choices=ScheduleInterval.choices, default=ScheduleInterval.OFF
+    )
+    schedule_anchor = models.DateTimeField(null=True, blank=True)
+    broken = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    schedule_interval_seconds__in=[c.value for c in ScheduleInterval]
+                ),
+                name="task_schedule_interval_preset",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["idle", "running", "done", "failed", "cancelled"]
+                ),
+                name="task_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+
+class Account(models.Model):
+    """One mailbox pair of a task: a source login and the destination login it is copied to."""
+
+    class TestStatus(models.TextChoices):
+        UNTESTED = "untested", "Untested"
+        OK = "ok", "OK"
+        FAIL = "fail", "Failed"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="accounts")
+    source_user = models.CharField(max_length=255)
+    source_password = EncryptedTextField()
+    destination_user = models.CharField(max_length=255)
+    destination_password = EncryptedTextField()
+    source_test_status = models.CharField(
+        max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED
+    )
+    source_test_message = models.TextField(blank=True)
+    source_tested_at = models.DateTimeField(null=True, blank=True)
+    destination_test_status = models.CharField(
+        max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED
+    )
+    destination_test_message = models.TextField(blank=True)
+    destination_tested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source_user"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "source_user"],
+                name="account_unique_source_user_per_task",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_user} -> {self.destination_user}"
+
+    @property
+    def tested_ok(self) -> bool:
+        return (
+            self.source_test_status == self.TestStatus.OK
+            and self.destination_test_status == self.TestStatus.OK
+        )

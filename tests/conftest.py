@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+import pytest
+
+# IMAP test bed (a private Dovecot on loopback) lives in its own module.
+pytest_plugins = ["tests.imap_fixtures"]
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser(
+        "admin", "admin@example.com", "correct horse battery staple"
+    )
