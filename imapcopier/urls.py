@@ -11,6 +11,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/", include("imapcopier.api_urls")),
     path("", include("tasks.urls")),
     path("", include("runs.urls")),
     path("", include("scheduling.urls")),
