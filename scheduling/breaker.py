@@ -1,0 +1,65 @@
+"""The schedule breaker: a scheduled run that ends with errors switches its task's schedule off.
+
+`runs.orchestrator` calls `after_run(run)` inside the transaction that finalises the run, so the run's
+final state and the breaker commit together (PITFALLS.md §4.4).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from runs.models import Run
+from tasks.models import ScheduleInterval, Task
+
+logger = logging.getLogger(__name__)
+
+# How runs/orchestrator.py marks a run whose worker died (the reaper): the run's reason, and each
+# reaped AccountRun's last_error, start with this word. Such a run is resumed, not judged.
+INTERRUPTED = "interrupted"
+
+
+def is_interrupted(run: Run) -> bool:
+    """True when the run ended because a worker died (reaped), not because of the copy itself."""
+    if run.reason.strip().lower().startswith(INTERRUPTED):
+        return True
+    return run.account_runs.filter(last_error__istartswith=INTERRUPTED).exists()
+
+
+def should_break(
+    *, trigger: str, status: str, errors: int, interrupted: bool = False
+) -> bool:
+    """Whether a finished run trips the breaker: only a scheduled run with errors.
+
+    Manual runs never trip it; cancelled runs and runs interrupted by a dying worker do not either.
+    """
+    return (
+        trigger == Run.Trigger.SCHEDULED
+        and errors > 0
+        and status != Run.Status.CANCELLED
+        and not interrupted
+    )
+
+
+def after_run(run: Run) -> bool:
+    """Trip the breaker if `run` calls for it; returns True when it did.
+
+    Call it inside the transaction that finalises the run, with the run's final status and totals
+    set: broken = true and schedule off, in one UPDATE.
+    """
+    if not should_break(
+        trigger=run.trigger,
+        status=run.status,
+        errors=run.errors,
+        interrupted=run.trigger == Run.Trigger.SCHEDULED and is_interrupted(run),
+    ):
+        return False
+    Task.objects.filter(pk=run.task_id).update(
+        broken=True, schedule_interval_seconds=ScheduleInterval.OFF
+    )
+    logger.warning(
+        "schedule of task %s switched off: scheduled run %s ended with %s errors",
+        run.task_id,
+        run.pk,
+        run.errors,
+    )
+    return True
