@@ -159,6 +159,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns at every start otherwise
 
 # Behind a TLS-terminating proxy (README, "Production").
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
