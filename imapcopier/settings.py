@@ -193,7 +193,14 @@ Q_CLUSTER = {
     "save_limit": 200,
     "poll": 0.5,
     "label": "Background jobs",
+    # The scheduler tick runs in its own small cluster, so long copy jobs can never hold it up
+    # (PITFALLS.md §1.4): `Q_CLUSTER_NAME=control manage.py qcluster`. Jobs must name their queue
+    # (`async_task(..., cluster=Q_CLUSTER["name"])`), or a copy enqueued by the tick lands here.
+    "ALT_CLUSTERS": {
+        "control": {"workers": 1, "timeout": 300, "retry": 420, "queue_limit": 1}
+    },
 }
+Q_CONTROL_CLUSTER = "control"
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
