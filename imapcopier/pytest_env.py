@@ -17,3 +17,5 @@ os.environ.setdefault(
 os.environ.setdefault("IMAPCOPIER_FERNET_KEYS", Fernet.generate_key().decode())
 os.environ.setdefault("SECRET_KEY", "test-" + Fernet.generate_key().decode())
 os.environ.setdefault("IMAPCOPIER_MANIFEST_STATIC", "0")
+# Login lockout counts failures per user and address; tests that need it turn it on themselves.
+os.environ.setdefault("LOGIN_LOCKOUT", "0")

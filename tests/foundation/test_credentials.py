@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
@@ -18,16 +20,23 @@ SECRET = "hunter2-Correct-Horse-9"
 
 def raw_passwords(account_id: int) -> tuple[str, str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT source_password, destination_password FROM tasks_account WHERE id = %s", [account_id])
+        cursor.execute(
+            "SELECT source_password, destination_password FROM tasks_account WHERE id = %s",
+            [account_id],
+        )
         return cursor.fetchone()
 
 
 def test_passwords_are_stored_encrypted_and_read_back_in_clear():
-    account = AccountFactory(source_password=SECRET, destination_password=SECRET + "-dst")
+    account = AccountFactory(
+        source_password=SECRET, destination_password=SECRET + "-dst"
+    )
 
     source_raw, destination_raw = raw_passwords(account.pk)
     assert SECRET not in source_raw and SECRET not in destination_raw
-    assert source_raw.startswith("gAAAA") and destination_raw.startswith("gAAAA")  # Fernet tokens
+    assert source_raw.startswith("gAAAA") and destination_raw.startswith(
+        "gAAAA"
+    )  # Fernet tokens
     reloaded = Account.objects.get(pk=account.pk)
     assert reloaded.source_password == SECRET
     assert reloaded.destination_password == SECRET + "-dst"
@@ -42,11 +51,16 @@ def test_the_same_password_encrypts_differently_each_time():
 def test_rotate_credentials_reencrypts_with_the_newest_key_so_old_keys_can_go():
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     with override_settings(IMAPCOPIER_FERNET_KEYS=[old]):
-        accounts = [AccountFactory(source_password=f"{SECRET}-{i}", destination_password=f"dst-{i}") for i in range(3)]
+        accounts = [
+            AccountFactory(
+                source_password=f"{SECRET}-{i}", destination_password=f"dst-{i}"
+            )
+            for i in range(3)
+        ]
         before = [raw_passwords(a.pk) for a in accounts]
 
     with override_settings(IMAPCOPIER_FERNET_KEYS=[new, old]):
-        call_command("rotate_credentials", stdout=open("/dev/null", "w"))
+        call_command("rotate_credentials", stdout=io.StringIO())
 
     with override_settings(IMAPCOPIER_FERNET_KEYS=[new]):  # the old key is gone now
         for i, account in enumerate(accounts):
@@ -62,7 +76,10 @@ def test_rotate_with_a_missing_key_changes_nothing_and_says_why():
         account = AccountFactory(source_password=SECRET)
     before = raw_passwords(account.pk)
 
-    with override_settings(IMAPCOPIER_FERNET_KEYS=[unrelated]), pytest.raises(CommandError) as excinfo:
+    with (
+        override_settings(IMAPCOPIER_FERNET_KEYS=[unrelated]),
+        pytest.raises(CommandError) as excinfo,
+    ):
         call_command("rotate_credentials")
 
     assert "nothing was changed" in str(excinfo.value)
@@ -74,9 +91,11 @@ def test_a_wrong_key_gives_a_clear_error_without_the_secret():
         account = AccountFactory(source_password=SECRET)
     token = raw_passwords(account.pk)[0]
 
-    with override_settings(IMAPCOPIER_FERNET_KEYS=[Fernet.generate_key().decode()]):
-        with pytest.raises(crypto.CredentialError) as excinfo:
-            Account.objects.get(pk=account.pk)
+    with (
+        override_settings(IMAPCOPIER_FERNET_KEYS=[Fernet.generate_key().decode()]),
+        pytest.raises(crypto.CredentialError) as excinfo,
+    ):
+        Account.objects.get(pk=account.pk)
     message = str(excinfo.value)
     assert "IMAPCOPIER_FERNET_KEYS" in message
     assert SECRET not in message and token not in message

@@ -6,7 +6,14 @@ from django.db import IntegrityError, transaction
 
 from runs.models import AccountRun, FolderState, Run
 from tasks.models import Account, Endpoint, Task
-from tests.factories import AccountFactory, AccountRunFactory, EndpointFactory, FolderStateFactory, RunFactory, TaskFactory
+from tests.factories import (
+    AccountFactory,
+    AccountRunFactory,
+    EndpointFactory,
+    FolderStateFactory,
+    RunFactory,
+    TaskFactory,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -15,15 +15,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "IMAPCOPIER_FERNET_KEYS", "DATABASE_URL"}}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "IMAPCOPIER_FERNET_KEYS", "DATABASE_URL"}
+    }
     base["IMAPCOPIER_DATA_DIR"] = str(tmp_path / "data")
     base.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-def test_production_start_without_an_encryption_key_fails_and_says_what_to_set(tmp_path):
+def test_production_start_without_an_encryption_key_fails_and_says_what_to_set(
+    tmp_path,
+):
     result = manage(tmp_path, "check", DEBUG="0")
     assert result.returncode == 2
     assert "IMAPCOPIER_FERNET_KEYS is not set" in result.stderr
@@ -52,12 +63,26 @@ def test_debug_start_generates_one_private_key_and_reuses_it(tmp_path):
         ({"Q_WORKERS": "0"}, "Q_WORKERS must be at least 1"),
         ({"DATABASE_URL": "mysql://db/imap"}, "DATABASE_URL must start with one of"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL must start with one of"),
-        ({"IMAPCOPIER_FERNET_KEYS": "not-a-key"}, "key number 1 is not a valid Fernet key"),
-        ({"CSRF_TRUSTED_ORIGINS": "imapcopier.example.com"}, "CSRF_TRUSTED_ORIGINS entries need a scheme"),
-        ({"DATABASE_URL": "postgresql://db/imap", "IMAPCOPIER_FERNET_KEYS": Fernet.generate_key().decode()}, "SECRET_KEY is not set"),
+        (
+            {"IMAPCOPIER_FERNET_KEYS": "not-a-key"},
+            "key number 1 is not a valid Fernet key",
+        ),
+        (
+            {"CSRF_TRUSTED_ORIGINS": "imapcopier.example.com"},
+            "CSRF_TRUSTED_ORIGINS entries need a scheme",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgresql://db/imap",
+                "IMAPCOPIER_FERNET_KEYS": Fernet.generate_key().decode(),
+            },
+            "SECRET_KEY is not set",
+        ),
     ],
 )
-def test_a_malformed_setting_stops_start_up_with_a_clear_message(tmp_path, env, expected):
+def test_a_malformed_setting_stops_start_up_with_a_clear_message(
+    tmp_path, env, expected
+):
     env.setdefault("IMAPCOPIER_FERNET_KEYS", Fernet.generate_key().decode())
     result = manage(tmp_path, "check", **env)
     assert result.returncode == 2
