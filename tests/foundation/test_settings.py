@@ -96,3 +96,30 @@ def test_a_wrong_key_list_never_prints_the_keys(tmp_path):
     assert result.returncode == 2
     assert "key number 2" in result.stderr
     assert good not in result.stderr and "broken-key" not in result.stderr
+
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "prod-" + "x7Kq" * 16,
+    "SECURE_COOKIES": "1",
+    "SECURE_SSL_REDIRECT": "1",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_PRELOAD": "1",
+    "USE_X_FORWARDED_PROTO": "1",
+    "ALLOWED_HOSTS": "imapcopier.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://imapcopier.example.com",
+}
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    result = manage(
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        IMAPCOPIER_FERNET_KEYS=Fernet.generate_key().decode(),
+        **PRODUCTION,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
