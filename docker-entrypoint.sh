@@ -1,5 +1,5 @@
 #!/bin/sh
-# Roles: `web` (migrate, then gunicorn) or `qcluster`; anything else runs as given.
+# Roles: `web` (migrate, then gunicorn), `qcluster` (copy jobs) or `control` (scheduler tick); anything else runs as given.
 # exec makes the server PID 1, so SIGTERM from the container engine reaches it.
 set -e
 case "$1" in
@@ -9,6 +9,9 @@ case "$1" in
     ;;
   qcluster)
     exec python manage.py qcluster
+    ;;
+  control)
+    Q_CLUSTER_NAME=control exec python manage.py qcluster
     ;;
   *)
     exec "$@"
