@@ -11,7 +11,8 @@ case "$1" in
     exec python manage.py qcluster
     ;;
   control)
-    Q_CLUSTER_NAME=control exec python manage.py qcluster
+    export Q_CLUSTER_NAME=control
+    exec python manage.py qcluster
     ;;
   *)
     exec "$@"
