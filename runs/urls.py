@@ -1,5 +1,15 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from runs import views
+
 app_name = "runs"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("tasks/<int:pk>/run/", views.run_start, name="start"),
+    path("runs/<int:pk>/", views.run_report, name="report"),
+    path("runs/<int:pk>/report.csv", views.run_report_csv, name="report_csv"),
+    path("runs/<int:pk>/progress/", views.run_progress, name="progress"),
+    path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
+]

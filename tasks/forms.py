@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from tasks.models import Account
+from tasks.models import Account, Endpoint, Task
 
 
 class WriteOnlyPasswordField(forms.CharField):
@@ -67,3 +67,143 @@ class AccountAdminForm(forms.ModelForm):
         if commit:
             account.save()
         return account
+
+
+class EndpointForm(forms.ModelForm):
+    class Meta:
+        model = Endpoint
+        fields = [
+            "label",
+            "host",
+            "port",
+            "security",
+            "verify_tls",
+            "ca_certificate",
+            "max_connections",
+        ]
+        widgets = {
+            "ca_certificate": forms.Textarea(
+                attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}
+            )
+        }
+
+    def clean_ca_certificate(self) -> str:
+        pem = self.cleaned_data["ca_certificate"].strip()
+        if pem and "-----BEGIN CERTIFICATE-----" not in pem:
+            raise forms.ValidationError(
+                "Paste the certificate in PEM form, starting with -----BEGIN CERTIFICATE-----."
+            )
+        return pem
+
+
+class TaskForm(forms.ModelForm):
+    class Meta:
+        model = Task
+        fields = ["name", "source", "destination"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source"].empty_label = "Choose the server to copy from"
+        self.fields["destination"].empty_label = "Choose the server to copy to"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk and self.instance.is_running:
+            raise forms.ValidationError(
+                "This task is running: wait for the run to end or cancel it before changing it."
+            )
+        return data
+
+
+class AccountForm(AccountAdminForm):
+    """The account form of the task page: the task comes from the URL, not from the form."""
+
+    class Meta(AccountAdminForm.Meta):
+        fields = [
+            "source_user",
+            "source_password",
+            "destination_user",
+            "destination_password",
+        ]
+
+    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.task = task
+
+    def clean_source_user(self) -> str:
+        user = self.cleaned_data["source_user"].strip()
+        clash = Account.objects.filter(
+            task=self.instance.task, source_user=user
+        ).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(
+                "This task already has an account with this source user."
+            )
+        return user
+
+    def save(self, commit: bool = True) -> Account:
+        account = super().save(commit=False)
+        changed = {"source_user", "source_password"} & set(self.changed_data)
+        if changed or self.cleaned_data.get("source_password"):
+            account.source_test_status = Account.TestStatus.UNTESTED
+            account.source_test_message = ""
+        if "destination_user" in self.changed_data or self.cleaned_data.get(
+            "destination_password"
+        ):
+            account.destination_test_status = Account.TestStatus.UNTESTED
+            account.destination_test_message = ""
+        if commit:
+            account.save()
+        return account
+
+
+class CsvUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="Columns: source_user, source_password, destination_user, destination_password. "
+        "Header optional; an empty destination password reuses the source one.",
+    )
+
+
+class FolderMappingForm(forms.Form):
+    """One field per source folder: the destination name, or skip."""
+
+    def __init__(
+        self,
+        *args: Any,
+        plans: list,
+        mapping: dict[str, str],
+        infos: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.plans = plans
+        self.infos = infos or {}
+        for index, plan in enumerate(plans):
+            explicit = mapping.get(plan.source)
+            self.fields[f"dest_{index}"] = forms.CharField(
+                required=False,
+                max_length=1000,
+                initial=explicit if explicit else "",
+                widget=forms.TextInput(attrs={"placeholder": plan.destination or ""}),
+            )
+            self.fields[f"skip_{index}"] = forms.BooleanField(
+                required=False, initial=explicit == ""
+            )
+
+    def rows(self) -> list[tuple[Any, Any, Any, Any]]:
+        """(plan, folder info or None, destination field, skip field) per source folder."""
+        return [
+            (plan, self.infos.get(plan.source), self[f"dest_{i}"], self[f"skip_{i}"])
+            for i, plan in enumerate(self.plans)
+        ]
+
+    def mapping(self) -> dict[str, str]:
+        """Source name -> destination name ("" = skip) for the folders the operator set."""
+        result: dict[str, str] = {}
+        for index, plan in enumerate(self.plans):
+            if self.cleaned_data[f"skip_{index}"]:
+                result[plan.source] = ""
+            elif name := self.cleaned_data[f"dest_{index}"].strip():
+                result[plan.source] = name
+        return result

@@ -1,5 +1,62 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from tasks import views
+
 app_name = "tasks"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.task_list, name="list"),
+    path("tasks/new/", views.task_create, name="create"),
+    path("tasks/<int:pk>/", views.task_detail, name="detail"),
+    path("tasks/<int:pk>/edit/", views.task_edit, name="edit"),
+    path("tasks/<int:pk>/delete/", views.task_delete, name="delete"),
+    path("tasks/<int:pk>/folders/", views.folder_mapping, name="folders"),
+    path("tasks/<int:pk>/accounts/", views.account_table, name="account_table"),
+    path("tasks/<int:pk>/accounts/new/", views.account_create, name="account_create"),
+    path(
+        "tasks/<int:pk>/accounts/export.csv",
+        views.account_export,
+        name="account_export",
+    ),
+    path(
+        "tasks/<int:pk>/accounts/test/", views.account_test_all, name="account_test_all"
+    ),
+    path("tasks/<int:pk>/accounts/import/", views.account_import, name="import"),
+    path(
+        "tasks/<int:pk>/accounts/import/preview/",
+        views.import_preview,
+        name="import_preview",
+    ),
+    path(
+        "tasks/<int:pk>/accounts/import/confirm/",
+        views.import_confirm,
+        name="import_confirm",
+    ),
+    path(
+        "tasks/<int:pk>/accounts/import/cancel/",
+        views.import_cancel,
+        name="import_cancel",
+    ),
+    path(
+        "tasks/<int:pk>/accounts/<int:account_pk>/edit/",
+        views.account_edit,
+        name="account_edit",
+    ),
+    path(
+        "tasks/<int:pk>/accounts/<int:account_pk>/delete/",
+        views.account_delete,
+        name="account_delete",
+    ),
+    path(
+        "tasks/<int:pk>/accounts/<int:account_pk>/test/",
+        views.account_test,
+        name="account_test",
+    ),
+    path("endpoints/", views.endpoint_list, name="endpoint_list"),
+    path("endpoints/new/", views.endpoint_create, name="endpoint_create"),
+    path("endpoints/<int:pk>/edit/", views.endpoint_edit, name="endpoint_edit"),
+    path("endpoints/<int:pk>/delete/", views.endpoint_delete, name="endpoint_delete"),
+    path("endpoints/<int:pk>/test/", views.endpoint_test, name="endpoint_test"),
+]

@@ -1,1 +1,72 @@
-// imapcopier: dialogs and local-time formatting
+// imapcopier: the little JavaScript there is. Pages work without it; it adds
+// local times, dialogs and the htmx settings. Everything it attaches to is
+// marked by a data- attribute or a <time datetime> element.
+(function () {
+  "use strict";
+
+  if (window.htmx) {
+    // Swap 409 answers (a refused change comes back as the form with its message);
+    // other 4xx/5xx stay unswapped and raise htmx:responseError.
+    htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "409", swap: true, error: false },
+      { code: "[23]..", swap: true },
+      { code: "[45]..", swap: false, error: true },
+      { code: "...", swap: false },
+    ];
+  }
+
+  var dateFormat = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+  });
+  var timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+  // <time datetime="UTC ISO"> → browser's local time; the UTC text stays in the title.
+  function localiseTimes(root) {
+    root.querySelectorAll("time[datetime]:not([data-localised])").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      var now = new Date();
+      var sameDay = when.toDateString() === now.toDateString();
+      el.title = el.title || el.textContent.trim();
+      el.textContent = sameDay ? "today " + timeFormat.format(when) : dateFormat.format(when);
+      el.setAttribute("data-localised", "");
+    });
+  }
+
+  // <dialog data-autoshow>: opened as soon as it arrives, removed from the page when closed.
+  function showDialogs(root) {
+    var dialogs = root.matches && root.matches("dialog[data-autoshow]") ? [root] : [];
+    root.querySelectorAll("dialog[data-autoshow]").forEach(function (d) { dialogs.push(d); });
+    dialogs.forEach(function (dialog) {
+      if (dialog.open) return;
+      dialog.addEventListener("close", function () { dialog.remove(); });
+      dialog.addEventListener("click", function (event) {
+        if (event.target === dialog) dialog.close();  // click on the backdrop
+      });
+      dialog.showModal();
+    });
+  }
+
+  function onLoad(root) {
+    localiseTimes(root);
+    showDialogs(root);
+  }
+
+  // A successful change inside a dialog answers with HX-Trigger: schedule-changed.
+  document.addEventListener("schedule-changed", function () {
+    document.querySelectorAll("dialog[data-autoshow][open]").forEach(function (d) { d.close(); });
+  });
+
+  // <button data-confirm="..."> asks before submitting (the server still checks everything).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) event.preventDefault();
+  });
+
+  if (window.htmx) {
+    htmx.onLoad(onLoad);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () { onLoad(document.body); });
+  }
+})();

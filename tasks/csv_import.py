@@ -1,0 +1,207 @@
+"""Accounts from CSV: parse and check everything first, then save all of it or nothing.
+
+Columns: source_user, source_password, destination_user, destination_password. A header line
+with those names is optional. An empty destination password reuses the source password.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from tasks.models import Account, Task
+
+COLUMNS = ["source_user", "source_password", "destination_user", "destination_password"]
+MAX_LENGTH = {
+    "source_user": Account._meta.get_field("source_user").max_length,
+    "destination_user": Account._meta.get_field("destination_user").max_length,
+}
+# Passwords are stored encrypted in a text column; still, a 1,000-character password is a paste error.
+MAX_PASSWORD_LENGTH = 1000
+
+
+@dataclass
+class ImportRow:
+    line: int
+    source_user: str
+    source_password: str = field(repr=False)
+    destination_user: str
+    destination_password: str = field(repr=False)
+    existing_id: int | None = None  # set when the row updates an account of the task
+
+    @property
+    def is_update(self) -> bool:
+        return self.existing_id is not None
+
+
+@dataclass
+class LineError:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportPreview:
+    rows: list[ImportRow] = field(default_factory=list)
+    errors: list[LineError] = field(default_factory=list)
+
+    @property
+    def to_create(self) -> list[ImportRow]:
+        return [row for row in self.rows if not row.is_update]
+
+    @property
+    def to_update(self) -> list[ImportRow]:
+        return [row for row in self.rows if row.is_update]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.rows)
+
+
+class ImportRefused(Exception):
+    """apply_import() was given a preview with errors, or the task changed under it."""
+
+
+def _is_header(fields: list[str]) -> bool:
+    return [f.strip().lower() for f in fields[:4]] == COLUMNS
+
+
+def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
+    """Read a CSV upload into rows to create or update and a list of bad lines; saves nothing."""
+    preview = ImportPreview()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        preview.errors.append(
+            LineError(
+                line,
+                "The file is not UTF-8 text (byte "
+                f"0x{data[exc.start]:02x} cannot be read). Save it as CSV UTF-8 and upload it again.",
+            )
+        )
+        return preview
+    if not text.strip():
+        preview.errors.append(LineError(1, "The file is empty."))
+        return preview
+
+    existing = dict(task.accounts.values_list("source_user", "pk"))
+    seen: dict[str, int] = {}
+    dialect = _sniff(text)
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    for record in reader:
+        line = reader.line_num
+        if not any(value.strip() for value in record):
+            continue
+        if line == 1 and _is_header(record):
+            continue
+        problem = _check_record(record)
+        if problem:
+            preview.errors.append(LineError(line, problem))
+            continue
+        source_user, source_password, destination_user = (
+            record[0].strip(),
+            record[1],
+            record[2].strip(),
+        )
+        destination_password = record[3] if len(record) > 3 else ""
+        if source_user in seen:
+            preview.errors.append(
+                LineError(
+                    line,
+                    f"Duplicate source user {source_user!r} (already on line {seen[source_user]}).",
+                )
+            )
+            continue
+        seen[source_user] = line
+        preview.rows.append(
+            ImportRow(
+                line=line,
+                source_user=source_user,
+                source_password=source_password,
+                destination_user=destination_user,
+                destination_password=destination_password or source_password,
+                existing_id=existing.get(source_user),
+            )
+        )
+    if not preview.rows and not preview.errors:
+        preview.errors.append(LineError(1, "The file has no account lines."))
+    return preview
+
+
+def _sniff(text: str) -> type[csv.Dialect] | csv.Dialect:
+    """Comma by default; semicolon or tab files (spreadsheet exports) are read too."""
+    first = text.splitlines()[0]
+    for delimiter in (";", "\t"):
+        if delimiter in first and "," not in first:
+            return type("Dialect", (csv.excel,), {"delimiter": delimiter})
+    return csv.excel
+
+
+def _check_record(record: list[str]) -> str:
+    if len(record) > 4:
+        return f"{len(record)} fields; expected 4 (source_user, source_password, destination_user, destination_password)."
+    padded = [*record, "", "", "", ""][:4]
+    missing = [
+        name
+        for name, value in zip(COLUMNS[:3], padded[:3], strict=True)
+        if not value.strip()
+    ]
+    if missing:
+        return "Missing " + ", ".join(missing) + "."
+    for name, limit in MAX_LENGTH.items():
+        value = padded[COLUMNS.index(name)].strip()
+        if len(value) > limit:
+            return f"{name} is {len(value)} characters long; at most {limit} fit."
+    for name in ("source_password", "destination_password"):
+        if len(padded[COLUMNS.index(name)]) > MAX_PASSWORD_LENGTH:
+            return f"{name} is longer than {MAX_PASSWORD_LENGTH} characters."
+    for name in ("source_user", "destination_user"):
+        if any(ch in padded[COLUMNS.index(name)] for ch in "\r\n\x00"):
+            return f"{name} contains a line break or NUL character."
+    return ""
+
+
+def apply_import(task: Task, preview: ImportPreview) -> tuple[int, int]:
+    """Create and update the previewed accounts in one transaction; returns (created, updated).
+
+    Refuses a preview with bad lines: nothing is ever half-imported.
+    """
+    if preview.errors:
+        raise ImportRefused("The file has bad lines; nothing was imported.")
+    if not preview.rows:
+        raise ImportRefused("The file has no account lines.")
+    created = updated = 0
+    with transaction.atomic():
+        existing = {
+            a.source_user: a
+            for a in Account.objects.select_for_update().filter(task=task)
+        }
+        for row in preview.rows:
+            account = existing.get(row.source_user)
+            if account is None:
+                Account.objects.create(
+                    task=task,
+                    source_user=row.source_user,
+                    source_password=row.source_password,
+                    destination_user=row.destination_user,
+                    destination_password=row.destination_password,
+                )
+                created += 1
+                continue
+            account.destination_user = row.destination_user
+            account.source_password = row.source_password
+            account.destination_password = row.destination_password
+            # New credentials: the old test results no longer say anything.
+            account.source_test_status = Account.TestStatus.UNTESTED
+            account.source_test_message = ""
+            account.source_tested_at = None
+            account.destination_test_status = Account.TestStatus.UNTESTED
+            account.destination_test_message = ""
+            account.destination_tested_at = None
+            account.save()
+            updated += 1
+    return created, updated

@@ -1,0 +1,76 @@
+"""The folder-mapping overview: what the first account's source folders are and where each would go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runs.engine.types import FolderInfo, FolderPlan, Mailbox
+from tasks.models import Account, Endpoint, Task
+
+
+def mailbox(endpoint: Endpoint, username: str, password: str) -> Mailbox:
+    """The engine's view of one side of an account."""
+    return Mailbox(
+        host=endpoint.host,
+        port=endpoint.port,
+        security=endpoint.security,
+        username=username,
+        password=password,
+        verify_tls=endpoint.verify_tls,
+        ca_certificate=endpoint.ca_certificate,
+        timeout=30.0,
+    )
+
+
+@dataclass
+class FolderRow:
+    plan: FolderPlan
+    info: FolderInfo | None
+
+
+@dataclass
+class FolderOverview:
+    ok: bool
+    error: str = ""
+    plans: list[FolderPlan] = field(default_factory=list)
+    infos: dict[str, FolderInfo] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[FolderRow]:
+        return [FolderRow(plan, self.infos.get(plan.source)) for plan in self.plans]
+
+    @property
+    def conflicts(self) -> list[FolderPlan]:
+        return [plan for plan in self.plans if plan.conflict]
+
+    @property
+    def total_messages(self) -> int:
+        return sum(i.messages or 0 for i in self.infos.values())
+
+    @property
+    def total_size(self) -> int:
+        return sum(i.size or 0 for i in self.infos.values())
+
+
+def folder_overview(task: Task, account: Account) -> FolderOverview:
+    """List the account's source folders (with counts and sizes) and plan them onto the destination.
+
+    Talks to both servers; a failure to connect or log in comes back as `error`, in words.
+    """
+    from runs.engine import list_folders, plan_folders
+
+    source = mailbox(task.source, account.source_user, account.source_password)
+    destination = mailbox(
+        task.destination, account.destination_user, account.destination_password
+    )
+    try:
+        source_folders = list_folders(source, with_counts=True)
+    except Exception as exc:  # shown to the operator, never raised
+        return FolderOverview(ok=False, error=f"Source: {exc}")
+    try:
+        plans = plan_folders(source, destination, task.folder_mapping)
+    except Exception as exc:
+        return FolderOverview(ok=False, error=f"Destination: {exc}")
+    return FolderOverview(
+        ok=True, plans=plans, infos={f.name: f for f in source_folders}
+    )
