@@ -14,6 +14,7 @@ from datetime import datetime
 from runs import orchestrator
 from runs.models import Run
 from scheduling.services import due_tasks
+from tasks.models import Task
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def tick(now: datetime) -> TickReport:
             run = orchestrator.start_run(task.pk, trigger=Run.Trigger.SCHEDULED)
         except orchestrator.TaskAlreadyRunning:
             report.skipped.append(task.pk)
+        except Task.DoesNotExist:
+            pass  # deleted since this tick read it
         except orchestrator.RunRefused as refusal:
             logger.warning(
                 "tick: scheduled run of task %s refused: %s", task.pk, refusal
