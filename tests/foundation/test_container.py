@@ -56,7 +56,6 @@ def test_the_package_builds_with_every_app_migration_and_command(tmp_path):
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(tmp_path),
