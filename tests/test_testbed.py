@@ -1,0 +1,405 @@
+"""The test bed itself: the private Dovecot, its users and limits, the message helpers, the fault proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import socket
+import ssl
+import time
+
+import pytest
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
+
+from runs.engine.types import Security
+from tests.dovecot import (
+    AppendRefused,
+    as_served,
+    fill,
+    folder_names,
+    make_message,
+    read,
+)
+
+pytestmark = pytest.mark.imap
+
+UTC_MINUS_5 = dt.timezone(dt.timedelta(hours=-5))
+
+
+def awkward_messages() -> list[tuple[bytes, tuple[str, ...], dt.datetime]]:
+    return [
+        (
+            make_message(subject="plain", seed=1),
+            ("\\Seen",),
+            dt.datetime(2019, 5, 6, 7, 8, 9, tzinfo=UTC_MINUS_5),
+        ),
+        (
+            make_message(subject="Grüße", eight_bit=True, bare_lf=True, seed=2),
+            ("\\Flagged", "$Label1"),
+            dt.datetime(2024, 2, 29, 23, 59, 59, tzinfo=dt.UTC),
+        ),
+        (
+            make_message(subject="no id", message_id=None, long_line=12000, seed=3),
+            (),
+            dt.datetime(2001, 1, 1, 0, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))),
+        ),
+        (
+            make_message(subject="attachment", attachment_size=70_000, seed=4),
+            ("\\Answered", "\\Seen"),
+            dt.datetime(2022, 12, 31, 12, 0, 0, tzinfo=dt.UTC),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("security", ["plain", "ssl", "starttls"])
+def test_login_list_append_fetch_round_trip(imap_server, imap_user, security):
+    client = imap_server.connect(imap_user, security)
+    try:
+        if security != "plain":
+            assert client._imap.sock.version().startswith("TLS")  # really encrypted
+        folders = folder_names(client)
+        assert "INBOX" in folders
+        messages = awkward_messages()
+        uids = fill(client, "Archive/2019", messages)
+        assert len(uids) == len(messages)
+        assert "Archive/2019" in folder_names(client)
+        stored = read(client, "Archive/2019")
+    finally:
+        client.logout()
+    assert [s.uid for s in stored] == uids
+    for (raw, flags, when), got in zip(messages, stored, strict=True):
+        # Byte for byte, except that Dovecot serves a bare LF as CRLF.
+        assert got.sha256 == hashlib.sha256(as_served(raw)).hexdigest()
+        assert got.size == len(as_served(raw))
+        assert got.flags == tuple(sorted(flags))
+        assert got.internaldate.tzinfo is not None
+        assert (
+            got.internaldate == when
+        )  # same instant (Dovecot reports it in its own zone)
+    assert stored[2].message_id is None
+    assert stored[0].message_id and stored[0].message_id.startswith("<")
+
+
+def test_capabilities_the_engine_relies_on(imap_server, imap_user):
+    client = imap_server.connect(imap_user)
+    try:
+        caps = set(client.capabilities())
+    finally:
+        client.logout()
+    for needed in (
+        b"IMAP4REV1",
+        b"LITERAL+",
+        b"MULTIAPPEND",
+        b"UIDPLUS",
+        b"CONDSTORE",
+        b"QRESYNC",
+        b"SPECIAL-USE",
+        b"QUOTA",
+        b"NAMESPACE",
+        b"MOVE",
+    ):
+        assert needed in caps
+    assert not any(c.startswith(b"APPENDLIMIT") for c in caps)
+
+
+def test_special_use_folders_are_there(imap_server, imap_user):
+    client = imap_server.connect(imap_user)
+    try:
+        uses = {
+            name: [
+                f for f in flags if f in (b"\\Sent", b"\\Drafts", b"\\Trash", b"\\Junk")
+            ]
+            for flags, _delim, name in client.list_folders()
+        }
+    finally:
+        client.logout()
+    assert uses["Sent"] == [b"\\Sent"]
+    assert uses["Drafts"] == [b"\\Drafts"]
+    assert uses["Trash"] == [b"\\Trash"]
+    assert uses["Junk"] == [b"\\Junk"]
+
+
+def test_tls_verification_against_the_system_store_fails(imap_server, imap_user):
+    with pytest.raises(ssl.SSLCertVerificationError):
+        IMAPClient(
+            imap_server.host,
+            port=imap_server.imaps_port,
+            ssl=True,
+            ssl_context=ssl.create_default_context(),
+            timeout=10,
+        )
+    client = IMAPClient(
+        imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10
+    )
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            client.starttls(ssl.create_default_context())
+    finally:
+        with contextlib.suppress(
+            OSError
+        ):  # the failed handshake closed the socket already
+            client.shutdown()
+
+
+def test_certificate_verifies_for_localhost_and_loopback(imap_server):
+    context = imap_server.ssl_context()
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    # IMAPClient checks the host it was given: 127.0.0.1 must be in the certificate.
+    client = IMAPClient(
+        "127.0.0.1",
+        port=imap_server.imaps_port,
+        ssl=True,
+        ssl_context=context,
+        timeout=10,
+    )
+    client.shutdown()
+    with (
+        socket.create_connection(
+            ("127.0.0.1", imap_server.imaps_port), timeout=10
+        ) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.recv(4) == b"* OK"
+    with (
+        socket.create_connection(
+            ("127.0.0.1", imap_server.imaps_port), timeout=10
+        ) as raw,
+        pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname"),
+    ):
+        context.wrap_socket(raw, server_hostname="mail.example.org")
+
+
+def test_wrong_password_is_refused(imap_server, imap_user):
+    client = IMAPClient(
+        imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10
+    )
+    try:
+        with pytest.raises(LoginError, match=r"\[AUTHENTICATIONFAILED\]"):
+            client.login(imap_user.username, imap_user.password + "x")
+        with pytest.raises(LoginError, match=r"\[AUTHENTICATIONFAILED\]"):
+            client.login("nobody-here", "whatever")
+    finally:
+        client.shutdown()
+
+
+def test_changed_password_applies_at_once(imap_server, make_imap_user):
+    user = make_imap_user()
+    imap_server.connect(user).logout()
+    changed = imap_server.set_password(user, "s3cond-Password")
+    imap_server.connect(changed).logout()
+    client = IMAPClient(
+        imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10
+    )
+    try:
+        with pytest.raises(LoginError):
+            client.login(user.username, user.password)
+    finally:
+        client.shutdown()
+
+
+def test_users_are_independent_and_named_uniquely(
+    imap_server, make_imap_user, imap_server_dotted
+):
+    first, second = make_imap_user(), make_imap_user()
+    assert first.username != second.username
+    assert first.password != second.password
+    named = make_imap_user(username="carol@example.org", password="pw-carol")
+    assert (named.username, named.password) == ("carol@example.org", "pw-carol")
+    on_dotted = make_imap_user(imap_server_dotted)
+    imap_server_dotted.connect(on_dotted).logout()
+    client = imap_server.connect(first)
+    fill(client, "INBOX", [(make_message(), (), None)])
+    client.logout()
+    client = imap_server.connect(second)
+    assert read(client, "INBOX") == []
+    client.logout()
+    with pytest.raises(ValueError):
+        make_imap_user(username="bad:name")
+
+
+def test_mailbox_picks_the_port_for_the_security_mode(imap_server, imap_user):
+    plain = imap_server.mailbox(imap_user)
+    assert (plain.host, plain.port, plain.security) == (
+        "127.0.0.1",
+        imap_server.imap_port,
+        Security.PLAIN,
+    )
+    tls = imap_server.mailbox(
+        imap_user, "ssl", verify_tls=True, ca_certificate=imap_server.ca_certificate
+    )
+    assert (tls.port, tls.security, tls.verify_tls) == (
+        imap_server.imaps_port,
+        Security.SSL,
+        True,
+    )
+    assert tls.ca_certificate.startswith("-----BEGIN CERTIFICATE-----")
+    starttls = imap_server.mailbox(imap_user, "starttls")
+    assert (starttls.port, starttls.security) == (
+        imap_server.imap_port,
+        Security.STARTTLS,
+    )
+    assert (plain.username, plain.password) == (imap_user.username, imap_user.password)
+    assert imap_user.password not in repr(plain) and imap_user.password not in repr(
+        imap_user
+    )
+
+
+def test_dotted_server_has_dot_delimiter_and_inbox_prefix(
+    imap_server_dotted, make_imap_user
+):
+    server = imap_server_dotted
+    assert (server.delimiter, server.prefix) == (".", "INBOX.")
+    user = make_imap_user(server)
+    client = server.connect(user)
+    try:
+        assert client.namespace().personal == (("INBOX.", "."),)
+        fill(
+            client, "INBOX.Projects.Пример & Co", [(make_message(), ("\\Seen",), None)]
+        )
+        listed = {name: delim for _flags, delim, name in client.list_folders()}
+        assert listed["INBOX.Projects.Пример & Co"] == b"."
+        assert "INBOX.Projects" in listed
+        assert {"INBOX.Sent", "INBOX.Drafts", "INBOX.Trash", "INBOX.Junk"} <= set(
+            listed
+        )
+        assert len(read(client, "INBOX.Projects.Пример & Co")) == 1
+    finally:
+        client.logout()
+
+
+def test_slash_server_has_slash_delimiter_and_no_prefix(imap_server, imap_user):
+    client = imap_server.connect(imap_user)
+    try:
+        assert client.namespace().personal == (("", "/"),)
+        fill(client, "Clients/ACME & Sons/2020.Q1", [(make_message(), (), None)])
+        listed = {name: delim for _flags, delim, name in client.list_folders()}
+    finally:
+        client.logout()
+    assert listed["Clients/ACME & Sons/2020.Q1"] == b"/"
+    assert (imap_server.delimiter, imap_server.prefix) == ("/", "")
+
+
+def test_quota_refuses_an_append_with_dovecots_words(imap_server, make_imap_user):
+    user = make_imap_user(quota_bytes=6_000)
+    client = imap_server.connect(user)
+    try:
+        fill(client, "INBOX", [(make_message(attachment_size=2_000, seed=1), (), None)])
+        with pytest.raises(AppendRefused) as refused:
+            fill(
+                client,
+                "INBOX",
+                [(make_message(attachment_size=4_000, seed=2), (), None)],
+            )
+        assert "[OVERQUOTA]" in refused.value.words
+        assert "Quota exceeded" in refused.value.words
+        assert len(read(client, "INBOX")) == 1
+        root = client.get_quota_root("INBOX")
+    finally:
+        client.logout()
+    limit_kib = root[1][0].limit  # STORAGE in KiB, rounded up: 6000 bytes -> 6
+    assert (limit_kib - 1) * 1024 < 6_000 <= limit_kib * 1024
+    assert "STORAGE" in imap_server.quota(user)
+
+
+def test_message_size_limit_refuses_and_is_advertised(imap_server, make_imap_user):
+    user = make_imap_user(max_message_bytes=10_000)
+    client = imap_server.connect(user)
+    try:
+        assert b"APPENDLIMIT=10000" in client.capabilities()
+        fill(client, "INBOX", [(make_message(attachment_size=5_000), (), None)])
+        with pytest.raises(AppendRefused) as refused:
+            fill(client, "INBOX", [(make_message(attachment_size=9_000), (), None)])
+        assert (
+            "[LIMIT] Mail size is larger than the maximum size" in refused.value.words
+        )
+        assert len(read(client, "INBOX")) == 1
+    finally:
+        client.logout()
+    silent = make_imap_user(max_message_bytes=10_000, advertise_appendlimit=False)
+    client = imap_server.connect(silent)
+    try:
+        assert not any(c.startswith(b"APPENDLIMIT") for c in client.capabilities())
+        with pytest.raises(AppendRefused, match=r"\[LIMIT\]"):
+            fill(client, "INBOX", [(make_message(attachment_size=9_000), (), None)])
+    finally:
+        client.logout()
+
+
+def _wait_for_count(server, username, expected, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    count = server.connection_count(username)
+    while count != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = server.connection_count(username)
+    return count
+
+
+def test_connection_count_sees_open_connections(imap_server, make_imap_user):
+    user = make_imap_user()
+    assert imap_server.connection_count(user.username) == 0
+    first = imap_server.connect(user)
+    second = imap_server.connect(user, "ssl")
+    try:
+        assert _wait_for_count(imap_server, user.username, 2) == 2
+        assert imap_server.connection_count() >= 2
+    finally:
+        first.logout()
+    assert _wait_for_count(imap_server, user.username, 1) == 1
+    second.logout()
+    assert _wait_for_count(imap_server, user.username, 0) == 0
+
+
+def test_many_connections_per_user_are_allowed(imap_server, make_imap_user):
+    user = make_imap_user()
+    clients = [
+        imap_server.connect(user) for _ in range(15)
+    ]  # Dovecot's default would stop at 10
+    try:
+        assert _wait_for_count(imap_server, user.username, 15) == 15
+    finally:
+        for client in clients:
+            client.logout()
+
+
+def test_dovecot_serves_bare_lf_as_crlf(imap_server, imap_user):
+    raw = make_message(bare_lf=True, seed=11)
+    client = imap_server.connect(imap_user)
+    try:
+        fill(client, "INBOX", [(raw, (), None)])
+        client.select_folder("INBOX", readonly=True)
+        body = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+    finally:
+        client.logout()
+    (served,) = [item[b"BODY[]"] for item in body.values()]
+    assert served != raw
+    assert served == as_served(raw) == raw.replace(b"\n", b"\r\n")
+    crlf = make_message(seed=11, message_id="x@example.org")
+    assert as_served(crlf) == crlf
+
+
+def test_make_message_variants():
+    plain = make_message(seed=1)
+    assert b"\r\n" in plain and b"\n" not in plain.replace(b"\r\n", b"")
+    assert b"Message-ID: <" in plain
+    bare = make_message(bare_lf=True, seed=1)
+    assert b"\r" not in bare
+    assert b"Message-ID" not in make_message(message_id=None)
+    assert b"Message-ID: <same@example.org>" in make_message(
+        message_id="same@example.org"
+    )
+    eight = make_message(eight_bit=True, subject="Grüße")
+    assert "Grüße".encode() in eight and b"Content-Transfer-Encoding: 8bit" in eight
+    big = make_message(attachment_size=100_000, seed=7, message_id="fixed@example.org")
+    assert len(big) > 133_000 and b"Content-Disposition: attachment" in big
+    assert big == make_message(
+        attachment_size=100_000, seed=7, message_id="fixed@example.org"
+    )
+    assert make_message(seed=1) != make_message(
+        seed=1
+    )  # generated Message-IDs are unique
+    assert (
+        max(len(line) for line in make_message(long_line=20_000).split(b"\r\n"))
+        == 20_000
+    )
