@@ -132,11 +132,15 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
     return preview
 
 
-def _sniff(text: str) -> type[csv.Dialect] | csv.Dialect:
-    """Comma by default; semicolon or tab files (spreadsheet exports) are read too."""
+def _sniff(text: str) -> type[csv.Dialect]:
+    """Comma by default; semicolon or tab files (spreadsheet exports) are read too.
+
+    The delimiter is the one that splits the first line into 3 or 4 fields.
+    """
     first = text.splitlines()[0]
-    for delimiter in (";", "\t"):
-        if delimiter in first and "," not in first:
+    for delimiter in (",", ";", "\t"):
+        fields = next(csv.reader([first], delimiter=delimiter))
+        if len(fields) in (3, 4):
             return type("Dialect", (csv.excel,), {"delimiter": delimiter})
     return csv.excel
 

@@ -34,6 +34,14 @@ BROKEN_BADGE_TEMPLATE = [
     "tasks/_broken_badge_fallback.html",
 ]
 
+
+def _posted(request: HttpRequest, files: bool = False) -> tuple:
+    """Form data for a POST (even an empty one, so the form is bound and validated); none for a GET."""
+    if request.method != "POST":
+        return (None, None) if files else (None,)
+    return (request.POST, request.FILES) if files else (request.POST,)
+
+
 # ---------------------------------------------------------------- endpoints
 
 
@@ -54,7 +62,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def endpoint_create(request: HttpRequest) -> HttpResponse:
-    form = EndpointForm(request.POST or None)
+    form = EndpointForm(*_posted(request))
     if request.method == "POST" and form.is_valid():
         endpoint = form.save()
         messages.success(request, f"Endpoint “{endpoint.label}” created.")
@@ -71,7 +79,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    form = EndpointForm(request.POST or None, instance=endpoint)
+    form = EndpointForm(*_posted(request), instance=endpoint)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Endpoint “{endpoint.label}” saved.")
@@ -222,7 +230,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def task_create(request: HttpRequest) -> HttpResponse:
-    form = TaskForm(request.POST or None)
+    form = TaskForm(*_posted(request))
     if request.method == "POST" and form.is_valid():
         task = form.save()
         messages.success(request, f"Task “{task.name}” created. Now add its accounts.")
@@ -239,7 +247,7 @@ def task_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def task_edit(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    form = TaskForm(request.POST or None, instance=task)
+    form = TaskForm(*_posted(request), instance=task)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Task “{task.name}” saved.")
@@ -351,7 +359,7 @@ def _tests_pending(task: Task, started: str) -> bool:
 @login_required
 def account_create(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    form = AccountForm(request.POST or None, task=task)
+    form = AccountForm(*_posted(request), task=task)
     if request.method == "POST" and form.is_valid():
         account = form.save()
         messages.success(request, f"Account {account.source_user} added.")
@@ -370,7 +378,7 @@ def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
     account = get_object_or_404(
         Account.objects.select_related("task"), pk=account_pk, task_id=pk
     )
-    form = AccountForm(request.POST or None, instance=account, task=account.task)
+    form = AccountForm(*_posted(request), instance=account, task=account.task)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Account {account.source_user} saved.")
@@ -501,7 +509,7 @@ def _load_pending(request: HttpRequest, task: Task) -> bytes | None:
 @login_required
 def account_import(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    form = CsvUploadForm(request.POST or None, request.FILES or None)
+    form = CsvUploadForm(*_posted(request, files=True))
     if request.method == "POST" and form.is_valid():
         _store_pending(request, task, form.cleaned_data["file"].read())
         return redirect("tasks:import_preview", pk=task.pk)
@@ -577,7 +585,7 @@ def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
     form = None
     if overview and overview.ok:
         form = FolderMappingForm(
-            request.POST or None,
+            *_posted(request),
             plans=overview.plans,
             mapping=task.folder_mapping,
             infos=overview.infos,

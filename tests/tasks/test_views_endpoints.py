@@ -52,14 +52,24 @@ def test_create_endpoint_saves_it(admin_client):
     endpoint = Endpoint.objects.get(label="New")
     assert response.status_code == 302
     assert response["Location"] == reverse("tasks:endpoint_edit", args=[endpoint.pk])
-    assert (endpoint.port, endpoint.security, endpoint.max_connections) == (143, "starttls", 5)
+    assert (endpoint.port, endpoint.security, endpoint.max_connections) == (
+        143,
+        "starttls",
+        5,
+    )
     assert endpoint.verify_tls is True
 
 
 def test_bad_port_is_reported_next_to_the_port_field(admin_client):
     response = admin_client.post(
         reverse("tasks:endpoint_create"),
-        {"label": "X", "host": "h", "port": "70000", "security": "ssl", "max_connections": "1"},
+        {
+            "label": "X",
+            "host": "h",
+            "port": "70000",
+            "security": "ssl",
+            "max_connections": "1",
+        },
     )
     assert response.status_code == 400
     html = response.content.decode()
@@ -104,7 +114,13 @@ def test_edit_endpoint_saves_changes(admin_client):
     endpoint = EndpointFactory(label="A", max_connections=10)
     response = admin_client.post(
         reverse("tasks:endpoint_edit", args=[endpoint.pk]),
-        {"label": "A", "host": "imap.a.test", "port": "993", "security": "ssl", "max_connections": "3"},
+        {
+            "label": "A",
+            "host": "imap.a.test",
+            "port": "993",
+            "security": "ssl",
+            "max_connections": "3",
+        },
     )
     assert response.status_code == 302
     endpoint.refresh_from_db()
@@ -131,7 +147,10 @@ def test_delete_is_refused_while_a_task_uses_the_endpoint(admin_client):
         reverse("tasks:endpoint_delete", args=[endpoint.pk]), follow=True
     )
     assert Endpoint.objects.filter(pk=endpoint.pk).exists()
-    assert "is used by task “Migration A” and cannot be deleted" in response.content.decode()
+    assert (
+        "is used by task “Migration A” and cannot be deleted"
+        in response.content.decode()
+    )
 
 
 def test_endpoint_pages_need_a_login(client):
@@ -149,7 +168,8 @@ def test_test_connection_needs_post(admin_client):
 def test_test_connection_to_a_closed_port_says_so(admin_client, unused_tcp_port):
     endpoint = EndpointFactory(port=unused_tcp_port, security="plain")
     response = admin_client.post(
-        reverse("tasks:endpoint_test", args=[endpoint.pk]), headers={"HX-Request": "true"}
+        reverse("tasks:endpoint_test", args=[endpoint.pk]),
+        headers={"HX-Request": "true"},
     )
     html = response.content.decode()
     assert response.status_code == 200
@@ -158,7 +178,9 @@ def test_test_connection_to_a_closed_port_says_so(admin_client, unused_tcp_port)
     assert "<html" not in html  # a partial for htmx
 
 
-def test_test_connection_without_javascript_renders_the_whole_page(admin_client, unused_tcp_port):
+def test_test_connection_without_javascript_renders_the_whole_page(
+    admin_client, unused_tcp_port
+):
     endpoint = EndpointFactory(port=unused_tcp_port, security="plain")
     response = admin_client.post(reverse("tasks:endpoint_test", args=[endpoint.pk]))
     html = response.content.decode()

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from runs.models import AccountRun, Run
+from runs.views import account_progress
+from tasks.models import Task
+from tests.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_progress_polls_while_the_run_is_going(admin_client):
+    run = RunFactory(status=Run.Status.RUNNING)
+    AccountRunFactory(
+        run=run,
+        status="running",
+        copied=20,
+        skipped=5,
+        total_messages=50,
+        bytes=3_000_000,
+        current_folder="Archive/2024",
+    )
+    response = admin_client.get(
+        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'hx-trigger="every 2s"' in html
+    assert "Archive/2024" in html
+    assert "25/50" in html
+    assert "3.0 MB" in html
+
+
+def test_progress_stops_polling_once_the_run_is_done(admin_client):
+    run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
+    AccountRunFactory(run=run, status="done", copied=10, total_messages=10)
+    response = admin_client.get(
+        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert b"hx-trigger" not in response.content
+    assert b'data-status="done"' in response.content
+
+
+def test_account_progress_rate_and_eta():
+    now = timezone.now()
+    ar = AccountRun(
+        status=AccountRun.Status.RUNNING,
+        copied=100,
+        skipped=0,
+        errors=0,
+        total_messages=400,
+        started_at=now - timedelta(seconds=50),
+        heartbeat_at=now,
+    )
+    progress = account_progress(ar, now)
+    assert progress.percent == 25
+    assert progress.rate == pytest.approx(2.0)
+    assert progress.eta_seconds == 150
+
+
+def test_account_progress_without_a_total_has_no_percent():
+    ar = AccountRun(status=AccountRun.Status.RUNNING, total_messages=0)
+    assert account_progress(ar, timezone.now()).percent is None
+
+
+def test_run_report_shows_totals_accounts_and_message_errors(admin_client):
+    start = timezone.now() - timedelta(minutes=3, seconds=5)
+    run = RunFactory(
+        status=Run.Status.DONE,
+        started_at=start,
+        finished_at=start + timedelta(minutes=3, seconds=5),
+        copied=12,
+        errors=1,
+        trigger=Run.Trigger.SCHEDULED,
+    )
+    AccountRunFactory(
+        run=run,
+        status="done",
+        copied=12,
+        errors=1,
+        message_errors=[
+            {
+                "folder": "Sent",
+                "uid": 77,
+                "subject": "Quarterly figures",
+                "size": 52_000_000,
+                "reason": "[LIMIT] Message too large",
+            }
+        ],
+    )
+    AccountRunFactory(
+        run=run,
+        status="failed",
+        last_error="Login failed: [AUTHENTICATIONFAILED] Authentication failed.",
+    )
+    html = admin_client.get(reverse("runs:report", args=[run.pk])).content.decode()
+    assert "Scheduled" in html
+    assert "3 min 5 s" in html
+    assert "[LIMIT] Message too large" in html
+    assert "Quarterly figures" in html
+    assert "[AUTHENTICATIONFAILED]" in html
+
+
+def test_run_report_csv(admin_client):
+    run = RunFactory()
+    account = AccountFactory(
+        task=run.task, source_user="a@old", source_password="pw-never-shown"
+    )
+    AccountRunFactory(
+        run=run,
+        account=account,
+        status="done",
+        copied=3,
+        message_errors=[
+            {
+                "folder": "INBOX",
+                "uid": 9,
+                "subject": "Hi, there",
+                "size": 10,
+                "reason": "refused",
+            }
+        ],
+    )
+    response = admin_client.get(reverse("runs:report_csv", args=[run.pk]))
+    body = response.content.decode()
+    lines = body.splitlines()
+    assert lines[0].startswith("source_user,destination_user,status,copied")
+    assert lines[1].startswith("a@old,")
+    assert ',INBOX,9,"Hi, there",10' in lines[2]
+    assert "pw-never-shown" not in body
+
+
+def test_run_start_refused_without_accounts_says_why(admin_client):
+    task = TaskFactory()
+    response = admin_client.post(reverse("runs:start", args=[task.pk]), follow=True)
+    assert "no accounts" in response.content.decode()
+    assert not Run.objects.exists()
+    task.refresh_from_db()
+    assert task.status == Task.Status.IDLE
+
+
+def test_run_start_refused_with_untested_accounts_says_why(admin_client):
+    task = TaskFactory()
+    AccountFactory(task=task, source_user="u@old")
+    response = admin_client.post(reverse("runs:start", args=[task.pk]), follow=True)
+    assert "have not passed the connection test" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_run_start_creates_the_run(
+    admin_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    pushed = []
+    monkeypatch.setattr("runs.orchestrator.push_jobs", lambda ids: pushed.extend(ids))
+    task = TaskFactory()
+    AccountFactory(task=task, tested=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("runs:start", args=[task.pk]))
+    assert response.status_code == 302
+    run = Run.objects.get(task=task)
+    assert run.trigger == Run.Trigger.MANUAL and run.is_running
+    assert len(pushed) == 1
+
+
+def test_run_start_needs_post(admin_client):
+    task = TaskFactory()
+    assert admin_client.get(reverse("runs:start", args=[task.pk])).status_code == 405
+
+
+def test_cancel_running_run(admin_client):
+    task = TaskFactory(status=Task.Status.RUNNING)
+    run = RunFactory(task=task, status=Run.Status.RUNNING)
+    AccountRunFactory(run=run, status="running")
+    response = admin_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
+    run.refresh_from_db()
+    assert run.cancel_requested
+    assert "Cancelling" in response.content.decode()
+
+
+def test_cancel_finished_run_is_refused(admin_client):
+    run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
+    response = admin_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
+    run.refresh_from_db()
+    assert not run.cancel_requested
+    assert "already ended" in response.content.decode()
