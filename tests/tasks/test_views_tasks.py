@@ -49,7 +49,7 @@ def test_task_list_shows_last_run_broken_badge_and_running_progress(admin_client
 def test_task_list_uses_a_fixed_number_of_queries(
     admin_client, django_assert_max_num_queries
 ):
-    for n in range(8):
+    for _ in range(8):
         task = TaskFactory()
         AccountFactory.create_batch(2, task=task)
         RunFactory(task=task, finished_at=timezone.now())
