@@ -1,0 +1,290 @@
+"""django-q2 entry points. Arguments are ids, never model instances and never passwords.
+
+copy_account_job is the adapter between django-q2 and the copy engine: it claims its AccountRun,
+waits for connection slots, runs the engine, and records the outcome. It never raises: a raised
+job would be handed out again by the broker, and our own rows already say what happened.
+
+While the engine works, a JobMonitor thread writes the progress and the heartbeat about once a
+second (fenced by the claim's attempt number), renews the connection-slot leases, and watches for
+a cancel request or a lost claim; the engine sees those through should_stop() between batches.
+
+Waiting for a connection slot happens inside the job, with the heartbeat going: the account run
+shows as running "waiting for a free connection", stays cancellable, and the worker is held while
+it waits. Parallelism is therefore min(cluster workers, what the endpoints' max connections allow);
+size Q_WORKERS to the connections you allow, not above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from django.db import connections
+from django.utils import timezone
+
+from runs import orchestrator, slots
+from runs.engine.types import AccountResult, Outcome, Progress
+from runs.models import AccountRun, Run
+from runs.progress import WAITING_FOR_SLOTS
+from runs.state import FolderStateStore
+
+logger = logging.getLogger(__name__)
+
+# Connections the engine opens on each side for one account.
+CONNECTIONS_PER_SIDE = 2
+HEARTBEAT_SECONDS = 1.0
+SLOT_RENEW_SECONDS = 10.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobMonitor:
+    """The job's heartbeat: persists progress about once a second and tells the engine when to stop."""
+
+    def __init__(
+        self,
+        account_run_id: int,
+        run_id: int,
+        attempt: int,
+        slot_holder: str,
+        *,
+        interval: float = HEARTBEAT_SECONDS,
+        clock: Callable = timezone.now,
+    ) -> None:
+        self.account_run_id = account_run_id
+        self.run_id = run_id
+        self.attempt = attempt
+        self.slot_holder = slot_holder
+        self.interval = interval
+        self.clock = clock
+        self.latest: Progress | None = None
+        self.waiting = False
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self.terminated = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_ok = time.monotonic()
+        self._last_renew = 0.0
+
+    # called by the engine, in the job's thread: no database access here
+    def on_progress(self, progress: Progress) -> None:
+        self.latest = progress
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or self.lost.is_set() or self.terminated.is_set()
+
+    def beat(self) -> None:
+        """One fenced write of progress + heartbeat, slot renewal, and the cancel check."""
+        now = self.clock()
+        fields: dict = {"heartbeat_at": now}
+        progress = self.latest
+        if progress is not None:
+            fields.update(
+                current_folder=progress.folder[:1000],
+                copied=progress.copied,
+                skipped=progress.skipped,
+                errors=progress.errors,
+                bytes=progress.bytes,
+                total_messages=progress.total_messages,
+                total_bytes=progress.total_bytes,
+            )
+        else:
+            fields["current_folder"] = WAITING_FOR_SLOTS if self.waiting else ""
+        written = AccountRun.objects.filter(
+            pk=self.account_run_id,
+            attempt=self.attempt,
+            status=AccountRun.Status.RUNNING,
+        ).update(**fields)
+        if not written:
+            if not self.lost.is_set():
+                logger.warning(
+                    "account run %s attempt %s: claim lost, stopping",
+                    self.account_run_id,
+                    self.attempt,
+                )
+            self.lost.set()
+            return
+        self._last_ok = time.monotonic()
+        if time.monotonic() - self._last_renew >= SLOT_RENEW_SECONDS:
+            slots.renew(self.slot_holder, now=now)
+            self._last_renew = time.monotonic()
+        if (
+            Run.objects.filter(pk=self.run_id)
+            .values_list("cancel_requested", flat=True)
+            .first()
+        ):
+            self.cancelled.set()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception:
+                    logger.exception(
+                        "account run %s: heartbeat failed", self.account_run_id
+                    )
+                    # Unable to prove we still hold the claim for half a lease: stop copying.
+                    if (
+                        time.monotonic() - self._last_ok
+                        > orchestrator.HEARTBEAT_LEASE_SECONDS / 2
+                    ):
+                        self.lost.set()
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, name=f"heartbeat-{self.account_run_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(monitor: JobMonitor) -> Iterator[None]:
+    """SIGTERM (a process manager stopping the worker) ends the copy cleanly after the batch in flight."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        monitor.terminated.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def slot_needs(account_run: AccountRun) -> tuple[dict[int, int], int]:
+    """Connection slots one account copy needs on each endpoint, and connections per side."""
+    task = account_run.run.task
+    source, destination = task.source, task.destination
+    if source.pk == destination.pk:
+        per_side = min(CONNECTIONS_PER_SIDE, source.max_connections // 2)
+        if per_side < 1:
+            raise slots.SlotsImpossible(
+                f"source and destination are the same server ({source.label}), which needs two "
+                f"connections at once, but its max connections is {source.max_connections}"
+            )
+        return {source.pk: 2 * per_side}, per_side
+    per_side = min(
+        CONNECTIONS_PER_SIDE, source.max_connections, destination.max_connections
+    )
+    return {source.pk: per_side, destination.pk: per_side}, per_side
+
+
+def copy_account_job(account_run_id: int) -> None:
+    """Copy one account of a run. Does nothing for a duplicate delivery; never raises."""
+    try:
+        account_run = orchestrator.claim_account_run(
+            account_run_id, worker=worker_id(), now=timezone.now()
+        )
+    except Exception:
+        logger.exception("account run %s: claim failed", account_run_id)
+        return
+    if account_run is None:
+        logger.info(
+            "account run %s: nothing to do (already taken, finished or cancelled)",
+            account_run_id,
+        )
+        return
+    attempt = account_run.attempt
+    holder = slots.account_run_holder(account_run.pk, attempt)
+    monitor = JobMonitor(account_run.pk, account_run.run_id, attempt, holder)
+    monitor.start()
+    try:
+        with _stop_on_sigterm(monitor):
+            result = _copy(account_run, attempt, monitor, holder)
+    except Exception as exc:
+        # Recorded on the AccountRun. The job must not raise, or django-q2 would deliver it again.
+        logger.exception("account run %s failed", account_run_id)
+        result = AccountResult.failed(f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        monitor.stop()
+        with contextlib.suppress(Exception):
+            slots.release(holder)
+    if monitor.terminated.is_set() and result.outcome == Outcome.CANCELLED:
+        result.outcome = Outcome.FAILED
+        result.reason = (
+            f"{orchestrator.INTERRUPTED}: the worker was stopped (SIGTERM); "
+            "run the task again to resume"
+        )
+    try:
+        orchestrator.finish_account_run(
+            account_run, attempt, result, now=timezone.now(), progress=monitor.latest
+        )
+    except Exception:
+        # The row stays running without a heartbeat: the reaper finalises it as interrupted.
+        logger.exception("account run %s: could not record its result", account_run_id)
+
+
+def _copy(
+    account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: str
+) -> AccountResult:
+    from runs.engine import copy_account
+    from tasks.models import Account
+    from tasks.services import mailbox_for
+
+    try:
+        needs, per_side = slot_needs(account_run)
+    except slots.SlotsImpossible as exc:
+        return AccountResult.failed(str(exc))
+    monitor.waiting = True
+    got = slots.acquire(needs, holder, give_up=monitor.should_stop)
+    monitor.waiting = False
+    if not got:
+        return AccountResult(
+            outcome=Outcome.CANCELLED, reason="cancelled before it started"
+        )
+    task = account_run.run.task
+    # The passwords are decrypted here, in the worker, just before the logins.
+    account = Account.objects.get(pk=account_run.account_id)
+    source = mailbox_for(task.source, account.source_user, account.source_password)
+    destination = mailbox_for(
+        task.destination, account.destination_user, account.destination_password
+    )
+    del account
+    store = FolderStateStore(
+        account_run.account_id,
+        account_run_id=account_run.pk,
+        attempt=attempt,
+        on_lost=monitor.lost.set,
+    )
+    return copy_account(
+        source,
+        destination,
+        state=store,
+        folder_mapping=task.folder_mapping or None,
+        on_progress=monitor.on_progress,
+        should_stop=monitor.should_stop,
+        connections=per_side,
+    )
+
+
+def test_account_job(account_id: int) -> None:
+    """Test both logins of one account (the pages' "Test all"). Never raises."""
+    from tasks.models import Account
+    from tasks.services import test_account
+
+    try:
+        test_account(Account(pk=account_id))
+    except Account.DoesNotExist:
+        logger.info("account %s: gone before its test ran", account_id)
+    except Exception:
+        logger.exception("account %s: connection test failed", account_id)

@@ -1,0 +1,566 @@
+"""Starting, cancelling, finishing and reaping runs. The database is the truth; the broker only rings.
+
+Every state change is a conditional UPDATE on the row's own columns, so two processes racing for
+the same change (two starts, a duplicate job delivery, two jobs finishing at once, the reaper and a
+late worker) see exactly one winner, on SQLite and on PostgreSQL:
+
+- start_run claims the task (status not running -> running), backed by Run's partial unique
+  constraint `one_running_run_per_task`.
+- A job claims its AccountRun (queued -> running, attempt + 1); `attempt` is the fencing token on
+  every later write of that job, so a worker that lost its lease changes nothing.
+- Whoever finishes an AccountRun finalises the Run when it was the last active one, under a lock
+  on the Run row (PostgreSQL) or SQLite's IMMEDIATE write lock, so that happens exactly once.
+- The tick calls reap_stale(now): account runs whose heartbeat stopped are failed as
+  "interrupted", jobs the broker lost are re-enqueued once, so no run stays running forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.utils import timezone
+
+from runs import slots
+from runs.engine.types import AccountResult, Outcome, Progress
+from runs.models import AccountRun, Run
+from tasks.models import Account, Task
+
+logger = logging.getLogger(__name__)
+
+JOB_FUNC = "runs.jobs.copy_account_job"
+
+# A running account run whose heartbeat is older than this is considered dead. Jobs beat about
+# once a second, so this only needs to cover a stalled database or a long GC pause.
+HEARTBEAT_LEASE_SECONDS = 90
+# A queued account run whose job is not in the broker this long after it was enqueued is lost.
+LOST_JOB_GRACE_SECONDS = 600
+# The first word of the reason of a reaped account run and of its run. scheduling.breaker reads it:
+# an interrupted run is resumed by the next run, it does not trip the breaker.
+INTERRUPTED = "interrupted"
+
+MAX_STORED_MESSAGE_ERRORS = 1000
+MAX_STORED_WARNINGS = 200
+
+ACTIVE = (AccountRun.Status.QUEUED, AccountRun.Status.RUNNING)
+
+
+class RunRefused(Exception):
+    """A run cannot start; the message is meant for the user."""
+
+
+class TaskAlreadyRunning(RunRefused):
+    def __init__(self, task_id: int):
+        super().__init__("This task is already running.")
+        self.task_id = task_id
+
+
+class NoAccounts(RunRefused):
+    def __init__(self, task_id: int):
+        super().__init__("This task has no accounts: add or import accounts first.")
+        self.task_id = task_id
+
+
+class AccountsNotTested(RunRefused):
+    def __init__(self, task_id: int, users: list[str], total: int):
+        shown = ", ".join(users[:5]) + (" and others" if len(users) > 5 else "")
+        super().__init__(
+            f"{len(users)} of {total} accounts have not passed the connection test on both sides "
+            f"({shown}): test the accounts first."
+        )
+        self.task_id = task_id
+        self.users = users
+
+
+# --- start ---------------------------------------------------------------------------------------
+
+
+def start_run(
+    task_id: int, *, trigger: Run.Trigger | str, now: datetime | None = None
+) -> Run:
+    """Start a run of the task: claim it, create the Run and one AccountRun per account, enqueue the jobs.
+
+    Raises a RunRefused subclass (TaskAlreadyRunning, NoAccounts, AccountsNotTested) with a message
+    for the user, and Task.DoesNotExist for an unknown task. The jobs are enqueued after commit.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        accounts = list(
+            Account.objects.filter(task_id=task_id)
+            .order_by("source_user")
+            .values_list(
+                "pk", "source_user", "source_test_status", "destination_test_status"
+            )
+        )
+        claimed = (
+            Task.objects.filter(pk=task_id)
+            .exclude(status=Task.Status.RUNNING)
+            .update(status=Task.Status.RUNNING)
+        )
+        if claimed != 1:
+            if not Task.objects.filter(pk=task_id).exists():
+                raise Task.DoesNotExist(f"task {task_id} does not exist")
+            raise TaskAlreadyRunning(task_id)
+        # Refusals raise inside the transaction, so the claim above is rolled back with them.
+        if not accounts:
+            raise NoAccounts(task_id)
+        untested = [
+            user
+            for _pk, user, src, dst in accounts
+            if src != Account.TestStatus.OK or dst != Account.TestStatus.OK
+        ]
+        if untested:
+            raise AccountsNotTested(task_id, untested, len(accounts))
+        try:
+            with transaction.atomic():
+                run = Run.objects.create(
+                    task_id=task_id,
+                    trigger=trigger,
+                    status=Run.Status.RUNNING,
+                    started_at=now,
+                )
+        except IntegrityError:
+            # The task row said "not running" but a running Run exists (the constraint caught it).
+            raise TaskAlreadyRunning(task_id) from None
+        account_runs = AccountRun.objects.bulk_create(
+            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1)
+            for pk, *_ in accounts
+        )
+        ids = [ar.pk for ar in account_runs]
+        # Enqueue only after commit, so workers can see the rows.
+        transaction.on_commit(lambda: push_jobs(ids))
+    logger.info(
+        "run %s of task %s started (%s, %s accounts)",
+        run.pk,
+        task_id,
+        trigger,
+        len(ids),
+    )
+    return run
+
+
+def copy_queue() -> str:
+    """The django-q2 queue copy jobs go to: the main cluster's, whoever enqueues (the web, the tick)."""
+    from django_q.conf import Conf
+
+    return Conf.PREFIX
+
+
+def push_jobs(account_run_ids: Iterable[int]) -> None:
+    """Hand one job per account run to the broker: ids only, never a password.
+
+    A push that fails is logged and left to reap_stale, which re-enqueues lost jobs.
+    """
+    from django_q.tasks import async_task
+
+    for pk in account_run_ids:
+        try:
+            async_task(
+                JOB_FUNC,
+                pk,
+                task_name=f"copy account run {pk}",
+                cluster=copy_queue(),
+            )
+        except Exception:
+            logger.exception(
+                "could not enqueue account run %s; the reaper will retry", pk
+            )
+
+
+# --- cancel --------------------------------------------------------------------------------------
+
+
+def cancel_run(run_id: int, *, now: datetime | None = None) -> bool:
+    """Ask a running run to stop. Returns False when it is not running.
+
+    Queued account runs end cancelled at once; running jobs notice within about a second and stop
+    between batches, keeping in FolderState everything copied so far.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != Run.Status.RUNNING:
+            return False
+        Run.objects.filter(pk=run_id).update(cancel_requested=True)
+        AccountRun.objects.filter(
+            run_id=run_id, status=AccountRun.Status.QUEUED
+        ).update(
+            status=AccountRun.Status.CANCELLED,
+            finished_at=now,
+            last_error="cancelled before it started",
+        )
+        _finalise_if_complete(run_id, now)
+    logger.info("run %s: cancel requested", run_id)
+    return True
+
+
+def running_run(task_id: int) -> Run | None:
+    return Run.objects.filter(task_id=task_id, status=Run.Status.RUNNING).first()
+
+
+# --- jobs: claim and finish ----------------------------------------------------------------------
+
+
+def claim_account_run(
+    account_run_id: int, *, worker: str, now: datetime
+) -> AccountRun | None:
+    """Claim a queued account run for this worker; None when there is nothing to do.
+
+    A second delivery of the same job, a job of a cancelled or finished run, or an id that no longer
+    exists all give None. The returned row carries the new `attempt`, the job's fencing token.
+    """
+    with transaction.atomic():
+        claimed = AccountRun.objects.filter(
+            pk=account_run_id, status=AccountRun.Status.QUEUED
+        ).update(
+            status=AccountRun.Status.RUNNING,
+            attempt=F("attempt") + 1,
+            worker=worker[:200],
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            current_folder="",
+        )
+        if claimed != 1:
+            return None
+        # Our UPDATE holds the row until commit, so this reads our own attempt number.
+        return AccountRun.objects.select_related(
+            "run__task__source", "run__task__destination"
+        ).get(pk=account_run_id)
+
+
+_OUTCOME_STATUS = {
+    Outcome.DONE: AccountRun.Status.DONE,
+    Outcome.FAILED: AccountRun.Status.FAILED,
+    Outcome.CANCELLED: AccountRun.Status.CANCELLED,
+}
+
+
+def finish_account_run(
+    account_run: AccountRun,
+    attempt: int,
+    result: AccountResult,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+) -> bool:
+    """Record an account's outcome (fenced by `attempt`); the last account to finish finalises the run.
+
+    Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
+    then nothing is written.
+    """
+    status = _OUTCOME_STATUS[Outcome(result.outcome)]
+    fields: dict = {
+        "status": status,
+        "copied": result.copied,
+        "skipped": result.skipped,
+        "errors": result.errors,
+        "bytes": result.bytes,
+        "finished_at": now,
+        "heartbeat_at": now,
+        "current_folder": "",
+        "last_error": result.reason if status != AccountRun.Status.DONE else "",
+        "message_errors": [
+            asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]
+        ],
+        "warnings": [str(w) for w in result.warnings[:MAX_STORED_WARNINGS]],
+    }
+    if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
+        fields["last_error"] = "cancelled"
+    if progress is not None:
+        fields["total_messages"] = progress.total_messages
+        fields["total_bytes"] = progress.total_bytes
+    with transaction.atomic():
+        _lock_run(account_run.run_id)
+        written = AccountRun.objects.filter(
+            pk=account_run.pk, attempt=attempt, status=AccountRun.Status.RUNNING
+        ).update(**fields)
+        if not written:
+            logger.warning(
+                "account run %s attempt %s: no longer ours, result dropped",
+                account_run.pk,
+                attempt,
+            )
+            return False
+        _finalise_if_complete(account_run.run_id, now)
+    return True
+
+
+def _lock_run(run_id: int) -> None:
+    # Serialises the finalisers of one run on PostgreSQL (a no-op on SQLite, where the IMMEDIATE
+    # transaction already holds the database's write lock).
+    list(Run.objects.select_for_update().filter(pk=run_id).values_list("pk"))
+
+
+def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
+    """Finalise the run if no account run is active any more. Call inside a transaction holding _lock_run."""
+    if AccountRun.objects.filter(run_id=run_id, status__in=ACTIVE).exists():
+        return None
+    run = Run.objects.select_for_update().get(pk=run_id)
+    if run.status != Run.Status.RUNNING:
+        return None
+    rows = AccountRun.objects.filter(run_id=run_id)
+    totals = rows.aggregate(
+        copied=Sum("copied"),
+        skipped=Sum("skipped"),
+        errors=Sum("errors"),
+        bytes=Sum("bytes"),
+        accounts=Count("pk"),
+        failed=Count("pk", filter=Q(status=AccountRun.Status.FAILED)),
+        cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
+        interrupted=Count(
+            "pk",
+            filter=Q(
+                status=AccountRun.Status.FAILED,
+                last_error__startswith=INTERRUPTED,
+            ),
+        ),
+    )
+    for key in ("copied", "skipped", "errors", "bytes"):
+        setattr(run, key, totals[key] or 0)
+    failures = list(
+        rows.filter(status=AccountRun.Status.FAILED)
+        .exclude(last_error__startswith=INTERRUPTED)
+        .order_by("account__source_user")
+        .values_list("account__source_user", "last_error")[:3]
+    )
+    run.status, run.reason = _verdict(run, totals, failures)
+    run.finished_at = now
+    run.save(
+        update_fields=[
+            "status",
+            "reason",
+            "finished_at",
+            "copied",
+            "skipped",
+            "errors",
+            "bytes",
+        ]
+    )
+    Task.objects.filter(pk=run.task_id, status=Task.Status.RUNNING).update(
+        status=Task.Status(run.status)
+    )
+    _after_run(run)
+    logger.info(
+        "run %s finished %s: %s copied, %s skipped, %s errors",
+        run.pk,
+        run.status,
+        run.copied,
+        run.skipped,
+        run.errors,
+    )
+    return run
+
+
+def _verdict(
+    run: Run, totals: dict, failures: list[tuple[str, str]]
+) -> tuple[str, str]:
+    accounts, failed = totals["accounts"], totals["failed"]
+    interrupted, cancelled = totals["interrupted"], totals["cancelled"]
+    if cancelled:
+        return Run.Status.CANCELLED, "cancelled by the operator"
+    if interrupted:
+        return (
+            Run.Status.FAILED,
+            f"{INTERRUPTED}: {interrupted} of {accounts} accounts stopped without finishing "
+            "(a worker died or the job queue lost the job); run the task again to resume",
+        )
+    if failed:
+        detail = "; ".join(f"{user}: {error}" for user, error in failures)
+        more = " …" if failed > len(failures) else ""
+        return (
+            Run.Status.FAILED,
+            f"{failed} of {accounts} accounts failed: {detail}{more}",
+        )
+    if run.errors:
+        return Run.Status.DONE, f"{run.errors} messages could not be copied"
+    return Run.Status.DONE, ""
+
+
+def _after_run(run: Run) -> None:
+    # The breaker commits with the run's final state (PITFALLS.md §4.4). A bug in it must not keep
+    # the run running forever, so it runs in a savepoint and its failure is logged.
+    from scheduling.breaker import after_run
+
+    try:
+        with transaction.atomic():
+            after_run(run)
+    except Exception:
+        logger.exception("breaker failed after run %s", run.pk)
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+
+def reap_stale(now: datetime) -> int:
+    """Recover from dead workers and lost jobs; returns how many account runs were failed.
+
+    - running with a heartbeat older than the lease: failed, "interrupted: ..."; the run is
+      finalised when it was the last one, and the task is free again;
+    - queued while its job is in no broker queue long after it was enqueued: re-enqueued once,
+      then failed, "interrupted: ...";
+    - a run left running with nothing active (should not happen) is finalised.
+    """
+    reaped = 0
+    lease_cutoff = now - timedelta(seconds=HEARTBEAT_LEASE_SECONDS)
+    stale = AccountRun.objects.filter(status=AccountRun.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=lease_cutoff)
+        | Q(heartbeat_at__isnull=True, started_at__lt=lease_cutoff)
+    )
+    for pk, attempt, run_id, heartbeat_at, worker in stale.values_list(
+        "pk", "attempt", "run_id", "heartbeat_at", "worker"
+    ):
+        since = f" since {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if heartbeat_at else ""
+        reason = (
+            f"{INTERRUPTED}: the worker {worker or '(unknown)'} stopped answering{since}; "
+            "run the task again to resume"
+        )
+        if _fail_account_run(pk, run_id, now, reason, attempt=attempt):
+            reaped += 1
+            logger.warning("account run %s reaped: %s", pk, reason)
+        slots.release_account_run(pk)
+    reaped += _reap_lost_jobs(now)
+    orphans = (
+        Run.objects.filter(status=Run.Status.RUNNING)
+        .exclude(
+            Exists(AccountRun.objects.filter(run_id=OuterRef("pk"), status__in=ACTIVE))
+        )
+        .values_list("pk", flat=True)
+    )
+    for run_id in list(orphans):
+        with transaction.atomic():
+            _lock_run(run_id)
+            _finalise_if_complete(run_id, now)
+    _free_orphan_tasks()
+    return reaped
+
+
+def _fail_account_run(
+    pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None
+) -> bool:
+    with transaction.atomic():
+        _lock_run(run_id)
+        rows = AccountRun.objects.filter(pk=pk)
+        if attempt is None:
+            rows = rows.filter(status=AccountRun.Status.QUEUED)
+        else:
+            rows = rows.filter(attempt=attempt, status=AccountRun.Status.RUNNING)
+        if not rows.update(
+            status=AccountRun.Status.FAILED,
+            finished_at=now,
+            last_error=reason,
+            current_folder="",
+        ):
+            return False
+        _finalise_if_complete(run_id, now)
+    return True
+
+
+def _reap_lost_jobs(now: datetime) -> int:
+    cutoff = now - timedelta(seconds=LOST_JOB_GRACE_SECONDS)
+    candidates = list(
+        AccountRun.objects.filter(
+            status=AccountRun.Status.QUEUED, run__status=Run.Status.RUNNING
+        )
+        .filter(
+            Q(enqueued_at__lt=cutoff)
+            | Q(enqueued_at__isnull=True, run__started_at__lt=cutoff)
+        )
+        .values_list("pk", "run_id", "enqueued_at", "enqueues")
+    )
+    if not candidates:
+        return 0
+    pending = pending_job_ids()
+    if pending is None:
+        return 0  # the broker cannot be read: decide nothing
+    # With Redis, a worker may hold a few jobs it has popped but not started (waiting for a free
+    # worker). While some account is being copied, a job missing from the broker may be one of
+    # those, so it is re-enqueued (a duplicate delivery does nothing) but not failed.
+    busy = AccountRun.objects.filter(status=AccountRun.Status.RUNNING).exists()
+    failed = 0
+    for pk, run_id, enqueued_at, enqueues in candidates:
+        if pk in pending:
+            continue
+        if enqueues < 2:
+            again = AccountRun.objects.filter(
+                pk=pk, status=AccountRun.Status.QUEUED, enqueued_at=enqueued_at
+            ).update(enqueued_at=now, enqueues=F("enqueues") + 1)
+            if again:
+                logger.warning(
+                    "account run %s: its job is not in the queue, enqueued again", pk
+                )
+                push_jobs([pk])
+        elif not busy:
+            reason = (
+                f"{INTERRUPTED}: the job queue lost this account's job twice; is "
+                "`manage.py qcluster` running? Run the task again to resume"
+            )
+            if _fail_account_run(pk, run_id, now, reason):
+                failed += 1
+                logger.warning("account run %s failed: %s", pk, reason)
+    return failed
+
+
+def pending_job_ids() -> set[int] | None:
+    """Account run ids whose copy job is in the broker (waiting or, with the ORM broker, taken).
+
+    None when the broker cannot be inspected.
+    """
+    from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
+    from django_q.brokers.redis_broker import Redis
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    broker = get_broker(copy_queue())
+    try:
+        if isinstance(broker, ORM):
+            payloads = list(
+                OrmQ.objects.using(Conf.ORM)
+                .filter(key=broker.list_key)
+                .values_list("payload", flat=True)
+            )
+        elif isinstance(broker, Redis):
+            payloads = broker.connection.lrange(broker.list_key, 0, -1)
+        else:
+            return None
+    except Exception:
+        logger.exception("cannot read the job queue")
+        return None
+    ids: set[int] = set()
+    for payload in payloads:
+        try:
+            package = SignedPackage.loads(payload)
+        except Exception:
+            continue
+        if package.get("func") == JOB_FUNC and package.get("args"):
+            try:
+                ids.add(int(package["args"][0]))
+            except (TypeError, ValueError):
+                continue
+    return ids
+
+
+def _free_orphan_tasks() -> None:
+    # A task marked running with no running run (only after a manual database edit): give it the
+    # status of its last run, so it can start again.
+    orphans = Task.objects.filter(status=Task.Status.RUNNING).exclude(
+        Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
+    )
+    for task_id in list(orphans.values_list("pk", flat=True)):
+        last = (
+            Run.objects.filter(task_id=task_id)
+            .order_by("-started_at", "-pk")
+            .values_list("status", flat=True)
+            .first()
+        )
+        Task.objects.filter(pk=task_id, status=Task.Status.RUNNING).exclude(
+            Exists(
+                Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING)
+            )
+        ).update(status=last or Task.Status.IDLE)

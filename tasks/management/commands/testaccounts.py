@@ -1,0 +1,67 @@
+"""`manage.py testaccounts <task>`: LOGIN and LIST on both sides of every account of a task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tasks.models import Account, Task
+from tasks.services import find_task, test_account
+
+
+class Command(BaseCommand):
+    help = (
+        "Test every account of a task (by id or name) on both servers: LOGIN and LIST, so a "
+        "server that accepts the login but then refuses work counts as a failure. Stores each "
+        "result with the server's words; exits with status 1 when an account failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("task", help="task id or name")
+        parser.add_argument(
+            "--account",
+            action="append",
+            default=[],
+            metavar="SOURCE_USER",
+            help="test only this account (repeatable)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            task = find_task(options["task"])
+        except Task.DoesNotExist as exc:
+            raise CommandError(str(exc)) from None
+        accounts = task.accounts.order_by("source_user").only("pk", "source_user")
+        if options["account"]:
+            accounts = accounts.filter(source_user__in=options["account"])
+        ids = list(accounts.values_list("pk", flat=True))
+        if not ids:
+            raise CommandError(f"task {task.name!r} has no such accounts")
+        failed = 0
+        for pk in ids:
+            test_account(Account(pk=pk))
+            row = Account.objects.values(
+                "source_user",
+                "destination_user",
+                "source_test_status",
+                "source_test_message",
+                "destination_test_status",
+                "destination_test_message",
+            ).get(pk=pk)
+            ok = (
+                row["source_test_status"] == Account.TestStatus.OK
+                and row["destination_test_status"] == Account.TestStatus.OK
+            )
+            failed += not ok
+            style = self.style.SUCCESS if ok else self.style.ERROR
+            self.stdout.write(
+                style(
+                    f"{row['source_user']} -> {row['destination_user']}: "
+                    f"source {row['source_test_status']} ({row['source_test_message']}) · "
+                    f"destination {row['destination_test_status']} ({row['destination_test_message']})"
+                )
+            )
+        self.stdout.write(f"{len(ids) - failed} of {len(ids)} accounts OK on both sides")
+        if failed:
+            raise CommandError(f"{failed} accounts failed the test", returncode=1)
