@@ -4,6 +4,55 @@ Public API (implemented in copier.py, imap.py, folders.py):
     test_connection(mailbox) -> ConnectionTestResult
     list_folders(mailbox, with_counts=False) -> list[FolderInfo]
     plan_folders(source, destination, mapping) -> list[FolderPlan]
+    map_folders(...) -> list[FolderPlan]  (the pure mapping behind plan_folders)
     copy_account(source, destination, *, state, folder_mapping=None, on_progress=None,
                  should_stop=None, connections=2) -> AccountResult
 """
+
+from __future__ import annotations
+
+from .copier import copy_account, list_folders, plan_folders, test_connection
+from .folders import map_folders
+from .imap import ConnectError, Namespace
+from .types import (
+    AccountResult,
+    ConnectionTestResult,
+    ErrorKind,
+    FolderInfo,
+    FolderPlan,
+    FolderResult,
+    FolderStateData,
+    Mailbox,
+    MessageError,
+    Outcome,
+    Progress,
+    ProgressCallback,
+    Security,
+    StateStore,
+    StopCheck,
+)
+
+__all__ = [
+    "AccountResult",
+    "ConnectError",
+    "ConnectionTestResult",
+    "ErrorKind",
+    "FolderInfo",
+    "FolderPlan",
+    "FolderResult",
+    "FolderStateData",
+    "Mailbox",
+    "MessageError",
+    "Namespace",
+    "Outcome",
+    "Progress",
+    "ProgressCallback",
+    "Security",
+    "StateStore",
+    "StopCheck",
+    "copy_account",
+    "list_folders",
+    "map_folders",
+    "plan_folders",
+    "test_connection",
+]

@@ -92,6 +92,12 @@ class FolderStateData:
     uidvalidity: int
     copied_uids: str = ""  # IMAP sequence set of source UIDs already at the destination
     highest_modseq: int | None = None
+    # APPENDs sent but not yet confirmed (the crash window): source UIDs, and the destination's
+    # UIDNEXT before they were sent. The next run looks for them at the destination before
+    # copying them again. Empty / None almost always; a store that cannot keep them loses only
+    # that protection (at most one batch may then be copied twice after a crash).
+    pending_uids: str = ""
+    pending_uidnext: int | None = None
 
 
 class StateStore(Protocol):
