@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib import messages
@@ -13,102 +12,24 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from runs.models import AccountRun, Run
+from runs import progress as run_progress_data
+from runs.models import Run
 from tasks.models import Task
-
-
-@dataclass
-class AccountProgress:
-    """One account's line in the progress panel: counters plus what the page derives from them."""
-
-    account_run: AccountRun
-    done: int
-    total: int
-    percent: int | None  # None while the source is still being scanned
-    rate: float | None  # messages per second
-    eta_seconds: int | None
-
-    @property
-    def megabytes(self) -> float:
-        return self.account_run.bytes / 1_000_000
-
-
-def account_progress(account_run: AccountRun, now: datetime) -> AccountProgress:
-    """Percent, rate and ETA of one account run, from its persisted counters."""
-    done = account_run.copied + account_run.skipped + account_run.errors
-    total = max(account_run.total_messages, done)
-    finished = account_run.status in (
-        AccountRun.Status.DONE,
-        AccountRun.Status.FAILED,
-        AccountRun.Status.CANCELLED,
-    )
-    percent = 100 if finished and account_run.status == AccountRun.Status.DONE else None
-    if percent is None and total:
-        percent = min(100, int(100 * done / total))
-    rate = eta = None
-    if account_run.started_at:
-        end = account_run.finished_at or account_run.heartbeat_at or now
-        elapsed = (end - account_run.started_at).total_seconds()
-        if elapsed > 0 and account_run.copied:
-            rate = account_run.copied / elapsed
-        if rate and not finished and total > done:
-            eta = int((total - done) / rate)
-    return AccountProgress(account_run, done, total, percent, rate, eta)
-
-
-@dataclass
-class RunTotals:
-    accounts: int
-    finished: int
-    copied: int
-    skipped: int
-    errors: int
-    bytes: int
-    done: int
-    total: int
-
-    @property
-    def percent(self) -> int | None:
-        return min(100, int(100 * self.done / self.total)) if self.total else None
-
-    @property
-    def megabytes(self) -> float:
-        return self.bytes / 1_000_000
-
-
-def run_totals(rows: list[AccountProgress]) -> RunTotals:
-    ars = [r.account_run for r in rows]
-    return RunTotals(
-        accounts=len(ars),
-        finished=sum(
-            ar.status not in (AccountRun.Status.QUEUED, AccountRun.Status.RUNNING)
-            for ar in ars
-        ),
-        copied=sum(ar.copied for ar in ars),
-        skipped=sum(ar.skipped for ar in ars),
-        errors=sum(ar.errors for ar in ars),
-        bytes=sum(ar.bytes for ar in ars),
-        done=sum(r.done for r in rows),
-        total=sum(r.total for r in rows),
-    )
 
 
 def _progress_context(run: Run | None, now: datetime) -> dict:
     if run is None:
-        return {"run": None, "rows": [], "totals": None}
-    account_runs = run.account_runs.select_related("account").order_by(
-        "account__source_user"
-    )
-    rows = [account_progress(ar, now) for ar in account_runs]
-    return {"run": run, "rows": rows, "totals": run_totals(rows)}
+        return {"run": None, "progress": None}
+    progress = run_progress_data.run_progress(run, now=now)
+    return {"run": progress.run, "progress": progress}
 
 
 def run_panel_context(task: Task, now: datetime) -> dict:
-    """What the task page's run panel shows: the latest run and its accounts' progress."""
-    run = task.runs.order_by("-started_at", "-id").first()
+    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
+    recent = list(task.runs.order_by("-started_at", "-id")[:6])
     return {
-        **_progress_context(run, now),
-        "recent_runs": task.runs.order_by("-started_at", "-id")[:5],
+        **_progress_context(recent[0] if recent else None, now),
+        "recent_runs": recent[1:],
     }
 
 
@@ -151,7 +72,7 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "runs/_progress.html",
-        {"task": run.task, **_progress_context(run, timezone.now())},
+        _progress_context(run, timezone.now()),
     )
 
 
@@ -162,11 +83,15 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
         Run.objects.select_related("task__source", "task__destination"), pk=pk
     )
     context = _progress_context(run, timezone.now())
+    details = run.account_runs.order_by("account__source_user", "pk").values_list(
+        "pk", "account__source_user", "message_errors", "warnings"
+    )
     message_errors = [
-        {**error, "account": row.account_run.account.source_user}
-        for row in context["rows"]
-        for error in (row.account_run.message_errors or [])
+        {**error, "account": user}
+        for _pk, user, errors, _warnings in details
+        for error in (errors or [])
     ]
+    warnings = {pk: w for pk, _user, _errors, w in details if w}
     duration = None
     if run.finished_at:
         duration = int((run.finished_at - run.started_at).total_seconds())
@@ -177,6 +102,7 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
             **context,
             "task": run.task,
             "message_errors": message_errors,
+            "warnings": warnings,
             "duration": duration,
             "nav": "tasks",
         },

@@ -6,8 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from runs.models import AccountRun, Run
-from runs.views import account_progress
+from runs.models import Run
 from tasks.models import Task
 from tests.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
 
@@ -45,28 +44,6 @@ def test_progress_stops_polling_once_the_run_is_done(admin_client):
     assert response.status_code == 200
     assert b"hx-trigger" not in response.content
     assert b'data-status="done"' in response.content
-
-
-def test_account_progress_rate_and_eta():
-    now = timezone.now()
-    ar = AccountRun(
-        status=AccountRun.Status.RUNNING,
-        copied=100,
-        skipped=0,
-        errors=0,
-        total_messages=400,
-        started_at=now - timedelta(seconds=50),
-        heartbeat_at=now,
-    )
-    progress = account_progress(ar, now)
-    assert progress.percent == 25
-    assert progress.rate == pytest.approx(2.0)
-    assert progress.eta_seconds == 150
-
-
-def test_account_progress_without_a_total_has_no_percent():
-    ar = AccountRun(status=AccountRun.Status.RUNNING, total_messages=0)
-    assert account_progress(ar, timezone.now()).percent is None
 
 
 def test_run_report_shows_totals_accounts_and_message_errors(admin_client):

@@ -1,0 +1,135 @@
+"""Every main page rendered in Chromium with realistic data, saved as screenshots to look at."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from runs.models import Run
+from tasks.models import Account, Task
+from tests.browser.conftest import screenshot
+from tests.factories import (
+    AccountFactory,
+    AccountRunFactory,
+    EndpointFactory,
+    RunFactory,
+    TaskFactory,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def migration():
+    old = EndpointFactory(
+        label="Old mail server", host="imap.old-host.example", port=993
+    )
+    new = EndpointFactory(
+        label="New mail server",
+        host="mail.new-host.example",
+        port=143,
+        security="starttls",
+        verify_tls=False,
+    )
+    task = TaskFactory(
+        name="Acme Corp mailboxes",
+        source=old,
+        destination=new,
+        status=Task.Status.RUNNING,
+    )
+    TaskFactory(name="Archive 2019", source=old, destination=new, broken=True)
+    TaskFactory(name="Contractors", source=old, destination=new)
+    users = ["alice", "bob", "carol", "dave", "erin"]
+    accounts = [
+        AccountFactory(
+            task=task,
+            source_user=f"{u}@acme.example",
+            destination_user=f"{u}@acme.new",
+            tested=True,
+        )
+        for u in users
+    ]
+    accounts[3].destination_test_status = Account.TestStatus.FAIL
+    accounts[
+        3
+    ].destination_test_message = "[AUTHENTICATIONFAILED] Authentication failed."
+    accounts[3].save()
+    start = timezone.now() - timedelta(minutes=4)
+    previous = RunFactory(
+        task=task,
+        status=Run.Status.DONE,
+        started_at=start - timedelta(days=1),
+        finished_at=start - timedelta(days=1) + timedelta(minutes=9),
+        copied=5120,
+        errors=2,
+    )
+    for account in accounts:
+        AccountRunFactory(
+            run=previous, account=account, status="done", copied=1024, bytes=80_000_000
+        )
+    run = RunFactory(task=task, status=Run.Status.RUNNING, started_at=start)
+    states = [
+        ("done", 812, 812, "INBOX", 61_000_000),
+        ("running", 430, 1200, "Archive/2024/Projects", 38_000_000),
+        ("running", 95, 0, "INBOX", 9_000_000),
+        ("failed", 0, 0, "", 0),
+        ("queued", 0, 0, "", 0),
+    ]
+    for account, (status, copied, total, folder, size) in zip(
+        accounts, states, strict=True
+    ):
+        AccountRunFactory(
+            run=run,
+            account=account,
+            status=status,
+            copied=copied,
+            total_messages=total,
+            current_folder=folder,
+            bytes=size,
+            started_at=start if status != "queued" else None,
+            heartbeat_at=timezone.now(),
+            last_error="Login failed on the destination: [AUTHENTICATIONFAILED] Authentication failed."
+            if status == "failed"
+            else "",
+            errors=1 if status == "done" else 0,
+            message_errors=[
+                {
+                    "folder": "Sent",
+                    "uid": 4411,
+                    "subject": "Scans from the copier (52 MB)",
+                    "size": 52_000_000,
+                    "reason": "[LIMIT] Mail size is too large",
+                }
+            ]
+            if status == "done"
+            else [],
+        )
+    return task, previous
+
+
+def test_main_pages_render_cleanly(live_page, live_server, migration):
+    task, previous = migration
+    page = live_page
+    base = live_server.url
+    page.goto(f"{base}/")
+    assert page.locator("text=Acme Corp mailboxes").count() == 1
+    assert page.locator(".badge.broken").count() == 1
+    screenshot(page, "01-task-list")
+    page.goto(f"{base}/endpoints/")
+    screenshot(page, "02-endpoint-list")
+    page.goto(f"{base}/endpoints/{task.destination_id}/edit/")
+    assert page.locator("[data-testid=tls-warning]").is_visible()
+    screenshot(page, "03-endpoint-edit")
+    page.goto(f"{base}/tasks/{task.pk}/")
+    screenshot(page, "04-task-running")
+    page.goto(f"{base}/runs/{previous.pk}/")
+    screenshot(page, "05-run-report")
+    page.goto(f"{base}/tasks/{task.pk}/delete/")
+    screenshot(page, "06-task-delete")
+    page.goto(f"{base}/tasks/{task.pk}/accounts/{task.accounts.first().pk}/edit/")
+    screenshot(page, "07-account-edit")
+    # local time: the <time> elements were rewritten by app.js
+    page.goto(f"{base}/")
+    assert page.locator("time[data-localised]").count() >= 1
