@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from runs.models import AccountRun, Run
+from runs.progress import WAITING_FOR_SLOTS, run_progress
+from tests.factories import AccountFactory, RunFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _account_run(run, user, **fields):
+    return AccountRun.objects.create(
+        run=run, account=AccountFactory(task=run.task, source_user=user), **fields
+    )
+
+
+def test_progress_takes_two_queries_whatever_the_number_of_accounts(
+    django_assert_num_queries,
+):
+    run = RunFactory(status=Run.Status.RUNNING)
+    for i in range(40):
+        _account_run(run, f"user{i:02d}@example.org", status=AccountRun.Status.QUEUED)
+    with django_assert_num_queries(2):
+        progress = run_progress(run.pk)
+    assert len(progress.accounts) == 40
+    assert progress.queued == 40 and progress.eta_seconds is None
+
+
+def test_progress_never_decrypts_passwords():
+    run = RunFactory(status=Run.Status.RUNNING)
+    _account_run(run, "a@example.org")
+    with mock.patch(
+        "imapcopier.crypto.decrypt", side_effect=AssertionError("decrypted")
+    ):
+        progress = run_progress(run)
+    assert progress.accounts[0].source_user == "a@example.org"
+
+
+def test_rate_and_eta_come_from_the_counters_and_timestamps():
+    now = timezone.now()
+    run = RunFactory(status=Run.Status.RUNNING, started_at=now - timedelta(seconds=60))
+    _account_run(
+        run,
+        "b@example.org",
+        status=AccountRun.Status.RUNNING,
+        started_at=now - timedelta(seconds=50),
+        heartbeat_at=now - timedelta(seconds=10),
+        copied=80,
+        skipped=20,
+        errors=0,
+        bytes=4_000_000,
+        total_messages=300,
+        current_folder="INBOX/Projects",
+    )
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        started_at=now - timedelta(seconds=60),
+        finished_at=now - timedelta(seconds=30),
+        copied=30,
+        total_messages=30,
+    )
+    progress = run_progress(run, now=now)
+    done, running = progress.accounts  # ordered by source user
+    assert running.folder == "INBOX/Projects" and not running.waiting
+    assert running.rate == pytest.approx(2.0)  # 80 copied in 40 s up to the heartbeat
+    assert running.byte_rate == pytest.approx(100_000)
+    assert running.eta_seconds == 100  # 200 left at 2 a second
+    assert running.percent == 33 and running.done == 100 and running.total == 300
+    assert running.megabytes == pytest.approx(4.0)
+    assert done.percent == 100 and done.eta_seconds is None
+    assert done.rate == pytest.approx(1.0)
+    assert (progress.copied, progress.skipped, progress.total_messages) == (
+        110,
+        20,
+        330,
+    )
+    assert progress.running == 1 and progress.finished == 1 and progress.queued == 0
+    assert progress.rate == pytest.approx(2.0)
+    assert progress.eta_seconds == 100
+
+
+def test_an_account_waiting_for_a_connection_shows_as_waiting():
+    now = timezone.now()
+    run = RunFactory(status=Run.Status.RUNNING)
+    _account_run(
+        run,
+        "w@example.org",
+        status=AccountRun.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        current_folder=WAITING_FOR_SLOTS,
+    )
+    (row,) = run_progress(run, now=now).accounts
+    assert row.waiting and row.folder == "" and row.eta_seconds is None
+
+
+def test_a_finished_run_is_re_read():
+    run = RunFactory(status=Run.Status.RUNNING)
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.DONE, copied=3)
+    progress = run_progress(run)
+    assert progress.run.status == Run.Status.DONE and progress.percent == 100
