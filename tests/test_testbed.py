@@ -11,7 +11,7 @@ import time
 
 import pytest
 from imapclient import IMAPClient
-from imapclient.exceptions import LoginError
+from imapclient.exceptions import IMAPClientAbortError, LoginError
 
 from runs.engine.types import Security
 from tests.dovecot import (
@@ -22,6 +22,7 @@ from tests.dovecot import (
     make_message,
     read,
 )
+from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.imap
 
@@ -403,3 +404,145 @@ def test_make_message_variants():
         max(len(line) for line in make_message(long_line=20_000).split(b"\r\n"))
         == 20_000
     )
+
+
+# ------------------------------------------------------------------ fault proxy
+
+
+def _client_via(proxy, user, timeout=10.0):
+    client = IMAPClient(proxy.host, port=proxy.port, ssl=False, timeout=timeout)
+    client.login(user.username, user.password)
+    return client
+
+
+@pytest.fixture
+def filled_user(imap_server, make_imap_user):
+    """A user with five 300 KB messages in INBOX."""
+    user = make_imap_user()
+    client = imap_server.connect(user)
+    fill(
+        client,
+        "INBOX",
+        [
+            (make_message(attachment_size=300_000, seed=n), ("\\Seen",), None)
+            for n in range(5)
+        ],
+    )
+    client.logout()
+    return user
+
+
+def test_proxy_forwards_and_counts_connections(imap_server, filled_user):
+    with FaultProxy(imap_server.imap_port) as proxy:
+        clients = [_client_via(proxy, filled_user) for _ in range(3)]
+        assert (proxy.accepted, proxy.current, proxy.max_concurrent) == (3, 3, 3)
+        assert len(read(clients[0], "INBOX")) == 5
+        for client in clients:
+            client.logout()
+        assert proxy.wait_until(lambda: proxy.current == 0)
+        assert proxy.max_concurrent == 3
+        _client_via(proxy, filled_user).logout()
+        assert proxy.accepted == 4 and proxy.max_concurrent == 3
+        assert proxy.faults_fired == 0
+
+
+def test_proxy_cut_mid_fetch_drops_the_client(imap_server, filled_user):
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.cut_after(server_bytes=500_000)
+        client = _client_via(proxy, filled_user)
+        client.select_folder("INBOX", readonly=True)
+        with pytest.raises(IMAPClientAbortError, match="EOF"):
+            client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+        assert proxy.faults_fired == 1
+        # Only the first connection was cut: the next one reads everything.
+        again = _client_via(proxy, filled_user)
+        assert len(read(again, "INBOX")) == 5
+        again.logout()
+        assert proxy.faults_fired == 1
+
+
+def test_proxy_cut_with_reset_gives_a_socket_error(imap_server, filled_user):
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.cut_after(server_bytes=100_000, reset=True)
+        client = _client_via(proxy, filled_user)
+        client.select_folder("INBOX", readonly=True)
+        with pytest.raises((IMAPClientAbortError, ConnectionResetError)):
+            client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+
+
+def test_proxy_cut_mid_append_for_the_first_two_connections(
+    imap_server, make_imap_user
+):
+    user = make_imap_user()
+    big = make_message(attachment_size=2_000_000, seed=5)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.cut_after(client_bytes=1_000_000, connections=2)
+        for _ in range(2):
+            client = _client_via(proxy, user)
+            with pytest.raises((IMAPClientAbortError, OSError)):
+                client.append("INBOX", big)
+        client = _client_via(proxy, user)
+        client.append("INBOX", big)
+        client.logout()
+        assert proxy.faults_fired == 2
+    client = imap_server.connect(user)
+    assert len(read(client, "INBOX")) == 1  # the cut APPENDs left nothing behind
+    client.logout()
+
+
+def test_proxy_bye_at_next_command(imap_server, filled_user):
+    with FaultProxy(imap_server.imap_port) as proxy:
+        client = _client_via(proxy, filled_user)
+        client.noop()
+        proxy.bye_at_next_command()
+        with pytest.raises(
+            IMAPClientAbortError, match="Fault injected by the test proxy"
+        ):
+            client.select_folder("INBOX")
+        assert proxy.wait_until(lambda: proxy.current == 0)
+        proxy.bye_at_next_command(open_connections=False, new_connections=1)
+        with pytest.raises(IMAPClientAbortError, match="Fault injected"):
+            _client_via(proxy, filled_user)  # imaplib's first command: CAPABILITY
+        _client_via(proxy, filled_user).logout()  # only one new connection was affected
+
+
+def test_proxy_stall_makes_the_client_time_out(imap_server, filled_user):
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.stall_new()
+        started = time.monotonic()
+        with pytest.raises((TimeoutError, IMAPClientAbortError)):
+            IMAPClient(proxy.host, port=proxy.port, ssl=False, timeout=0.5)
+        assert time.monotonic() - started < 5
+        proxy.stall_after(server_bytes=200_000)
+        client = _client_via(proxy, filled_user, timeout=0.5)
+        client.select_folder("INBOX", readonly=True)
+        with pytest.raises((TimeoutError, IMAPClientAbortError)):
+            client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+        assert proxy.faults_fired == 1
+
+
+def test_proxy_delay_and_cut_all(imap_server, filled_user):
+    with FaultProxy(imap_server.imap_port, delay=0.05) as proxy:
+        started = time.monotonic()
+        client = _client_via(proxy, filled_user)
+        assert (
+            time.monotonic() - started >= 0.1
+        )  # greeting and LOGIN answer each waited
+        proxy.delay = 0
+        assert proxy.cut_all() == 1
+        with pytest.raises((IMAPClientAbortError, OSError)):
+            client.noop()
+
+
+def test_proxy_stops_by_itself_and_when_asked(imap_server):
+    proxy = FaultProxy(imap_server.imap_port, lifetime=0.3)
+    assert proxy.wait_until(lambda: not proxy.running, timeout=3)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((proxy.host, proxy.port), timeout=2)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        port = proxy.port
+    assert not proxy.running
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    with pytest.raises(ValueError):
+        proxy.cut_after(server_bytes=1, client_bytes=1)
