@@ -899,6 +899,7 @@ class _Account:
         result = FolderResult(source, destination)
         if previous is not None and previous.uidvalidity != uidvalidity:
             self.store.delete(source)
+            self.states.pop(source, None)
             result.warnings.append(
                 f"UIDVALIDITY of {source!r} changed ({previous.uidvalidity} → {uidvalidity}): its record was voided "
                 "and its messages are matched against the destination again"
@@ -906,11 +907,13 @@ class _Account:
             previous = None
         if previous is not None and previous.destination_folder != destination:
             self.store.delete(source)
+            self.states.pop(source, None)
             result.warnings.append(
                 f"{source!r} now goes to {destination!r} instead of {previous.destination_folder!r}: "
                 "its messages are matched against the new destination"
             )
             previous = None
+        self.result.warnings.extend(result.warnings)
         if (
             previous is not None
             and modseq is not None

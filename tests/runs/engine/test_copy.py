@@ -215,9 +215,7 @@ def test_uidvalidity_change_rematches_without_duplicates(imap_server, make_imap_
     again, _ = copy(imap_server, source, imap_server, destination, store=store)
     assert again.outcome == Outcome.DONE
     assert (again.copied, again.skipped) == (1, len(messages))
-    assert any(
-        "UIDVALIDITY" in w for w in again.warnings + again.folders[0].warnings + [""]
-    ) or any("UIDVALIDITY" in w for f in again.folders for w in f.warnings)
+    assert any("UIDVALIDITY" in w for f in again.folders for w in f.warnings)
     assert store.folders["Archive"].uidvalidity != old_validity
     assert (
         store.folders["Other"] == other_state
