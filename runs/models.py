@@ -151,6 +151,15 @@ class FolderState(models.Model):
         blank=True, help_text="Source UIDs already copied, as an IMAP sequence set."
     )
     highest_modseq = models.BigIntegerField(null=True, blank=True)
+    pending_uids = models.TextField(
+        blank=True,
+        help_text="Source UIDs whose APPEND was sent but not confirmed (the crash window).",
+    )
+    pending_uidnext = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The destination folder's UIDNEXT before the pending APPENDs were sent.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,8 +1,11 @@
 """FolderStateStore: the engine's StateStore (runs.engine.types) on the FolderState model.
 
-The engine calls save() after each batch of messages lands at the destination, so a crash loses
-at most the batch in flight. Every write is fenced by the job's claim (account run id + attempt):
-a worker that lost its claim (reaped, superseded) writes nothing and is told to stop.
+The engine calls save() before a batch's APPENDs (the pending UIDs: its intent) and after the
+batch lands, so a crash loses nothing and duplicates nothing. Every write is checked against the
+job's claim (account run id + attempt). While the claim holds, the engine's view is written as
+is. A worker that lost its claim (reaped after a long pause) is told to stop, and what it still
+reports is only merged in: the UIDs it copied and the APPENDs it sent are added to the row, never
+removed, so the next run neither copies them again nor misses them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from django.db import transaction
 
 from runs.engine.types import FolderStateData
+from runs.engine.uidset import UidSet
 from runs.models import AccountRun, FolderState
 
 logger = logging.getLogger(__name__)
@@ -44,25 +48,66 @@ class FolderStateStore:
                 uidvalidity=row.uidvalidity,
                 copied_uids=row.copied_uids,
                 highest_modseq=row.highest_modseq,
+                pending_uids=row.pending_uids,
+                pending_uidnext=row.pending_uidnext,
             )
             for row in FolderState.objects.filter(account_id=self.account_id)
         }
 
     def save(self, state: FolderStateData) -> None:
         with transaction.atomic():
-            if not self._still_ours():
-                return
-            FolderState.objects.update_or_create(
+            if self._still_ours():
+                FolderState.objects.update_or_create(
+                    account_id=self.account_id,
+                    source_folder=state.source_folder,
+                    defaults={
+                        "destination_folder": state.destination_folder,
+                        "uidvalidity": state.uidvalidity,
+                        "copied_uids": state.copied_uids,
+                        "highest_modseq": state.highest_modseq,
+                        "pending_uids": state.pending_uids,
+                        "pending_uidnext": state.pending_uidnext,
+                    },
+                )
+            else:
+                self._merge(state)
+        self.saves += 1
+
+    def _merge(self, state: FolderStateData) -> None:
+        """Add a claim-less writer's facts to the row without taking anything away."""
+        row = (
+            FolderState.objects.select_for_update()
+            .filter(account_id=self.account_id, source_folder=state.source_folder)
+            .first()
+        )
+        if row is None:
+            FolderState.objects.create(
                 account_id=self.account_id,
                 source_folder=state.source_folder,
-                defaults={
-                    "destination_folder": state.destination_folder,
-                    "uidvalidity": state.uidvalidity,
-                    "copied_uids": state.copied_uids,
-                    "highest_modseq": state.highest_modseq,
-                },
+                destination_folder=state.destination_folder,
+                uidvalidity=state.uidvalidity,
+                copied_uids=state.copied_uids,
+                highest_modseq=None,
+                pending_uids=state.pending_uids,
+                pending_uidnext=state.pending_uidnext,
             )
-        self.saves += 1
+            return
+        if (
+            row.uidvalidity != state.uidvalidity
+            or row.destination_folder != state.destination_folder
+        ):
+            return  # its UIDs mean something else now
+        row.copied_uids = str(
+            UidSet.parse(row.copied_uids) | UidSet.parse(state.copied_uids)
+        )
+        pending = UidSet.parse(state.pending_uids) - UidSet.parse(row.copied_uids)
+        if pending:
+            row.pending_uids = str(UidSet.parse(row.pending_uids) | pending)
+            nexts = [n for n in (row.pending_uidnext, state.pending_uidnext) if n]
+            row.pending_uidnext = min(nexts) if nexts else None
+        # Flags may have changed under the other writer: make the next run look again.
+        row.highest_modseq = None
+        row.save()
 
     def delete(self, source_folder: str) -> None:
         with transaction.atomic():
