@@ -260,6 +260,12 @@ class Dovecot:
         # Mail processes run as the mail user and login processes as dovenull: both must traverse.
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o755)
+        for parent in self.workdir.resolve().parents:
+            if not os.stat(parent).st_mode & 0o001:
+                raise DovecotError(
+                    f"{parent} is not searchable by other users (mode {os.stat(parent).st_mode & 0o777:o}):"
+                    " Dovecot's auth and mail processes could not reach the work directory"
+                )
         for sub in ("run", "state", "home"):
             (self.workdir / sub).mkdir(exist_ok=True)
         os.chown(self.workdir / "home", self.uid, self.gid)
@@ -751,10 +757,16 @@ def _flag_text(flag: bytes | str) -> str:
 
 
 def ensure_folder(client: IMAPClient, folder: str) -> None:
-    if not client.folder_exists(folder):
+    """CREATE (and subscribe) `folder` unless it exists as a real folder. A parent that exists only
+    as hierarchy (\\Noselect / \\NonExistent) is made a real folder too."""
+    try:
         client.create_folder(folder)
-        with contextlib.suppress(Exception):
-            client.subscribe_folder(folder)
+    except IMAPClientError as exc:
+        if "ALREADYEXISTS" not in str(exc):
+            raise
+        return
+    with contextlib.suppress(IMAPClientError):
+        client.subscribe_folder(folder)
 
 
 def fill(

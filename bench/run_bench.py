@@ -1,0 +1,367 @@
+"""Benchmark the copy engine against a minimal raw-IMAP baseline on a private Dovecot (loopback, plain).
+
+    .venv/bin/python -m bench.run_bench                      # 5,000 messages, about 400 MB
+    .venv/bin/python -m bench.run_bench --messages 20000     # how cost grows
+
+One run: start Dovecot (tests/dovecot.py), load the corpus (bench/corpus.py) into a source user, then
+time (a) the engine's full copy into a fresh user, (b) the baseline (bench/baseline.py) into another,
+(c) the engine's no-op re-run, (d) the engine after 50 new messages. Each copy runs in its own
+process, so its peak RSS (VmHWM) is its own; "engine s" is the time spent inside copy_account(),
+"process s" adds interpreter start-up and imports. Afterwards the per-folder message counts of both
+destinations are checked against the source (--verify also compares sha256 of every message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+INCREMENT = 50
+
+
+@dataclass
+class Phase:
+    name: str
+    messages: int
+    bytes: int
+    engine_seconds: float  # inside the copy function
+    process_seconds: float  # whole child process
+    cpu_seconds: float  # user + system of the child
+    peak_rss_mb: float
+    outcome: str = ""
+    errors: int = 0
+    skipped: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.engine_seconds if self.engine_seconds else 0.0
+
+    @property
+    def mb_rate(self) -> float:
+        return self.bytes / 1e6 / self.engine_seconds if self.engine_seconds else 0.0
+
+
+# ------------------------------------------------------------------ child processes
+
+
+def _child(kind: str) -> int:
+    """Run one copy in this process; configuration (with passwords) comes on stdin as JSON."""
+    config = json.load(sys.stdin)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    if kind == "engine":
+        from runs.engine.copier import copy_account
+        from runs.engine.filestate import JsonFileStateStore
+        from runs.engine.types import Mailbox
+
+        source = Mailbox(**config["source"])
+        destination = Mailbox(**config["destination"])
+        store = JsonFileStateStore(config["state"])
+        started = time.perf_counter()
+        result = copy_account(
+            source, destination, state=store, connections=config["connections"]
+        )
+        seconds = time.perf_counter() - started
+        report = {
+            "messages": result.copied,
+            "bytes": result.bytes,
+            "outcome": str(result.outcome),
+            "errors": result.errors,
+            "skipped": result.skipped,
+            "reason": result.reason,
+            "message_errors": [
+                f"{e.folder} {e.uid}: {e.reason}" for e in result.message_errors[:5]
+            ],
+        }
+    else:
+        from bench.baseline import copy_account as baseline_copy
+
+        s, d = config["source"], config["destination"]
+        started = time.perf_counter()
+        outcome = baseline_copy(
+            s["host"],
+            s["port"],
+            s["username"],
+            s["password"],
+            d["port"],
+            d["username"],
+            d["password"],
+        )
+        seconds = time.perf_counter() - started
+        report = {
+            "messages": outcome.messages,
+            "bytes": outcome.bytes,
+            "outcome": "done",
+            "errors": 0,
+            "skipped": 0,
+        }
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    report["seconds"] = seconds
+    report["cpu"] = (after.ru_utime - before.ru_utime) + (
+        after.ru_stime - before.ru_stime
+    )
+    # ru_maxrss survives fork and exec (it would report the parent's peak); VmHWM is this process's.
+    report["maxrss_kb"] = _peak_rss_kb()
+    print(json.dumps(report))
+    return 0
+
+
+def _peak_rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _run_child(kind: str, config: dict[str, object], name: str) -> Phase:
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.run_bench", "--child", kind],
+        input=json.dumps(config),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    process_seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{completed.stderr[-3000:]}")
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    if report.get("reason") or report.get("message_errors"):
+        print(
+            f"  {name}: {report.get('reason', '')} {report.get('message_errors', '')}",
+            file=sys.stderr,
+        )
+    return Phase(
+        name=name,
+        messages=report["messages"],
+        bytes=report["bytes"],
+        engine_seconds=report["seconds"],
+        process_seconds=process_seconds,
+        cpu_seconds=report["cpu"],
+        peak_rss_mb=report["maxrss_kb"] / 1024,
+        outcome=report["outcome"],
+        errors=report["errors"],
+        skipped=report["skipped"],
+    )
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _counts(server, user) -> dict[str, int]:  # noqa: ANN001
+    client = server.connect(user, timeout=300)
+    try:
+        counts = {}
+        for flags, _delim, name in client.list_folders():
+            if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+                continue
+            counts[name] = client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
+        return counts
+    finally:
+        client.logout()
+
+
+def _digests(server, user) -> dict[str, list[str]]:  # noqa: ANN001
+    from tests.dovecot import read
+
+    client = server.connect(user, timeout=300)
+    try:
+        return {
+            name: sorted(m.sha256 for m in read(client, name, batch=20))
+            for name in _counts(server, user)
+        }
+    finally:
+        client.logout()
+
+
+def _check(server, source, destination, label: str, deep: bool) -> list[str]:  # noqa: ANN001
+    problems = []
+    want, got = _counts(server, source), _counts(server, destination)
+    for folder, count in sorted(want.items()):
+        if got.get(folder) != count:
+            problems.append(
+                f"{label}: {folder}: source {count}, destination {got.get(folder)}"
+            )
+    if deep and not problems:
+        want_d, got_d = _digests(server, source), _digests(server, destination)
+        for folder, digests in want_d.items():
+            if got_d.get(folder) != digests:
+                problems.append(f"{label}: {folder}: message bytes differ")
+    return problems
+
+
+# ------------------------------------------------------------------ main
+
+
+def _table(phases: list[Phase], baseline: Phase | None) -> str:
+    rows = [
+        f"{'phase':<22}{'messages':>9}{'MB':>9}{'engine s':>10}{'process s':>10}{'CPU s':>8}"
+        f"{'msg/s':>9}{'MB/s':>8}{'peak RSS MB':>12}{'time/baseline':>15}"
+    ]
+    for p in phases:
+        ratio = (
+            f"{p.engine_seconds / baseline.engine_seconds:.2f}"
+            if baseline and p.name.startswith(("(a)", "(b)"))
+            else ""
+        )
+        rows.append(
+            f"{p.name:<22}{p.messages:>9}{p.bytes / 1e6:>9.1f}{p.engine_seconds:>10.3f}{p.process_seconds:>10.2f}"
+            f"{p.cpu_seconds:>8.2f}{p.rate:>9.0f}{p.mb_rate:>8.1f}{p.peak_rss_mb:>12.1f}{ratio:>15}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--connections", type=int, default=2, help="engine connections per side"
+    )
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--verify", action="store_true", help="also compare sha256 of every message"
+    )
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--child", choices=["engine", "baseline"], help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child)
+
+    sys.path.insert(0, str(REPO))
+    from bench import corpus
+    from tests.dovecot import Dovecot
+
+    workdir = Path(tempfile.mkdtemp(prefix="imapcopier-bench-"))
+    workdir.chmod(
+        0o755
+    )  # Dovecot's unprivileged processes must reach the directory below
+    print(f"Dovecot and state under {workdir}", flush=True)
+    with Dovecot(workdir=workdir / "dovecot") as server:
+        source = server.add_user("bench-source")
+        dest_engine = server.add_user("bench-engine")
+        dest_baseline = server.add_user("bench-baseline")
+
+        items = corpus.specs(args.messages, args.seed)
+        started = time.perf_counter()
+        corpus.load(server, source, items)
+        load_seconds = time.perf_counter() - started
+        total_bytes = sum(len(raw) for _spec, raw in corpus.messages(items))
+        print(
+            f"corpus: {len(items)} messages, {total_bytes / 1e6:.1f} MB in "
+            f"{len({s.folder for s in items})} folders, loaded in {load_seconds:.1f} s",
+            flush=True,
+        )
+
+        def config(destination) -> dict[str, object]:  # noqa: ANN001
+            return {
+                "source": asdict_mailbox(server.mailbox(source, timeout=300)),
+                "destination": asdict_mailbox(server.mailbox(destination, timeout=300)),
+                "state": str(workdir / "engine-state.json"),
+                "connections": args.connections,
+            }
+
+        phases: list[Phase] = []
+        full = _run_child("engine", config(dest_engine), "(a) engine full copy")
+        phases.append(full)
+        print(_table(phases[-1:], None).splitlines()[1], flush=True)
+        baseline = None
+        if not args.skip_baseline:
+            baseline = _run_child("baseline", config(dest_baseline), "(b) baseline")
+            phases.append(baseline)
+            print(_table(phases[-1:], None).splitlines()[1], flush=True)
+        phases.append(
+            _run_child("engine", config(dest_engine), "(c) engine no-op rerun")
+        )
+        extra = corpus.specs(INCREMENT, args.seed, first_index=args.messages)
+        corpus.load(server, source, extra, connections=1)
+        phases.append(
+            _run_child("engine", config(dest_engine), f"(d) engine +{INCREMENT} new")
+        )
+
+        print()
+        print(_table(phases, baseline))
+        problems = _check(server, source, dest_engine, "engine", args.verify)
+        if baseline is not None:
+            # The baseline ran before the 50 new messages: compare it without them.
+            baseline_problems = [
+                p
+                for p in _check(server, source, dest_baseline, "baseline", False)
+                if not _explained_by_increment(p, extra)
+            ]
+            problems += baseline_problems
+        print()
+        if problems:
+            print("CHECK FAILED:\n  " + "\n  ".join(problems))
+        else:
+            print(
+                "check: every source folder has the same message count on the engine's destination"
+                + (" and the same bytes (sha256)" if args.verify else "")
+            )
+        if baseline is not None:
+            print(
+                f"full copy time / baseline time: {full.engine_seconds / baseline.engine_seconds:.2f}"
+            )
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "messages": len(items),
+                        "megabytes": total_bytes / 1e6,
+                        "load_seconds": load_seconds,
+                        "connections": args.connections,
+                        "phases": [asdict(p) for p in phases],
+                        "problems": problems,
+                    },
+                    indent=2,
+                )
+            )
+    import shutil
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if problems else 0
+
+
+def _explained_by_increment(problem: str, extra: list) -> bool:  # noqa: ANN001
+    from collections import Counter
+
+    added = Counter(s.folder for s in extra)
+    try:
+        label, folder, rest = problem.split(": ", 2)
+        want = int(rest.split("source ")[1].split(",")[0])
+        got = int(rest.split("destination ")[1])
+    except (ValueError, IndexError):
+        return False
+    return want - got == added.get(folder, 0)
+
+
+def asdict_mailbox(mailbox) -> dict[str, object]:  # noqa: ANN001
+    return {
+        "host": mailbox.host,
+        "port": mailbox.port,
+        "security": str(mailbox.security),
+        "username": mailbox.username,
+        "password": mailbox.password,
+        "verify_tls": mailbox.verify_tls,
+        "ca_certificate": mailbox.ca_certificate,
+        "timeout": mailbox.timeout,
+    }
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
