@@ -69,11 +69,14 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    return render(
-        request,
-        "runs/_progress.html",
-        _progress_context(run, timezone.now()),
+    response = render(
+        request, "runs/_progress.html", _progress_context(run, timezone.now())
     )
+    if request.htmx and not run.is_running:
+        # The run ended while the page watched it: reload once, so the buttons, the status and the
+        # accounts' last results follow (the reloaded page no longer polls).
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @require_GET

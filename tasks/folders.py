@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runs.engine.types import FolderInfo, FolderPlan, Mailbox
-from tasks.models import Account, Endpoint, Task
-
-
-def mailbox(endpoint: Endpoint, username: str, password: str) -> Mailbox:
-    """The engine's view of one side of an account."""
-    return Mailbox(
-        host=endpoint.host,
-        port=endpoint.port,
-        security=endpoint.security,
-        username=username,
-        password=password,
-        verify_tls=endpoint.verify_tls,
-        ca_certificate=endpoint.ca_certificate,
-        timeout=30.0,
-    )
+from runs.engine.types import FolderInfo, FolderPlan
+from tasks.models import Account, Task
+from tasks.services import mailbox_for
 
 
 @dataclass
@@ -55,12 +42,13 @@ class FolderOverview:
 def folder_overview(task: Task, account: Account) -> FolderOverview:
     """List the account's source folders (with counts and sizes) and plan them onto the destination.
 
-    Talks to both servers; a failure to connect or log in comes back as `error`, in words.
+    Talks to both servers (outside the endpoints' connection slots: two short connections, like
+    a login test); a failure to connect or log in comes back as `error`, in words.
     """
     from runs.engine import list_folders, plan_folders
 
-    source = mailbox(task.source, account.source_user, account.source_password)
-    destination = mailbox(
+    source = mailbox_for(task.source, account.source_user, account.source_password)
+    destination = mailbox_for(
         task.destination, account.destination_user, account.destination_password
     )
     try:
@@ -71,6 +59,8 @@ def folder_overview(task: Task, account: Account) -> FolderOverview:
         plans = plan_folders(source, destination, task.folder_mapping)
     except Exception as exc:
         return FolderOverview(ok=False, error=f"Destination: {exc}")
+    # INBOX first, then by name, so parents sit above their children.
+    plans.sort(key=lambda p: (p.source.upper() != "INBOX", p.source.casefold()))
     return FolderOverview(
         ok=True, plans=plans, infos={f.name: f for f in source_folders}
     )

@@ -1,7 +1,8 @@
-"""Probe an IMAP server without logging in: connect, secure the connection, ask CAPABILITY.
+"""Probe an IMAP server for the endpoint page: connect, secure the connection, ask CAPABILITY.
 
-Used by the endpoint page's "Test connection" button, which has no account to log in with.
-(The engine's test_connection(mailbox) logs in; this is the login-free half of it.)
+probe_server() needs no account (the engine's test_connection(mailbox) logs in; this is the
+login-free half of it). probe_endpoint() adds a login with an account of a task using the
+endpoint, when there is one, because servers announce their full capabilities only after login.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 
 import imapclient
 from imapclient.exceptions import IMAPClientError
+
+from tasks.models import Account, Endpoint
 
 # The capabilities the operator cares about, in the order the page shows them.
 KNOWN_CAPABILITIES = [
@@ -35,12 +38,14 @@ class ProbeResult:
     capabilities: list[str] = field(default_factory=list)
     tls: str = ""  # e.g. "TLSv1.3", empty for plain connections
     greeting: str = ""
+    login_user: str = ""  # set when `capabilities` is the list announced after logging in as this user
+    login_error: str = ""  # the login with an account failed: why
 
     @property
     def capability_table(self) -> list[tuple[str, bool]]:
         """(name, present) for each capability the page lists; APPENDLIMIT may carry a value."""
         present = {c.upper().split("=", 1)[0] for c in self.capabilities}
-        return [(label, name in present) for label, name in KNOWN_CAPABILITIES]
+        return [(label, name.upper() in present) for label, name in KNOWN_CAPABILITIES]
 
     @property
     def appendlimit(self) -> int | None:
@@ -156,3 +161,52 @@ def probe_server(
             except Exception:  # best effort on a probe connection
                 with contextlib.suppress(Exception):
                     client.shutdown()
+
+
+def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
+    """Probe the endpoint without logging in; then, when a task has an account on it, log in too.
+
+    Many servers (Dovecot among them) announce only part of their capabilities before login, so
+    the full list comes from a login with the first account of a task that uses the endpoint.
+    """
+    result = probe_server(
+        endpoint.host,
+        endpoint.port,
+        endpoint.security,
+        verify_tls=endpoint.verify_tls,
+        ca_certificate=endpoint.ca_certificate,
+    )
+    if not result.ok:
+        return result
+    from tasks.services import check_login
+
+    login = _first_login(endpoint)
+    if login is None:
+        return result
+    username, password = login
+    tested = check_login(endpoint, username, password, slot_wait_seconds=10)
+    if tested.ok:
+        result.capabilities = list(tested.capabilities)
+        result.login_user = username
+    else:
+        result.login_error = f"{username}: {tested.message}"
+    return result
+
+
+def _first_login(endpoint: Endpoint) -> tuple[str, str] | None:
+    """User and password of the first account that logs in to this endpoint, or None."""
+    account = (
+        Account.objects.filter(task__source=endpoint)
+        .order_by("task_id", "source_user")
+        .first()
+    )
+    if account:
+        return account.source_user, account.source_password
+    account = (
+        Account.objects.filter(task__destination=endpoint)
+        .order_by("task_id", "source_user")
+        .first()
+    )
+    if account:
+        return account.destination_user, account.destination_password
+    return None

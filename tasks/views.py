@@ -25,7 +25,7 @@ from tasks.forms import (
     TaskForm,
 )
 from tasks.models import Account, Endpoint, Task
-from tasks.services_probe import probe_server
+from tasks.services_probe import probe_endpoint
 
 # The scheduling app's partials, with stand-ins while it is not there ({% include %} takes a list).
 SCHEDULE_TEMPLATE = ["scheduling/_schedule.html", "tasks/_placeholder.html"]
@@ -126,13 +126,7 @@ def _tasks_phrase(tasks: object) -> str:
 @login_required
 def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    result = probe_server(
-        endpoint.host,
-        endpoint.port,
-        endpoint.security,
-        verify_tls=endpoint.verify_tls,
-        ca_certificate=endpoint.ca_certificate,
-    )
+    result = probe_endpoint(endpoint)
     context = {"endpoint": endpoint, "result": result}
     if request.htmx:
         return render(request, "tasks/_endpoint_test.html", context)

@@ -24,8 +24,13 @@ def duration(seconds: float | int | None) -> str:
 
 @register.filter
 def megabytes(value: int | None) -> str:
-    """Bytes as megabytes with one decimal ("12.4 MB")."""
-    return f"{(value or 0) / 1_000_000:,.1f} MB"
+    """Bytes for reading: "0 B", "18.1 kB", "12.4 MB", "3.02 GB" (decimal units, like mail quotas)."""
+    value = value or 0
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if value >= size:
+            amount = value / size
+            return f"{amount:,.2f} {unit}" if unit == "GB" else f"{amount:,.1f} {unit}"
+    return f"{value} B"
 
 
 @register.filter

@@ -166,3 +166,21 @@ def test_cancel_finished_run_is_refused(admin_client):
     run.refresh_from_db()
     assert not run.cancel_requested
     assert "already ended" in response.content.decode()
+
+
+def test_polling_a_run_that_just_ended_reloads_the_page_once(admin_client):
+    run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
+    polled = admin_client.get(
+        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
+    )
+    assert polled["HX-Refresh"] == "true"
+    plain = admin_client.get(reverse("runs:progress", args=[run.pk]))
+    assert "HX-Refresh" not in plain
+
+
+def test_polling_a_running_run_does_not_reload(admin_client):
+    run = RunFactory(status=Run.Status.RUNNING)
+    polled = admin_client.get(
+        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
+    )
+    assert "HX-Refresh" not in polled
