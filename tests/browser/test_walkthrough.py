@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+
 import pytest
 from playwright.sync_api import expect
 
