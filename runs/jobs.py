@@ -56,14 +56,14 @@ class JobMonitor:
         attempt: int,
         slot_holder: str,
         *,
-        interval: float = HEARTBEAT_SECONDS,
+        interval: float | None = None,
         clock: Callable = timezone.now,
     ) -> None:
         self.account_run_id = account_run_id
         self.run_id = run_id
         self.attempt = attempt
         self.slot_holder = slot_holder
-        self.interval = interval
+        self.interval = HEARTBEAT_SECONDS if interval is None else interval
         self.clock = clock
         self.latest: Progress | None = None
         self.waiting = False
