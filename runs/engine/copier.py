@@ -79,6 +79,8 @@ def test_connection(mailbox: Mailbox) -> ConnectionTestResult:
     try:
         try:
             folders = connection.list()
+        except imaplib.IMAP4.abort:
+            raise  # a broken connection, not a refusal: the reconnect logic handles it
         except (IMAPClientError, imaplib.IMAP4.error) as exc:
             return ConnectionTestResult(
                 ok=False,
@@ -89,6 +91,8 @@ def test_connection(mailbox: Mailbox) -> ConnectionTestResult:
         try:
             connection.examine("INBOX")
             connection.unselect()
+        except imaplib.IMAP4.abort:
+            raise  # a broken connection, not a refusal: the reconnect logic handles it
         except (IMAPClientError, imaplib.IMAP4.error) as exc:
             return ConnectionTestResult(
                 ok=False,
@@ -358,6 +362,8 @@ class _Worker(threading.Thread):
                     return False
             except ConnectionLost as exc:
                 reason, kind = str(exc), exc.kind
+            except imaplib.IMAP4.abort:
+                raise  # a broken connection, not a refusal: the reconnect logic handles it
             except (IMAPClientError, imaplib.IMAP4.error) as exc:
                 # The server refused a read command: reconnect and retry, within the same bound.
                 reason, kind = wire.describe(exc), ErrorKind.PROTOCOL
@@ -390,6 +396,8 @@ class _Worker(threading.Thread):
             if src.selected != job.source:
                 try:
                     info = src.examine(job.source)
+                except imaplib.IMAP4.abort:
+                    raise  # a broken connection, not a refusal: the reconnect logic handles it
                 except IMAPClientError as exc:
                     self._report(
                         _Batch(
@@ -795,6 +803,8 @@ class _Account:
                     f"reading {plan.source!r}",
                     lambda src, dst, plan=plan: self.plan_folder(src, dst, plan),
                 )
+            except imaplib.IMAP4.abort:
+                raise  # a broken connection, not a refusal: the reconnect logic handles it
             except (IMAPClientError, imaplib.IMAP4.error) as exc:
                 text = f"{plan.source!r} not copied: the server refused: {wire.describe(exc)}"
                 self.result.folders.append(
@@ -848,6 +858,8 @@ class _Account:
                     continue
                 try:
                     dst.client.create_folder(name + delimiter)
+                except imaplib.IMAP4.abort:
+                    raise  # a broken connection, not a refusal: the reconnect logic handles it
                 except IMAPClientError as exc:
                     self.result.warnings.append(
                         f"could not create the folder level {name!r}: {wire.describe(exc)}"
@@ -858,6 +870,8 @@ class _Account:
                     continue
                 try:
                     dst.client.create_folder(name)
+                except imaplib.IMAP4.abort:
+                    raise  # a broken connection, not a refusal: the reconnect logic handles it
                 except IMAPClientError as exc:
                     text = wire.describe(exc)
                     if "exists" not in text.lower():
@@ -887,10 +901,15 @@ class _Account:
         )
         try:
             status = src.status(source, items)
+        except imaplib.IMAP4.abort:
+            raise  # a broken connection, not a refusal: the reconnect logic handles it
         except IMAPClientError as exc:
-            self.add_warning(
-                None, f"{source!r} could not be read: {wire.describe(exc)}"
+            text = f"{source!r} not copied: it could not be read: {wire.describe(exc)}"
+            self.result.folders.append(
+                FolderResult(source, destination, errors=1, warnings=[text])
             )
+            self.result.errors += 1
+            self.result.warnings.append(text)
             return
         self.total_messages += int(status.get("MESSAGES", 0))
         uidvalidity = int(status["UIDVALIDITY"])
@@ -1099,7 +1118,7 @@ class _Account:
             worker.start()
         alive = len(workers)
         crash: BaseException | None = None
-        last_progress = 0.0
+        last_stop_check = 0.0
         while alive:
             try:
                 event = self.run.events.get(timeout=0.25)
@@ -1118,10 +1137,12 @@ class _Account:
                     self.run.stop.set()
                 else:
                     self.handle(event)
+            batch_done = event is not None and event[0] == "batch"
+            if batch_done or event is None:
+                self.progress()  # after every batch: the caller throttles its writes
             now = time.monotonic()
-            if now - last_progress >= 0.2 or event is None:
-                last_progress = now
-                self.progress()
+            if now - last_stop_check >= 0.1 or event is None:
+                last_stop_check = now
                 self.stop_requested()
         for worker in workers:
             worker.join()

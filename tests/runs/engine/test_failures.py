@@ -1,0 +1,511 @@
+"""Failure paths against the real Dovecot, the fault proxy and a scripted fake server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from dataclasses import replace
+
+import pytest
+
+from runs.engine import (
+    ErrorKind,
+    Outcome,
+    copy_account,
+    list_folders,
+    plan_folders,
+    test_connection,
+)
+from runs.engine.filestate import MemoryStateStore
+from runs.engine.types import Mailbox
+from runs.engine.uidset import UidSet
+from tests.dovecot import fill, make_message, read
+from tests.faultproxy import FaultProxy
+from tests.runs.engine.helpers import FakeServer, assert_same_folder
+
+pytestmark = pytest.mark.imap
+
+WHEN = dt.datetime(2022, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------ connecting
+
+
+def test_connection_test_succeeds_and_lists_capabilities(imap_server, imap_user):
+    result = test_connection(imap_server.mailbox(imap_user))
+    assert result.ok and result.kind is None
+    assert "UIDPLUS" in result.capabilities and "LITERAL+" in result.capabilities
+    assert result.folder_count >= 1
+
+
+def test_wrong_password_is_an_auth_failure_without_the_password(imap_server, imap_user):
+    mailbox = replace(imap_server.mailbox(imap_user), password="not-the-password-42")
+    result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.AUTH)
+    assert (
+        "not-the-password-42" not in result.message
+        and imap_user.password not in result.message
+    )
+    copied = copy_account(
+        mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore()
+    )
+    assert (copied.outcome, copied.error_kind) == (Outcome.FAILED, ErrorKind.AUTH)
+    assert "source" in copied.reason and "not-the-password-42" not in copied.reason
+
+
+def test_closed_port_is_refused(imap_server, imap_user):
+    mailbox = replace(imap_server.mailbox(imap_user), port=_closed_port())
+    result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.REFUSED)
+    assert "refused" in result.message
+    copied = copy_account(
+        mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore()
+    )
+    assert (copied.outcome, copied.error_kind) == (Outcome.FAILED, ErrorKind.REFUSED)
+
+
+def test_unknown_host_is_unreachable(imap_server, imap_user):
+    mailbox = replace(imap_server.mailbox(imap_user), host="no-such-host.invalid")
+    result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.UNREACHABLE)
+
+
+def test_tls_verification_fails_clearly_on_a_self_signed_certificate(
+    imap_server, imap_user
+):
+    result = test_connection(
+        imap_server.mailbox(imap_user, security="ssl", verify_tls=True)
+    )
+    assert (result.ok, result.kind) == (False, ErrorKind.TLS)
+    assert "certificate verify failed: self-signed certificate" in result.message
+    starttls = test_connection(
+        imap_server.mailbox(imap_user, security="starttls", verify_tls=True)
+    )
+    assert (starttls.ok, starttls.kind) == (False, ErrorKind.TLS)
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_works_with_the_ca_or_with_verification_off(
+    imap_server, imap_user, security
+):
+    with_ca = imap_server.mailbox(
+        imap_user,
+        security=security,
+        verify_tls=True,
+        ca_certificate=imap_server.ca_certificate,
+    )
+    assert test_connection(with_ca).ok
+    insecure = imap_server.mailbox(imap_user, security=security, verify_tls=False)
+    assert test_connection(insecure).ok
+
+
+def test_tls_against_a_plain_port_is_a_tls_failure(imap_server, imap_user):
+    mailbox = replace(
+        imap_server.mailbox(imap_user, security="ssl", verify_tls=False),
+        port=imap_server.imap_port,
+    )
+    result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.TLS)
+
+
+def test_a_stalled_server_times_out(imap_server, imap_user):
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.stall_new(connections=None)
+        mailbox = replace(imap_server.mailbox(imap_user), port=proxy.port, timeout=0.5)
+        result = test_connection(mailbox)
+        assert (result.ok, result.kind) == (False, ErrorKind.TIMEOUT)
+        copied = copy_account(
+            mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore()
+        )
+        assert (copied.outcome, copied.error_kind) == (
+            Outcome.FAILED,
+            ErrorKind.TIMEOUT,
+        )
+
+
+def _fake(capabilities: str, list_reply: str):
+    def handler(tag: str, command: str) -> list[str]:
+        verb = command.split(" ")[0].upper()
+        if verb == "CAPABILITY":
+            return [f"* CAPABILITY {capabilities}", f"{tag} OK done"]
+        if verb == "LOGIN":
+            return [f"{tag} OK [CAPABILITY {capabilities}] logged in"]
+        if verb == "LIST":
+            return [f"{tag} {list_reply}"]
+        if verb == "LOGOUT":
+            return ["* BYE bye", f"{tag} OK bye"]
+        return [f"{tag} BAD User is authenticated but not connected."]
+
+    return FakeServer(b"* OK fake ready\r\n", handler)
+
+
+def test_login_accepted_but_work_refused_is_its_own_kind():
+    with _fake(
+        "IMAP4rev1 STARTTLS", "BAD User is authenticated but not connected."
+    ) as server:
+        mailbox = Mailbox("127.0.0.1", server.port, "plain", "someone", "secret")
+        result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.REFUSED_WORK)
+    assert "authenticated but not connected" in result.message
+
+
+def test_examine_refused_after_list_is_refused_work():
+    with _fake("IMAP4rev1", "OK LIST done") as server:
+        mailbox = Mailbox("127.0.0.1", server.port, "plain", "someone", "secret")
+        result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.REFUSED_WORK)
+    assert "INBOX" in result.message
+
+
+def test_starttls_is_never_downgraded():
+    with _fake("IMAP4rev1", "OK LIST done") as server:
+        mailbox = Mailbox("127.0.0.1", server.port, "starttls", "someone", "secret")
+        result = test_connection(mailbox)
+    assert (result.ok, result.kind) == (False, ErrorKind.TLS)
+    assert "STARTTLS" in result.message
+
+
+def test_list_folders_with_counts(imap_server, imap_user):
+    with imap_server.connect(imap_user) as client:
+        fill(client, "Отчёты", [(make_message(seed=i), [], WHEN) for i in range(3)])
+    folders = {
+        f.name: f
+        for f in list_folders(imap_server.mailbox(imap_user), with_counts=True)
+    }
+    assert folders["Отчёты"].messages == 3 and folders["Отчёты"].size > 0
+    assert folders["Sent"].special_use == "\\Sent"
+    assert folders["INBOX"].delimiter == "/"
+
+
+def test_plan_folders_against_two_servers(
+    imap_server, imap_server_dotted, make_imap_user
+):
+    source, destination = make_imap_user(), make_imap_user(imap_server_dotted)
+    with imap_server.connect(source) as client:
+        fill(client, "Projects/Alpha", [(make_message(seed=1), [], WHEN)])
+    plans = {
+        p.source: p
+        for p in plan_folders(
+            imap_server.mailbox(source), imap_server_dotted.mailbox(destination), None
+        )
+    }
+    assert plans["Projects/Alpha"].destination == "INBOX.Projects.Alpha"
+    assert (plans["Sent"].destination, plans["Sent"].rule) == (
+        "INBOX.Sent",
+        "special-use",
+    )
+
+
+# --------------------------------------------------------------- refused messages
+
+
+def test_a_refused_message_is_recorded_and_the_copy_goes_on(
+    imap_server, make_imap_user
+):
+    source = make_imap_user()
+    destination = make_imap_user(max_message_bytes=50_000, advertise_appendlimit=False)
+    big = make_message(seed=1, subject="Too big to land", attachment_size=80_000)
+    with imap_server.connect(source) as client:
+        uids = fill(
+            client,
+            "INBOX",
+            [
+                (make_message(seed=0), [], WHEN),
+                (big, [], WHEN),
+                (make_message(seed=2), [], WHEN),
+            ],
+        )
+    store = MemoryStateStore()
+    result = copy_account(
+        imap_server.mailbox(source), imap_server.mailbox(destination), state=store
+    )
+    assert result.outcome == Outcome.DONE
+    assert (result.copied, result.errors) == (2, 1)
+    [error] = result.message_errors
+    assert (error.folder, error.uid, error.size, error.subject) == (
+        "INBOX",
+        uids[1],
+        len(big),
+        "Too big to land",
+    )
+    assert error.reason.startswith(
+        "NO [LIMIT] Mail size is larger than the maximum size"
+    )
+    assert UidSet.parse(store.folders["INBOX"].copied_uids) == UidSet.from_uids(
+        [uids[0], uids[2]]
+    )
+    with imap_server.connect(destination) as dst:
+        assert len(read(dst, "INBOX")) == 2
+
+
+def test_quota_refusal_is_recorded(imap_server, make_imap_user):
+    source = make_imap_user()
+    destination = make_imap_user(quota_bytes=40_000)
+    with imap_server.connect(source) as client:
+        fill(
+            client,
+            "INBOX",
+            [(make_message(seed=i, attachment_size=9_000), [], WHEN) for i in range(8)],
+        )
+    result = copy_account(
+        imap_server.mailbox(source),
+        imap_server.mailbox(destination),
+        state=MemoryStateStore(),
+    )
+    assert result.outcome == Outcome.DONE
+    assert (
+        result.errors >= 1 and result.copied >= 1 and result.copied + result.errors == 8
+    )
+    assert all("quota" in e.reason.lower() for e in result.message_errors)
+
+
+def test_over_appendlimit_is_skipped_before_upload(imap_server, make_imap_user):
+    source = make_imap_user()
+    destination = make_imap_user(max_message_bytes=50_000, advertise_appendlimit=True)
+    big = make_message(seed=1, subject="Über limit", attachment_size=80_000)
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(big, [], WHEN), (make_message(seed=2), [], WHEN)])
+    with FaultProxy(imap_server.imap_port) as proxy:
+        mailbox = replace(imap_server.mailbox(destination), port=proxy.port)
+        result = copy_account(
+            imap_server.mailbox(source), mailbox, state=MemoryStateStore()
+        )
+        uploaded = (
+            sum(p.from_client for p in list(proxy._pipes)) if proxy._pipes else None
+        )
+    assert (result.copied, result.errors) == (1, 1)
+    [error] = result.message_errors
+    assert "APPENDLIMIT (50000 bytes): skipped before upload" in error.reason
+    assert error.subject == "Über limit"
+    if uploaded is not None:
+        assert uploaded < len(big)
+
+
+# ------------------------------------------------------------- broken connections
+
+
+def _fill_some(imap_server, user, count=60, size=20_000):
+    with imap_server.connect(user) as client:
+        return fill(
+            client,
+            "INBOX",
+            [
+                (make_message(seed=i, attachment_size=size), [b"\\Seen"], WHEN)
+                for i in range(count)
+            ],
+        )
+
+
+def test_a_cut_mid_fetch_is_resumed_without_loss_or_duplicates(
+    imap_server, make_imap_user
+):
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.cut_after(server_bytes=300_000, connections=2)
+        mailbox = replace(imap_server.mailbox(source), port=proxy.port)
+        result = copy_account(
+            mailbox,
+            imap_server.mailbox(destination),
+            state=MemoryStateStore(),
+            connections=1,
+        )
+        assert proxy.faults_fired >= 1
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 60, 0), (
+        result.reason
+    )
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 60
+
+
+@pytest.mark.parametrize("client_bytes", [150_000, 700_000])
+def test_a_cut_mid_append_is_resumed_without_loss_or_duplicates(
+    imap_server, make_imap_user, client_bytes
+):
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.cut_after(client_bytes=client_bytes, connections=2)
+        mailbox = replace(imap_server.mailbox(destination), port=proxy.port)
+        result = copy_account(
+            imap_server.mailbox(source),
+            mailbox,
+            state=MemoryStateStore(),
+            connections=1,
+        )
+        assert proxy.faults_fired >= 1
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 60, 0), (
+        result.reason
+    )
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 60
+
+
+def test_a_lost_append_confirmation_does_not_duplicate(
+    imap_server, make_imap_user, monkeypatch
+):
+    """The APPENDs reach the server but the connection dies before their OK: nothing is sent twice."""
+    from runs.engine import imap as wire
+
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=30, size=1_000)
+    original = wire.append_many
+    calls = {"n": 0}
+
+    def lose_the_answers(connection, folder, items, outcomes):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            imap = connection.client._imap
+            original(connection, folder, items, [])  # they land ...
+            imap.shutdown()  # ... and the answers are lost with the connection
+            raise wire.ConnectionLost("connection lost: answers never arrived")
+        return original(connection, folder, items, outcomes)
+
+    monkeypatch.setattr(wire, "append_many", lose_the_answers)
+    from runs.engine import copier
+
+    monkeypatch.setattr(copier, "BATCH_MESSAGES", 10)
+    result = copy_account(
+        imap_server.mailbox(source),
+        imap_server.mailbox(destination),
+        state=MemoryStateStore(),
+        connections=1,
+    )
+    assert calls["n"] >= 3
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 30, 0), (
+        result.reason
+    )
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 30
+
+
+def test_a_crash_between_append_and_record_is_resolved_next_run(
+    imap_server, make_imap_user
+):
+    """State left by a process that died after sending APPENDs: the next run finds them landed."""
+    source, destination = make_imap_user(), make_imap_user()
+    uids = _fill_some(imap_server, source, count=10, size=1_000)
+    store = MemoryStateStore()
+    first = copy_account(
+        imap_server.mailbox(source), imap_server.mailbox(destination), state=store
+    )
+    assert first.copied == 10
+    with imap_server.connect(destination) as dst:
+        landed = read(dst, "INBOX")
+    # Rewind the record as if the last 4 APPENDs were sent but never confirmed.
+    state = store.folders["INBOX"]
+    state.copied_uids = str(UidSet.from_uids(uids[:6]))
+    state.pending_uids = str(UidSet.from_uids(uids[6:]))
+    state.pending_uidnext = landed[6].uid
+    state.highest_modseq = None
+    second = copy_account(
+        imap_server.mailbox(source), imap_server.mailbox(destination), state=store
+    )
+    assert (second.outcome, second.copied, second.errors) == (Outcome.DONE, 0, 0)
+    assert UidSet.parse(store.folders["INBOX"].copied_uids) == UidSet.from_uids(uids)
+    assert store.folders["INBOX"].pending_uids == ""
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 10
+
+
+@pytest.mark.parametrize("when", ["planning", "copying"])
+def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
+    from runs.engine import copier
+
+    monkeypatch.setattr(copier, "BATCH_MESSAGES", 5)
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=40, size=5_000)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        mailbox = replace(imap_server.mailbox(source), port=proxy.port)
+        seen = []
+
+        def on_progress(progress):
+            seen.append(progress)
+            planning = when == "planning" and len(seen) == 3
+            copying = (
+                when == "copying" and progress.copied >= 10 and not proxy.faults_fired
+            )
+            if planning or copying:
+                proxy.bye_at_next_command(open_connections=True)
+
+        result = copy_account(
+            mailbox,
+            imap_server.mailbox(destination),
+            state=MemoryStateStore(),
+            on_progress=on_progress,
+            connections=1,
+        )
+        assert proxy.faults_fired == 1
+        assert proxy.accepted == 2
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 40, 0), (
+        result.reason
+    )
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 40
+
+
+def test_repeated_failures_end_the_account_cleanly(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=20, size=20_000)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        store = MemoryStateStore()
+        # Every connection dies once the message bodies start flowing: no progress is possible.
+        proxy.cut_after(server_bytes=30_000, connections=None)
+        mailbox = replace(imap_server.mailbox(source), port=proxy.port)
+        from runs.engine import copier
+
+        result = copy_account(
+            mailbox, imap_server.mailbox(destination), state=store, connections=1
+        )
+        assert proxy.accepted <= copier.MAX_ATTEMPTS + 3
+    assert result.outcome == Outcome.FAILED
+    assert "gave up" in result.reason
+
+
+def test_a_stall_mid_copy_times_out_and_resumes(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=30, size=20_000)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        proxy.stall_after(server_bytes=200_000, connections=1)
+        mailbox = replace(imap_server.mailbox(source), port=proxy.port, timeout=1.0)
+        result = copy_account(
+            mailbox,
+            imap_server.mailbox(destination),
+            state=MemoryStateStore(),
+            connections=1,
+        )
+    assert (result.outcome, result.copied) == (Outcome.DONE, 30), result.reason
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 30
+
+
+def test_a_message_vanishing_mid_run_is_a_warning(
+    imap_server, make_imap_user, monkeypatch
+):
+    from runs.engine import copier
+
+    source, destination = make_imap_user(), make_imap_user()
+    uids = _fill_some(imap_server, source, count=5, size=1_000)
+    original = copier._Worker._copy
+
+    def expunge_first(self, src, dst, job):
+        with imap_server.connect(source) as other:
+            other.select_folder("INBOX")
+            other.delete_messages([uids[0]])
+            other.expunge()
+        return original(self, src, dst, job)
+
+    monkeypatch.setattr(copier._Worker, "_copy", expunge_first)
+    result = copy_account(
+        imap_server.mailbox(source),
+        imap_server.mailbox(destination),
+        state=MemoryStateStore(),
+    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 4, 0)
+    assert any("vanished" in w for w in result.warnings)
