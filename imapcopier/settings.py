@@ -201,7 +201,9 @@ Q_WORKERS = env_int("Q_WORKERS", 4, minimum=1, maximum=256)
 # acknowledged and never retried by the broker; no replay of missed schedule slots after downtime.
 COPY_JOB_TIMEOUT_SECONDS = 6 * 3600
 Q_CLUSTER = {
-    "name": "imapcopier",
+    # The site's name: queue names and Redis keys derive from it, and it salts the job signatures.
+    # Two sites (or two test sessions) sharing one Redis need different names.
+    "name": env_str("Q_NAME", "imapcopier"),
     "workers": Q_WORKERS,
     "timeout": COPY_JOB_TIMEOUT_SECONDS,
     "retry": COPY_JOB_TIMEOUT_SECONDS + 600,
