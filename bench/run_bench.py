@@ -40,6 +40,10 @@ class Phase:
     outcome: str = ""
     errors: int = 0
     skipped: int = 0
+    server_cpu_seconds: float = 0.0  # Dovecot's processes during the phase
+    machine_busy: float = (
+        0.0  # share of both cores busy during the phase (anyone's work)
+    )
 
     @property
     def rate(self) -> float:
@@ -122,7 +126,11 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _run_child(kind: str, config: dict[str, object], name: str) -> Phase:
+def _run_child(
+    kind: str, config: dict[str, object], name: str, server_pid: int = 0
+) -> Phase:
+    server_before = dovecot_cpu(server_pid) if server_pid else 0.0
+    busy_before, total_before = machine_ticks()
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-m", "bench.run_bench", "--child", kind],
@@ -133,6 +141,10 @@ def _run_child(kind: str, config: dict[str, object], name: str) -> Phase:
         check=False,
     )
     process_seconds = time.perf_counter() - started
+    time.sleep(0.3)  # let Dovecot reap the imap processes that just logged out
+    server_cpu = dovecot_cpu(server_pid) - server_before if server_pid else 0.0
+    busy_after, total_after = machine_ticks()
+    machine_busy = (busy_after - busy_before) / max(1, total_after - total_before)
     if completed.returncode != 0:
         raise SystemExit(f"{name} failed:\n{completed.stderr[-3000:]}")
     report = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -152,7 +164,56 @@ def _run_child(kind: str, config: dict[str, object], name: str) -> Phase:
         outcome=report["outcome"],
         errors=report["errors"],
         skipped=report["skipped"],
+        server_cpu_seconds=server_cpu,
+        machine_busy=machine_busy,
     )
+
+
+# ------------------------------------------------------------------ CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def dovecot_cpu(master_pid: int) -> float:
+    """CPU seconds used by Dovecot so far: the master, its reaped children, its live descendants."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(entry)
+        if fields is None:
+            continue
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    master = _stat_fields(master_pid)
+    if master is None:
+        return 0.0
+    total = sum(int(v) for v in master[11:15]) / _TICK  # utime stime cutime cstime
+    for pid, parent in parents.items():
+        seen = 0
+        while parent not in (0, 1, master_pid) and seen < 10:
+            parent, seen = parents.get(parent, 0), seen + 1
+        if parent == master_pid and pid != master_pid:
+            total += times[pid]
+    return total
+
+
+def machine_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 # ------------------------------------------------------------------ checks
@@ -206,7 +267,7 @@ def _check(server, source, destination, label: str, deep: bool) -> list[str]:  #
 def _table(phases: list[Phase], baseline: Phase | None) -> str:
     rows = [
         f"{'phase':<22}{'messages':>9}{'MB':>9}{'engine s':>10}{'process s':>10}{'CPU s':>8}"
-        f"{'msg/s':>9}{'MB/s':>8}{'peak RSS MB':>12}{'time/baseline':>15}"
+        f"{'msg/s':>9}{'MB/s':>8}{'peak RSS MB':>12}{'time/baseline':>15}{'Dovecot CPU s':>15}{'machine busy':>14}"
     ]
     for p in phases:
         ratio = (
@@ -217,6 +278,7 @@ def _table(phases: list[Phase], baseline: Phase | None) -> str:
         rows.append(
             f"{p.name:<22}{p.messages:>9}{p.bytes / 1e6:>9.1f}{p.engine_seconds:>10.3f}{p.process_seconds:>10.2f}"
             f"{p.cpu_seconds:>8.2f}{p.rate:>9.0f}{p.mb_rate:>8.1f}{p.peak_rss_mb:>12.1f}{ratio:>15}"
+            f"{p.server_cpu_seconds:>15.2f}{p.machine_busy:>13.0%}"
         )
     return "\n".join(rows)
 
@@ -276,21 +338,26 @@ def main(argv: list[str] | None = None) -> int:
             }
 
         phases: list[Phase] = []
-        full = _run_child("engine", config(dest_engine), "(a) engine full copy")
+        pid = server.pid
+        full = _run_child("engine", config(dest_engine), "(a) engine full copy", pid)
         phases.append(full)
         print(_table(phases[-1:], None).splitlines()[1], flush=True)
         baseline = None
         if not args.skip_baseline:
-            baseline = _run_child("baseline", config(dest_baseline), "(b) baseline")
+            baseline = _run_child(
+                "baseline", config(dest_baseline), "(b) baseline", pid
+            )
             phases.append(baseline)
             print(_table(phases[-1:], None).splitlines()[1], flush=True)
         phases.append(
-            _run_child("engine", config(dest_engine), "(c) engine no-op rerun")
+            _run_child("engine", config(dest_engine), "(c) engine no-op rerun", pid)
         )
         extra = corpus.specs(INCREMENT, args.seed, first_index=args.messages)
         corpus.load(server, source, extra, connections=1)
         phases.append(
-            _run_child("engine", config(dest_engine), f"(d) engine +{INCREMENT} new")
+            _run_child(
+                "engine", config(dest_engine), f"(d) engine +{INCREMENT} new", pid
+            )
         )
 
         print()

@@ -365,6 +365,11 @@ class Dovecot:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
+    def pid(self) -> int:
+        """The Dovecot master's process id (0 when not running)."""
+        return self._process.pid if self._process is not None else 0
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
