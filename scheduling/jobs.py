@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 TICK_FUNC = "scheduling.jobs.tick_job"
@@ -34,11 +34,33 @@ def tick_job() -> str:
         tick,  # not at import: the data migration imports this module
     )
 
-    report = tick(timezone.now())
-    return (
+    now = timezone.now()
+    report = tick(now)
+    summary = (
         f"reaped {report.reaped}, started {len(report.started)}, "
         f"already running {len(report.skipped)}, refused {len(report.refused)}"
     )
+    record_tick(now, summary)
+    return summary
+
+
+def record_tick(now: datetime, summary: str = "") -> None:
+    """Remember when the tick last ran (the schedule panel warns when it stops)."""
+    from scheduling.models import Ticker
+
+    if not Ticker.objects.filter(pk=1).update(last_tick_at=now, last_result=summary):
+        try:
+            with transaction.atomic():
+                Ticker.objects.create(pk=1, last_tick_at=now, last_result=summary)
+        except IntegrityError:  # another tick created it a moment ago
+            Ticker.objects.filter(pk=1).update(last_tick_at=now, last_result=summary)
+
+
+def last_tick_at() -> datetime | None:
+    """When the scheduler tick last ran, or None if it never has."""
+    from scheduling.models import Ticker
+
+    return Ticker.objects.filter(pk=1).values_list("last_tick_at", flat=True).first()
 
 
 def install_tick_schedules(schedule_model: type[models.Model], now: datetime) -> None:

@@ -200,3 +200,21 @@ def test_broken_badge_partial():
     assert "badge" not in render_to_string(
         "scheduling/_broken_badge.html", {"task": Task(broken=False)}
     )
+
+
+def test_the_panel_warns_when_no_tick_drives_the_schedule(admin_client):
+    from scheduling.jobs import record_tick
+
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now())
+    url = reverse("scheduling:schedule", args=[task.pk])
+    assert b"data-scheduler-stale" in admin_client.get(url).content  # never ticked
+    record_tick(timezone.now() - timedelta(minutes=10), "old")
+    assert b"data-scheduler-stale" in admin_client.get(url).content  # stopped ticking
+    record_tick(timezone.now(), "fresh")
+    assert b"data-scheduler-stale" not in admin_client.get(url).content
+    off = TaskFactory()
+    record_tick(timezone.now() - timedelta(hours=1))
+    assert (
+        b"data-scheduler-stale"
+        not in admin_client.get(reverse("scheduling:schedule", args=[off.pk])).content
+    )
