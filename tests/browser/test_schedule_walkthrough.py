@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 
 from runs import jobs
 from runs.models import AccountRun, Run
+from scheduling.jobs import record_tick
 from scheduling.ticker import tick
 from tasks.models import Account, Task
 from tests.browser.conftest import screenshot
@@ -87,11 +88,15 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
         source_test_status=Account.TestStatus.OK,
         destination_test_status=Account.TestStatus.OK,
     )
+    record_tick(
+        timezone.now()
+    )  # the control cluster is ticking (no warning on the page)
     page.reload()
     page.locator("[data-schedule-select]").select_option(label="Every 1h")
     next_run = page.locator("[data-next-run] time")
     expect(next_run).to_have_attribute("data-localised", "")
     expect(page.locator("[data-schedule-error]")).to_have_count(0)
+    expect(page.locator("[data-scheduler-stale]")).to_have_count(0)
     task.refresh_from_db()
     assert task.schedule_interval_seconds == 3600
     expected = task.schedule_anchor + timedelta(hours=1)
@@ -140,6 +145,7 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
     expect(page.locator("[data-next-run]")).to_be_visible()
     expect(page.locator("[data-broken-badge]")).to_have_count(0)
     report = tick(run.finished_at + timedelta(hours=1, seconds=1))
+    record_tick(timezone.now())
     scheduled = Run.objects.get(pk=report.started[0])
     assert scheduled.trigger == Run.Trigger.SCHEDULED
     run_jobs_of(scheduled)
