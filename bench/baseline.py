@@ -30,9 +30,7 @@ class ImapError(RuntimeError):
 class RawImap:
     """Just enough IMAP: tagged commands, responses with literals, and raw pipelined writes."""
 
-    def __init__(
-        self, host: str, port: int, *, tls: bool = False, timeout: float = 300.0
-    ) -> None:
+    def __init__(self, host: str, port: int, *, tls: bool = False, timeout: float = 300.0) -> None:
         sock = socket.create_connection((host, port), timeout=timeout)
         if tls:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
@@ -75,9 +73,7 @@ class RawImap:
             untagged.append(response)
 
     def login(self, username: str, password: str) -> None:
-        self.command(
-            b"LOGIN " + quote(username.encode()) + b" " + quote(password.encode())
-        )
+        self.command(b"LOGIN " + quote(username.encode()) + b" " + quote(password.encode()))
 
     def close(self) -> None:
         with contextlib.suppress(ImapError, OSError):
@@ -111,14 +107,8 @@ def list_folders(conn: RawImap) -> list[tuple[str, str, bool]]:
             continue
         flags, delimiter, name = match.groups()
         if not raw_name:
-            raw_name = (
-                name[1:-1].replace(b'\\"', b'"').replace(b"\\\\", b"\\")
-                if name.startswith(b'"')
-                else name
-            )
-        selectable = (
-            b"\\noselect" not in flags.lower() and b"\\nonexistent" not in flags.lower()
-        )
+            raw_name = name[1:-1].replace(b'\\"', b'"').replace(b"\\\\", b"\\") if name.startswith(b'"') else name
+        selectable = b"\\noselect" not in flags.lower() and b"\\nonexistent" not in flags.lower()
         out.append((utf7_decode(raw_name), delimiter.strip(b'"').decode(), selectable))
     return out
 
@@ -176,9 +166,7 @@ def _copy_folder(src: RawImap, dst: RawImap, name: str) -> tuple[int, int]:
     if exists == 0:
         return 0, 0
     folder = mailbox_arg(name)
-    sentinel = (
-        dst.next_tag()
-    )  # a NOOP sent after the last APPEND: its answer ends the reader
+    sentinel = dst.next_tag()  # a NOOP sent after the last APPEND: its answer ends the reader
     errors: list[str] = []
 
     def read_answers() -> None:
@@ -208,11 +196,7 @@ def _copy_folder(src: RawImap, dst: RawImap, name: str) -> tuple[int, int]:
         head, body = response[0], response[1]
         flags = _FETCH_FLAGS.search(head)
         date = _FETCH_DATE.search(head)
-        flag_text = b" ".join(
-            f
-            for f in (flags.group(1).split() if flags else [])
-            if f.lower() != b"\\recent"
-        )
+        flag_text = b" ".join(f for f in (flags.group(1).split() if flags else []) if f.lower() != b"\\recent")
         append_tag = dst.next_tag()
         dst.sock.sendall(
             append_tag

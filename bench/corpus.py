@@ -62,9 +62,7 @@ _WORD_TEXT = (
     "meeting invoice quarter budget review project deadline report figures attached regards"
 )
 WORDS = _WORD_TEXT.split()
-_EIGHT_BIT_TEXT = (
-    "Grüße Köln Ärger über Straße naïve café señor Привет мир Ελλάδα 日本語"
-)
+_EIGHT_BIT_TEXT = "Grüße Köln Ärger über Straße naïve café señor Привет мир Ελλάδα 日本語"
 EIGHT_BIT_WORDS = _EIGHT_BIT_TEXT.split()
 NAMES = [
     ("Alice Martin", "alice@example.org"),
@@ -134,11 +132,7 @@ def specs(messages: int = 5000, seed: int = 2026, first_index: int = 0) -> list[
     rng = random.Random(f"corpus|{seed}|{first_index}")
     names = [name for name, _share in FOLDERS]
     weights = [share for _name, share in FOLDERS]
-    huge = (
-        set(rng.sample(range(messages), max(1, messages // 1000)))
-        if messages >= 200
-        else set()
-    )
+    huge = set(rng.sample(range(messages), max(1, messages // 1000))) if messages >= 200 else set()
     out: list[Spec] = []
     for offset in range(messages):
         index = first_index + offset
@@ -149,9 +143,7 @@ def specs(messages: int = 5000, seed: int = 2026, first_index: int = 0) -> list[
         if offset in huge:
             attachment = int(HUGE_SIZE * 0.73)
         elif roll < 0.10:
-            encoded = (
-                ATTACHMENT_MIN + (ATTACHMENT_MAX - ATTACHMENT_MIN) * rng.random() ** 2.3
-            )
+            encoded = ATTACHMENT_MIN + (ATTACHMENT_MAX - ATTACHMENT_MIN) * rng.random() ** 2.3
             attachment = int(encoded * 0.73)  # base64 with line breaks is about 1.37 x
         else:
             attachment = 0
@@ -164,13 +156,9 @@ def specs(messages: int = 5000, seed: int = 2026, first_index: int = 0) -> list[
         if pick < 0.02:
             message_id = None  # drafts and old clients: no Message-ID
         elif pick < 0.03 and out:
-            message_id = rng.choice(
-                out
-            ).message_id  # a different message sharing a Message-ID
+            message_id = rng.choice(out).message_id  # a different message sharing a Message-ID
         elif pick < 0.035 and out:
-            duplicate_of = rng.choice(
-                [s for s in out[-50:] if s.folder == folder] or [None]
-            )  # type: ignore[list-item]
+            duplicate_of = rng.choice([s for s in out[-50:] if s.folder == folder] or [None])  # type: ignore[list-item]
             duplicate_of = duplicate_of.index if duplicate_of else None
         out.append(
             Spec(
@@ -207,11 +195,7 @@ def _text(rng: random.Random, size: int, eight_bit: bool) -> str:
 
 def render(spec: Spec, by_index: dict[int, Spec] | None = None) -> bytes:
     """The message bytes (CRLF line endings) for a Spec."""
-    if (
-        spec.duplicate_of is not None
-        and by_index is not None
-        and spec.duplicate_of in by_index
-    ):
+    if spec.duplicate_of is not None and by_index is not None and spec.duplicate_of in by_index:
         return render(by_index[spec.duplicate_of])
     rng = random.Random(f"message|{spec.index}")
     sender, recipient = rng.sample(NAMES, 2)
@@ -235,9 +219,7 @@ def render(spec: Spec, by_index: dict[int, Spec] | None = None) -> bytes:
         head.append(f"Message-ID: {spec.message_id}")
     head += ["MIME-Version: 1.0", "X-Mailer: bench-corpus 1.0"]
     cte = "8bit" if spec.eight_bit else "7bit"
-    text = _text(
-        rng, spec.body_size if not spec.html else spec.body_size // 2, spec.eight_bit
-    )
+    text = _text(rng, spec.body_size if not spec.html else spec.body_size // 2, spec.eight_bit)
     text_part = f"Content-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: {cte}\n\n{text}"
     if spec.html:
         paragraphs = "".join(f"<p>{line}</p>\n" for line in text.splitlines() if line)
@@ -257,9 +239,7 @@ def render(spec: Spec, by_index: dict[int, Spec] | None = None) -> bytes:
         raw = random.Random(f"attachment|{spec.index}").randbytes(spec.attachment_size)
         encoded = base64.b64encode(raw).decode("ascii")
         lines = "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
-        name = rng.choice(
-            ["report.pdf", "photo.jpg", "slides.pptx", "data.xlsx", "scan.tiff"]
-        )
+        name = rng.choice(["report.pdf", "photo.jpg", "slides.pptx", "data.xlsx", "scan.tiff"])
         message = (
             "\n".join(head)
             + f'\nContent-Type: multipart/mixed; boundary="{mixed}"\n\n'
@@ -311,10 +291,7 @@ def load(server, user, items: list[Spec], *, connections: int = 2) -> dict[str, 
                     fill(
                         client,
                         folder,
-                        (
-                            (render(s, by_index), s.flags, s.internaldate)
-                            for s in by_folder[folder]
-                        ),
+                        ((render(s, by_index), s.flags, s.internaldate) for s in by_folder[folder]),
                     )
             finally:
                 client.logout()
@@ -347,9 +324,7 @@ def describe(items: list[Spec]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)

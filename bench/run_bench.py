@@ -41,9 +41,7 @@ class Phase:
     errors: int = 0
     skipped: int = 0
     server_cpu_seconds: float = 0.0  # Dovecot's processes during the phase
-    machine_busy: float = (
-        0.0  # share of both cores busy during the phase (anyone's work)
-    )
+    machine_busy: float = 0.0  # share of both cores busy during the phase (anyone's work)
 
     @property
     def rate(self) -> float:
@@ -70,9 +68,7 @@ def _child(kind: str) -> int:
         destination = Mailbox(**config["destination"])
         store = JsonFileStateStore(config["state"])
         started = time.perf_counter()
-        result = copy_account(
-            source, destination, state=store, connections=config["connections"]
-        )
+        result = copy_account(source, destination, state=store, connections=config["connections"])
         seconds = time.perf_counter() - started
         report = {
             "messages": result.copied,
@@ -81,9 +77,7 @@ def _child(kind: str) -> int:
             "errors": result.errors,
             "skipped": result.skipped,
             "reason": result.reason,
-            "message_errors": [
-                f"{e.folder} {e.uid}: {e.reason}" for e in result.message_errors[:5]
-            ],
+            "message_errors": [f"{e.folder} {e.uid}: {e.reason}" for e in result.message_errors[:5]],
         }
     else:
         from bench.baseline import copy_account as baseline_copy
@@ -109,9 +103,7 @@ def _child(kind: str) -> int:
         }
     after = resource.getrusage(resource.RUSAGE_SELF)
     report["seconds"] = seconds
-    report["cpu"] = (after.ru_utime - before.ru_utime) + (
-        after.ru_stime - before.ru_stime
-    )
+    report["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     # ru_maxrss survives fork and exec (it would report the parent's peak); VmHWM is this process's.
     report["maxrss_kb"] = _peak_rss_kb()
     print(json.dumps(report))
@@ -126,9 +118,7 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _run_child(
-    kind: str, config: dict[str, object], name: str, server_pid: int = 0
-) -> Phase:
+def _run_child(kind: str, config: dict[str, object], name: str, server_pid: int = 0) -> Phase:
     server_before = dovecot_cpu(server_pid) if server_pid else 0.0
     busy_before, total_before = machine_ticks()
     started = time.perf_counter()
@@ -237,10 +227,7 @@ def _digests(server, user) -> dict[str, list[str]]:  # noqa: ANN001
 
     client = server.connect(user, timeout=300)
     try:
-        return {
-            name: sorted(m.sha256 for m in read(client, name, batch=20))
-            for name in _counts(server, user)
-        }
+        return {name: sorted(m.sha256 for m in read(client, name, batch=20)) for name in _counts(server, user)}
     finally:
         client.logout()
 
@@ -250,9 +237,7 @@ def _check(server, source, destination, label: str, deep: bool) -> list[str]:  #
     want, got = _counts(server, source), _counts(server, destination)
     for folder, count in sorted(want.items()):
         if got.get(folder) != count:
-            problems.append(
-                f"{label}: {folder}: source {count}, destination {got.get(folder)}"
-            )
+            problems.append(f"{label}: {folder}: source {count}, destination {got.get(folder)}")
     if deep and not problems:
         want_d, got_d = _digests(server, source), _digests(server, destination)
         for folder, digests in want_d.items():
@@ -284,22 +269,14 @@ def _table(phases: list[Phase], baseline: Phase | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument(
-        "--connections", type=int, default=2, help="engine connections per side"
-    )
+    parser.add_argument("--connections", type=int, default=2, help="engine connections per side")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument(
-        "--verify", action="store_true", help="also compare sha256 of every message"
-    )
+    parser.add_argument("--verify", action="store_true", help="also compare sha256 of every message")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
-    parser.add_argument(
-        "--child", choices=["engine", "baseline"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", choices=["engine", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child)
@@ -309,9 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.dovecot import Dovecot
 
     workdir = Path(tempfile.mkdtemp(prefix="imapcopier-bench-"))
-    workdir.chmod(
-        0o755
-    )  # Dovecot's unprivileged processes must reach the directory below
+    workdir.chmod(0o755)  # Dovecot's unprivileged processes must reach the directory below
     print(f"Dovecot and state under {workdir}", flush=True)
     with Dovecot(workdir=workdir / "dovecot") as server:
         source = server.add_user("bench-source")
@@ -344,21 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(phases[-1:], None).splitlines()[1], flush=True)
         baseline = None
         if not args.skip_baseline:
-            baseline = _run_child(
-                "baseline", config(dest_baseline), "(b) baseline", pid
-            )
+            baseline = _run_child("baseline", config(dest_baseline), "(b) baseline", pid)
             phases.append(baseline)
             print(_table(phases[-1:], None).splitlines()[1], flush=True)
-        phases.append(
-            _run_child("engine", config(dest_engine), "(c) engine no-op rerun", pid)
-        )
+        phases.append(_run_child("engine", config(dest_engine), "(c) engine no-op rerun", pid))
         extra = corpus.specs(INCREMENT, args.seed, first_index=args.messages)
         corpus.load(server, source, extra, connections=1)
-        phases.append(
-            _run_child(
-                "engine", config(dest_engine), f"(d) engine +{INCREMENT} new", pid
-            )
-        )
+        phases.append(_run_child("engine", config(dest_engine), f"(d) engine +{INCREMENT} new", pid))
 
         print()
         print(_table(phases, baseline))
@@ -380,9 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (" and the same bytes (sha256)" if args.verify else "")
             )
         if baseline is not None:
-            print(
-                f"full copy time / baseline time: {full.engine_seconds / baseline.engine_seconds:.2f}"
-            )
+            print(f"full copy time / baseline time: {full.engine_seconds / baseline.engine_seconds:.2f}")
         if args.json:
             args.json.write_text(
                 json.dumps(

@@ -36,9 +36,7 @@ class Fault:
     """What happens to a connection once `after_bytes` bytes went through in `direction`."""
 
     action: str  # "cut", "stall", "bye"
-    direction: str = (
-        "server"  # "server": bytes from the server; "client": bytes from the client
-    )
+    direction: str = "server"  # "server": bytes from the server; "client": bytes from the client
     after_bytes: int = 0
     connections: int | None = 1  # new connections still to receive it; None = unlimited
     reset: bool = False  # cut with RST instead of FIN
@@ -48,9 +46,7 @@ class Fault:
 class _Pipe:
     """One proxied connection, served by its own thread."""
 
-    def __init__(
-        self, proxy: FaultProxy, client: socket.socket, fault: Fault | None, stall: bool
-    ) -> None:
+    def __init__(self, proxy: FaultProxy, client: socket.socket, fault: Fault | None, stall: bool) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream: socket.socket | None = None
@@ -65,9 +61,7 @@ class _Pipe:
     def run(self) -> None:
         try:
             if not self.stalled:
-                self.upstream = socket.create_connection(
-                    (self.proxy.target_host, self.proxy.target_port), timeout=10
-                )
+                self.upstream = socket.create_connection((self.proxy.target_host, self.proxy.target_port), timeout=10)
                 self.upstream.settimeout(None)
             self._loop()
         except OSError:
@@ -91,9 +85,7 @@ class _Pipe:
                     if not data:
                         return  # one side closed: close the other
                     if self.stalled:
-                        if (
-                            side == "server"
-                        ):  # an upstream stalled after some bytes: drop it
+                        if side == "server":  # an upstream stalled after some bytes: drop it
                             with contextlib.suppress(KeyError, ValueError):
                                 selector.unregister(key.fileobj)
                         continue  # swallow what the client sends; answer nothing
@@ -114,11 +106,7 @@ class _Pipe:
             time.sleep(self.proxy.delay)
         fault = self.fault
         counted = self.from_server if side == "server" else self.from_client
-        if (
-            fault is not None
-            and fault.direction == side
-            and counted + len(data) > fault.after_bytes
-        ):
+        if fault is not None and fault.direction == side and counted + len(data) > fault.after_bytes:
             allowed = max(0, fault.after_bytes - counted)
             self._fire()
             if fault.action == "bye":  # the command is not forwarded: BYE answers it
@@ -150,18 +138,14 @@ class _Pipe:
             self.proxy.faults_fired += 1
 
     def arm_bye(self, text: bytes) -> None:
-        self.fault = Fault(
-            "bye", direction="client", after_bytes=self.from_client, bye_text=text
-        )
+        self.fault = Fault("bye", direction="client", after_bytes=self.from_client, bye_text=text)
 
     def _cut(self, reset: bool) -> None:
         if reset:
             for sock in (self.client, self.upstream):
                 if sock is not None:
                     with contextlib.suppress(OSError):
-                        sock.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close()
 
     def close(self) -> None:
@@ -202,9 +186,7 @@ class FaultProxy:
         self.max_concurrent = 0
         self.faults_fired = 0
         self._faults: list[Fault] = []
-        self._stall_new: int | None = (
-            0  # connections still to be stalled at accept; None = all
-        )
+        self._stall_new: int | None = 0  # connections still to be stalled at accept; None = all
         self._pipes: set[_Pipe] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -215,9 +197,7 @@ class FaultProxy:
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
         self._started_at = time.monotonic()
-        self._thread = threading.Thread(
-            target=self._accept_loop, name=f"faultproxy:{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._accept_loop, name=f"faultproxy:{self.port}", daemon=True)
         self._thread.start()
 
     def __enter__(self) -> FaultProxy:
@@ -271,9 +251,7 @@ class FaultProxy:
                 for pipe in self._pipes:
                     pipe.arm_bye(raw)
             if new_connections != 0:
-                self._faults.append(
-                    Fault("bye", "client", 0, new_connections, bye_text=raw)
-                )
+                self._faults.append(Fault("bye", "client", 0, new_connections, bye_text=raw))
 
     def cut_all(self, reset: bool = False) -> int:
         """Drop every open connection now; returns how many were dropped."""
@@ -362,9 +340,7 @@ class FaultProxy:
                     self.current += 1
                     self.max_concurrent = max(self.max_concurrent, self.current)
                     self._pipes.add(pipe)
-                threading.Thread(
-                    target=pipe.run, name=f"faultproxy:{self.port}:pipe", daemon=True
-                ).start()
+                threading.Thread(target=pipe.run, name=f"faultproxy:{self.port}:pipe", daemon=True).start()
         finally:
             self._shutdown()
 

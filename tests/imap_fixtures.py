@@ -21,9 +21,7 @@ def _start(layout: str) -> Dovecot:
     try:
         return Dovecot(layout)
     except (DovecotError, OSError) as exc:
-        pytest.fail(
-            f"the test Dovecot ({layout}) could not start:\n{exc}", pytrace=False
-        )
+        pytest.fail(f"the test Dovecot ({layout}) could not start:\n{exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

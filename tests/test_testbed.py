@@ -76,9 +76,7 @@ def test_login_list_append_fetch_round_trip(imap_server, imap_user, security):
         assert got.size == len(as_served(raw))
         assert got.flags == tuple(sorted(flags))
         assert got.internaldate.tzinfo is not None
-        assert (
-            got.internaldate == when
-        )  # same instant (Dovecot reports it in its own zone)
+        assert got.internaldate == when  # same instant (Dovecot reports it in its own zone)
     assert stored[2].message_id is None
     assert stored[0].message_id and stored[0].message_id.startswith("<")
 
@@ -109,9 +107,7 @@ def test_special_use_folders_are_there(imap_server, imap_user):
     client = imap_server.connect(imap_user)
     try:
         uses = {
-            name: [
-                f for f in flags if f in (b"\\Sent", b"\\Drafts", b"\\Trash", b"\\Junk")
-            ]
+            name: [f for f in flags if f in (b"\\Sent", b"\\Drafts", b"\\Trash", b"\\Junk")]
             for flags, _delim, name in client.list_folders()
         }
     finally:
@@ -131,16 +127,12 @@ def test_tls_verification_against_the_system_store_fails(imap_server, imap_user)
             ssl_context=ssl.create_default_context(),
             timeout=10,
         )
-    client = IMAPClient(
-        imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10
-    )
+    client = IMAPClient(imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10)
     try:
         with pytest.raises(ssl.SSLCertVerificationError):
             client.starttls(ssl.create_default_context())
     finally:
-        with contextlib.suppress(
-            OSError
-        ):  # the failed handshake closed the socket already
+        with contextlib.suppress(OSError):  # the failed handshake closed the socket already
             client.shutdown()
 
 
@@ -157,25 +149,19 @@ def test_certificate_verifies_for_localhost_and_loopback(imap_server):
     )
     client.shutdown()
     with (
-        socket.create_connection(
-            ("127.0.0.1", imap_server.imaps_port), timeout=10
-        ) as raw,
+        socket.create_connection(("127.0.0.1", imap_server.imaps_port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         assert tls.recv(4) == b"* OK"
     with (
-        socket.create_connection(
-            ("127.0.0.1", imap_server.imaps_port), timeout=10
-        ) as raw,
+        socket.create_connection(("127.0.0.1", imap_server.imaps_port), timeout=10) as raw,
         pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname"),
     ):
         context.wrap_socket(raw, server_hostname="mail.example.org")
 
 
 def test_wrong_password_is_refused(imap_server, imap_user):
-    client = IMAPClient(
-        imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10
-    )
+    client = IMAPClient(imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10)
     try:
         with pytest.raises(LoginError, match=r"\[AUTHENTICATIONFAILED\]"):
             client.login(imap_user.username, imap_user.password + "x")
@@ -190,9 +176,7 @@ def test_changed_password_applies_at_once(imap_server, make_imap_user):
     imap_server.connect(user).logout()
     changed = imap_server.set_password(user, "s3cond-Password")
     imap_server.connect(changed).logout()
-    client = IMAPClient(
-        imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10
-    )
+    client = IMAPClient(imap_server.host, port=imap_server.imap_port, ssl=False, timeout=10)
     try:
         with pytest.raises(LoginError):
             client.login(user.username, user.password)
@@ -200,9 +184,7 @@ def test_changed_password_applies_at_once(imap_server, make_imap_user):
         client.shutdown()
 
 
-def test_users_are_independent_and_named_uniquely(
-    imap_server, make_imap_user, imap_server_dotted
-):
+def test_users_are_independent_and_named_uniquely(imap_server, make_imap_user, imap_server_dotted):
     first, second = make_imap_user(), make_imap_user()
     assert first.username != second.username
     assert first.password != second.password
@@ -227,9 +209,7 @@ def test_mailbox_picks_the_port_for_the_security_mode(imap_server, imap_user):
         imap_server.imap_port,
         Security.PLAIN,
     )
-    tls = imap_server.mailbox(
-        imap_user, "ssl", verify_tls=True, ca_certificate=imap_server.ca_certificate
-    )
+    tls = imap_server.mailbox(imap_user, "ssl", verify_tls=True, ca_certificate=imap_server.ca_certificate)
     assert (tls.port, tls.security, tls.verify_tls) == (
         imap_server.imaps_port,
         Security.SSL,
@@ -242,29 +222,21 @@ def test_mailbox_picks_the_port_for_the_security_mode(imap_server, imap_user):
         Security.STARTTLS,
     )
     assert (plain.username, plain.password) == (imap_user.username, imap_user.password)
-    assert imap_user.password not in repr(plain) and imap_user.password not in repr(
-        imap_user
-    )
+    assert imap_user.password not in repr(plain) and imap_user.password not in repr(imap_user)
 
 
-def test_dotted_server_has_dot_delimiter_and_inbox_prefix(
-    imap_server_dotted, make_imap_user
-):
+def test_dotted_server_has_dot_delimiter_and_inbox_prefix(imap_server_dotted, make_imap_user):
     server = imap_server_dotted
     assert (server.delimiter, server.prefix) == (".", "INBOX.")
     user = make_imap_user(server)
     client = server.connect(user)
     try:
         assert client.namespace().personal == (("INBOX.", "."),)
-        fill(
-            client, "INBOX.Projects.Пример & Co", [(make_message(), ("\\Seen",), None)]
-        )
+        fill(client, "INBOX.Projects.Пример & Co", [(make_message(), ("\\Seen",), None)])
         listed = {name: delim for _flags, delim, name in client.list_folders()}
         assert listed["INBOX.Projects.Пример & Co"] == b"."
         assert "INBOX.Projects" in listed
-        assert {"INBOX.Sent", "INBOX.Drafts", "INBOX.Trash", "INBOX.Junk"} <= set(
-            listed
-        )
+        assert {"INBOX.Sent", "INBOX.Drafts", "INBOX.Trash", "INBOX.Junk"} <= set(listed)
         assert len(read(client, "INBOX.Projects.Пример & Co")) == 1
     finally:
         client.logout()
@@ -312,9 +284,7 @@ def test_message_size_limit_refuses_and_is_advertised(imap_server, make_imap_use
         fill(client, "INBOX", [(make_message(attachment_size=5_000), (), None)])
         with pytest.raises(AppendRefused) as refused:
             fill(client, "INBOX", [(make_message(attachment_size=9_000), (), None)])
-        assert (
-            "[LIMIT] Mail size is larger than the maximum size" in refused.value.words
-        )
+        assert "[LIMIT] Mail size is larger than the maximum size" in refused.value.words
         assert len(read(client, "INBOX")) == 1
     finally:
         client.logout()
@@ -354,9 +324,7 @@ def test_connection_count_sees_open_connections(imap_server, make_imap_user):
 
 def test_many_connections_per_user_are_allowed(imap_server, make_imap_user):
     user = make_imap_user()
-    clients = [
-        imap_server.connect(user) for _ in range(15)
-    ]  # Dovecot's default would stop at 10
+    clients = [imap_server.connect(user) for _ in range(15)]  # Dovecot's default would stop at 10
     try:
         assert _wait_for_count(imap_server, user.username, 15) == 15
     finally:
@@ -380,6 +348,19 @@ def test_dovecot_serves_bare_lf_as_crlf(imap_server, imap_user):
     assert as_served(crlf) == crlf
 
 
+def test_set_uidvalidity_changes_what_clients_see(imap_server, imap_user):
+    client = imap_server.connect(imap_user)
+    try:
+        fill(client, "Projects/Ünïcode", [(make_message(), ("\\Seen",), None)])
+        before = client.folder_status("Projects/Ünïcode", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+        imap_server.set_uidvalidity(imap_user, "Projects/Ünïcode", before + 1000)
+        after = client.folder_status("Projects/Ünïcode", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+        assert after == before + 1000
+        assert [m.uid for m in read(client, "Projects/Ünïcode")] == [1]
+    finally:
+        client.logout()
+
+
 def test_make_message_variants():
     plain = make_message(seed=1)
     assert b"\r\n" in plain and b"\n" not in plain.replace(b"\r\n", b"")
@@ -387,23 +368,14 @@ def test_make_message_variants():
     bare = make_message(bare_lf=True, seed=1)
     assert b"\r" not in bare
     assert b"Message-ID" not in make_message(message_id=None)
-    assert b"Message-ID: <same@example.org>" in make_message(
-        message_id="same@example.org"
-    )
+    assert b"Message-ID: <same@example.org>" in make_message(message_id="same@example.org")
     eight = make_message(eight_bit=True, subject="Grüße")
     assert "Grüße".encode() in eight and b"Content-Transfer-Encoding: 8bit" in eight
     big = make_message(attachment_size=100_000, seed=7, message_id="fixed@example.org")
     assert len(big) > 133_000 and b"Content-Disposition: attachment" in big
-    assert big == make_message(
-        attachment_size=100_000, seed=7, message_id="fixed@example.org"
-    )
-    assert make_message(seed=1) != make_message(
-        seed=1
-    )  # generated Message-IDs are unique
-    assert (
-        max(len(line) for line in make_message(long_line=20_000).split(b"\r\n"))
-        == 20_000
-    )
+    assert big == make_message(attachment_size=100_000, seed=7, message_id="fixed@example.org")
+    assert make_message(seed=1) != make_message(seed=1)  # generated Message-IDs are unique
+    assert max(len(line) for line in make_message(long_line=20_000).split(b"\r\n")) == 20_000
 
 
 # ------------------------------------------------------------------ fault proxy
@@ -423,10 +395,7 @@ def filled_user(imap_server, make_imap_user):
     fill(
         client,
         "INBOX",
-        [
-            (make_message(attachment_size=300_000, seed=n), ("\\Seen",), None)
-            for n in range(5)
-        ],
+        [(make_message(attachment_size=300_000, seed=n), ("\\Seen",), None) for n in range(5)],
     )
     client.logout()
     return user
@@ -470,9 +439,7 @@ def test_proxy_cut_with_reset_gives_a_socket_error(imap_server, filled_user):
             client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
 
 
-def test_proxy_cut_mid_append_for_the_first_two_connections(
-    imap_server, make_imap_user
-):
+def test_proxy_cut_mid_append_for_the_first_two_connections(imap_server, make_imap_user):
     user = make_imap_user()
     big = make_message(attachment_size=2_000_000, seed=5)
     with FaultProxy(imap_server.imap_port) as proxy:
@@ -495,9 +462,7 @@ def test_proxy_bye_at_next_command(imap_server, filled_user):
         client = _client_via(proxy, filled_user)
         client.noop()
         proxy.bye_at_next_command()
-        with pytest.raises(
-            IMAPClientAbortError, match="Fault injected by the test proxy"
-        ):
+        with pytest.raises(IMAPClientAbortError, match="Fault injected by the test proxy"):
             client.select_folder("INBOX")
         assert proxy.wait_until(lambda: proxy.current == 0)
         proxy.bye_at_next_command(open_connections=False, new_connections=1)
@@ -525,9 +490,7 @@ def test_proxy_delay_and_cut_all(imap_server, filled_user):
     with FaultProxy(imap_server.imap_port, delay=0.05) as proxy:
         started = time.monotonic()
         client = _client_via(proxy, filled_user)
-        assert (
-            time.monotonic() - started >= 0.1
-        )  # greeting and LOGIN answer each waited
+        assert time.monotonic() - started >= 0.1  # greeting and LOGIN answer each waited
         proxy.delay = 0
         assert proxy.cut_all() == 1
         with pytest.raises((IMAPClientAbortError, OSError)):
