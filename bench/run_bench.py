@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--connections", type=int, default=2, help="engine connections per side")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="full copies of each kind (median is shown)")
     parser.add_argument("--verify", action="store_true", help="also compare sha256 of every message")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--child", choices=["engine", "baseline"], help=argparse.SUPPRESS)
@@ -290,8 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dovecot and state under {workdir}", flush=True)
     with Dovecot(workdir=workdir / "dovecot") as server:
         source = server.add_user("bench-source")
-        dest_engine = server.add_user("bench-engine")
-        dest_baseline = server.add_user("bench-baseline")
 
         items = corpus.specs(args.messages, args.seed)
         started = time.perf_counter()
@@ -304,28 +303,52 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        def config(destination) -> dict[str, object]:  # noqa: ANN001
+        def config(destination, state: str) -> dict[str, object]:  # noqa: ANN001
             return {
                 "source": asdict_mailbox(server.mailbox(source, timeout=300)),
                 "destination": asdict_mailbox(server.mailbox(destination, timeout=300)),
-                "state": str(workdir / "engine-state.json"),
+                "state": str(workdir / state),
                 "connections": args.connections,
             }
 
-        phases: list[Phase] = []
         pid = server.pid
-        full = _run_child("engine", config(dest_engine), "(a) engine full copy", pid)
-        phases.append(full)
-        print(_table(phases[-1:], None).splitlines()[1], flush=True)
-        baseline = None
-        if not args.skip_baseline:
-            baseline = _run_child("baseline", config(dest_baseline), "(b) baseline", pid)
-            phases.append(baseline)
-            print(_table(phases[-1:], None).splitlines()[1], flush=True)
-        phases.append(_run_child("engine", config(dest_engine), "(c) engine no-op rerun", pid))
+        engine_runs: list[Phase] = []
+        baseline_runs: list[Phase] = []
+        for repeat in range(args.repeat):
+            # Fresh destinations each time; alternate who goes first so neither always gets a warm cache.
+            dest_engine = server.add_user(f"bench-engine-{repeat}")
+            dest_baseline = server.add_user(f"bench-baseline-{repeat}")
+            order = ["engine", "baseline"] if repeat % 2 == 0 else ["baseline", "engine"]
+            for kind in order:
+                if kind == "engine":
+                    run = _run_child("engine", config(dest_engine, f"state-{repeat}.json"), "(a) engine full copy", pid)
+                    engine_runs.append(run)
+                elif not args.skip_baseline:
+                    run = _run_child("baseline", config(dest_baseline, "unused"), "(b) baseline", pid)
+                    baseline_runs.append(run)
+                else:
+                    continue
+                print(f"run {repeat + 1}: " + _table([run], None).splitlines()[1], flush=True)
+        full = _median(engine_runs)
+        baseline = _median(baseline_runs) if baseline_runs else None
+        last = args.repeat - 1
+        phases: list[Phase] = [full] + ([baseline] if baseline else [])
+        phases.append(_run_child("engine", config(dest_engine, f"state-{last}.json"), "(c) engine no-op rerun", pid))
         extra = corpus.specs(INCREMENT, args.seed, first_index=args.messages)
         corpus.load(server, source, extra, connections=1)
-        phases.append(_run_child("engine", config(dest_engine), f"(d) engine +{INCREMENT} new", pid))
+        phases.append(
+            _run_child("engine", config(dest_engine, f"state-{last}.json"), f"(d) engine +{INCREMENT} new", pid)
+        )
+        if args.repeat > 1:
+            print()
+            print(
+                "full copy, every run (engine s / baseline s): "
+                + ", ".join(
+                    f"{e.engine_seconds:.2f}/{b.engine_seconds:.2f}"
+                    for e, b in zip(engine_runs, baseline_runs or engine_runs, strict=False)
+                )
+                + f"; the table shows the medians of {args.repeat} runs"
+            )
 
         print()
         print(_table(phases, baseline))
@@ -357,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                         "load_seconds": load_seconds,
                         "connections": args.connections,
                         "phases": [asdict(p) for p in phases],
+                        "engine_runs": [asdict(p) for p in engine_runs],
+                        "baseline_runs": [asdict(p) for p in baseline_runs],
                         "problems": problems,
                     },
                     indent=2,
@@ -366,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.rmtree(workdir, ignore_errors=True)
     return 1 if problems else 0
+
+
+def _median(runs: list[Phase]) -> Phase:
+    return sorted(runs, key=lambda p: p.engine_seconds)[len(runs) // 2]
 
 
 def _explained_by_increment(problem: str, extra: list) -> bool:  # noqa: ANN001
