@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from runs.models import Run
 from tasks.models import Account, Task
@@ -23,9 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def migration():
-    old = EndpointFactory(
-        label="Old mail server", host="imap.old-host.example", port=993
-    )
+    old = EndpointFactory(label="Old mail server", host="imap.old-host.example", port=993)
     new = EndpointFactory(
         label="New mail server",
         host="mail.new-host.example",
@@ -52,9 +52,7 @@ def migration():
         for u in users
     ]
     accounts[3].destination_test_status = Account.TestStatus.FAIL
-    accounts[
-        3
-    ].destination_test_message = "[AUTHENTICATIONFAILED] Authentication failed."
+    accounts[3].destination_test_message = "[AUTHENTICATIONFAILED] Authentication failed."
     accounts[3].save()
     start = timezone.now() - timedelta(minutes=4)
     previous = RunFactory(
@@ -66,9 +64,7 @@ def migration():
         errors=2,
     )
     for account in accounts:
-        AccountRunFactory(
-            run=previous, account=account, status="done", copied=1024, bytes=80_000_000
-        )
+        AccountRunFactory(run=previous, account=account, status="done", copied=1024, bytes=80_000_000)
     run = RunFactory(task=task, status=Run.Status.RUNNING, started_at=start)
     states = [
         ("done", 812, 812, "INBOX", 61_000_000),
@@ -77,9 +73,7 @@ def migration():
         ("failed", 0, 0, "", 0),
         ("queued", 0, 0, "", 0),
     ]
-    for account, (status, copied, total, folder, size) in zip(
-        accounts, states, strict=True
-    ):
+    for account, (status, copied, total, folder, size) in zip(accounts, states, strict=True):
         AccountRunFactory(
             run=run,
             account=account,
@@ -133,3 +127,38 @@ def test_main_pages_render_cleanly(live_page, live_server, migration):
     # local time: the <time> elements were rewritten by app.js
     page.goto(f"{base}/")
     assert page.locator("time[data-localised]").count() >= 1
+
+
+def test_first_visit_pages_guide_the_operator(page, live_server, admin_user):
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(re.compile(r"/login/"))
+    screenshot(page, "00-login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    expect(page.locator(".notice.fail")).to_be_visible()
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "correct horse battery staple")
+    page.click("button[type=submit]")
+    expect(page.locator(".empty")).to_contain_text("No tasks yet")
+    expect(page.locator("a.button.primary").first).to_have_text("Add an endpoint first")
+    screenshot(page, "08-empty-task-list")
+    page.click("text=Add an endpoint first")
+    page.click("button:has-text('Create endpoint')")  # empty form: errors next to the fields
+    expect(page.locator("#id_label-errors")).to_contain_text("required")
+    expect(page.locator("#id_host-errors")).to_contain_text("required")
+    screenshot(page, "09-endpoint-form-errors")
+
+
+def test_import_page_and_account_form(live_page, live_server):
+    task = TaskFactory(name="Import demo")
+    live_page.goto(f"{live_server.url}/tasks/{task.pk}/")
+    expect(live_page.locator("#accounts .empty")).to_contain_text("No accounts yet")
+    screenshot(live_page, "21-task-empty")
+    live_page.goto(f"{live_server.url}/tasks/{task.pk}/accounts/import/")
+    screenshot(live_page, "22-import-upload")
+    live_page.goto(f"{live_server.url}/tasks/{task.pk}/accounts/new/")
+    live_page.fill("#id_source_user", "someone@old.example")
+    live_page.click("button:has-text('Add account')")
+    expect(live_page.locator("#id_source_password-errors")).to_contain_text("needs the source password")
+    screenshot(live_page, "23-account-form-errors")
