@@ -151,9 +151,7 @@ def task_rows(queryset: object | None = None) -> list[Task]:
 
     last_run = Run.objects.filter(task=OuterRef("pk")).order_by("-started_at", "-id")
     finished = Run.objects.filter(task=OuterRef("pk"), finished_at__isnull=False)
-    running = AccountRun.objects.filter(
-        run__task=OuterRef("pk"), run__status=Run.Status.RUNNING
-    ).values("run__task")
+    running = AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING).values("run__task")
     tasks = (
         (queryset if queryset is not None else Task.objects.all())
         .select_related("source", "destination")
@@ -169,40 +167,19 @@ def task_rows(queryset: object | None = None) -> list[Task]:
             last_run_status=Subquery(last_run.values("status")[:1]),
             last_run_started_at=Subquery(last_run.values("started_at")[:1]),
             last_run_errors=Subquery(last_run.values("errors")[:1]),
-            last_finished_at=Subquery(
-                finished.order_by("-finished_at").values("finished_at")[:1]
-            ),
-            done_messages=Subquery(
-                running.annotate(n=Sum("copied") + Sum("skipped")).values("n")[:1]
-            ),
-            total_messages=Subquery(
-                running.annotate(n=Sum("total_messages")).values("n")[:1]
-            ),
+            last_finished_at=Subquery(finished.order_by("-finished_at").values("finished_at")[:1]),
+            done_messages=Subquery(running.annotate(n=Sum("copied") + Sum("skipped")).values("n")[:1]),
+            total_messages=Subquery(running.annotate(n=Sum("total_messages")).values("n")[:1]),
         )
     )
+    from scheduling.services import next_run_for
+
     rows = list(tasks)
-    now = timezone.now()
     for task in rows:
-        task.next_run_at = _next_run_at(task, now)
+        task.next_run_at = next_run_for(task)  # uses the annotated last_finished_at
         total = task.total_messages or 0
-        task.percent = (
-            min(100, round(100 * (task.done_messages or 0) / total)) if total else None
-        )
+        task.percent = min(100, round(100 * (task.done_messages or 0) / total)) if total else None
     return rows
-
-
-def _next_run_at(task: Task, now: object) -> object:
-    try:
-        from scheduling.timing import next_run_at
-    except ImportError:  # scheduling not installed yet
-        return None
-    return next_run_at(
-        interval_seconds=task.schedule_interval_seconds,
-        anchor=task.schedule_anchor,
-        last_finished_at=getattr(task, "last_finished_at", None),
-        running=task.is_running,
-        broken=task.broken,
-    )
 
 
 @require_GET
@@ -284,10 +261,10 @@ def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    task = get_object_or_404(
-        Task.objects.select_related("source", "destination"), pk=pk
-    )
     from runs.views import run_panel_context  # the task page shows its run panel
+    from scheduling.services import with_last_finished
+
+    task = get_object_or_404(with_last_finished(Task.objects.select_related("source", "destination")), pk=pk)
 
     context = {
         "task": task,
@@ -307,12 +284,8 @@ def accounts_with_results(task: Task) -> list[Account]:
     """The task's accounts, each with `last_result`: its latest AccountRun or None (two queries)."""
     from runs.models import AccountRun
 
-    latest = AccountRun.objects.filter(account=OuterRef("pk")).order_by(
-        "-run__started_at", "-pk"
-    )
-    accounts = list(
-        task.accounts.annotate(last_account_run_id=Subquery(latest.values("pk")[:1]))
-    )
+    latest = AccountRun.objects.filter(account=OuterRef("pk")).order_by("-run__started_at", "-pk")
+    accounts = list(task.accounts.annotate(last_account_run_id=Subquery(latest.values("pk")[:1])))
     ids = [a.last_account_run_id for a in accounts if a.last_account_run_id]
     runs = AccountRun.objects.in_bulk(ids)
     for account in accounts:
@@ -330,9 +303,7 @@ def account_table(request: HttpRequest, pk: int) -> HttpResponse:
     """The accounts table alone: polled while "Test all" runs."""
     task = get_object_or_404(Task, pk=pk)
     context = _accounts_context(task)
-    context["polling"] = request.GET.get("until") and _tests_pending(
-        task, request.GET["until"]
-    )
+    context["polling"] = request.GET.get("until") and _tests_pending(task, request.GET["until"])
     return render(request, "tasks/_account_table.html", context)
 
 
@@ -369,9 +340,7 @@ def account_create(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
-    account = get_object_or_404(
-        Account.objects.select_related("task"), pk=account_pk, task_id=pk
-    )
+    account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
     form = AccountForm(*_posted(request), instance=account, task=account.task)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -388,13 +357,9 @@ def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
 @require_POST
 @login_required
 def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
-    account = get_object_or_404(
-        Account.objects.select_related("task"), pk=account_pk, task_id=pk
-    )
+    account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
     if account.task.is_running:
-        messages.error(
-            request, "The task is running: accounts cannot be removed until it ends."
-        )
+        messages.error(request, "The task is running: accounts cannot be removed until it ends.")
     else:
         account.delete()
         messages.success(request, f"Account {account.source_user} removed.")
@@ -407,9 +372,7 @@ def account_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The account list as CSV, without passwords (the import columns minus the secrets)."""
     task = get_object_or_404(Task, pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = (
-        f'attachment; filename="task-{task.pk}-accounts.csv"'
-    )
+    response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-accounts.csv"'
     writer = csv.writer(response)
     writer.writerow(
         [
@@ -489,9 +452,7 @@ def _store_pending(request: HttpRequest, task: Task, data: bytes) -> None:
     # The upload waits in the session (stored in the database, so any web process can
     # finish the import), encrypted like the passwords it contains. The preview page
     # never carries a password.
-    request.session[_PENDING_KEY.format(task.pk)] = crypto.encrypt(
-        base64.b64encode(data).decode("ascii")
-    )
+    request.session[_PENDING_KEY.format(task.pk)] = crypto.encrypt(base64.b64encode(data).decode("ascii"))
 
 
 def _load_pending(request: HttpRequest, task: Task) -> bytes | None:
@@ -569,9 +530,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
-    task = get_object_or_404(
-        Task.objects.select_related("source", "destination"), pk=pk
-    )
+    task = get_object_or_404(Task.objects.select_related("source", "destination"), pk=pk)
     from tasks.folders import folder_overview
 
     account = task.accounts.first()

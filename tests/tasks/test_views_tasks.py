@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -30,14 +32,10 @@ def test_task_list_is_the_home_page(admin_client):
 
 def test_task_list_shows_last_run_broken_badge_and_running_progress(admin_client):
     broken = TaskFactory(name="broken one", broken=True)
-    RunFactory(
-        task=broken, status=Run.Status.DONE, errors=4, finished_at=timezone.now()
-    )
+    RunFactory(task=broken, status=Run.Status.DONE, errors=4, finished_at=timezone.now())
     running = TaskFactory(name="busy one", status=Task.Status.RUNNING)
     run = RunFactory(task=running, status=Run.Status.RUNNING)
-    AccountRunFactory(
-        run=run, copied=30, skipped=10, total_messages=80, status="running"
-    )
+    AccountRunFactory(run=run, copied=30, skipped=10, total_messages=80, status="running")
     AccountRunFactory(run=run, copied=0, total_messages=20, status="queued")
     html = admin_client.get("/").content.decode()
     assert 'class="badge broken"' in html
@@ -46,9 +44,7 @@ def test_task_list_shows_last_run_broken_badge_and_running_progress(admin_client
     assert 'hx-trigger="every 5s"' in html  # the list refreshes while something runs
 
 
-def test_task_list_uses_a_fixed_number_of_queries(
-    admin_client, django_assert_max_num_queries
-):
+def test_task_list_uses_a_fixed_number_of_queries(admin_client, django_assert_max_num_queries):
     for _ in range(8):
         task = TaskFactory()
         AccountFactory.create_batch(2, task=task)
@@ -75,9 +71,7 @@ def test_create_task(admin_client):
 
 def test_create_task_without_a_source_shows_the_error_next_to_the_field(admin_client):
     destination = EndpointFactory()
-    response = admin_client.post(
-        reverse("tasks:create"), {"name": "Move", "destination": destination.pk}
-    )
+    response = admin_client.post(reverse("tasks:create"), {"name": "Move", "destination": destination.pk})
     html = response.content.decode()
     assert response.status_code == 400
     assert 'id="id_source-errors"' in html
@@ -150,9 +144,7 @@ def test_task_page_shows_accounts_run_panel_and_schedule(admin_client):
 def test_task_page_of_a_running_task_polls_progress(admin_client):
     task = TaskFactory(status=Task.Status.RUNNING)
     run = RunFactory(task=task, status=Run.Status.RUNNING)
-    AccountRunFactory(
-        run=run, status="running", copied=5, total_messages=10, current_folder="Sent"
-    )
+    AccountRunFactory(run=run, status="running", copied=5, total_messages=10, current_folder="Sent")
     html = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
     assert reverse("runs:progress", args=[run.pk]) in html
     assert 'hx-trigger="every 2s"' in html
@@ -162,3 +154,11 @@ def test_task_page_of_a_running_task_polls_progress(admin_client):
 
 def test_unknown_task_is_404(admin_client):
     assert admin_client.get(reverse("tasks:detail", args=[999])).status_code == 404
+
+
+def test_task_list_shows_the_next_scheduled_run(admin_client):
+    anchor = timezone.now().replace(microsecond=0)
+    TaskFactory(name="scheduled", schedule_interval_seconds=3600, schedule_anchor=anchor)
+    html = admin_client.get("/").content.decode()
+    expected = (anchor + timedelta(hours=1)).isoformat()
+    assert f'<time datetime="{expected}">' in html
