@@ -162,3 +162,25 @@ def test_import_page_and_account_form(live_page, live_server):
     live_page.click("button:has-text('Add account')")
     expect(live_page.locator("#id_source_password-errors")).to_contain_text("needs the source password")
     screenshot(live_page, "23-account-form-errors")
+
+
+def test_app_js_swaps_409_refusals_and_runs_dialogs(live_page, live_server, migration):
+    task, _previous = migration
+    Task.objects.filter(pk=task.pk).update(status=Task.Status.IDLE)
+    Run.objects.filter(task=task, status=Run.Status.RUNNING).update(
+        status=Run.Status.CANCELLED, finished_at=timezone.now()
+    )
+    page = live_page
+    page.goto(f"{live_server.url}/tasks/{task.pk}/")
+    # dave's destination login failed: enabling a schedule is refused with 409, and the refusal shows
+    page.select_option("[data-schedule-select]", "3600")
+    expect(page.locator("[data-schedule-error]")).to_contain_text("all accounts must pass connection tests")
+    expect(page.locator("[data-schedule-select]")).to_have_value("0")
+    # the run log opens as a dialog, with local times, and is removed from the page when closed
+    page.click("[data-run-log-link]")
+    dialog = page.locator("dialog[data-autoshow]")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("time[data-localised]").first).to_be_attached()
+    screenshot(page, "24-run-log-dialog")
+    dialog.locator("button:has-text('Close')").click()
+    expect(page.locator("dialog")).to_have_count(0)
