@@ -253,6 +253,27 @@ def _connect_side(mailbox: Mailbox, side: str, *, read_only: bool) -> Connection
         raise ConnectionLost(f"{side}: {exc.message}", exc.kind) from None
 
 
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Hand freed message buffers back to the OS (glibc keeps them otherwise, so RSS would track
+    the largest batches seen rather than the current one)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * (2 ** max(0, attempt - 1)))
 
@@ -456,6 +477,7 @@ class _Worker(threading.Thread):
                 if self.run_.stop.is_set():
                     return False
                 self._copy_batch(src, dst, job, batch)
+                _release_memory()
                 batch, batch_bytes = [], 0
             batch.append(uid)
             batch_bytes += size
@@ -463,6 +485,7 @@ class _Worker(threading.Thread):
             if self.run_.stop.is_set():
                 return False
             self._copy_batch(src, dst, job, batch)
+            _release_memory()
         return True
 
     def _subject(self, src: Connection, uid: int) -> str:

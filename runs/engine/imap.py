@@ -527,7 +527,12 @@ def append_many(
             head = _command_head(tag, quoted, item)
             size = len(item.raw)
             if literal_plus and size <= SYNC_LITERAL_ABOVE:
-                imap.send(head + b" {%d+}\r\n" % size + item.raw + b"\r\n")
+                if size <= 65536:
+                    imap.send(b"".join((head, b" {%d+}\r\n" % size, item.raw, b"\r\n")))
+                else:  # no concatenated copy of a big message
+                    imap.send(head + b" {%d+}\r\n" % size)
+                    imap.send(item.raw)
+                    imap.send(b"\r\n")
                 pending.append(tag)
                 continue
             drain()

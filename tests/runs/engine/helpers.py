@@ -60,12 +60,8 @@ class CommandRecorder:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(
-                target=self._pump_server, args=(upstream, client), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._pump_client, args=(client, upstream), daemon=True
-            ).start()
+            threading.Thread(target=self._pump_server, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump_client, args=(client, upstream), daemon=True).start()
 
     @staticmethod
     def _pump_server(upstream: socket.socket, client: socket.socket) -> None:
@@ -104,9 +100,7 @@ class CommandRecorder:
 class FakeServer:
     """A scripted IMAP server: `handler(tag, command_line) -> list of response lines`."""
 
-    def __init__(
-        self, greeting: bytes, handler: Callable[[str, str], list[str]]
-    ) -> None:
+    def __init__(self, greeting: bytes, handler: Callable[[str, str], list[str]]) -> None:
         self.greeting = greeting
         self.handler = handler
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -147,15 +141,11 @@ class FakeServer:
                     return
 
 
-def assert_same_folder(
-    src: IMAPClient, src_folder: str, dst: IMAPClient, dst_folder: str
-) -> int:
+def assert_same_folder(src: IMAPClient, src_folder: str, dst: IMAPClient, dst_folder: str) -> int:
     """Every message byte-identical (sha256), same flags and INTERNALDATE instant, same order."""
     source = read(src, src_folder)
     destination = read(dst, dst_folder)
-    assert len(destination) == len(source), (
-        f"{src_folder}: {len(source)} → {len(destination)}"
-    )
+    assert len(destination) == len(source), f"{src_folder}: {len(source)} → {len(destination)}"
     assert sorted(m.sha256 for m in destination) == sorted(m.sha256 for m in source)
     by_hash: dict[str, list] = {}
     for m in destination:
@@ -163,15 +153,9 @@ def assert_same_folder(
     for m in source:
         candidates = by_hash[m.sha256]
         twin = next(
-            (
-                c
-                for c in candidates
-                if c.flags == m.flags and c.internaldate == m.internaldate
-            ),
+            (c for c in candidates if c.flags == m.flags and c.internaldate == m.internaldate),
             None,
         )
-        assert twin is not None, (
-            f"{src_folder} UID {m.uid}: flags/date differ ({m.flags}, {m.internaldate})"
-        )
+        assert twin is not None, f"{src_folder} UID {m.uid}: flags/date differ ({m.flags}, {m.internaldate})"
         candidates.remove(twin)
     return len(source)

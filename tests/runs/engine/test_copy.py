@@ -13,16 +13,12 @@ from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
 
 pytestmark = pytest.mark.imap
 
-WHEN = dt.datetime(
-    2019, 10, 27, 1, 30, 5, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))
-)
+WHEN = dt.datetime(2019, 10, 27, 1, 30, 5, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45)))
 
 
 def copy(server_a, user_a, server_b, user_b, store=None, **kwargs):
     store = store if store is not None else MemoryStateStore()
-    result = copy_account(
-        server_a.mailbox(user_a), server_b.mailbox(user_b), state=store, **kwargs
-    )
+    result = copy_account(server_a.mailbox(user_a), server_b.mailbox(user_b), state=store, **kwargs)
     return result, store
 
 
@@ -33,9 +29,7 @@ def test_awkward_messages_arrive_byte_for_byte(imap_server, make_imap_user):
         make_message(seed=2, long_line=12_000),
         make_message(seed=3, bare_lf=True),
         make_message(seed=4, body=b""),
-        make_message(
-            seed=5, attachment_size=15 * 1024 * 1024
-        ),  # about 20 MB once base64-encoded
+        make_message(seed=5, attachment_size=15 * 1024 * 1024),  # about 20 MB once base64-encoded
         make_message(
             seed=6,
             eight_bit=True,
@@ -75,9 +69,7 @@ def test_internaldate_keeps_instant_and_offset(imap_server, make_imap_user):
     source, destination = make_imap_user(), make_imap_user()
     dates = [
         dt.datetime(2024, 3, 31, 1, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=1))),
-        dt.datetime(
-            2001, 1, 1, 0, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30))
-        ),
+        dt.datetime(2001, 1, 1, 0, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30))),
         dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
     ]
     with imap_server.connect(source) as client:
@@ -97,16 +89,9 @@ def test_internaldate_keeps_instant_and_offset(imap_server, make_imap_user):
 
 def test_shared_and_missing_message_ids_all_arrive(imap_server, make_imap_user):
     source, destination = make_imap_user(), make_imap_user()
-    messages = [
-        make_message(seed=i, message_id="<same@example.org>", subject=f"twin {i}")
-        for i in range(3)
-    ]
-    messages += [
-        make_message(seed=9, message_id=None)
-    ] * 2  # two identical messages without Message-ID
-    messages += [
-        make_message(seed=i, message_id=None, subject=f"none {i}") for i in range(3)
-    ]
+    messages = [make_message(seed=i, message_id="<same@example.org>", subject=f"twin {i}") for i in range(3)]
+    messages += [make_message(seed=9, message_id=None)] * 2  # two identical messages without Message-ID
+    messages += [make_message(seed=i, message_id=None, subject=f"none {i}") for i in range(3)]
     with imap_server.connect(source) as client:
         fill(client, "Drafts", [(m, [], WHEN) for m in messages])
     result, store = copy(imap_server, source, imap_server, destination)
@@ -159,9 +144,7 @@ def test_new_messages_are_found_and_copied_incrementally(imap_server, make_imap_
         fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(20)])
         result, store = copy(imap_server, source, imap_server, destination)
         assert result.copied == 20
-        fill(
-            client, "INBOX", [(make_message(seed=100 + i), [], WHEN) for i in range(3)]
-        )
+        fill(client, "INBOX", [(make_message(seed=100 + i), [], WHEN) for i in range(3)])
         fill(client, "New folder", [(make_message(seed=200), [], WHEN)])
     again, _ = copy(imap_server, source, imap_server, destination, store=store)
     assert (again.copied, again.errors) == (4, 0)
@@ -195,9 +178,7 @@ def test_flag_changes_on_the_source_reach_the_destination(imap_server, make_imap
 
 def test_uidvalidity_change_rematches_without_duplicates(imap_server, make_imap_user):
     source, destination = make_imap_user(), make_imap_user()
-    messages = [make_message(seed=i) for i in range(8)] + [
-        make_message(seed=50, message_id=None)
-    ] * 2
+    messages = [make_message(seed=i) for i in range(8)] + [make_message(seed=50, message_id=None)] * 2
     with imap_server.connect(source) as client:
         fill(client, "Archive", [(m, [], WHEN) for m in messages])
         fill(client, "Other", [(make_message(seed=70), [], WHEN)])
@@ -217,16 +198,12 @@ def test_uidvalidity_change_rematches_without_duplicates(imap_server, make_imap_
     assert (again.copied, again.skipped) == (1, len(messages))
     assert any("UIDVALIDITY" in w for f in again.folders for w in f.warnings)
     assert store.folders["Archive"].uidvalidity != old_validity
-    assert (
-        store.folders["Other"] == other_state
-    )  # the other folder's record is untouched
+    assert store.folders["Other"] == other_state  # the other folder's record is untouched
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "Archive", dst, "Archive") == len(messages) + 1
 
 
-def test_prepopulated_destination_gets_only_what_is_missing(
-    imap_server, make_imap_user
-):
+def test_prepopulated_destination_gets_only_what_is_missing(imap_server, make_imap_user):
     source, destination = make_imap_user(), make_imap_user()
     twins = [make_message(seed=7, message_id="<twin@example.org>")] * 3
     others = [make_message(seed=i) for i in range(6)]
@@ -243,9 +220,7 @@ def test_prepopulated_destination_gets_only_what_is_missing(
 
 
 @pytest.mark.parametrize("connections", [1, 3])
-def test_parallel_connections_stay_within_the_limit(
-    imap_server, make_imap_user, connections
-):
+def test_parallel_connections_stay_within_the_limit(imap_server, make_imap_user, connections):
     from dataclasses import replace
 
     from tests.faultproxy import FaultProxy
@@ -278,9 +253,7 @@ def test_parallel_connections_stay_within_the_limit(
             assert assert_same_folder(src, name, dst, name) == 150
 
 
-def test_source_gets_only_read_commands_and_keeps_its_flags(
-    imap_server, make_imap_user
-):
+def test_source_gets_only_read_commands_and_keeps_its_flags(imap_server, make_imap_user):
     from dataclasses import replace
 
     source, destination = make_imap_user(), make_imap_user()
@@ -288,10 +261,7 @@ def test_source_gets_only_read_commands_and_keeps_its_flags(
         fill(
             client,
             "INBOX",
-            [
-                (make_message(seed=i), [] if i % 2 else [b"\\Seen"], WHEN)
-                for i in range(12)
-            ],
+            [(make_message(seed=i), [] if i % 2 else [b"\\Seen"], WHEN) for i in range(12)],
         )
         fill(
             client,
@@ -314,9 +284,7 @@ def test_source_gets_only_read_commands_and_keeps_its_flags(
     verbs = recorder.verbs()
     assert set(verbs) <= allowed, set(verbs) - allowed
     fetches = [c for c in recorder.commands if b" FETCH " in c.upper()]
-    assert fetches and all(
-        b"BODY[" not in c.upper() and b"RFC822 " not in c.upper() for c in fetches
-    )
+    assert fetches and all(b"BODY[" not in c.upper() and b"RFC822 " not in c.upper() for c in fetches)
     with imap_server.connect(source) as client:
         after = {f: read(client, f) for f in ("INBOX", "Sent")}
     assert [m.flags for m in after["INBOX"][:12]] == [m.flags for m in before["INBOX"]]
@@ -343,10 +311,7 @@ def test_folder_names_from_slash_server_to_dotted_prefix_server_and_back(
             fill(
                 client,
                 name,
-                [
-                    (make_message(seed=f"{name}{j}"), [b"\\Seen"], WHEN)
-                    for j in range(i % 3 + 1)
-                ],
+                [(make_message(seed=f"{name}{j}"), [b"\\Seen"], WHEN) for j in range(i % 3 + 1)],
             )
     there = copy_account(
         imap_server.mailbox(source),
@@ -407,9 +372,7 @@ def test_merging_two_folders_is_reported_not_done(imap_server, make_imap_user):
     assert any("would both be copied into 'X'" in w for w in result.warnings)
 
 
-def test_cancel_between_batches_keeps_what_was_copied(
-    imap_server, make_imap_user, monkeypatch
-):
+def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_user, monkeypatch):
     from runs.engine import copier
 
     monkeypatch.setattr(copier, "BATCH_MESSAGES", 10)
@@ -440,3 +403,29 @@ def test_cancel_between_batches_keeps_what_was_copied(
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 300
     assert seen[-1].folder == "INBOX" and seen[-1].total_messages == 300
+
+
+def test_flag_changes_are_carried_without_condstore_too(imap_server, make_imap_user, monkeypatch):
+    from runs.engine import imap as wire
+
+    original = wire.Connection.has
+
+    def has(self, capability):
+        if self.read_only and capability.upper() == "CONDSTORE":
+            return False  # a source server without CONDSTORE
+        return original(self, capability)
+
+    monkeypatch.setattr(wire.Connection, "has", has)
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        uids = fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(4)])
+        result, store = copy(imap_server, source, imap_server, destination)
+        assert result.copied == 4 and store.folders["INBOX"].highest_modseq is None
+        client.select_folder("INBOX")
+        client.add_flags([uids[0], uids[3]], [b"\\Seen", b"$Done"])
+        client.unselect_folder()
+    again, _ = copy(imap_server, source, imap_server, destination, store=store)
+    assert (again.copied, again.errors) == (0, 0)
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 4
+        assert [m.flags for m in read(dst, "INBOX")] == [("$Done", "\\Seen"), (), (), ("$Done", "\\Seen")]

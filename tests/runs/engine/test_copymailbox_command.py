@@ -27,10 +27,7 @@ def test_parse_endpoint():
         143,
         Security.PLAIN,
     )
-    assert (
-        parse_endpoint("imap+starttls://bob@host", starttls=False)[2]
-        == Security.STARTTLS
-    )
+    assert parse_endpoint("imap+starttls://bob@host", starttls=False)[2] == Security.STARTTLS
 
 
 @pytest.mark.parametrize(
@@ -58,9 +55,7 @@ def run(*args):
 
 
 @pytest.mark.imap
-def test_copymailbox_copies_then_copies_only_what_is_new(
-    imap_server, make_imap_user, tmp_path, monkeypatch
-):
+def test_copymailbox_copies_then_copies_only_what_is_new(imap_server, make_imap_user, tmp_path, monkeypatch):
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         fill(
@@ -98,9 +93,7 @@ def test_copymailbox_copies_then_copies_only_what_is_new(
 
 
 @pytest.mark.imap
-def test_copymailbox_fails_with_a_non_zero_status(
-    imap_server, make_imap_user, tmp_path, monkeypatch
-):
+def test_copymailbox_fails_with_a_non_zero_status(imap_server, make_imap_user, tmp_path, monkeypatch):
     source, destination = make_imap_user(), make_imap_user()
     monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", "wrong-password-123")
     monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
@@ -116,9 +109,7 @@ def test_copymailbox_fails_with_a_non_zero_status(
 
 
 @pytest.mark.imap
-def test_copymailbox_reports_refused_messages_and_exits_non_zero(
-    imap_server, make_imap_user, tmp_path, monkeypatch
-):
+def test_copymailbox_reports_refused_messages_and_exits_non_zero(imap_server, make_imap_user, tmp_path, monkeypatch):
     source = make_imap_user()
     destination = make_imap_user(max_message_bytes=30_000, advertise_appendlimit=False)
     with imap_server.connect(source) as client:
@@ -140,9 +131,7 @@ def test_copymailbox_reports_refused_messages_and_exits_non_zero(
     assert "error: INBOX UID 1" in out and "'huge'" in out and "NO [LIMIT]" in out
 
 
-def test_copymailbox_without_password_and_terminal_says_what_to_set(
-    monkeypatch, tmp_path
-):
+def test_copymailbox_without_password_and_terminal_says_what_to_set(monkeypatch, tmp_path):
     monkeypatch.delenv("IMAPCOPIER_SOURCE_PASSWORD", raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     error, _, _ = run(

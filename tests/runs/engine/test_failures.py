@@ -48,13 +48,8 @@ def test_wrong_password_is_an_auth_failure_without_the_password(imap_server, ima
     mailbox = replace(imap_server.mailbox(imap_user), password="not-the-password-42")
     result = test_connection(mailbox)
     assert (result.ok, result.kind) == (False, ErrorKind.AUTH)
-    assert (
-        "not-the-password-42" not in result.message
-        and imap_user.password not in result.message
-    )
-    copied = copy_account(
-        mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore()
-    )
+    assert "not-the-password-42" not in result.message and imap_user.password not in result.message
+    copied = copy_account(mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore())
     assert (copied.outcome, copied.error_kind) == (Outcome.FAILED, ErrorKind.AUTH)
     assert "source" in copied.reason and "not-the-password-42" not in copied.reason
 
@@ -64,9 +59,7 @@ def test_closed_port_is_refused(imap_server, imap_user):
     result = test_connection(mailbox)
     assert (result.ok, result.kind) == (False, ErrorKind.REFUSED)
     assert "refused" in result.message
-    copied = copy_account(
-        mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore()
-    )
+    copied = copy_account(mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore())
     assert (copied.outcome, copied.error_kind) == (Outcome.FAILED, ErrorKind.REFUSED)
 
 
@@ -76,24 +69,16 @@ def test_unknown_host_is_unreachable(imap_server, imap_user):
     assert (result.ok, result.kind) == (False, ErrorKind.UNREACHABLE)
 
 
-def test_tls_verification_fails_clearly_on_a_self_signed_certificate(
-    imap_server, imap_user
-):
-    result = test_connection(
-        imap_server.mailbox(imap_user, security="ssl", verify_tls=True)
-    )
+def test_tls_verification_fails_clearly_on_a_self_signed_certificate(imap_server, imap_user):
+    result = test_connection(imap_server.mailbox(imap_user, security="ssl", verify_tls=True))
     assert (result.ok, result.kind) == (False, ErrorKind.TLS)
     assert "certificate verify failed: self-signed certificate" in result.message
-    starttls = test_connection(
-        imap_server.mailbox(imap_user, security="starttls", verify_tls=True)
-    )
+    starttls = test_connection(imap_server.mailbox(imap_user, security="starttls", verify_tls=True))
     assert (starttls.ok, starttls.kind) == (False, ErrorKind.TLS)
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
-def test_tls_works_with_the_ca_or_with_verification_off(
-    imap_server, imap_user, security
-):
+def test_tls_works_with_the_ca_or_with_verification_off(imap_server, imap_user, security):
     with_ca = imap_server.mailbox(
         imap_user,
         security=security,
@@ -120,9 +105,7 @@ def test_a_stalled_server_times_out(imap_server, imap_user):
         mailbox = replace(imap_server.mailbox(imap_user), port=proxy.port, timeout=0.5)
         result = test_connection(mailbox)
         assert (result.ok, result.kind) == (False, ErrorKind.TIMEOUT)
-        copied = copy_account(
-            mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore()
-        )
+        copied = copy_account(mailbox, imap_server.mailbox(imap_user), state=MemoryStateStore())
         assert (copied.outcome, copied.error_kind) == (
             Outcome.FAILED,
             ErrorKind.TIMEOUT,
@@ -146,9 +129,7 @@ def _fake(capabilities: str, list_reply: str):
 
 
 def test_login_accepted_but_work_refused_is_its_own_kind():
-    with _fake(
-        "IMAP4rev1 STARTTLS", "BAD User is authenticated but not connected."
-    ) as server:
+    with _fake("IMAP4rev1 STARTTLS", "BAD User is authenticated but not connected.") as server:
         mailbox = Mailbox("127.0.0.1", server.port, "plain", "someone", "secret")
         result = test_connection(mailbox)
     assert (result.ok, result.kind) == (False, ErrorKind.REFUSED_WORK)
@@ -174,26 +155,18 @@ def test_starttls_is_never_downgraded():
 def test_list_folders_with_counts(imap_server, imap_user):
     with imap_server.connect(imap_user) as client:
         fill(client, "Отчёты", [(make_message(seed=i), [], WHEN) for i in range(3)])
-    folders = {
-        f.name: f
-        for f in list_folders(imap_server.mailbox(imap_user), with_counts=True)
-    }
+    folders = {f.name: f for f in list_folders(imap_server.mailbox(imap_user), with_counts=True)}
     assert folders["Отчёты"].messages == 3 and folders["Отчёты"].size > 0
     assert folders["Sent"].special_use == "\\Sent"
     assert folders["INBOX"].delimiter == "/"
 
 
-def test_plan_folders_against_two_servers(
-    imap_server, imap_server_dotted, make_imap_user
-):
+def test_plan_folders_against_two_servers(imap_server, imap_server_dotted, make_imap_user):
     source, destination = make_imap_user(), make_imap_user(imap_server_dotted)
     with imap_server.connect(source) as client:
         fill(client, "Projects/Alpha", [(make_message(seed=1), [], WHEN)])
     plans = {
-        p.source: p
-        for p in plan_folders(
-            imap_server.mailbox(source), imap_server_dotted.mailbox(destination), None
-        )
+        p.source: p for p in plan_folders(imap_server.mailbox(source), imap_server_dotted.mailbox(destination), None)
     }
     assert plans["Projects/Alpha"].destination == "INBOX.Projects.Alpha"
     assert (plans["Sent"].destination, plans["Sent"].rule) == (
@@ -205,9 +178,7 @@ def test_plan_folders_against_two_servers(
 # --------------------------------------------------------------- refused messages
 
 
-def test_a_refused_message_is_recorded_and_the_copy_goes_on(
-    imap_server, make_imap_user
-):
+def test_a_refused_message_is_recorded_and_the_copy_goes_on(imap_server, make_imap_user):
     source = make_imap_user()
     destination = make_imap_user(max_message_bytes=50_000, advertise_appendlimit=False)
     big = make_message(seed=1, subject="Too big to land", attachment_size=80_000)
@@ -222,9 +193,7 @@ def test_a_refused_message_is_recorded_and_the_copy_goes_on(
             ],
         )
     store = MemoryStateStore()
-    result = copy_account(
-        imap_server.mailbox(source), imap_server.mailbox(destination), state=store
-    )
+    result = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store)
     assert result.outcome == Outcome.DONE
     assert (result.copied, result.errors) == (2, 1)
     [error] = result.message_errors
@@ -234,12 +203,8 @@ def test_a_refused_message_is_recorded_and_the_copy_goes_on(
         len(big),
         "Too big to land",
     )
-    assert error.reason.startswith(
-        "NO [LIMIT] Mail size is larger than the maximum size"
-    )
-    assert UidSet.parse(store.folders["INBOX"].copied_uids) == UidSet.from_uids(
-        [uids[0], uids[2]]
-    )
+    assert error.reason.startswith("NO [LIMIT] Mail size is larger than the maximum size")
+    assert UidSet.parse(store.folders["INBOX"].copied_uids) == UidSet.from_uids([uids[0], uids[2]])
     with imap_server.connect(destination) as dst:
         assert len(read(dst, "INBOX")) == 2
 
@@ -259,9 +224,7 @@ def test_quota_refusal_is_recorded(imap_server, make_imap_user):
         state=MemoryStateStore(),
     )
     assert result.outcome == Outcome.DONE
-    assert (
-        result.errors >= 1 and result.copied >= 1 and result.copied + result.errors == 8
-    )
+    assert result.errors >= 1 and result.copied >= 1 and result.copied + result.errors == 8
     assert all("quota" in e.reason.lower() for e in result.message_errors)
 
 
@@ -273,12 +236,8 @@ def test_over_appendlimit_is_skipped_before_upload(imap_server, make_imap_user):
         fill(client, "INBOX", [(big, [], WHEN), (make_message(seed=2), [], WHEN)])
     with FaultProxy(imap_server.imap_port) as proxy:
         mailbox = replace(imap_server.mailbox(destination), port=proxy.port)
-        result = copy_account(
-            imap_server.mailbox(source), mailbox, state=MemoryStateStore()
-        )
-        uploaded = (
-            sum(p.from_client for p in list(proxy._pipes)) if proxy._pipes else None
-        )
+        result = copy_account(imap_server.mailbox(source), mailbox, state=MemoryStateStore())
+        uploaded = sum(p.from_client for p in list(proxy._pipes)) if proxy._pipes else None
     assert (result.copied, result.errors) == (1, 1)
     [error] = result.message_errors
     assert "APPENDLIMIT (50000 bytes): skipped before upload" in error.reason
@@ -295,16 +254,11 @@ def _fill_some(imap_server, user, count=60, size=20_000):
         return fill(
             client,
             "INBOX",
-            [
-                (make_message(seed=i, attachment_size=size), [b"\\Seen"], WHEN)
-                for i in range(count)
-            ],
+            [(make_message(seed=i, attachment_size=size), [b"\\Seen"], WHEN) for i in range(count)],
         )
 
 
-def test_a_cut_mid_fetch_is_resumed_without_loss_or_duplicates(
-    imap_server, make_imap_user
-):
+def test_a_cut_mid_fetch_is_resumed_without_loss_or_duplicates(imap_server, make_imap_user):
     source, destination = make_imap_user(), make_imap_user()
     _fill_some(imap_server, source)
     with FaultProxy(imap_server.imap_port) as proxy:
@@ -317,17 +271,13 @@ def test_a_cut_mid_fetch_is_resumed_without_loss_or_duplicates(
             connections=1,
         )
         assert proxy.faults_fired >= 1
-    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 60, 0), (
-        result.reason
-    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 60, 0), result.reason
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 60
 
 
 @pytest.mark.parametrize("client_bytes", [150_000, 700_000])
-def test_a_cut_mid_append_is_resumed_without_loss_or_duplicates(
-    imap_server, make_imap_user, client_bytes
-):
+def test_a_cut_mid_append_is_resumed_without_loss_or_duplicates(imap_server, make_imap_user, client_bytes):
     source, destination = make_imap_user(), make_imap_user()
     _fill_some(imap_server, source)
     with FaultProxy(imap_server.imap_port) as proxy:
@@ -340,16 +290,12 @@ def test_a_cut_mid_append_is_resumed_without_loss_or_duplicates(
             connections=1,
         )
         assert proxy.faults_fired >= 1
-    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 60, 0), (
-        result.reason
-    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 60, 0), result.reason
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 60
 
 
-def test_a_lost_append_confirmation_does_not_duplicate(
-    imap_server, make_imap_user, monkeypatch
-):
+def test_a_lost_append_confirmation_does_not_duplicate(imap_server, make_imap_user, monkeypatch):
     """The APPENDs reach the server but the connection dies before their OK: nothing is sent twice."""
     from runs.engine import imap as wire
 
@@ -378,23 +324,17 @@ def test_a_lost_append_confirmation_does_not_duplicate(
         connections=1,
     )
     assert calls["n"] >= 3
-    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 30, 0), (
-        result.reason
-    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 30, 0), result.reason
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 30
 
 
-def test_a_crash_between_append_and_record_is_resolved_next_run(
-    imap_server, make_imap_user
-):
+def test_a_crash_between_append_and_record_is_resolved_next_run(imap_server, make_imap_user):
     """State left by a process that died after sending APPENDs: the next run finds them landed."""
     source, destination = make_imap_user(), make_imap_user()
     uids = _fill_some(imap_server, source, count=10, size=1_000)
     store = MemoryStateStore()
-    first = copy_account(
-        imap_server.mailbox(source), imap_server.mailbox(destination), state=store
-    )
+    first = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store)
     assert first.copied == 10
     with imap_server.connect(destination) as dst:
         landed = read(dst, "INBOX")
@@ -404,9 +344,7 @@ def test_a_crash_between_append_and_record_is_resolved_next_run(
     state.pending_uids = str(UidSet.from_uids(uids[6:]))
     state.pending_uidnext = landed[6].uid
     state.highest_modseq = None
-    second = copy_account(
-        imap_server.mailbox(source), imap_server.mailbox(destination), state=store
-    )
+    second = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store)
     assert (second.outcome, second.copied, second.errors) == (Outcome.DONE, 0, 0)
     assert UidSet.parse(store.folders["INBOX"].copied_uids) == UidSet.from_uids(uids)
     assert store.folders["INBOX"].pending_uids == ""
@@ -428,9 +366,7 @@ def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
         def on_progress(progress):
             seen.append(progress)
             planning = when == "planning" and len(seen) == 3
-            copying = (
-                when == "copying" and progress.copied >= 10 and not proxy.faults_fired
-            )
+            copying = when == "copying" and progress.copied >= 10 and not proxy.faults_fired
             if planning or copying:
                 proxy.bye_at_next_command(open_connections=True)
 
@@ -443,9 +379,7 @@ def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
         )
         assert proxy.faults_fired == 1
         assert proxy.accepted == 2
-    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 40, 0), (
-        result.reason
-    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 40, 0), result.reason
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 40
 
@@ -460,9 +394,7 @@ def test_repeated_failures_end_the_account_cleanly(imap_server, make_imap_user):
         mailbox = replace(imap_server.mailbox(source), port=proxy.port)
         from runs.engine import copier
 
-        result = copy_account(
-            mailbox, imap_server.mailbox(destination), state=store, connections=1
-        )
+        result = copy_account(mailbox, imap_server.mailbox(destination), state=store, connections=1)
         assert proxy.accepted <= copier.MAX_ATTEMPTS + 3
     assert result.outcome == Outcome.FAILED
     assert "gave up" in result.reason
@@ -485,9 +417,7 @@ def test_a_stall_mid_copy_times_out_and_resumes(imap_server, make_imap_user):
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 30
 
 
-def test_a_message_vanishing_mid_run_is_a_warning(
-    imap_server, make_imap_user, monkeypatch
-):
+def test_a_message_vanishing_mid_run_is_a_warning(imap_server, make_imap_user, monkeypatch):
     from runs.engine import copier
 
     source, destination = make_imap_user(), make_imap_user()

@@ -15,9 +15,7 @@ def test_state_survives_a_new_store_on_the_same_file(tmp_path):
     store.save(FolderStateData("Отправленные", "INBOX.Sent", 42, "1:100,105", 77))
     store.save(FolderStateData("INBOX", "INBOX", 1, "1:3"))
     again = JsonFileStateStore(path).load()
-    assert again["Отправленные"] == FolderStateData(
-        "Отправленные", "INBOX.Sent", 42, "1:100,105", 77
-    )
+    assert again["Отправленные"] == FolderStateData("Отправленные", "INBOX.Sent", 42, "1:100,105", 77)
     assert again["INBOX"].copied_uids == "1:3"
 
 

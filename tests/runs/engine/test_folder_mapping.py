@@ -8,9 +8,7 @@ DOTTED = Namespace("INBOX.", ".")
 
 
 def info(name, delimiter="/", special=None, selectable=True):
-    return FolderInfo(
-        name=name, delimiter=delimiter, special_use=special, selectable=selectable
-    )
+    return FolderInfo(name=name, delimiter=delimiter, special_use=special, selectable=selectable)
 
 
 def plans_by_source(plans):
@@ -43,11 +41,7 @@ def test_explicit_then_special_use_then_path():
         info("INBOX.Sent", ".", special="\\Sent"),
         info("INBOX.Junk", ".", special="\\Junk"),
     ]
-    plans = plans_by_source(
-        map_folders(
-            source, SLASH, destination, DOTTED, {"Old": "INBOX.Archive.Old", "Spam": ""}
-        )
-    )
+    plans = plans_by_source(map_folders(source, SLASH, destination, DOTTED, {"Old": "INBOX.Archive.Old", "Spam": ""}))
     assert (plans["Old"].destination, plans["Old"].rule) == (
         "INBOX.Archive.Old",
         "explicit",
@@ -62,9 +56,7 @@ def test_explicit_then_special_use_then_path():
 
 
 def test_special_use_without_counterpart_falls_back_to_the_path():
-    plans = map_folders(
-        [info("Sent Items", special="\\Sent")], SLASH, [info("INBOX")], SLASH
-    )
+    plans = map_folders([info("Sent Items", special="\\Sent")], SLASH, [info("INBOX")], SLASH)
     assert (plans[0].destination, plans[0].rule) == ("Sent Items", "path")
 
 
@@ -96,10 +88,7 @@ def test_names_the_destination_cannot_hold_are_conflicts():
 def test_noselect_parents_are_planned_as_hierarchy_only():
     source = [info("Parent", selectable=False), info("Parent/Child")]
     plans = plans_by_source(map_folders(source, SLASH, [], DOTTED))
-    assert (
-        plans["Parent"].selectable is False
-        and plans["Parent"].destination == "INBOX.Parent"
-    )
+    assert plans["Parent"].selectable is False and plans["Parent"].destination == "INBOX.Parent"
     assert plans["Parent/Child"].destination == "INBOX.Parent.Child"
     assert not any(p.conflict for p in plans.values())
 

@@ -32,9 +32,7 @@ def test_recent_is_never_kept_nor_reported():
 
 
 def test_keywords_kept_when_new_keywords_are_allowed():
-    kept, dropped = filter_flags(
-        [b"$Label1", b"$MDNSent", b"\\Flagged"], DOVECOT_PERMANENT
-    )
+    kept, dropped = filter_flags([b"$Label1", b"$MDNSent", b"\\Flagged"], DOVECOT_PERMANENT)
     assert kept == ["$Label1", "$MDNSent", "\\Flagged"] and dropped == []
 
 
@@ -45,9 +43,7 @@ def test_keywords_outside_permanentflags_are_dropped_and_reported():
 
 
 def test_unknown_system_flags_are_dropped():
-    kept, dropped = filter_flags(
-        [b"\\FORWARDED", b"\\seen", b"\\Indexed"], DOVECOT_PERMANENT
-    )
+    kept, dropped = filter_flags([b"\\FORWARDED", b"\\seen", b"\\Indexed"], DOVECOT_PERMANENT)
     assert kept == ["\\Seen"]
     assert dropped == ["\\FORWARDED", "\\Indexed"]
 
@@ -59,23 +55,15 @@ def test_no_permanentflags_means_everything_valid_is_kept():
 
 def test_internaldate_keeps_the_offset_and_is_locale_free():
     tz = dt.timezone(dt.timedelta(hours=-3, minutes=-30))
-    assert (
-        format_internaldate(dt.datetime(2021, 3, 4, 5, 6, 7, tzinfo=tz))
-        == "04-Mar-2021 05:06:07 -0330"
-    )
-    assert (
-        format_internaldate(dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
-        == "31-Dec-1999 23:59:59 +0000"
-    )
+    assert format_internaldate(dt.datetime(2021, 3, 4, 5, 6, 7, tzinfo=tz)) == "04-Mar-2021 05:06:07 -0330"
+    assert format_internaldate(dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)) == "31-Dec-1999 23:59:59 +0000"
 
 
 def test_identity_uses_message_id_and_size():
     a = b"Message-ID: <a@x>\r\nSubject: one\r\n\r\nbody"
     b = b"Subject: two\r\nMessage-Id:\r\n <a@x>\r\n\r\nother"
     assert identity_of_message(a)[:2] == identity_of_message(b)[:2] == ("mid", b"<a@x>")
-    assert identity(b"Message-ID: <a@x>\r\n", 10) != identity(
-        b"Message-ID: <a@x>\r\n", 11
-    )
+    assert identity(b"Message-ID: <a@x>\r\n", 10) != identity(b"Message-ID: <a@x>\r\n", 11)
 
 
 def test_identity_without_message_id_hashes_date_from_subject():
