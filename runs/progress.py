@@ -71,9 +71,12 @@ class AccountProgress:
 
     @property
     def percent(self) -> int | None:
+        """None while nothing is known about the source (queued, connecting, failed to log in)."""
         if self.status == AccountRun.Status.DONE:
             return 100
-        return min(100, int(100 * self.done / self.total)) if self.total else None
+        if not self.total_messages:
+            return None
+        return min(100, int(100 * self.done / self.total_messages))
 
     @property
     def megabytes(self) -> float:
@@ -102,9 +105,7 @@ class RunProgress:
     total_messages: int
     rate: float | None
     byte_rate: float | None
-    eta_seconds: (
-        int | None
-    )  # None while accounts wait in the queue (their size is unknown)
+    eta_seconds: int | None  # None while accounts wait in the queue (their size is unknown)
 
     @property
     def done(self) -> int:
@@ -174,11 +175,7 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
     now = now or timezone.now()
     run_id = run.pk if isinstance(run, Run) else run
     run = Run.objects.select_related("task").get(pk=run_id)
-    rows = (
-        AccountRun.objects.filter(run_id=run_id)
-        .order_by("account__source_user", "pk")
-        .values(*_FIELDS)
-    )
+    rows = AccountRun.objects.filter(run_id=run_id).order_by("account__source_user", "pk").values(*_FIELDS)
     accounts = [_account(row, now) for row in rows]
     running = [a for a in accounts if a.status == AccountRun.Status.RUNNING]
     queued = sum(a.status == AccountRun.Status.QUEUED for a in accounts)

@@ -40,12 +40,12 @@ def account_line(a: AccountProgress, name_width: int) -> str:
         return f"{name} {_bar(0)}  queued"
     if a.waiting:
         return f"{name} {_bar(0)}  waiting for a free connection"
+    if not a.is_active and a.percent is None:
+        # Ended before the source was read (login refused, server unreachable, cancelled).
+        return f"{name} {_bar(0)}  {a.status}: {a.last_error[:200]}"
     percent = f"{a.percent:3d}%" if a.percent is not None else "  ?%"
     rate = f"{a.rate:6.1f} msg/s" if a.rate is not None else "     - msg/s"
-    line = (
-        f"{name} {_bar(a.percent)} {percent} {a.done:>6}/{a.total:<6} msgs "
-        f"{a.megabytes:8.1f} MB {rate}"
-    )
+    line = f"{name} {_bar(a.percent)} {percent} {a.done:>6}/{a.total:<6} msgs {a.megabytes:8.1f} MB {rate}"
     if a.is_active:
         line += f"  ETA {_duration(a.eta_seconds)}  {a.folder}"
     else:
@@ -53,7 +53,7 @@ def account_line(a: AccountProgress, name_width: int) -> str:
         if a.errors:
             line += f", {a.errors} errors"
         if a.last_error:
-            line += f": {a.last_error[:120]}"
+            line += f": {a.last_error[:200]}"
     return line
 
 
@@ -77,12 +77,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("task", help="task id or name")
-        parser.add_argument(
-            "--wait", action="store_true", help="watch the run until it ends"
-        )
-        parser.add_argument(
-            "--cancel", action="store_true", help="cancel the task's running run"
-        )
+        parser.add_argument("--wait", action="store_true", help="watch the run until it ends")
+        parser.add_argument("--cancel", action="store_true", help="cancel the task's running run")
         parser.add_argument(
             "--interval",
             type=float,
@@ -99,17 +95,13 @@ class Command(BaseCommand):
             run = orchestrator.running_run(task.pk)
             if run is None or not orchestrator.cancel_run(run.pk):
                 raise CommandError(f"task {task.name!r} is not running")
-            self.stdout.write(
-                f"run {run.pk}: cancel requested; each account stops after its current batch"
-            )
+            self.stdout.write(f"run {run.pk}: cancel requested; each account stops after its current batch")
         else:
             try:
                 run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
             except orchestrator.RunRefused as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(
-                f"run {run.pk} of {task.name!r} started: {run.account_runs.count()} accounts"
-            )
+            self.stdout.write(f"run {run.pk} of {task.name!r} started: {run.account_runs.count()} accounts")
         if not options["wait"]:
             return
         final = self.watch(run, max(options["interval"], 0.1))
@@ -157,27 +149,20 @@ class Command(BaseCommand):
                     last_plain = time.monotonic()
                 if not p.run.is_running:
                     return p
-                if (
-                    not warned
-                    and p.queued == len(p.accounts)
-                    and time.monotonic() - started > 15
-                ):
-                    self.stderr.write(
-                        "no account has started yet: is `manage.py qcluster` running?"
-                    )
+                if not warned and p.queued == len(p.accounts) and time.monotonic() - started > 15:
+                    self.stderr.write("no account has started yet: is `manage.py qcluster` running?")
                     warned = True
                 time.sleep(interval)
         except KeyboardInterrupt:
-            self.stderr.write(
-                f"stopped waiting; run {run.pk} goes on (or finishes cancelling) in the background"
-            )
+            self.stderr.write(f"stopped waiting; run {run.pk} goes on (or finishes cancelling) in the background")
             sys.exit(130)
         finally:
             signal.signal(signal.SIGINT, previous)
 
     def render(self, p: RunProgress) -> list[str]:
         width = max(10, min(40, max((len(a.source_user) for a in p.accounts), default=10)))
-        columns = shutil.get_terminal_size((160, 24)).columns
+        # On a terminal, one screen line per account; in a log, whole lines.
+        columns = shutil.get_terminal_size((160, 24)).columns if self.stdout.isatty() else 10_000
         shown = p.accounts
         if len(shown) > MAX_LINES:
             active = [a for a in shown if a.status == "running"]
@@ -185,8 +170,5 @@ class Command(BaseCommand):
         lines = [summary_line(p)[:columns]]
         lines += [account_line(a, width)[:columns] for a in shown]
         if len(shown) < len(p.accounts):
-            lines.append(
-                f"... {len(p.accounts) - len(shown)} more accounts "
-                f"({p.queued} queued, {p.finished} finished)"
-            )
+            lines.append(f"... {len(p.accounts) - len(shown)} more accounts ({p.queued} queued, {p.finished} finished)")
         return lines
