@@ -1,4 +1,4 @@
-"""copy_account(): the copy algorithm, plus test_connection(), list_folders() and plan_folders().
+r"""copy_account(): the copy algorithm, plus test_connection(), list_folders() and plan_folders().
 
 Shape: the calling thread ("main") connects, plans every folder on its own pair of connections
 (what is new, what the destination already holds, which flags changed) and queues units of work
@@ -6,6 +6,30 @@ Shape: the calling thread ("main") connects, plans every folder on its own pair 
 each with its own source and destination connection, copy the units in batches bounded by a byte
 budget. Workers report through a queue; only the main thread touches the StateStore and calls the
 progress callback, so a Django-backed store is only ever used from the caller's thread.
+
+Decisions worth knowing:
+
+- Bytes: messages are sent exactly as BODY.PEEK[] returned them, as raw literals (imap.append_many);
+  imaplib's append(), which rewrites bare CR/LF to CRLF, is never used. Only when the destination
+  refuses a message that has bare CR or LF is it sent a second time with CRLF line endings, and
+  that alteration is reported as a warning for that message.
+- APPEND: one command per message, pipelined with LITERAL+ (one round trip per batch), rather than
+  MULTIAPPEND, which is all-or-nothing: one refused message would fail the whole batch. Messages
+  above 4 MiB use a synchronising literal, so the server can refuse before the upload.
+- Incremental: FolderStateData.copied_uids is the set of source UIDs known to be at the destination.
+  With CONDSTORE a folder whose HIGHESTMODSEQ (STATUS) is unchanged since the last complete run is
+  not even opened; otherwise candidates = UID SEARCH ALL − copied. The modseq is only recorded when
+  a folder finished without errors, so refused messages are tried again next run.
+- Identity (for a destination that already holds mail, a UIDVALIDITY change, flag sync and the crash
+  window): Message-ID + size, or a hash of Date/From/Subject + size without a Message-ID, matched as
+  a multiset so two identical source messages need two destination copies.
+- Crash window: before a batch is sent, its UIDs and the destination's UIDNEXT are saved as
+  pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those messages
+  are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was lost is not
+  sent twice.
+- Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
+  allowed); dropped flags reported once per folder. Changes on the source are carried to the
+  destination copies (found by identity) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
 """
 
 from __future__ import annotations
@@ -108,9 +132,7 @@ def test_connection(mailbox: Mailbox) -> ConnectionTestResult:
         )
     except wire.TRANSIENT_ERRORS as exc:
         problem = wire.lost(exc)
-        return ConnectionTestResult(
-            ok=False, kind=problem.kind, message=str(problem), capabilities=capabilities
-        )
+        return ConnectionTestResult(ok=False, kind=problem.kind, message=str(problem), capabilities=capabilities)
     finally:
         connection.close()
 
@@ -133,9 +155,7 @@ def list_folders(mailbox: Mailbox, *, with_counts: bool = False) -> list[FolderI
         connection.close()
 
 
-def plan_folders(
-    source: Mailbox, destination: Mailbox, mapping: dict[str, str] | None
-) -> list[FolderPlan]:
+def plan_folders(source: Mailbox, destination: Mailbox, mapping: dict[str, str] | None) -> list[FolderPlan]:
     """Where each source folder would go (see folders.map_folders). Raises ConnectError."""
     src = wire.connect(source, read_only=True)
     try:
@@ -166,9 +186,7 @@ class _Job:
     copied: UidSet
     result: FolderResult
     uidvalidity: int
-    modseq: (
-        int | None
-    )  # HIGHESTMODSEQ seen before reading; recorded once the folder is complete
+    modseq: int | None  # HIGHESTMODSEQ seen before reading; recorded once the folder is complete
     permanent_flags: tuple[bytes, ...] | None = None
     units_left: int = 0
     queued: bool = False
@@ -226,9 +244,7 @@ class _Pair:
         if self.src is None:
             self.src = _connect_side(self.source_mailbox, "source", read_only=True)
         if self.dst is None:
-            self.dst = _connect_side(
-                self.destination_mailbox, "destination", read_only=False
-            )
+            self.dst = _connect_side(self.destination_mailbox, "destination", read_only=False)
         return self.src, self.dst
 
     def drop(self) -> None:
@@ -311,9 +327,7 @@ def _section(item: dict[bytes, object], prefix: bytes) -> bytes:
     return b""
 
 
-def _match_multiset(
-    source: dict[int, Identity], destination: Sequence[Identity]
-) -> list[int]:
+def _match_multiset(source: dict[int, Identity], destination: Sequence[Identity]) -> list[int]:
     """Source UIDs that already have a copy at the destination; identical messages count one each."""
     available = Counter(destination)
     matched = []
@@ -344,9 +358,7 @@ class _Worker(threading.Thread):
         self.run_ = run
         self.pair = pair
         # The batch whose APPENDs were sent but not all confirmed when the connection broke.
-        self.inflight: (
-            tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None
-        ) = None
+        self.inflight: tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None = None
         self.remaining = UidSet()
 
     def run(self) -> None:
@@ -360,9 +372,7 @@ class _Worker(threading.Thread):
                 self.run_.events.put(("unit_done", unit.job, complete))
         except _Fatal as exc:
             self.run_.events.put(("fatal", exc.reason, exc.kind))
-        except (
-            BaseException
-        ) as exc:  # a programming error: the main thread re-raises it
+        except BaseException as exc:  # a programming error: the main thread re-raises it
             self.run_.events.put(("crash", exc))
         finally:
             self.pair.close()
@@ -397,23 +407,22 @@ class _Worker(threading.Thread):
                     f"gave up after {MAX_ATTEMPTS} reconnects in {unit.job.source!r}: {reason}",
                     kind,
                 )
-            logger.info(
-                "reconnecting (%s/%s) after: %s", attempts, MAX_ATTEMPTS, reason
-            )
+            logger.info("reconnecting (%s/%s) after: %s", attempts, MAX_ATTEMPTS, reason)
             if self.run_.stop.wait(_backoff(attempts)):
                 return False
         return True
 
     def _drop(self, uids: Sequence[int] | UidSet) -> None:
-        self.remaining = self.remaining - (
-            uids if isinstance(uids, UidSet) else UidSet.from_uids(uids)
-        )
+        self.remaining = self.remaining - (uids if isinstance(uids, UidSet) else UidSet.from_uids(uids))
 
     def _copy(self, src: Connection, dst: Connection, job: _Job) -> bool:
         """Copy self.remaining batch by batch; False: give the unit up (stop, folder gone)."""
         try:
             if self.inflight is not None:
-                self._drop(self._resolve_inflight(dst))
+                inflight_job = self.inflight[0]
+                landed = self._resolve_inflight(dst)
+                if inflight_job is job:  # UIDs of another folder mean other messages
+                    self._drop(landed)
             if src.selected != job.source:
                 try:
                     info = src.examine(job.source)
@@ -423,9 +432,7 @@ class _Worker(threading.Thread):
                     self._report(
                         _Batch(
                             job,
-                            warnings=[
-                                f"{job.source!r} could not be opened: {wire.describe(exc)}"
-                            ],
+                            warnings=[f"{job.source!r} could not be opened: {wire.describe(exc)}"],
                         )
                     )
                     return False
@@ -433,9 +440,7 @@ class _Worker(threading.Thread):
                     self._report(
                         _Batch(
                             job,
-                            warnings=[
-                                f"{job.source!r} changed UIDVALIDITY during the run; it is copied next run"
-                            ],
+                            warnings=[f"{job.source!r} changed UIDVALIDITY during the run; it is copied next run"],
                         )
                     )
                     return False
@@ -465,15 +470,11 @@ class _Worker(threading.Thread):
             size = sizes[uid]
             if limit is not None and size > limit:
                 reason = f"larger than the destination's APPENDLIMIT ({limit} bytes): skipped before upload"
-                error = MessageError(
-                    job.source, uid, size, self._subject(src, uid), reason
-                )
+                error = MessageError(job.source, uid, size, self._subject(src, uid), reason)
                 self._report(_Batch(job, errors=[error]))
                 self._drop([uid])
                 continue
-            if batch and (
-                batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_MESSAGES
-            ):
+            if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
                 if self.run_.stop.is_set():
                     return False
                 self._copy_batch(src, dst, job, batch)
@@ -496,9 +497,7 @@ class _Worker(threading.Thread):
         raw = _section(data.get(uid, {}), b"BODY[HEADER.FIELDS")
         return subject_of(raw)
 
-    def _copy_batch(
-        self, src: Connection, dst: Connection, job: _Job, uids: list[int]
-    ) -> None:
+    def _copy_batch(self, src: Connection, dst: Connection, job: _Job, uids: list[int]) -> None:
         report = _Batch(job)
         try:
             data = src.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
@@ -510,9 +509,7 @@ class _Worker(threading.Thread):
             raw = item.get(b"BODY[]") if item else None
             if raw is None:
                 report.vanished += 1
-                report.warnings.append(
-                    f"message UID {uid} vanished from {job.source!r} during the run"
-                )
+                report.warnings.append(f"message UID {uid} vanished from {job.source!r} during the run")
                 continue
             kept, dropped = filter_flags(item.get(b"FLAGS", ()), job.permanent_flags)
             report.dropped.update(dropped)
@@ -572,14 +569,10 @@ class _Worker(threading.Thread):
         for uid, it, first_refusal in retry:
             self._append_normalised(dst, job, uid, it, first_refusal)
 
-    def _append_normalised(
-        self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str
-    ) -> None:
+    def _append_normalised(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
         """Second try for a refused message with bare CR/LF: the same bytes with CRLF line endings."""
         report = _Batch(job)
-        fixed = AppendItem(
-            raw=normalise_line_endings(item.raw), flags=item.flags, when=item.when
-        )
+        fixed = AppendItem(raw=normalise_line_endings(item.raw), flags=item.flags, when=item.when)
         outcome: list[AppendOutcome] = []
         try:
             uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
@@ -601,12 +594,8 @@ class _Worker(threading.Thread):
         self._report(report)
         self._drop([uid])
 
-    def _error(
-        self, job: _Job, uid: int, item: AppendItem, reason: str
-    ) -> MessageError:
-        return MessageError(
-            job.source, uid, len(item.raw), subject_of(item.raw), reason
-        )
+    def _error(self, job: _Job, uid: int, item: AppendItem, reason: str) -> MessageError:
+        return MessageError(job.source, uid, len(item.raw), subject_of(item.raw), reason)
 
     def _resolve_inflight(self, dst: Connection) -> UidSet:
         """After a reconnect: which unconfirmed APPENDs of the broken batch did land anyway."""
@@ -763,15 +752,11 @@ class _Account:
             self.result.errors += 1
         elif self.cancelled:
             self.result.outcome = Outcome.CANCELLED
-            self.result.reason = (
-                "stopped on request; everything copied so far is recorded"
-            )
+            self.result.reason = "stopped on request; everything copied so far is recorded"
         self.progress()
         return self.result
 
-    def _retrying(
-        self, what: str, action: Callable[[Connection, Connection], None]
-    ) -> None:
+    def _retrying(self, what: str, action: Callable[[Connection, Connection], None]) -> None:
         attempts = 0
         while True:
             try:
@@ -830,63 +815,40 @@ class _Account:
                 raise  # a broken connection, not a refusal: the reconnect logic handles it
             except (IMAPClientError, imaplib.IMAP4.error) as exc:
                 text = f"{plan.source!r} not copied: the server refused: {wire.describe(exc)}"
-                self.result.folders.append(
-                    FolderResult(
-                        plan.source, plan.destination, errors=1, warnings=[text]
-                    )
-                )
+                self.result.folders.append(FolderResult(plan.source, plan.destination, errors=1, warnings=[text]))
                 self.result.errors += 1
                 self.result.warnings.append(text)
                 self.pair.drop()  # the connection may be in any state now
             self.progress()
 
-    def _create_destinations(
-        self, plans: list[FolderPlan], existing: set[str], delimiter: str
-    ) -> None:
+    def _create_destinations(self, plans: list[FolderPlan], existing: set[str], delimiter: str) -> None:
         existing_folded = {n.upper() if n.upper() == "INBOX" else n for n in existing}
-        wanted = sorted(
-            {
-                p.destination
-                for p in plans
-                if p.destination and not p.conflict and p.selectable
-            }
-        )
+        wanted = sorted({p.destination for p in plans if p.destination and not p.conflict and p.selectable})
         hierarchy = sorted(
             {
                 p.destination
                 for p in plans
-                if p.destination
-                and not p.conflict
-                and not p.selectable
-                and p.destination not in wanted
+                if p.destination and not p.conflict and not p.selectable and p.destination not in wanted
             }
         )
         for plan in plans:
             if plan.conflict:
-                result = FolderResult(
-                    plan.source, plan.destination, errors=1, warnings=[plan.conflict]
-                )
+                result = FolderResult(plan.source, plan.destination, errors=1, warnings=[plan.conflict])
                 self.result.folders.append(result)
                 self.result.errors += 1
-                self.result.warnings.append(
-                    f"{plan.source!r} not copied: {plan.conflict}"
-                )
+                self.result.warnings.append(f"{plan.source!r} not copied: {plan.conflict}")
         self._failed_destinations: dict[str, str] = {}
 
         def create(src: Connection, dst: Connection) -> None:
             for name in hierarchy:
-                if name in existing_folded or any(
-                    w.startswith(name + delimiter) for w in wanted
-                ):
+                if name in existing_folded or any(w.startswith(name + delimiter) for w in wanted):
                     continue
                 try:
                     dst.client.create_folder(name + delimiter)
                 except imaplib.IMAP4.abort:
                     raise  # a broken connection, not a refusal: the reconnect logic handles it
                 except IMAPClientError as exc:
-                    self.result.warnings.append(
-                        f"could not create the folder level {name!r}: {wire.describe(exc)}"
-                    )
+                    self.result.warnings.append(f"could not create the folder level {name!r}: {wire.describe(exc)}")
                 existing_folded.add(name)
             for name in wanted:
                 if name in existing_folded or (name.upper() == "INBOX"):
@@ -919,18 +881,14 @@ class _Account:
             self.result.warnings.append(text)
             return
         condstore = src.has("CONDSTORE")
-        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (
-            ["HIGHESTMODSEQ"] if condstore else []
-        )
+        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if condstore else [])
         try:
             status = src.status(source, items)
         except imaplib.IMAP4.abort:
             raise  # a broken connection, not a refusal: the reconnect logic handles it
         except IMAPClientError as exc:
             text = f"{source!r} not copied: it could not be read: {wire.describe(exc)}"
-            self.result.folders.append(
-                FolderResult(source, destination, errors=1, warnings=[text])
-            )
+            self.result.folders.append(FolderResult(source, destination, errors=1, warnings=[text]))
             self.result.errors += 1
             self.result.warnings.append(text)
             return
@@ -1017,9 +975,7 @@ class _Account:
                     candidates = candidates - matched
             elif pending and getattr(state, "pending_uidnext", None):
                 # The last run stopped between sending APPENDs and hearing back: find what landed.
-                landed = self._match(
-                    src, dst, pending, since=int(state.pending_uidnext)
-                )
+                landed = self._match(src, dst, pending, since=int(state.pending_uidnext))
                 if landed:
                     job.copied = job.copied | landed
                     candidates = candidates - landed
@@ -1041,9 +997,7 @@ class _Account:
         job.state.uidvalidity = job.uidvalidity
         self.save(job)
 
-    def _match(
-        self, src: Connection, dst: Connection, uids: UidSet, *, since: int
-    ) -> UidSet:
+    def _match(self, src: Connection, dst: Connection, uids: UidSet, *, since: int) -> UidSet:
         source_ids = _identities(src, uids)
         dest_ids = list(_dest_identities(dst, since).values())
         return UidSet.from_uids(_match_multiset(source_ids, dest_ids))
@@ -1061,11 +1015,7 @@ class _Account:
         if not copied:
             return
         modifiers = None
-        if (
-            src.has("CONDSTORE")
-            and previous is not None
-            and previous.highest_modseq is not None
-        ):
+        if src.has("CONDSTORE") and previous is not None and previous.highest_modseq is not None:
             modifiers = [f"CHANGEDSINCE {previous.highest_modseq}"]
         changed = src.fetch(copied, ["FLAGS"], modifiers)
         if not changed:
@@ -1077,29 +1027,21 @@ class _Account:
             item = dest_data[uid]
             headers = _section(item, b"BODY[HEADER.FIELDS")
             key = identity(headers, int(item.get(b"RFC822.SIZE", 0)))
-            by_identity.setdefault(key, []).append(
-                (uid, _flag_key(item.get(b"FLAGS", ())))
-            )
+            by_identity.setdefault(key, []).append((uid, _flag_key(item.get(b"FLAGS", ()))))
         stores: dict[tuple[str, ...], list[int]] = {}
         for uid in sorted(changed):
             key = source_ids.get(uid)
             if key is None or not by_identity.get(key):
                 continue
             dest_uid, current = by_identity[key].pop(0)
-            kept, _dropped = filter_flags(
-                changed[uid].get(b"FLAGS", ()), job.permanent_flags
-            )
+            kept, _dropped = filter_flags(changed[uid].get(b"FLAGS", ()), job.permanent_flags)
             if _flag_key(kept) != current:
                 stores.setdefault(tuple(sorted(kept)), []).append(dest_uid)
         for flags, dest_uids in stores.items():
-            dst.client.set_flags(
-                str(UidSet.from_uids(dest_uids)), list(flags), silent=True
-            )
+            dst.client.set_flags(str(UidSet.from_uids(dest_uids)), list(flags), silent=True)
         if stores:
             updated = sum(len(v) for v in stores.values())
-            job.result.warnings.append(
-                f"flags updated on {updated} message(s) already copied"
-            )
+            job.result.warnings.append(f"flags updated on {updated} message(s) already copied")
 
     def _queue(self, job: _Job, candidates: UidSet) -> None:
         count = len(candidates)
@@ -1134,9 +1076,7 @@ class _Account:
         for index in range(count):
             pair = self.pair if index == 0 else _Pair(self.source, self.destination)
             workers.append(_Worker(index, self.run, pair))
-        self.pair = _Pair(
-            self.source, self.destination
-        )  # worker 0 owns the planning connections now
+        self.pair = _Pair(self.source, self.destination)  # worker 0 owns the planning connections now
         for worker in workers:
             worker.start()
         alive = len(workers)

@@ -28,9 +28,7 @@ class JsonFileStateStore:
     def load(self) -> dict[str, FolderStateData]:
         if self._folders is None:
             self._folders = self._read()
-        return {
-            name: dataclasses.replace(state) for name, state in self._folders.items()
-        }
+        return {name: dataclasses.replace(state) for name, state in self._folders.items()}
 
     def save(self, state: FolderStateData) -> None:
         if self._folders is None:
@@ -63,15 +61,10 @@ class JsonFileStateStore:
         assert self._folders is not None
         payload = {
             "version": 1,
-            "folders": {
-                name: dataclasses.asdict(state)
-                for name, state in sorted(self._folders.items())
-            },
+            "folders": {name: dataclasses.asdict(state) for name, state in sorted(self._folders.items())},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent
-        )
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(payload, handle, ensure_ascii=False, indent=1)
@@ -89,9 +82,7 @@ class MemoryStateStore:
         self.saves = 0
 
     def load(self) -> dict[str, FolderStateData]:
-        return {
-            name: dataclasses.replace(state) for name, state in self.folders.items()
-        }
+        return {name: dataclasses.replace(state) for name, state in self.folders.items()}
 
     def save(self, state: FolderStateData) -> None:
         self.saves += 1

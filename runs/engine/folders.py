@@ -80,9 +80,7 @@ def path_components(name: str, namespace: Namespace) -> list[str]:
     return name.split(namespace.delimiter)
 
 
-def translate_path(
-    name: str, source: Namespace, destination: Namespace
-) -> tuple[str, str]:
+def translate_path(name: str, source: Namespace, destination: Namespace) -> tuple[str, str]:
     """Source name → destination name by the path rule; returns (name, problem or "").
 
     The destination delimiter inside a source name component is replaced by the source delimiter
@@ -104,19 +102,12 @@ def translate_path(
         fixed.append(part)
     prefix = destination.prefix
     # "INBOX/Sub" (a child of INBOX) onto an "INBOX." personal prefix is "INBOX.Sub", not "INBOX.INBOX.Sub".
-    if (
-        prefix
-        and len(fixed) > 1
-        and is_inbox(fixed[0])
-        and is_inbox(prefix.rstrip(dest_delim))
-    ):
+    if prefix and len(fixed) > 1 and is_inbox(fixed[0]) and is_inbox(prefix.rstrip(dest_delim)):
         fixed = fixed[1:]
     target = prefix + dest_delim.join(fixed)
     problem = ""
     if any(not part for part in fixed):
-        problem = (
-            f"the name {name!r} has an empty level, which the destination cannot hold"
-        )
+        problem = f"the name {name!r} has an empty level, which the destination cannot hold"
     elif any(c in _FORBIDDEN for c in target):
         problem = f"the name {name!r} contains characters the destination cannot hold"
     return target, problem
@@ -138,32 +129,18 @@ def map_folders(
     mapping = mapping or {}
     dest_special: dict[str, str] = {}
     for info in destination_folders:
-        if (
-            info.special_use
-            and info.special_use not in dest_special
-            and info.selectable
-        ):
+        if info.special_use and info.special_use not in dest_special and info.selectable:
             dest_special[info.special_use] = info.name
     plans: list[FolderPlan] = []
     for info in source_folders:
         if info.name in mapping:
             target = mapping[info.name]
             if target == "":
-                plans.append(
-                    FolderPlan(info.name, None, "skip", selectable=info.selectable)
-                )
+                plans.append(FolderPlan(info.name, None, "skip", selectable=info.selectable))
             else:
-                plans.append(
-                    FolderPlan(
-                        info.name, target, "explicit", selectable=info.selectable
-                    )
-                )
+                plans.append(FolderPlan(info.name, target, "explicit", selectable=info.selectable))
             continue
-        if (
-            info.special_use in MAPPED_SPECIAL_USE
-            and info.special_use in dest_special
-            and not is_inbox(info.name)
-        ):
+        if info.special_use in MAPPED_SPECIAL_USE and info.special_use in dest_special and not is_inbox(info.name):
             plans.append(
                 FolderPlan(
                     info.name,
@@ -173,14 +150,8 @@ def map_folders(
                 )
             )
             continue
-        target, problem = translate_path(
-            info.name, source_namespace, destination_namespace
-        )
-        plans.append(
-            FolderPlan(
-                info.name, target, "path", conflict=problem, selectable=info.selectable
-            )
-        )
+        target, problem = translate_path(info.name, source_namespace, destination_namespace)
+        plans.append(FolderPlan(info.name, target, "path", conflict=problem, selectable=info.selectable))
     _mark_collisions(plans)
     return plans
 

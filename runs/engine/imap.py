@@ -71,9 +71,7 @@ def describe(exc: BaseException) -> str:
 
 def lost(exc: BaseException) -> ConnectionLost:
     if isinstance(exc, TimeoutError | socket.timeout):
-        return ConnectionLost(
-            "the server stopped answering (timeout)", ErrorKind.TIMEOUT
-        )
+        return ConnectionLost("the server stopped answering (timeout)", ErrorKind.TIMEOUT)
     return ConnectionLost(f"connection lost: {describe(exc)}", ErrorKind.PROTOCOL)
 
 
@@ -142,9 +140,7 @@ def check_read_only(name: str, args: Sequence[object]) -> None:
     if verb == "FETCH":
         items = " ".join(to_unicode(a) for a in rest[1:] if a is not None)
         if _SEEN_SETTING_FETCH.search(items):
-            raise WriteRefused(
-                f"refused a FETCH that would mark messages seen: {items}"
-            )
+            raise WriteRefused(f"refused a FETCH that would mark messages seen: {items}")
 
 
 def _guard(client: IMAPClient) -> None:
@@ -177,9 +173,7 @@ class Namespace:
 class Connection:
     """One logged-in connection: the IMAPClient plus what we learned about the server."""
 
-    def __init__(
-        self, client: IMAPClient, mailbox: Mailbox, *, read_only: bool
-    ) -> None:
+    def __init__(self, client: IMAPClient, mailbox: Mailbox, *, read_only: bool) -> None:
         self.client = client
         self.mailbox = mailbox
         self.read_only = read_only
@@ -376,9 +370,7 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
             f"cannot reach {mailbox.host}:{mailbox.port}: {exc.strerror or exc}",
         ) from None
     except imaplib.IMAP4.error as exc:
-        raise ConnectError(
-            ErrorKind.PROTOCOL, f"the server's greeting was not usable: {describe(exc)}"
-        ) from None
+        raise ConnectError(ErrorKind.PROTOCOL, f"the server's greeting was not usable: {describe(exc)}") from None
     # Never log protocol traffic: it contains message contents (and imaplib formats every line).
     client._imap.debug = 0
     client.normalise_times = False
@@ -430,22 +422,16 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
         raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
     except (OSError, imaplib.IMAP4.abort) as exc:
         _shutdown(client)
-        raise ConnectError(
-            ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc)}"
-        ) from None
+        raise ConnectError(ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc)}") from None
     except (IMAPClientError, imaplib.IMAP4.error) as exc:
         _shutdown(client)
-        raise ConnectError(
-            ErrorKind.PROTOCOL, _strip_password(describe(exc), mailbox)
-        ) from None
+        raise ConnectError(ErrorKind.PROTOCOL, _strip_password(describe(exc), mailbox)) from None
 
 
 def _accepts_tcp(mailbox: Mailbox) -> bool:
     """After a timeout: did the TCP connection work (a stalled server) or not (an unreachable host)?"""
     try:
-        with socket.create_connection(
-            (mailbox.host, mailbox.port), timeout=min(mailbox.timeout, 5.0)
-        ):
+        with socket.create_connection((mailbox.host, mailbox.port), timeout=min(mailbox.timeout, 5.0)):
             return True
     except OSError:
         return False

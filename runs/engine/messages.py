@@ -33,9 +33,7 @@ def _text(flag: bytes | str) -> str:
     return flag.decode("utf-8", "replace") if isinstance(flag, bytes) else flag
 
 
-def filter_flags(
-    flags: Iterable[bytes | str], permanent: Iterable[bytes | str] | None
-) -> tuple[list[str], list[str]]:
+def filter_flags(flags: Iterable[bytes | str], permanent: Iterable[bytes | str] | None) -> tuple[list[str], list[str]]:
     """Split source flags into (kept, dropped) for a destination with these PERMANENTFLAGS.
 
     `\\Recent` is never kept (nobody may set it) and is not reported as dropped. Unknown system
@@ -115,9 +113,7 @@ def parse_headers(block: bytes) -> dict[str, list[bytes]]:
         name, sep, value = line.partition(b":")
         if not sep or not name or b" " in name.strip():
             continue
-        fields.setdefault(name.strip().lower().decode("ascii", "replace"), []).append(
-            value.strip()
-        )
+        fields.setdefault(name.strip().lower().decode("ascii", "replace"), []).append(value.strip())
     return fields
 
 
@@ -158,9 +154,7 @@ def subject_of(raw_headers: bytes, limit: int = 200) -> str:
 
 def has_bare_line_endings(raw: bytes) -> bool:
     """True when the message has a LF without CR or a CR without LF."""
-    return raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(
-        b"\r\n"
-    )
+    return raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
 
 
 def normalise_line_endings(raw: bytes) -> bytes:

@@ -28,9 +28,7 @@ class Mailbox:
     username: str
     password: str = field(repr=False)
     verify_tls: bool = True
-    ca_certificate: str = (
-        ""  # PEM text of a private CA to trust instead of the system store
-    )
+    ca_certificate: str = ""  # PEM text of a private CA to trust instead of the system store
     timeout: float = 60.0  # seconds, for connect and for every read
 
 
@@ -50,9 +48,7 @@ class ErrorKind(enum.StrEnum):
 class ConnectionTestResult:
     ok: bool
     kind: ErrorKind | None = None  # None when ok
-    message: str = (
-        ""  # the server's words or a plain-language reason; never contains the password
-    )
+    message: str = ""  # the server's words or a plain-language reason; never contains the password
     capabilities: list[str] = field(default_factory=list)
     folder_count: int = 0
 
@@ -77,9 +73,7 @@ class FolderPlan:
     source: str
     destination: str | None  # None = skipped
     rule: str  # "explicit", "skip", "special-use", "path"
-    conflict: str = (
-        ""  # non-empty: why this mapping cannot be done as is (merge, name not allowed)
-    )
+    conflict: str = ""  # non-empty: why this mapping cannot be done as is (merge, name not allowed)
     selectable: bool = True
 
 
