@@ -41,11 +41,14 @@ def check_login(
     username: str,
     password: str,
     *,
-    slot_wait_seconds: float = TEST_SLOT_WAIT_SECONDS,
+    slot_wait_seconds: float | None = None,
 ) -> ConnectionTestResult:
     """LOGIN and LIST on one server, inside one of the endpoint's connection slots."""
     from runs import slots
     from runs.engine import test_connection
+
+    if slot_wait_seconds is None:
+        slot_wait_seconds = TEST_SLOT_WAIT_SECONDS
 
     holder = slots.connection_test_holder()
     try:
@@ -86,25 +89,17 @@ def test_account(account: Account) -> None:
 
     The passwords are read from the database here, just before use.
     """
-    account = Account.objects.select_related("task__source", "task__destination").get(
-        pk=account.pk
-    )
+    account = Account.objects.select_related("task__source", "task__destination").get(pk=account.pk)
     task = account.task
     source = check_login(task.source, account.source_user, account.source_password)
     source_at = timezone.now()
-    destination = check_login(
-        task.destination, account.destination_user, account.destination_password
-    )
+    destination = check_login(task.destination, account.destination_user, account.destination_password)
     destination_at = timezone.now()
     Account.objects.filter(pk=account.pk).update(
-        source_test_status=Account.TestStatus.OK
-        if source.ok
-        else Account.TestStatus.FAIL,
+        source_test_status=Account.TestStatus.OK if source.ok else Account.TestStatus.FAIL,
         source_test_message=_message(source),
         source_tested_at=source_at,
-        destination_test_status=(
-            Account.TestStatus.OK if destination.ok else Account.TestStatus.FAIL
-        ),
+        destination_test_status=(Account.TestStatus.OK if destination.ok else Account.TestStatus.FAIL),
         destination_test_message=_message(destination),
         destination_tested_at=destination_at,
         updated_at=destination_at,
