@@ -69,9 +69,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    response = render(
-        request, "runs/_progress.html", _progress_context(run, timezone.now())
-    )
+    response = render(request, "runs/_progress.html", _progress_context(run, timezone.now()))
     if request.htmx and not run.is_running:
         # The run ended while the page watched it: reload once, so the buttons, the status and the
         # accounts' last results follow (the reloaded page no longer polls).
@@ -82,17 +80,13 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(
-        Run.objects.select_related("task__source", "task__destination"), pk=pk
-    )
+    run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
     context = _progress_context(run, timezone.now())
     details = run.account_runs.order_by("account__source_user", "pk").values_list(
         "pk", "account__source_user", "message_errors", "warnings"
     )
     message_errors = [
-        {**error, "account": user}
-        for _pk, user, errors, _warnings in details
-        for error in (errors or [])
+        {**error, "account": user} for _pk, user, errors, _warnings in details for error in (errors or [])
     ]
     warnings = {pk: w for pk, _user, _errors, w in details if w}
     duration = None
@@ -136,9 +130,7 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
             "size",
         ]
     )
-    account_runs = run.account_runs.select_related("account").order_by(
-        "account__source_user"
-    )
+    account_runs = run.account_runs.select_related("account").order_by("account__source_user")
     for ar in account_runs:
         account = ar.account
         writer.writerow(

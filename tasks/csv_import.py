@@ -147,13 +147,11 @@ def _sniff(text: str) -> type[csv.Dialect]:
 
 def _check_record(record: list[str]) -> str:
     if len(record) > 4:
-        return f"{len(record)} fields; expected 4 (source_user, source_password, destination_user, destination_password)."
+        return (
+            f"{len(record)} fields; expected 4 (source_user, source_password, destination_user, destination_password)."
+        )
     padded = [*record, "", "", "", ""][:4]
-    missing = [
-        name
-        for name, value in zip(COLUMNS[:3], padded[:3], strict=True)
-        if not value.strip()
-    ]
+    missing = [name for name, value in zip(COLUMNS[:3], padded[:3], strict=True) if not value.strip()]
     if missing:
         return "Missing " + ", ".join(missing) + "."
     for name, limit in MAX_LENGTH.items():
@@ -180,10 +178,7 @@ def apply_import(task: Task, preview: ImportPreview) -> tuple[int, int]:
         raise ImportRefused("The file has no account lines.")
     created = updated = 0
     with transaction.atomic():
-        existing = {
-            a.source_user: a
-            for a in Account.objects.select_for_update().filter(task=task)
-        }
+        existing = {a.source_user: a for a in Account.objects.select_for_update().filter(task=task)}
         for row in preview.rows:
             account = existing.get(row.source_user)
             if account is None:

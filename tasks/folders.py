@@ -48,9 +48,7 @@ def folder_overview(task: Task, account: Account) -> FolderOverview:
     from runs.engine import list_folders, plan_folders
 
     source = mailbox_for(task.source, account.source_user, account.source_password)
-    destination = mailbox_for(
-        task.destination, account.destination_user, account.destination_password
-    )
+    destination = mailbox_for(task.destination, account.destination_user, account.destination_password)
     try:
         source_folders = list_folders(source, with_counts=True)
     except Exception as exc:  # shown to the operator, never raised
@@ -61,6 +59,4 @@ def folder_overview(task: Task, account: Account) -> FolderOverview:
         return FolderOverview(ok=False, error=f"Destination: {exc}")
     # INBOX first, then by name, so parents sit above their children.
     plans.sort(key=lambda p: (p.source.upper() != "INBOX", p.source.casefold()))
-    return FolderOverview(
-        ok=True, plans=plans, infos={f.name: f for f in source_folders}
-    )
+    return FolderOverview(ok=True, plans=plans, infos={f.name: f for f in source_folders})

@@ -15,17 +15,13 @@ class WriteOnlyPasswordField(forms.CharField):
         kwargs.setdefault("strip", False)
         kwargs.setdefault(
             "widget",
-            forms.PasswordInput(
-                render_value=False, attrs={"autocomplete": "new-password"}
-            ),
+            forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         )
         super().__init__(**kwargs)
 
 
 class AccountAdminForm(forms.ModelForm):
-    source_password = WriteOnlyPasswordField(
-        help_text="Leave blank to keep the stored password."
-    )
+    source_password = WriteOnlyPasswordField(help_text="Leave blank to keep the stored password.")
     destination_password = WriteOnlyPasswordField(
         help_text="Leave blank to keep the stored password (or, for a new account, to reuse the source password)."
     )
@@ -50,9 +46,7 @@ class AccountAdminForm(forms.ModelForm):
         data = super().clean()
         creating = self.instance.pk is None
         if creating and not data.get("source_password"):
-            self.add_error(
-                "source_password", "A new account needs the source password."
-            )
+            self.add_error("source_password", "A new account needs the source password.")
         return data
 
     def save(self, commit: bool = True) -> Account:
@@ -81,18 +75,12 @@ class EndpointForm(forms.ModelForm):
             "ca_certificate",
             "max_connections",
         ]
-        widgets = {
-            "ca_certificate": forms.Textarea(
-                attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}
-            )
-        }
+        widgets = {"ca_certificate": forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"})}
 
     def clean_ca_certificate(self) -> str:
         pem = self.cleaned_data["ca_certificate"].strip()
         if pem and "-----BEGIN CERTIFICATE-----" not in pem:
-            raise forms.ValidationError(
-                "Paste the certificate in PEM form, starting with -----BEGIN CERTIFICATE-----."
-            )
+            raise forms.ValidationError("Paste the certificate in PEM form, starting with -----BEGIN CERTIFICATE-----.")
         return pem
 
 
@@ -132,13 +120,9 @@ class AccountForm(AccountAdminForm):
 
     def clean_source_user(self) -> str:
         user = self.cleaned_data["source_user"].strip()
-        clash = Account.objects.filter(
-            task=self.instance.task, source_user=user
-        ).exclude(pk=self.instance.pk)
+        clash = Account.objects.filter(task=self.instance.task, source_user=user).exclude(pk=self.instance.pk)
         if clash.exists():
-            raise forms.ValidationError(
-                "This task already has an account with this source user."
-            )
+            raise forms.ValidationError("This task already has an account with this source user.")
         return user
 
     def save(self, commit: bool = True) -> Account:
@@ -147,9 +131,7 @@ class AccountForm(AccountAdminForm):
         if changed or self.cleaned_data.get("source_password"):
             account.source_test_status = Account.TestStatus.UNTESTED
             account.source_test_message = ""
-        if "destination_user" in self.changed_data or self.cleaned_data.get(
-            "destination_password"
-        ):
+        if "destination_user" in self.changed_data or self.cleaned_data.get("destination_password"):
             account.destination_test_status = Account.TestStatus.UNTESTED
             account.destination_test_message = ""
         if commit:
@@ -187,9 +169,7 @@ class FolderMappingForm(forms.Form):
                 initial=explicit if explicit else "",
                 widget=forms.TextInput(attrs={"placeholder": plan.destination or ""}),
             )
-            self.fields[f"skip_{index}"] = forms.BooleanField(
-                required=False, initial=explicit == ""
-            )
+            self.fields[f"skip_{index}"] = forms.BooleanField(required=False, initial=explicit == "")
 
     def rows(self) -> list[tuple[Any, Any, Any, Any]]:
         """(plan, folder info or None, destination field, skip field) per source folder."""

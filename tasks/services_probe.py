@@ -96,9 +96,7 @@ def probe_server(
     try:
         context = tls_context(verify_tls, ca_certificate)
     except ssl.SSLError as exc:
-        return ProbeResult(
-            ok=False, message=f"The custom CA certificate could not be read: {exc}."
-        )
+        return ProbeResult(ok=False, message=f"The custom CA certificate could not be read: {exc}.")
     client = None
     try:
         client = imapclient.IMAPClient(
@@ -110,10 +108,7 @@ def probe_server(
         )
         if security == "starttls":
             client.starttls(context)
-        capabilities = [
-            c.decode("ascii", "replace") if isinstance(c, bytes) else str(c)
-            for c in client.capabilities()
-        ]
+        capabilities = [c.decode("ascii", "replace") if isinstance(c, bytes) else str(c) for c in client.capabilities()]
         tls = ""
         sock = client._imap.sock
         if isinstance(sock, ssl.SSLSocket):
@@ -139,9 +134,7 @@ def probe_server(
             message=f"Nothing accepts connections on {host} port {port} (connection refused).",
         )
     except socket.gaierror:
-        return ProbeResult(
-            ok=False, message=f"The host name {host!r} does not resolve."
-        )
+        return ProbeResult(ok=False, message=f"The host name {host!r} does not resolve.")
     except TimeoutError:
         return ProbeResult(
             ok=False,
@@ -195,18 +188,10 @@ def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
 
 def _first_login(endpoint: Endpoint) -> tuple[str, str] | None:
     """User and password of the first account that logs in to this endpoint, or None."""
-    account = (
-        Account.objects.filter(task__source=endpoint)
-        .order_by("task_id", "source_user")
-        .first()
-    )
+    account = Account.objects.filter(task__source=endpoint).order_by("task_id", "source_user").first()
     if account:
         return account.source_user, account.source_password
-    account = (
-        Account.objects.filter(task__destination=endpoint)
-        .order_by("task_id", "source_user")
-        .first()
-    )
+    account = Account.objects.filter(task__destination=endpoint).order_by("task_id", "source_user").first()
     if account:
         return account.destination_user, account.destination_password
     return None

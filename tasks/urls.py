@@ -20,9 +20,7 @@ urlpatterns = [
         views.account_export,
         name="account_export",
     ),
-    path(
-        "tasks/<int:pk>/accounts/test/", views.account_test_all, name="account_test_all"
-    ),
+    path("tasks/<int:pk>/accounts/test/", views.account_test_all, name="account_test_all"),
     path("tasks/<int:pk>/accounts/import/", views.account_import, name="import"),
     path(
         "tasks/<int:pk>/accounts/import/preview/",

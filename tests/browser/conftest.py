@@ -53,22 +53,16 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: install Debian's chromium package", pytrace=False
-        )
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package", pytrace=False)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
 
 
 @pytest.fixture
 def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(
-        viewport=VIEWPORT, locale="en-GB", timezone_id="Europe/Berlin"
-    )
+    context = browser.new_context(viewport=VIEWPORT, locale="en-GB", timezone_id="Europe/Berlin")
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []
@@ -137,9 +131,7 @@ class Product:
             timeout=timeout,
         )
         if result.returncode != 0:
-            raise RuntimeError(
-                f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-            )
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
@@ -166,9 +158,7 @@ class Product:
             "--email",
             "operator@example.test",
         )
-        self._spawn(
-            "web", "runserver", "--noreload", "--insecure", f"127.0.0.1:{self.port}"
-        )
+        self._spawn("web", "runserver", "--noreload", "--insecure", f"127.0.0.1:{self.port}")
         self._spawn("cluster", "qcluster")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -59,9 +59,7 @@ def _create_endpoint(page, product, label, port, security, *, verify, ca=""):
     expect(page.locator("h1")).to_have_text(label)
 
 
-def test_first_migration_end_to_end(
-    logged_in_page, product, imap_server, make_imap_user, tmp_path
-):
+def test_first_migration_end_to_end(logged_in_page, product, imap_server, make_imap_user, tmp_path):
     page = logged_in_page
     sources = [make_imap_user() for _ in range(2)]
     destinations = [make_imap_user() for _ in range(2)]
@@ -86,16 +84,12 @@ def test_first_migration_end_to_end(
     expect(page.locator("#endpoint-test")).to_contain_text("announced before login")
     source_endpoint_url = page.url
 
-    _create_endpoint(
-        page, product, "Untrusted", imap_server.imaps_port, "ssl", verify=True
-    )
+    _create_endpoint(page, product, "Untrusted", imap_server.imaps_port, "ssl", verify=True)
     page.click("button:has-text('Test connection')")
     expect(page.locator(".notice.fail")).to_contain_text("self-signed certificate")
     screenshot(page, "11-endpoint-certificate-problem")
 
-    _create_endpoint(
-        page, product, "New server", imap_server.imaps_port, "ssl", verify=False
-    )
+    _create_endpoint(page, product, "New server", imap_server.imaps_port, "ssl", verify=False)
     page.goto(f"{product.url}/endpoints/")
     expect(page.locator("tbody tr")).to_have_count(3)
     screenshot(page, "12-endpoints")
@@ -104,12 +98,8 @@ def test_first_migration_end_to_end(
     page.goto(f"{product.url}/")
     page.click("text=New task")
     page.fill("#id_name", "Walkthrough migration")
-    page.select_option(
-        "#id_source", label=f"Old server (127.0.0.1:{imap_server.imap_port})"
-    )
-    page.select_option(
-        "#id_destination", label=f"New server (127.0.0.1:{imap_server.imaps_port})"
-    )
+    page.select_option("#id_source", label=f"Old server (127.0.0.1:{imap_server.imap_port})")
+    page.select_option("#id_destination", label=f"New server (127.0.0.1:{imap_server.imaps_port})")
     page.click("button:has-text('Create task')")
     expect(page.locator("h1")).to_contain_text("Walkthrough migration")
     task_url = page.url
@@ -130,8 +120,7 @@ def test_first_migration_end_to_end(
     good.write_text(
         "source_user,source_password,destination_user,destination_password\n"
         + "".join(
-            f"{s.username},{s.password},{d.username},{d.password}\n"
-            for s, d in zip(sources, destinations, strict=True)
+            f"{s.username},{s.password},{d.username},{d.password}\n" for s, d in zip(sources, destinations, strict=True)
         )
     )
     page.click("text=Upload a corrected file")
@@ -157,9 +146,7 @@ def test_first_migration_end_to_end(
     # With an account on it, the endpoint test logs in and shows the full capability list.
     page.goto(source_endpoint_url)
     page.click("button:has-text('Test connection')")
-    expect(page.locator("#endpoint-test")).to_contain_text(
-        f"after logging in as {sources[0].username}"
-    )
+    expect(page.locator("#endpoint-test")).to_contain_text(f"after logging in as {sources[0].username}")
     expect(page.locator("ul.caps li.yes", has_text="UIDPLUS")).to_have_count(1)
     expect(page.locator("ul.caps li.yes", has_text="SPECIAL-USE")).to_have_count(1)
     screenshot(page, "10-endpoint-tested")
@@ -196,17 +183,12 @@ def test_first_migration_end_to_end(
     # The mail is really there.
     client = imap_server.connect(destinations[0])
     try:
-        counts = {
-            folder: client.folder_status(folder, ["MESSAGES"])[b"MESSAGES"]
-            for folder in FOLDERS
-        }
+        counts = {folder: client.folder_status(folder, ["MESSAGES"])[b"MESSAGES"] for folder in FOLDERS}
     finally:
         client.logout()
     assert counts == FOLDERS
 
     # The task list shows the finished run.
     page.goto(f"{product.url}/")
-    expect(page.locator("tbody tr", has_text="Walkthrough migration")).to_contain_text(
-        "Done"
-    )
+    expect(page.locator("tbody tr", has_text="Walkthrough migration")).to_contain_text("Done")
     screenshot(page, "20-task-list")

@@ -24,9 +24,7 @@ def test_progress_polls_while_the_run_is_going(admin_client):
         bytes=3_000_000,
         current_folder="Archive/2024",
     )
-    response = admin_client.get(
-        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
-    )
+    response = admin_client.get(reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"})
     html = response.content.decode()
     assert response.status_code == 200
     assert 'hx-trigger="every 2s"' in html
@@ -38,9 +36,7 @@ def test_progress_polls_while_the_run_is_going(admin_client):
 def test_progress_stops_polling_once_the_run_is_done(admin_client):
     run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
     AccountRunFactory(run=run, status="done", copied=10, total_messages=10)
-    response = admin_client.get(
-        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
-    )
+    response = admin_client.get(reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert b"hx-trigger" not in response.content
     assert b'data-status="done"' in response.content
@@ -86,9 +82,7 @@ def test_run_report_shows_totals_accounts_and_message_errors(admin_client):
 
 def test_run_report_csv(admin_client):
     run = RunFactory()
-    account = AccountFactory(
-        task=run.task, source_user="a@old", source_password="pw-never-shown"
-    )
+    account = AccountFactory(task=run.task, source_user="a@old", source_password="pw-never-shown")
     AccountRunFactory(
         run=run,
         account=account,
@@ -130,9 +124,7 @@ def test_run_start_refused_with_untested_accounts_says_why(admin_client):
     assert not Run.objects.exists()
 
 
-def test_run_start_creates_the_run(
-    admin_client, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_run_start_creates_the_run(admin_client, django_capture_on_commit_callbacks, monkeypatch):
     pushed = []
     monkeypatch.setattr("runs.orchestrator.push_jobs", lambda ids: pushed.extend(ids))
     task = TaskFactory()
@@ -170,9 +162,7 @@ def test_cancel_finished_run_is_refused(admin_client):
 
 def test_polling_a_run_that_just_ended_reloads_the_page_once(admin_client):
     run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
-    polled = admin_client.get(
-        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
-    )
+    polled = admin_client.get(reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"})
     assert polled["HX-Refresh"] == "true"
     plain = admin_client.get(reverse("runs:progress", args=[run.pk]))
     assert "HX-Refresh" not in plain
@@ -180,7 +170,5 @@ def test_polling_a_run_that_just_ended_reloads_the_page_once(admin_client):
 
 def test_polling_a_running_run_does_not_reload(admin_client):
     run = RunFactory(status=Run.Status.RUNNING)
-    polled = admin_client.get(
-        reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"}
-    )
+    polled = admin_client.get(reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"})
     assert "HX-Refresh" not in polled

@@ -64,9 +64,7 @@ def test_every_bad_line_is_listed_with_its_number_and_reason():
 
 
 def test_file_that_is_not_utf8_is_refused_with_the_line():
-    preview = parse_accounts_csv(
-        TaskFactory(), "a@old,p,a@new,\nb\xe9@old,p,b@new,\n".encode("latin-1")
-    )
+    preview = parse_accounts_csv(TaskFactory(), "a@old,p,a@new,\nb\xe9@old,p,b@new,\n".encode("latin-1"))
     assert len(preview.errors) == 1
     assert preview.errors[0].line == 2
     assert "not UTF-8" in preview.errors[0].reason

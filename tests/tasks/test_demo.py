@@ -14,9 +14,7 @@ def test_demo_creates_a_tested_task_against_its_own_dovecot(capsys):
     task = Task.objects.get(name=TASK_NAME)
     accounts = list(task.accounts.all())
     assert len(accounts) == len(MAILBOXES)
-    assert all(a.tested_ok for a in accounts), [
-        (a.source_test_message, a.destination_test_message) for a in accounts
-    ]
+    assert all(a.tested_ok for a in accounts), [(a.source_test_message, a.destination_test_message) for a in accounts]
     assert task.source.verify_tls and "BEGIN CERTIFICATE" in task.source.ca_certificate
     out = capsys.readouterr().out
     assert f"/tasks/{task.pk}/" in out
@@ -29,6 +27,4 @@ def test_demo_creates_a_tested_task_against_its_own_dovecot(capsys):
     assert Task.objects.filter(name=TASK_NAME).count() == 1
     assert Endpoint.objects.count() == 2
     assert Account.objects.count() == len(MAILBOXES)
-    assert not Task.objects.get(name=TASK_NAME).accounts.filter(
-        source_test_status=Account.TestStatus.OK
-    ).exists()
+    assert not Task.objects.get(name=TASK_NAME).accounts.filter(source_test_status=Account.TestStatus.OK).exists()

@@ -55,20 +55,14 @@ def test_duplicate_source_user_is_refused_next_to_the_field(admin_client):
 
 
 def test_edit_page_never_renders_the_passwords(admin_client):
-    account = AccountFactory(
-        source_password=SECRET, destination_password=SECRET + "-dst"
-    )
-    html = admin_client.get(
-        reverse("tasks:account_edit", args=[account.task_id, account.pk])
-    ).content.decode()
+    account = AccountFactory(source_password=SECRET, destination_password=SECRET + "-dst")
+    html = admin_client.get(reverse("tasks:account_edit", args=[account.task_id, account.pk])).content.decode()
     assert account.source_user in html
     assert SECRET not in html
 
 
 def test_blank_password_on_edit_keeps_the_stored_one(admin_client):
-    account = AccountFactory(
-        source_password=SECRET, destination_password="dst-pw", tested=True
-    )
+    account = AccountFactory(source_password=SECRET, destination_password="dst-pw", tested=True)
     response = admin_client.post(
         reverse("tasks:account_edit", args=[account.task_id, account.pk]),
         {
@@ -90,35 +84,27 @@ def test_blank_password_on_edit_keeps_the_stored_one(admin_client):
 def test_account_of_another_task_is_404(admin_client):
     account = AccountFactory()
     other = TaskFactory()
-    response = admin_client.get(
-        reverse("tasks:account_edit", args=[other.pk, account.pk])
-    )
+    response = admin_client.get(reverse("tasks:account_edit", args=[other.pk, account.pk]))
     assert response.status_code == 404
 
 
 def test_delete_account(admin_client):
     account = AccountFactory()
-    response = admin_client.post(
-        reverse("tasks:account_delete", args=[account.task_id, account.pk])
-    )
+    response = admin_client.post(reverse("tasks:account_delete", args=[account.task_id, account.pk]))
     assert response.status_code == 302
     assert not Account.objects.exists()
 
 
 def test_delete_needs_post(admin_client):
     account = AccountFactory()
-    response = admin_client.get(
-        reverse("tasks:account_delete", args=[account.task_id, account.pk])
-    )
+    response = admin_client.get(reverse("tasks:account_delete", args=[account.task_id, account.pk]))
     assert response.status_code == 405
     assert Account.objects.exists()
 
 
 def test_delete_account_of_running_task_is_refused(admin_client):
     account = AccountFactory(task=TaskFactory(status=Task.Status.RUNNING))
-    response = admin_client.post(
-        reverse("tasks:account_delete", args=[account.task_id, account.pk]), follow=True
-    )
+    response = admin_client.post(reverse("tasks:account_delete", args=[account.task_id, account.pk]), follow=True)
     assert Account.objects.exists()
     assert "cannot be removed" in response.content.decode()
 
@@ -131,9 +117,7 @@ def test_accounts_table_shows_test_results_with_the_servers_words(admin_client):
         source_test_message="[AUTHENTICATIONFAILED] Authentication failed.",
         destination_test_status=Account.TestStatus.OK,
     )
-    html = admin_client.get(
-        reverse("tasks:account_table", args=[task.pk])
-    ).content.decode()
+    html = admin_client.get(reverse("tasks:account_table", args=[task.pk])).content.decode()
     assert "[AUTHENTICATIONFAILED] Authentication failed." in html
     assert 'class="badge fail"' in html and 'class="badge ok"' in html
     assert "hx-trigger" not in html
@@ -146,9 +130,7 @@ def test_accounts_table_shows_the_last_result(admin_client):
     new = RunFactory(task=task)
     AccountRunFactory(run=old, account=account, status="failed")
     AccountRunFactory(run=new, account=account, status="done", copied=42)
-    html = admin_client.get(
-        reverse("tasks:account_table", args=[task.pk])
-    ).content.decode()
+    html = admin_client.get(reverse("tasks:account_table", args=[task.pk])).content.decode()
     assert "42 copied" in html
     assert reverse("runs:report", args=[new.pk]) in html
 

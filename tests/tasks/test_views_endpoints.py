@@ -144,14 +144,9 @@ def test_delete_is_refused_while_a_task_uses_the_endpoint(admin_client):
     confirm = admin_client.get(reverse("tasks:endpoint_delete", args=[endpoint.pk]))
     assert b"cannot be deleted" in confirm.content
     assert b"Migration A" in confirm.content
-    response = admin_client.post(
-        reverse("tasks:endpoint_delete", args=[endpoint.pk]), follow=True
-    )
+    response = admin_client.post(reverse("tasks:endpoint_delete", args=[endpoint.pk]), follow=True)
     assert Endpoint.objects.filter(pk=endpoint.pk).exists()
-    assert (
-        "is used by task “Migration A” and cannot be deleted"
-        in response.content.decode()
-    )
+    assert "is used by task “Migration A” and cannot be deleted" in response.content.decode()
 
 
 def test_endpoint_pages_need_a_login(client):
@@ -179,9 +174,7 @@ def test_test_connection_to_a_closed_port_says_so(admin_client, unused_tcp_port)
     assert "<html" not in html  # a partial for htmx
 
 
-def test_test_connection_without_javascript_renders_the_whole_page(
-    admin_client, unused_tcp_port
-):
+def test_test_connection_without_javascript_renders_the_whole_page(admin_client, unused_tcp_port):
     endpoint = EndpointFactory(port=unused_tcp_port, security="plain")
     response = admin_client.post(reverse("tasks:endpoint_test", args=[endpoint.pk]))
     html = response.content.decode()

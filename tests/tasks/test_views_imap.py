@@ -86,9 +86,7 @@ def test_probe_with_a_bad_custom_ca_says_so(imap_server):
     assert "custom CA certificate could not be read" in result.message
 
 
-def test_endpoint_test_logs_in_with_an_account_for_the_full_list(
-    admin_client, imap_server, make_imap_user
-):
+def test_endpoint_test_logs_in_with_an_account_for_the_full_list(admin_client, imap_server, make_imap_user):
     endpoint = endpoint_for(imap_server)
     user = make_imap_user()
     AccountFactory(
@@ -121,9 +119,7 @@ def test_endpoint_test_reports_a_failed_account_login(admin_client, imap_server)
 
 
 def test_account_test_button_updates_the_row(admin_client, imap_server, make_imap_user):
-    task = TaskFactory(
-        source=endpoint_for(imap_server), destination=endpoint_for(imap_server, "ssl")
-    )
+    task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server, "ssl"))
     good, other = make_imap_user(), make_imap_user()
     account = AccountFactory(
         task=task,
@@ -141,21 +137,15 @@ def test_account_test_button_updates_the_row(admin_client, imap_server, make_ima
     account.refresh_from_db()
     assert account.source_test_status == Account.TestStatus.OK
     assert account.destination_test_status == Account.TestStatus.FAIL
-    assert (
-        escape(account.destination_test_message) in html
-    )  # the server's words, on expand
+    assert escape(account.destination_test_message) in html  # the server's words, on expand
     assert good.password not in html and "not-the-password" not in html
 
 
-def test_test_all_without_javascript_tests_in_the_background(
-    admin_client, imap_server, make_imap_user, monkeypatch
-):
+def test_test_all_without_javascript_tests_in_the_background(admin_client, imap_server, make_imap_user, monkeypatch):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", True)  # the background jobs run right here
-    task = TaskFactory(
-        source=endpoint_for(imap_server), destination=endpoint_for(imap_server)
-    )
+    task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server))
     users = [make_imap_user() for _ in range(2)]
     AccountFactory(
         task=task,
@@ -164,9 +154,7 @@ def test_test_all_without_javascript_tests_in_the_background(
         destination_user=users[1].username,
         destination_password=users[1].password,
     )
-    response = admin_client.post(
-        reverse("tasks:account_test_all", args=[task.pk]), follow=True
-    )
+    response = admin_client.post(reverse("tasks:account_test_all", args=[task.pk]), follow=True)
     assert "in the background" in response.content.decode()
     assert task.accounts.get().tested_ok
 
@@ -176,12 +164,8 @@ def test_test_all_with_htmx_returns_the_table_polling_until_done(
 ):
     import django_q.tasks
 
-    monkeypatch.setattr(
-        django_q.tasks, "async_task", lambda *a, **k: None
-    )  # jobs not run yet
-    task = TaskFactory(
-        source=endpoint_for(imap_server), destination=endpoint_for(imap_server)
-    )
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *a, **k: None)  # jobs not run yet
+    task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server))
     AccountFactory(task=task)
     response = admin_client.post(
         reverse("tasks:account_test_all", args=[task.pk]),
@@ -221,9 +205,7 @@ def _mapping_task(imap_server, make_imap_user):
         fill(client, "Old stuff", [(make_message(seed=9), (), None)])
     finally:
         client.logout()
-    task = TaskFactory(
-        source=endpoint_for(imap_server), destination=endpoint_for(imap_server)
-    )
+    task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server))
     AccountFactory(
         task=task,
         source_user=source.username,
@@ -234,9 +216,7 @@ def _mapping_task(imap_server, make_imap_user):
     return task
 
 
-def test_folder_mapping_lists_source_folders_with_counts(
-    admin_client, imap_server, make_imap_user
-):
+def test_folder_mapping_lists_source_folders_with_counts(admin_client, imap_server, make_imap_user):
     task = _mapping_task(imap_server, make_imap_user)
     html = admin_client.get(reverse("tasks:folders", args=[task.pk])).content.decode()
     assert "Projekte/Größe" in html
@@ -245,9 +225,7 @@ def test_folder_mapping_lists_source_folders_with_counts(
     assert '<td class="num">3</td>' in html
 
 
-def test_folder_mapping_saves_overrides_and_skips(
-    admin_client, imap_server, make_imap_user
-):
+def test_folder_mapping_saves_overrides_and_skips(admin_client, imap_server, make_imap_user):
     task = _mapping_task(imap_server, make_imap_user)
     html = admin_client.get(reverse("tasks:folders", args=[task.pk])).content.decode()
     names = [part.split("</strong>")[0] for part in html.split("<td><strong>")[1:]]
@@ -281,9 +259,7 @@ def test_folder_mapping_shows_conflicts(admin_client, imap_server, make_imap_use
 
 
 def test_folder_mapping_says_why_when_the_login_fails(admin_client, imap_server):
-    task = TaskFactory(
-        source=endpoint_for(imap_server), destination=endpoint_for(imap_server)
-    )
+    task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server))
     AccountFactory(task=task, source_user="ghost", source_password="wrong-pw-456")
     html = admin_client.get(reverse("tasks:folders", args=[task.pk])).content.decode()
     assert "Could not read the folders of ghost" in html

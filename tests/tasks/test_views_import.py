@@ -48,16 +48,12 @@ def test_upload_preview_confirm_imports_the_accounts(admin_client):
     assert "new@old" in html
     assert SECRET not in html
     assert Account.objects.count() == 1  # nothing saved before confirming
-    done = admin_client.post(
-        reverse("tasks:import_confirm", args=[task.pk]), follow=True
-    )
+    done = admin_client.post(reverse("tasks:import_confirm", args=[task.pk]), follow=True)
     assert "1 account added, 1 updated" in done.content.decode()
     assert Account.objects.get(source_user="new@old").destination_password == SECRET
     assert Account.objects.get(source_user="keep@old").destination_user == "keep@new"
     # the pending upload is gone: confirming again finds nothing
-    again = admin_client.post(
-        reverse("tasks:import_confirm", args=[task.pk]), follow=True
-    )
+    again = admin_client.post(reverse("tasks:import_confirm", args=[task.pk]), follow=True)
     assert "expired" in again.content.decode()
 
 
@@ -82,9 +78,7 @@ def test_csv_with_bad_lines_imports_nothing_and_lists_each_problem(admin_client)
         b"good@old,pw,dupe@new,\n" + b"y" * 300 + b",pw,y@new,\n"
     )
     upload(admin_client, task, data)
-    html = admin_client.get(
-        reverse("tasks:import_preview", args=[task.pk])
-    ).content.decode()
+    html = admin_client.get(reverse("tasks:import_preview", args=[task.pk])).content.decode()
     assert "3 bad lines" in html
     assert "Missing source_user" in html
     assert "Duplicate source user" in html
@@ -92,9 +86,7 @@ def test_csv_with_bad_lines_imports_nothing_and_lists_each_problem(admin_client)
     for line in ("3", "4", "5"):
         assert f'<td class="num">{line}</td>' in html
     assert "Import 1 account" not in html  # no confirm button
-    response = admin_client.post(
-        reverse("tasks:import_confirm", args=[task.pk]), follow=True
-    )
+    response = admin_client.post(reverse("tasks:import_confirm", args=[task.pk]), follow=True)
     assert "nothing was imported" in response.content.decode()
     assert not Account.objects.exists()
 
@@ -102,9 +94,7 @@ def test_csv_with_bad_lines_imports_nothing_and_lists_each_problem(admin_client)
 def test_non_utf8_file_is_refused(admin_client):
     task = TaskFactory()
     upload(admin_client, task, "m\xfcller@old,pw,m@new,\n".encode("cp1252"))
-    html = admin_client.get(
-        reverse("tasks:import_preview", args=[task.pk])
-    ).content.decode()
+    html = admin_client.get(reverse("tasks:import_preview", args=[task.pk])).content.decode()
     assert "not UTF-8" in html
     admin_client.post(reverse("tasks:import_confirm", args=[task.pk]))
     assert not Account.objects.exists()

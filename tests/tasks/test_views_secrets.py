@@ -29,11 +29,7 @@ def test_no_password_in_any_page(admin_client):
     AccountRunFactory(run=run, account=account, status="done", last_error="")
     admin_client.post(
         reverse("tasks:import", args=[task.pk]),
-        {
-            "file": SimpleUploadedFile(
-                "a.csv", f"new@old,{CSV_SECRET},new@new,\n".encode()
-            )
-        },
+        {"file": SimpleUploadedFile("a.csv", f"new@old,{CSV_SECRET},new@new,\n".encode())},
     )
     pages = [
         reverse("tasks:list"),
@@ -71,9 +67,7 @@ def test_no_password_in_any_page(admin_client):
     assert "Typed-Pa55-not-echoed" not in response.content.decode()
 
 
-def test_task_page_uses_a_fixed_number_of_queries(
-    admin_client, django_assert_max_num_queries
-):
+def test_task_page_uses_a_fixed_number_of_queries(admin_client, django_assert_max_num_queries):
     task = TaskFactory()
     accounts = AccountFactory.create_batch(12, task=task)
     run = RunFactory(task=task)

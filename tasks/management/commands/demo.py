@@ -102,9 +102,7 @@ class Command(BaseCommand):
             ) from exc
         existing = Task.objects.filter(name=TASK_NAME).first()
         if existing and existing.is_running:
-            raise CommandError(
-                f"“{TASK_NAME}” is running: cancel its run first, then start the demo again."
-            )
+            raise CommandError(f"“{TASK_NAME}” is running: cancel its run first, then start the demo again.")
 
         self.stdout.write("Starting Dovecot on 127.0.0.1…")
         try:
@@ -158,11 +156,7 @@ class Command(BaseCommand):
             try:
                 left = count
                 for index, (folder, weight) in enumerate(FOLDERS):
-                    share = (
-                        left
-                        if index == len(FOLDERS) - 1
-                        else round(count * weight / weight_sum)
-                    )
+                    share = left if index == len(FOLDERS) - 1 else round(count * weight / weight_sum)
                     share = min(share, left)
                     left -= share
                     items = []
@@ -176,9 +170,7 @@ class Command(BaseCommand):
                             from_=rng.choice(SENDERS),
                             to=f"{name.title()} <{name}@example.com>",
                             date=when,
-                            attachment_size=rng.choice(
-                                [0, 0, 0, 2_000, 40_000, 250_000]
-                            ),
+                            attachment_size=rng.choice([0, 0, 0, 2_000, 40_000, 250_000]),
                             eight_bit=rng.random() < 0.2,
                             seed=f"{name}-{folder}-{n}",
                         )
@@ -219,9 +211,7 @@ class Command(BaseCommand):
         )
         # A fresh Dovecot each time: the old task's accounts, runs and copy state mean nothing now.
         Task.objects.filter(name=TASK_NAME).delete()
-        task = Task.objects.create(
-            name=TASK_NAME, source=source, destination=destination
-        )
+        task = Task.objects.create(name=TASK_NAME, source=source, destination=destination)
         for src, dst, _count in pairs:
             Account.objects.create(
                 task=task,
