@@ -156,22 +156,37 @@ def list_folders(mailbox: Mailbox, *, with_counts: bool = False) -> list[FolderI
 
 
 def plan_folders(source: Mailbox, destination: Mailbox, mapping: dict[str, str] | None) -> list[FolderPlan]:
-    """Where each source folder would go (see folders.map_folders). Raises ConnectError."""
-    src = wire.connect(source, read_only=True)
+    """Where each source folder would go (see folders.map_folders).
+
+    Raises ConnectError (its message starts with "source:" or "destination:") when a side cannot
+    be used.
+    """
+    src = _connect_for_listing(source, "source")
     try:
-        dst = wire.connect(destination, read_only=True)
+        dst = _connect_for_listing(destination, "destination")
         try:
-            return map_folders(
-                folder_infos(src),
-                src.namespace(),
-                folder_infos(dst),
-                dst.namespace(),
-                mapping,
-            )
+            try:
+                return map_folders(
+                    folder_infos(src),
+                    src.namespace(),
+                    folder_infos(dst),
+                    dst.namespace(),
+                    mapping,
+                )
+            except wire.TRANSIENT_ERRORS as exc:
+                problem = wire.lost(exc)
+                raise ConnectError(problem.kind, str(problem)) from None
         finally:
             dst.close()
     finally:
         src.close()
+
+
+def _connect_for_listing(mailbox: Mailbox, side: str) -> Connection:
+    try:
+        return wire.connect(mailbox, read_only=True)
+    except ConnectError as exc:
+        raise ConnectError(exc.kind, f"{side}: {exc.message}") from None
 
 
 # ------------------------------------------------------------------------- internals

@@ -439,3 +439,15 @@ def test_a_message_vanishing_mid_run_is_a_warning(imap_server, make_imap_user, m
     )
     assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 4, 0)
     assert any("vanished" in w for w in result.warnings)
+
+
+def test_plan_folders_says_which_side_failed(imap_server, make_imap_user):
+    from runs.engine import ConnectError
+
+    source, destination = make_imap_user(), make_imap_user()
+    bad = replace(imap_server.mailbox(destination), password="wrong-one-77")
+    with pytest.raises(ConnectError) as caught:
+        plan_folders(imap_server.mailbox(source), bad, None)
+    assert caught.value.kind == ErrorKind.AUTH
+    assert str(caught.value).startswith("destination: login refused")
+    assert "wrong-one-77" not in str(caught.value)
