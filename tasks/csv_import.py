@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from tasks.models import Account, Task
 
@@ -59,6 +60,20 @@ class ImportPreview:
     @property
     def ok(self) -> bool:
         return not self.errors and bool(self.rows)
+
+
+UPDATED_FIELDS = [
+    "destination_user",
+    "source_password",
+    "destination_password",
+    "source_test_status",
+    "source_test_message",
+    "source_tested_at",
+    "destination_test_status",
+    "destination_test_message",
+    "destination_tested_at",
+    "updated_at",
+]
 
 
 class ImportRefused(Exception):
@@ -176,20 +191,23 @@ def apply_import(task: Task, preview: ImportPreview) -> tuple[int, int]:
         raise ImportRefused("The file has bad lines; nothing was imported.")
     if not preview.rows:
         raise ImportRefused("The file has no account lines.")
-    created = updated = 0
+    now = timezone.now()
     with transaction.atomic():
         existing = {a.source_user: a for a in Account.objects.select_for_update().filter(task=task)}
+        new: list[Account] = []
+        changed: list[Account] = []
         for row in preview.rows:
             account = existing.get(row.source_user)
             if account is None:
-                Account.objects.create(
-                    task=task,
-                    source_user=row.source_user,
-                    source_password=row.source_password,
-                    destination_user=row.destination_user,
-                    destination_password=row.destination_password,
+                new.append(
+                    Account(
+                        task=task,
+                        source_user=row.source_user,
+                        source_password=row.source_password,
+                        destination_user=row.destination_user,
+                        destination_password=row.destination_password,
+                    )
                 )
-                created += 1
                 continue
             account.destination_user = row.destination_user
             account.source_password = row.source_password
@@ -201,6 +219,8 @@ def apply_import(task: Task, preview: ImportPreview) -> tuple[int, int]:
             account.destination_test_status = Account.TestStatus.UNTESTED
             account.destination_test_message = ""
             account.destination_tested_at = None
-            account.save()
-            updated += 1
-    return created, updated
+            account.updated_at = now
+            changed.append(account)
+        Account.objects.bulk_create(new, batch_size=500)
+        Account.objects.bulk_update(changed, UPDATED_FIELDS, batch_size=500)
+    return len(new), len(changed)

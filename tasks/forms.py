@@ -146,6 +146,18 @@ class CsvUploadForm(forms.Form):
         "Header optional; an empty destination password reuses the source one.",
     )
 
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_CSV_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size / 1_000_000:.1f} MB; at most {MAX_CSV_BYTES // 1_000_000} MB "
+                "can be imported at once. Split it into several files."
+            )
+        return upload
+
+
+MAX_CSV_BYTES = 5 * 1024 * 1024  # about 50,000 accounts
+
 
 class FolderMappingForm(forms.Form):
     """One field per source folder: the destination name, or skip."""

@@ -104,22 +104,29 @@ def test_apply_refuses_a_preview_with_errors_and_saves_nothing():
     assert not Account.objects.exists()
 
 
-def test_apply_is_all_or_nothing_when_the_database_refuses_a_row(monkeypatch):
+def test_apply_is_all_or_nothing_when_the_database_fails_midway(monkeypatch):
     task = TaskFactory()
+    AccountFactory(task=task, source_user="a@old", destination_user="kept@new")
     preview = parse_accounts_csv(task, b"a@old,p,a@new,\nb@old,p,b@new,\n")
-    calls = []
-    real_create = Account.objects.create
 
-    def create(**kwargs):
-        calls.append(kwargs["source_user"])
-        if len(calls) == 2:
-            raise RuntimeError("database went away")
-        return real_create(**kwargs)
+    def fail(*args, **kwargs):
+        raise RuntimeError("database went away")
 
-    monkeypatch.setattr(Account.objects, "create", create)
+    monkeypatch.setattr(Account.objects, "bulk_update", fail)  # after the new rows were inserted
     with pytest.raises(RuntimeError):
         apply_import(task, preview)
-    assert not Account.objects.exists()
+    assert list(Account.objects.values_list("source_user", "destination_user")) == [("a@old", "kept@new")]
+
+
+def test_apply_treats_a_source_user_added_after_the_preview_as_an_update():
+    task = TaskFactory()
+    preview = parse_accounts_csv(task, b"a@old,p,a@new,\nb@old,p,b@new,\n")
+    # Someone adds b@old after the preview but before the import: apply() re-reads the task's
+    # accounts, so b@old becomes an update; the file's other row still lands.
+    AccountFactory(task=task, source_user="b@old")
+    assert apply_import(task, preview) == (1, 1)
+    assert Account.objects.count() == 2
+    assert Account.objects.get(source_user="b@old").destination_user == "b@new"
 
 
 def test_passwords_stay_out_of_the_row_repr():

@@ -113,3 +113,22 @@ def test_preview_without_upload_sends_back_to_the_upload_page(admin_client):
     task = TaskFactory()
     response = admin_client.get(reverse("tasks:import_preview", args=[task.pk]))
     assert response["Location"] == reverse("tasks:import", args=[task.pk])
+
+
+def test_oversized_file_is_refused_next_to_the_field(admin_client, monkeypatch):
+    monkeypatch.setattr("tasks.forms.MAX_CSV_BYTES", 100)
+    task = TaskFactory()
+    response = upload(admin_client, task, b"a@old,pw,a@new,\n" * 10)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert 'id="id_file-errors"' in html
+    assert "Split it into several files" in html
+
+
+def test_preview_of_a_long_file_shows_the_first_500_rows(admin_client):
+    task = TaskFactory()
+    upload(admin_client, task, "".join(f"u{n}@old,pw,u{n}@new,\n" for n in range(600)).encode())
+    html = admin_client.get(reverse("tasks:import_preview", args=[task.pk])).content.decode()
+    assert "The first 500 of 600 accounts are shown" in html
+    assert "Import 600 accounts" in html
+    assert "u499@old" in html and "u599@old" not in html
