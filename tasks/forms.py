@@ -75,7 +75,11 @@ class EndpointForm(forms.ModelForm):
             "ca_certificate",
             "max_connections",
         ]
-        widgets = {"ca_certificate": forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"})}
+        widgets = {
+            "ca_certificate": forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}),
+            # app.js follows the port along when the security mode changes and the port was a default.
+            "security": forms.Select(attrs={"data-default-ports": '{"ssl": 993, "starttls": 143, "plain": 143}'}),
+        }
 
     def clean_ca_certificate(self) -> str:
         pem = self.cleaned_data["ca_certificate"].strip()

@@ -64,6 +64,17 @@
     if (button && !window.confirm(button.getAttribute("data-confirm"))) event.preventDefault();
   });
 
+  // <select data-default-ports='{"ssl": 993, ...}'> in a form with a port field: moving from SSL/TLS
+  // to STARTTLS changes 993 to 143 (and back), but never a port the operator typed.
+  document.addEventListener("change", function (event) {
+    var select = event.target.closest("select[data-default-ports]");
+    if (!select || !select.form || !select.form.elements.port) return;
+    var defaults = JSON.parse(select.getAttribute("data-default-ports"));
+    var port = select.form.elements.port;
+    var known = Object.keys(defaults).map(function (k) { return String(defaults[k]); });
+    if (port.value === "" || known.indexOf(port.value) !== -1) port.value = defaults[select.value];
+  });
+
   if (window.htmx) {
     htmx.onLoad(onLoad);
   } else {

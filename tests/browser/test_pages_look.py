@@ -144,6 +144,12 @@ def test_first_visit_pages_guide_the_operator(page, live_server, admin_user):
     expect(page.locator("a.button.primary").first).to_have_text("Add an endpoint first")
     screenshot(page, "08-empty-task-list")
     page.click("text=Add an endpoint first")
+    expect(page.locator("#id_port")).to_have_value("993")
+    page.select_option("#id_security", "starttls")  # the default port follows the security mode
+    expect(page.locator("#id_port")).to_have_value("143")
+    page.fill("#id_port", "10143")
+    page.select_option("#id_security", "ssl")  # a port the operator typed stays
+    expect(page.locator("#id_port")).to_have_value("10143")
     page.click("button:has-text('Create endpoint')")  # empty form: errors next to the fields
     expect(page.locator("#id_label-errors")).to_contain_text("required")
     expect(page.locator("#id_host-errors")).to_contain_text("required")
