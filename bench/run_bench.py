@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _median(runs: list[Phase]) -> Phase:
-    return sorted(runs, key=lambda p: p.engine_seconds)[len(runs) // 2]
+    return sorted(runs, key=lambda p: p.engine_seconds)[(len(runs) - 1) // 2]  # lower median
 
 
 def _explained_by_increment(problem: str, extra: list) -> bool:  # noqa: ANN001

@@ -44,7 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imapclient import IMAPClient
+from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import _literal, seq_to_parenstr
+from imapclient.util import to_bytes
 
 from runs.engine.types import Mailbox, Security
 
@@ -195,7 +198,14 @@ def make_self_signed_certificate(
 
 
 class Dovecot:
-    """A private Dovecot instance on 127.0.0.1. Use as a context manager or call stop()."""
+    """A private Dovecot instance on 127.0.0.1. Use as a context manager or call stop().
+
+    layout: "slash" ('/' delimiter, no prefix, sdbox) or "dotted" ('.', "INBOX." prefix, Maildir++).
+    special_use: {folder name: "\\Sent", ...} (names without the prefix); autocreate_special_use
+    creates and subscribes them for every user. extra_config is appended to dovecot.conf, e.g.
+    'protocol imap {\n imap_capability = IMAP4rev1 UIDPLUS\n}' for a server without LITERAL+ or
+    MULTIAPPEND.
+    """
 
     host = "127.0.0.1"
 
@@ -207,6 +217,7 @@ class Dovecot:
         autocreate_special_use: bool = True,
         workdir: str | os.PathLike[str] | None = None,
         process_limit: int = 200,
+        extra_config: str = "",
         start: bool = True,
     ) -> None:
         if layout not in ("slash", "dotted"):
@@ -217,6 +228,7 @@ class Dovecot:
         self.special_use = dict(SPECIAL_USE_FOLDERS if special_use is None else special_use)
         self.autocreate_special_use = autocreate_special_use
         self.process_limit = process_limit
+        self.extra_config = extra_config
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"dovecot-{layout}-"))
         self.instance_name = f"imapcopier-test-{os.getpid()}-{secrets.token_hex(3)}"
@@ -459,6 +471,7 @@ service stats {{
 }}
 default_process_limit = {self.process_limit}
 default_client_limit = {self.process_limit * 10}
+{self.extra_config}
 """
 
     # --------------------------------------------------------------------- users
@@ -752,10 +765,13 @@ def fill(
     """Create `folder` if missing and APPEND the messages byte-exact with flags and INTERNALDATE.
 
     Each item is (bytes, flags, internaldate). Uses MULTIAPPEND (RFC 3502) in batches of about
-    `batch_bytes`: its literals are sent as they are, whereas IMAPClient.append() passes through
-    imaplib, which rewrites bare CR/LF to CRLF. Returns the new UIDs (from APPENDUID) in order.
+    `batch_bytes` (one message per APPEND when the server lacks MULTIAPPEND), through IMAPClient's raw
+    literals, which are sent as they are, whereas IMAPClient.append() passes through imaplib, which
+    rewrites bare CR/LF to CRLF. Returns the new UIDs (from APPENDUID) in order.
     """
     ensure_folder(client, folder)
+    if not client.has_capability("MULTIAPPEND"):
+        batch_bytes = 0
     uids: list[int] = []
     batch: list[dict[str, object]] = []
     size = 0
@@ -764,8 +780,15 @@ def fill(
         nonlocal batch, size
         if not batch:
             return
-        # IMAPClient.multiappend() returns ("NO", [text]) instead of raising: check it here.
-        response = client.multiappend(folder, batch)
+        # What IMAPClient.multiappend() does, without its MULTIAPPEND requirement. It returns
+        # ("NO", [text]) instead of raising: checked here.
+        args: list[bytes] = [client._normalise_folder(folder)]
+        for item in batch:
+            args.append(to_bytes(seq_to_parenstr(item["flags"])))
+            if "date" in item:
+                args.append(f'"{datetime_to_INTERNALDATE(item["date"])}"'.encode())
+            args.append(_literal(item["msg"]))
+        response = client._raw_command(b"APPEND", args, uid=False)
         if isinstance(response, tuple):
             typ, data = response
             if typ != "OK":

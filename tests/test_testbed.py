@@ -16,6 +16,7 @@ from imapclient.exceptions import IMAPClientAbortError, LoginError
 from runs.engine.types import Security
 from tests.dovecot import (
     AppendRefused,
+    Dovecot,
     as_served,
     fill,
     folder_names,
@@ -359,6 +360,21 @@ def test_set_uidvalidity_changes_what_clients_see(imap_server, imap_user):
         assert [m.uid for m in read(client, "Projects/Ünïcode")] == [1]
     finally:
         client.logout()
+
+
+def test_extra_config_can_take_capabilities_away_and_fill_still_works():
+    with Dovecot(extra_config="protocol imap {\n  imap_capability = IMAP4rev1 UIDPLUS NAMESPACE\n}\n") as server:
+        user = server.add_user()
+        client = server.connect(user)
+        try:
+            assert set(client.capabilities()) == {b"IMAP4REV1", b"UIDPLUS", b"NAMESPACE"}
+            messages = awkward_messages()
+            assert len(fill(client, "Old", messages)) == len(messages)  # one APPEND each, sync literals
+            stored = read(client, "Old")
+        finally:
+            client.logout()
+    assert [s.sha256 for s in stored] == [hashlib.sha256(as_served(raw)).hexdigest() for raw, _f, _d in messages]
+    assert not server.running
 
 
 def test_make_message_variants():
