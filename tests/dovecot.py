@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import datetime as dt
 import grp
 import hashlib
@@ -33,6 +34,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -100,6 +102,13 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process (thread) that started us dies, even by SIGKILL,
+    so a killed test session leaves no Dovecot behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def ensure_mail_system_user(name: str = MAIL_SYSTEM_USER) -> tuple[int, int]:
@@ -310,6 +319,7 @@ class Dovecot:
                 stdout=stderr,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in pytest does not kill it before stop()
+                preexec_fn=_die_with_parent,
             )
         # Never leave an orphan Dovecot behind, even when the caller forgets stop().
         atexit.register(self.stop)
