@@ -9,7 +9,8 @@
         proxy.bye_at_next_command()                # "* BYE" instead of the next command's answer
         proxy.cut_all()                            # drop every open connection now
         proxy.delay = 0.01                         # seconds added before each forwarded chunk
-        proxy.accepted, proxy.current, proxy.max_concurrent, proxy.faults_fired
+        proxy.accepted, proxy.current, proxy.max_concurrent, proxy.faults_fired,
+        proxy.bytes_from_server, proxy.bytes_from_client, proxy.reset_counters()
 
 Faults are queued: each new connection takes the oldest fault that still has connections left
 (`connections=None` = every new connection until clear()). Bytes are counted per connection from its
@@ -127,9 +128,11 @@ class _Pipe:
             return
         if side == "server":
             self.from_server += len(data)
+            self.proxy._bytes["server"] += len(data)
             self.client.sendall(data)
         else:
             self.from_client += len(data)
+            self.proxy._bytes["client"] += len(data)
             assert self.upstream is not None
             self.upstream.sendall(data)
 
@@ -185,6 +188,7 @@ class FaultProxy:
         self.current = 0
         self.max_concurrent = 0
         self.faults_fired = 0
+        self._bytes = {"server": 0, "client": 0}  # forwarded, over every connection so far
         self._faults: list[Fault] = []
         self._stall_new: int | None = 0  # connections still to be stalled at accept; None = all
         self._pipes: set[_Pipe] = set()
@@ -268,8 +272,19 @@ class FaultProxy:
             self._faults.clear()
             self._stall_new = 0
 
+    @property
+    def bytes_from_server(self) -> int:
+        """Bytes forwarded from the server to clients, over all connections (open and closed)."""
+        return self._bytes["server"]
+
+    @property
+    def bytes_from_client(self) -> int:
+        """Bytes forwarded from clients to the server, over all connections (open and closed)."""
+        return self._bytes["client"]
+
     def reset_counters(self) -> None:
         with self._lock:
+            self._bytes = {"server": 0, "client": 0}
             self.accepted = 0
             self.max_concurrent = self.current
             self.faults_fired = 0

@@ -429,6 +429,10 @@ def test_proxy_forwards_and_counts_connections(imap_server, filled_user):
         _client_via(proxy, filled_user).logout()
         assert proxy.accepted == 4 and proxy.max_concurrent == 3
         assert proxy.faults_fired == 0
+        assert proxy.bytes_from_server > 5 * 300_000 * 4 // 3  # five base64 attachments went through
+        assert 100 < proxy.bytes_from_client < 2_000
+        proxy.reset_counters()
+        assert (proxy.accepted, proxy.max_concurrent, proxy.bytes_from_server, proxy.bytes_from_client) == (0, 0, 0, 0)
 
 
 def test_proxy_cut_mid_fetch_drops_the_client(imap_server, filled_user):
