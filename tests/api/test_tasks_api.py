@@ -19,9 +19,7 @@ PASSWORD = "correct horse battery staple"
 
 def put_schedule(client: Client, task_id: int, body) -> object:
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return client.put(
-        f"/api/tasks/{task_id}/schedule", data=data, content_type="application/json"
-    )
+    return client.put(f"/api/tasks/{task_id}/schedule", data=data, content_type="application/json")
 
 
 def make_tested_task() -> Task:
@@ -45,9 +43,7 @@ def test_get_task_has_schedule_fields_and_accounts_without_passwords(admin_clien
     assert body["schedule_interval_seconds"] == 0
     assert body["broken"] is False
     assert body["next_run_at"] is None
-    assert [a["source_user"] for a in body["accounts"]] == [
-        task.accounts.get().source_user
-    ]
+    assert [a["source_user"] for a in body["accounts"]] == [task.accounts.get().source_user]
     assert b"SECRET" not in response.content
     assert b"password" not in response.content
 
@@ -62,20 +58,14 @@ def test_enable_via_api_then_next_run_at_is_one_hour_ahead_in_utc(admin_client):
     assert body["next_run_at"].endswith("Z")
 
     next_run = datetime.fromisoformat(body["next_run_at"].replace("Z", "+00:00"))
-    assert (
-        before + timedelta(hours=1) <= next_run <= timezone.now() + timedelta(hours=1)
-    )
+    assert before + timedelta(hours=1) <= next_run <= timezone.now() + timedelta(hours=1)
     assert not Run.objects.filter(task=task).exists()  # enabling starts nothing
 
 
 def test_next_run_at_is_null_when_running_or_broken(admin_client):
     now = timezone.now()
-    running = TaskFactory(
-        schedule_interval_seconds=3600, schedule_anchor=now, status=Task.Status.RUNNING
-    )
-    broken = TaskFactory(
-        schedule_interval_seconds=3600, schedule_anchor=now, broken=True
-    )
+    running = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, status=Task.Status.RUNNING)
+    broken = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, broken=True)
     on = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now)
     assert admin_client.get(f"/api/tasks/{running.pk}").json()["next_run_at"] is None
     assert admin_client.get(f"/api/tasks/{broken.pk}").json()["next_run_at"] is None
@@ -91,9 +81,7 @@ def test_enabling_with_an_untested_account_is_409_and_changes_nothing(admin_clie
     )
     response = put_schedule(admin_client, task.pk, {"interval_seconds": 3600})
     assert response.status_code == 409
-    assert response.json() == {
-        "error": "all accounts must pass connection tests before scheduling"
-    }
+    assert response.json() == {"error": "all accounts must pass connection tests before scheduling"}
     task.refresh_from_db()
     assert task.schedule_interval_seconds == 0 and task.schedule_anchor is None
 
@@ -101,9 +89,7 @@ def test_enabling_with_an_untested_account_is_409_and_changes_nothing(admin_clie
 def test_disabling_is_always_allowed_and_clears_broken(admin_client):
     task = TaskFactory(broken=True)
     AccountFactory(task=task)  # untested
-    assert (
-        put_schedule(admin_client, task.pk, {"interval_seconds": 0}).status_code == 204
-    )
+    assert put_schedule(admin_client, task.pk, {"interval_seconds": 0}).status_code == 204
     task.refresh_from_db()
     assert task.broken is False
 
@@ -132,9 +118,7 @@ def test_bad_json_or_interval_is_400(admin_client, body):
 
 
 def test_unknown_task_is_404_json(admin_client):
-    assert (
-        put_schedule(admin_client, 999999, {"interval_seconds": 0}).status_code == 404
-    )
+    assert put_schedule(admin_client, 999999, {"interval_seconds": 0}).status_code == 404
     response = admin_client.get("/api/tasks/999999")
     assert response.status_code == 404
     assert response.json() == {"error": "task 999999 not found"}
@@ -179,11 +163,7 @@ def test_runs_newest_first_with_totals(admin_client):
         "total_skipped": 0,
         "total_errors": 0,
     }
-    assert (
-        body[1]["total_copied"] == 10
-        and body[1]["total_skipped"] == 2
-        and body[1]["total_errors"] == 1
-    )
+    assert body[1]["total_copied"] == 10 and body[1]["total_skipped"] == 2 and body[1]["total_errors"] == 1
     assert body[1]["finished_at"].endswith("Z")
 
 
@@ -214,9 +194,7 @@ def test_scripts_authenticate_with_http_basic_without_csrf(admin_user):
     assert task.schedule_interval_seconds == 10800
 
 
-@pytest.mark.parametrize(
-    "header", [basic("admin", "wrong"), basic("nobody", PASSWORD), "Basic !!!notbase64"]
-)
+@pytest.mark.parametrize("header", [basic("admin", "wrong"), basic("nobody", PASSWORD), "Basic !!!notbase64"])
 def test_wrong_basic_credentials_are_401(admin_user, header):
     task = TaskFactory()
     response = Client().get(f"/api/tasks/{task.pk}", headers={"Authorization": header})
@@ -243,3 +221,15 @@ def test_session_requests_that_change_state_need_the_csrf_token(admin_user):
         headers={"X-CSRFToken": token},
     )
     assert response.status_code == 204
+
+
+def test_failed_basic_logins_count_towards_the_login_lockout(admin_user, settings):
+    settings.AXES_ENABLED = True
+    task = TaskFactory()
+    client = Client()
+    wrong = {"Authorization": basic("admin", "wrong")}
+    limit = settings.AXES_FAILURE_LIMIT
+    codes = [client.get(f"/api/tasks/{task.pk}", headers=wrong).status_code for _ in range(limit)]
+    assert codes[: limit - 1] == [401] * (limit - 1)
+    right = {"Authorization": basic("admin", PASSWORD)}
+    assert client.get(f"/api/tasks/{task.pk}", headers=right).status_code == 429

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import django_q.tasks
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -67,7 +68,7 @@ def test_the_scheduled_run_jobs_go_to_the_copy_queue_after_commit(
         run.account_runs.values_list("pk", flat=True)
     )
     # The main cluster's queue, not the control cluster the tick runs in.
-    assert {kw["cluster"] for _, kw in pushed} == {"imapcopier"}
+    assert {kw["cluster"] for _, kw in pushed} == {settings.Q_CLUSTER["name"]}
 
 
 @pytest.mark.django_db
