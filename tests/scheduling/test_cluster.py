@@ -25,6 +25,7 @@ from django_q.models import Task as QTask
 
 from runs.models import Run
 from scheduling.jobs import TICK_FUNC, TICK_SCHEDULES, install_tick_schedules
+from scheduling.models import Ticker
 from scheduling.services import set_schedule
 from tests.factories import AccountFactory, TaskFactory
 
@@ -153,3 +154,5 @@ def test_the_control_cluster_ticks_about_every_30_seconds_while_the_copy_cluster
     assert 20 <= statistics.median(steady) <= 40, steady
     assert max(steady) < 75, steady
     assert QTask.objects.filter(func=TICK_FUNC, success=True).count() == len(starts)
+    # The tick leaves its own trace too (the schedule panel warns when it gets old).
+    assert abs(Ticker.objects.get().last_tick_at - starts[-1]) < timedelta(seconds=5)
