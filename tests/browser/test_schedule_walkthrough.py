@@ -7,11 +7,13 @@ cluster's part by calling the tick and the copy jobs directly, as they would run
 3. enable after the accounts pass their tests: "Next run" about an hour ahead, in local time; no run;
 4. a manual run, then the run-log dialog: local times, trigger manual, status and counts;
 5. a failing scheduled run while the page is open: the page reloads itself, the broken badge is on
-   the page and in the task list, and the schedule is Off.
+   the page and in the task list, and the schedule is Off; choosing a schedule again clears it;
+6. deleting the scheduled task removes its runs, and the tick goes on.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,9 +36,7 @@ BERLIN = ZoneInfo("Europe/Berlin")  # the page fixture's browser time zone
 
 
 def run_jobs_of(run: Run) -> None:
-    for pk in (
-        AccountRun.objects.filter(run=run).order_by("pk").values_list("pk", flat=True)
-    ):
+    for pk in AccountRun.objects.filter(run=run).order_by("pk").values_list("pk", flat=True):
         jobs.copy_account_job(pk)
 
 
@@ -55,9 +55,7 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
             verify_tls=False,
         )
 
-    task = TaskFactory(
-        name="Mailboxes of ACME", source=endpoint(), destination=endpoint()
-    )
+    task = TaskFactory(name="Mailboxes of ACME", source=endpoint(), destination=endpoint())
     source, destination = make_imap_user(), make_imap_user()
     fill_user(imap_server, source, {"INBOX": 4})
     account = AccountFactory(
@@ -88,9 +86,7 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
         source_test_status=Account.TestStatus.OK,
         destination_test_status=Account.TestStatus.OK,
     )
-    record_tick(
-        timezone.now()
-    )  # the control cluster is ticking (no warning on the page)
+    record_tick(timezone.now())  # the control cluster is ticking (no warning on the page)
     page.reload()
     page.locator("[data-schedule-select]").select_option(label="Every 1h")
     next_run = page.locator("[data-next-run] time")
@@ -101,9 +97,7 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
     assert task.schedule_interval_seconds == 3600
     expected = task.schedule_anchor + timedelta(hours=1)
     assert abs(expected - timezone.now() - timedelta(hours=1)) < timedelta(minutes=2)
-    expect(next_run).to_contain_text(
-        local_hm(expected)
-    )  # the browser's local time, not UTC
+    expect(next_run).to_contain_text(local_hm(expected))  # the browser's local time, not UTC
     assert not Run.objects.filter(task=task).exists()
     page.reload()  # the choice is stored, not just shown
     expect(page.locator("[data-schedule-select]")).to_have_value("3600")
@@ -135,9 +129,7 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
     expect(page.locator("dialog.run-log")).to_have_count(0)
 
     # Step 5: the source password changes; the next scheduled run fails while the page is open.
-    Account.objects.filter(
-        pk=account.pk
-    ).update()  # keep the row; change the stored password below
+    Account.objects.filter(pk=account.pk).update()  # keep the row; change the stored password below
     account.refresh_from_db()
     account.source_password = "changed-on-the-server"
     account.save()
@@ -154,9 +146,7 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
 
     # The page notices by itself (it polls while a schedule is on) and reloads.
     expect(
-        page.locator(
-            "#task-status-badges [data-broken-badge], [data-schedule] [data-broken-badge]"
-        ).first
+        page.locator("#task-status-badges [data-broken-badge], [data-schedule] [data-broken-badge]").first
     ).to_be_visible(timeout=25_000)
     expect(page.locator("[data-schedule-select]")).to_have_value("0")
     expect(page.locator("[data-next-run]")).to_have_count(0)
@@ -175,4 +165,24 @@ def test_schedule_walkthrough(live_page, live_server, imap_server, make_imap_use
     expect(row.locator("[data-broken-badge]")).to_have_text("broken")
     screenshot(page, "schedule-broken-list")
     assert Run.objects.filter(task=task).count() == 2
-    assert Task.objects.get(pk=task.pk).broken
+
+    # Re-enabling clears the badge (the page reloads itself to drop the one beside the status).
+    page.goto(url)
+    page.locator("[data-schedule-select]").select_option(label="Every 6h")
+    expect(page.locator("[data-broken-badge]")).to_have_count(0)
+    expect(page.locator("[data-schedule-select]")).to_have_value("21600")
+    expect(page.locator("[data-next-run]")).to_be_visible()
+    task.refresh_from_db()
+    assert not task.broken and task.schedule_interval_seconds == 21600
+
+    # Step 6 of the plan: deleting the scheduled task removes its runs; the tick goes on.
+    other = TaskFactory(name="Another task")
+    page.goto(f"{live_server.url}/tasks/{task.pk}/delete/")
+    page.get_by_role("button", name=re.compile("^Delete task")).click()
+    page.wait_for_url(f"{live_server.url}/")
+    assert not Task.objects.filter(pk=task.pk).exists()
+    assert not Run.objects.filter(task_id=task.pk).exists()
+    assert not AccountRun.objects.filter(run__task_id=task.pk).exists()
+    later = tick(timezone.now() + timedelta(days=2))
+    assert later.started == [] and later.refused == []
+    assert Task.objects.filter(pk=other.pk).exists()
