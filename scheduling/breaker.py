@@ -25,19 +25,12 @@ def is_interrupted(run: Run) -> bool:
     return run.account_runs.filter(last_error__istartswith=INTERRUPTED).exists()
 
 
-def should_break(
-    *, trigger: str, status: str, errors: int, interrupted: bool = False
-) -> bool:
+def should_break(*, trigger: str, status: str, errors: int, interrupted: bool = False) -> bool:
     """Whether a finished run trips the breaker: only a scheduled run with errors.
 
     Manual runs never trip it; cancelled runs and runs interrupted by a dying worker do not either.
     """
-    return (
-        trigger == Run.Trigger.SCHEDULED
-        and errors > 0
-        and status != Run.Status.CANCELLED
-        and not interrupted
-    )
+    return trigger == Run.Trigger.SCHEDULED and errors > 0 and status != Run.Status.CANCELLED and not interrupted
 
 
 def after_run(run: Run) -> bool:
@@ -53,9 +46,7 @@ def after_run(run: Run) -> bool:
         interrupted=run.trigger == Run.Trigger.SCHEDULED and is_interrupted(run),
     ):
         return False
-    Task.objects.filter(pk=run.task_id).update(
-        broken=True, schedule_interval_seconds=ScheduleInterval.OFF
-    )
+    Task.objects.filter(pk=run.task_id).update(broken=True, schedule_interval_seconds=ScheduleInterval.OFF)
     logger.warning(
         "schedule of task %s switched off: scheduled run %s ended with %s errors",
         run.task_id,

@@ -24,19 +24,13 @@ class ScheduleRefused(Exception):
 
 def is_preset(seconds: object) -> bool:
     """Whether `seconds` is one of the six schedule presets (bools are not numbers here)."""
-    return (
-        isinstance(seconds, int)
-        and not isinstance(seconds, bool)
-        and seconds in ScheduleInterval.values
-    )
+    return isinstance(seconds, int) and not isinstance(seconds, bool) and seconds in ScheduleInterval.values
 
 
 def accounts_ready(task_id: int) -> bool:
     """At least one account, and every account tested ok on both sides."""
     accounts = Account.objects.filter(task_id=task_id)
-    not_ok = ~Q(source_test_status=Account.TestStatus.OK) | ~Q(
-        destination_test_status=Account.TestStatus.OK
-    )
+    not_ok = ~Q(source_test_status=Account.TestStatus.OK) | ~Q(destination_test_status=Account.TestStatus.OK)
     return accounts.exists() and not accounts.filter(not_ok).exists()
 
 
@@ -73,10 +67,9 @@ def next_run_for(task: Task) -> datetime | None:
     """The task's next scheduled start, or None. Uses `last_finished_at` when annotated."""
     if task.schedule_interval_seconds <= 0 or task.broken or task.is_running:
         return None
-    if hasattr(task, "last_finished_at"):
-        last_finished = task.last_finished_at
-    else:
-        last_finished = last_finished_at(task.pk)
+    # A list view annotates last_finished_at (with_last_finished) to save a query per task.
+    annotated = hasattr(task, "last_finished_at")
+    last_finished = task.last_finished_at if annotated else last_finished_at(task.pk)
     return next_run_at(
         interval_seconds=task.schedule_interval_seconds,
         anchor=task.schedule_anchor,
@@ -88,9 +81,7 @@ def next_run_for(task: Task) -> datetime | None:
 
 def last_finished_at(task_id: int) -> datetime | None:
     """When the task's latest finished run finished, or None if none has."""
-    return Run.objects.filter(task_id=task_id).aggregate(last=Max("finished_at"))[
-        "last"
-    ]
+    return Run.objects.filter(task_id=task_id).aggregate(last=Max("finished_at"))["last"]
 
 
 def runs_newest_first(task_id: int) -> QuerySet[Run]:

@@ -48,9 +48,7 @@ def tick(now: datetime) -> TickReport:
         except Task.DoesNotExist:
             pass  # deleted since this tick read it
         except orchestrator.RunRefused as refusal:
-            logger.warning(
-                "tick: scheduled run of task %s refused: %s", task.pk, refusal
-            )
+            logger.warning("tick: scheduled run of task %s refused: %s", task.pk, refusal)
             report.refused.append(task.pk)
         except Exception:
             logger.exception("tick: scheduled run of task %s could not start", task.pk)

@@ -55,9 +55,7 @@ def set_schedule_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ValueError:
         seconds = None
     if not is_preset(seconds):
-        return HttpResponse(
-            "interval_seconds must be one of the schedule presets", status=400
-        )
+        return HttpResponse("interval_seconds must be one of the schedule presets", status=400)
     try:
         set_schedule(task, seconds, now=timezone.now())
     except ScheduleRefused as refusal:
@@ -73,13 +71,9 @@ def set_schedule_view(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("tasks:detail", pk=pk)
     label = ScheduleInterval(seconds).label
     if request.htmx:
-        response = render(
-            request, "scheduling/_schedule.html", {"task": _panel_task(pk)}
-        )
+        response = render(request, "scheduling/_schedule.html", {"task": _panel_task(pk)})
         if was_broken:
-            response["HX-Refresh"] = (
-                "true"  # the broken badge beside the status goes too
-            )
+            response["HX-Refresh"] = "true"  # the broken badge beside the status goes too
         return trigger_client_event(response, "schedule-changed")
     messages.success(request, f"Schedule set to {label.lower()}.")
     return redirect("tasks:detail", pk=pk)

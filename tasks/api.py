@@ -58,11 +58,7 @@ def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
     if scheme.lower() != "basic" or not token:
         return None
     try:
-        username, sep, password = (
-            base64.b64decode(token.strip(), validate=True)
-            .decode("utf-8")
-            .partition(":")
-        )
+        username, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return ("", "")
     return (username, password) if sep else ("", "")
@@ -86,26 +82,17 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return response
             credentials = _basic_credentials(request)
             if credentials is not None:
-                user = authenticate(
-                    request, username=credentials[0], password=credentials[1]
-                )
+                user = authenticate(request, username=credentials[0], password=credentials[1])
                 if user is None or not user.is_active:
                     response = error(401, "invalid credentials")
-                    response["WWW-Authenticate"] = (
-                        'Basic realm="imapcopier", charset="UTF-8"'
-                    )
+                    response["WWW-Authenticate"] = 'Basic realm="imapcopier", charset="UTF-8"'
                     return response
                 request.user = user
             elif not request.user.is_authenticated:
                 response = error(401, "authentication required")
-                response["WWW-Authenticate"] = (
-                    'Basic realm="imapcopier", charset="UTF-8"'
-                )
+                response["WWW-Authenticate"] = 'Basic realm="imapcopier", charset="UTF-8"'
                 return response
-            elif (
-                request.method not in SAFE_METHODS
-                and _csrf_failure(request) is not None
-            ):
+            elif request.method not in SAFE_METHODS and _csrf_failure(request) is not None:
                 return error(403, "CSRF token missing or incorrect")
             try:
                 return view(request, *args, **kwargs)
@@ -193,11 +180,7 @@ def run_json(run: Any) -> dict[str, Any]:
 
 @api_view("GET")
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tasks = with_last_finished(
-        Task.objects.select_related("source", "destination").prefetch_related(
-            "accounts"
-        )
-    )
+    tasks = with_last_finished(Task.objects.select_related("source", "destination").prefetch_related("accounts"))
     return JsonResponse(task_json(get_or_404(tasks, pk, "task")))
 
 
@@ -206,9 +189,7 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_or_404(Task.objects.all(), pk, "task")
     seconds = json_body(request).get("interval_seconds")
     if not is_preset(seconds):
-        raise ApiError(
-            400, "interval_seconds must be one of 0, 3600, 10800, 21600, 43200, 86400"
-        )
+        raise ApiError(400, "interval_seconds must be one of 0, 3600, 10800, 21600, 43200, 86400")
     try:
         set_schedule(task, seconds, now=timezone.now())
     except ScheduleRefused as refusal:

@@ -24,9 +24,7 @@ def panel_state(task: Task, now: datetime | None = None) -> dict[str, Any]:
     next_run = next_run_for(task)
     on = task.schedule_interval_seconds > 0 and not task.broken
     last_tick = last_tick_at() if on else None
-    stale = on and (
-        last_tick is None or now - last_tick > timedelta(seconds=TICK_STALE_SECONDS)
-    )
+    stale = on and (last_tick is None or now - last_tick > timedelta(seconds=TICK_STALE_SECONDS))
     return {
         "next_run": next_run,
         "presets": ScheduleInterval.choices,

@@ -25,12 +25,7 @@ S, M = Run.Trigger.SCHEDULED, Run.Trigger.MANUAL
     ],
 )
 def test_should_break_matrix(trigger, status, errors, interrupted, expected):
-    assert (
-        should_break(
-            trigger=trigger, status=status, errors=errors, interrupted=interrupted
-        )
-        is expected
-    )
+    assert should_break(trigger=trigger, status=status, errors=errors, interrupted=interrupted) is expected
 
 
 def scheduled_task() -> Task:

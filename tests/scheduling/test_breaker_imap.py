@@ -89,9 +89,7 @@ def test_a_failing_scheduled_run_breaks_the_task_and_no_further_scheduled_run_st
     assert Run.objects.filter(task=task).count() == 1
 
 
-def test_a_failing_manual_run_leaves_the_schedule_on(
-    task_with_a_wrong_password, pushed
-):
+def test_a_failing_manual_run_leaves_the_schedule_on(task_with_a_wrong_password, pushed):
     task = task_with_a_wrong_password
     set_schedule(task, 3600, now=timezone.now())
 

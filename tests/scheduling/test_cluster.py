@@ -66,11 +66,7 @@ def qcluster(name: str | None, log: Path, *, hard_stop: bool = False, **env: str
             yield process
         finally:
             # A cluster stops after its running jobs; one that sleeps on purpose is killed outright.
-            signals = (
-                ((signal.SIGKILL, 10),)
-                if hard_stop
-                else ((signal.SIGTERM, 30), (signal.SIGKILL, 10))
-            )
+            signals = ((signal.SIGKILL, 10),) if hard_stop else ((signal.SIGTERM, 30), (signal.SIGKILL, 10))
             for sig, wait in signals:
                 if process.poll() is not None:
                     break
@@ -85,11 +81,7 @@ def qcluster(name: str | None, log: Path, *, hard_stop: bool = False, **env: str
 
 
 def tick_starts() -> list:
-    return list(
-        QTask.objects.filter(func=TICK_FUNC)
-        .order_by("started")
-        .values_list("started", flat=True)
-    )
+    return list(QTask.objects.filter(func=TICK_FUNC).order_by("started").values_list("started", flat=True))
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path):
@@ -99,24 +91,15 @@ def wait_for(predicate, timeout: float, what: str, log: Path):
         if value:
             return value
         time.sleep(1)
-    pytest.fail(
-        f"timed out waiting for {what}; cluster log:\n{log.read_text(errors='replace')[-4000:]}"
-    )
+    pytest.fail(f"timed out waiting for {what}; cluster log:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 @pytest.mark.timeout(480)
-def test_the_control_cluster_ticks_about_every_30_seconds_while_the_copy_cluster_is_busy(
-    tmp_path, capsys
-):
+def test_the_control_cluster_ticks_about_every_30_seconds_while_the_copy_cluster_is_busy(tmp_path, capsys):
     now = timezone.now()
     # The cluster was down for six hours: both tick schedules are long overdue.
     install_tick_schedules(Schedule, now - timedelta(hours=6))
-    assert (
-        Schedule.objects.filter(
-            name__in=list(TICK_SCHEDULES), cluster="control"
-        ).count()
-        == 2
-    )
+    assert Schedule.objects.filter(name__in=list(TICK_SCHEDULES), cluster="control").count() == 2
     task = TaskFactory()
     AccountFactory(task=task, tested=True)
     set_schedule(task, 3600, now=now - timedelta(hours=6))  # due five hours ago

@@ -130,9 +130,7 @@ def test_schedulable_excludes_off_broken_and_running_tasks():
     on = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW)
     TaskFactory()
     TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW, broken=True)
-    TaskFactory(
-        schedule_interval_seconds=3600, schedule_anchor=NOW, status=Task.Status.RUNNING
-    )
+    TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW, status=Task.Status.RUNNING)
     assert list(Task.objects.schedulable()) == [on]
 
 
@@ -185,20 +183,14 @@ def test_due_selection():
         started_at=NOW - timedelta(minutes=40),
         finished_at=NOW - timedelta(minutes=30),
     )
-    TaskFactory(
-        schedule_interval_seconds=21600, schedule_anchor=anchor_old
-    )  # six hours: not yet
-    old_run = TaskFactory(
-        schedule_interval_seconds=3600, schedule_anchor=NOW - timedelta(minutes=10)
-    )
+    TaskFactory(schedule_interval_seconds=21600, schedule_anchor=anchor_old)  # six hours: not yet
+    old_run = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW - timedelta(minutes=10))
     RunFactory(
         task=old_run,
         started_at=NOW - timedelta(days=1),
         finished_at=NOW - timedelta(days=1),
     )
-    exactly = TaskFactory(
-        schedule_interval_seconds=3600, schedule_anchor=NOW - timedelta(hours=1)
-    )
+    exactly = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW - timedelta(hours=1))
     TaskFactory(schedule_interval_seconds=3600, schedule_anchor=anchor_old, broken=True)
     TaskFactory(
         schedule_interval_seconds=3600,
@@ -210,10 +202,7 @@ def test_due_selection():
 
 
 def test_next_run_for_a_list_is_one_query(django_assert_num_queries):
-    tasks = [
-        TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW)
-        for _ in range(5)
-    ]
+    tasks = [TaskFactory(schedule_interval_seconds=3600, schedule_anchor=NOW) for _ in range(5)]
     for task in tasks:
         RunFactory(task=task, started_at=NOW, finished_at=NOW + timedelta(minutes=3))
     with django_assert_num_queries(1):

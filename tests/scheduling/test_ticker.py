@@ -52,21 +52,15 @@ def test_tick_starts_due_tasks_as_scheduled_runs_and_nothing_else(no_enqueue):
 
 
 @pytest.mark.django_db
-def test_the_scheduled_run_jobs_go_to_the_copy_queue_after_commit(
-    django_capture_on_commit_callbacks, monkeypatch
-):
+def test_the_scheduled_run_jobs_go_to_the_copy_queue_after_commit(django_capture_on_commit_callbacks, monkeypatch):
     pushed = []
-    monkeypatch.setattr(
-        django_q.tasks, "async_task", lambda *a, **kw: pushed.append((a, kw))
-    )
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *a, **kw: pushed.append((a, kw)))
     now = timezone.now()
     task = scheduled_task(enabled_at=now - timedelta(hours=2))
     with django_capture_on_commit_callbacks(execute=True):
         tick(now)
     run = Run.objects.get(task=task)
-    assert sorted(a[1] for a, _ in pushed) == sorted(
-        run.account_runs.values_list("pk", flat=True)
-    )
+    assert sorted(a[1] for a, _ in pushed) == sorted(run.account_runs.values_list("pk", flat=True))
     # The main cluster's queue, not the control cluster the tick runs in.
     assert {kw["cluster"] for _, kw in pushed} == {settings.Q_CLUSTER["name"]}
 
@@ -113,9 +107,7 @@ def test_tick_skips_a_running_task(no_enqueue):
 def test_a_refused_task_is_logged_and_the_tick_goes_on(no_enqueue, caplog):
     now = timezone.now()
     refused = scheduled_task(enabled_at=now - timedelta(hours=3), name="a refused")
-    Account.objects.filter(task=refused).update(
-        destination_test_status=Account.TestStatus.FAIL
-    )
+    Account.objects.filter(task=refused).update(destination_test_status=Account.TestStatus.FAIL)
     fine = scheduled_task(enabled_at=now - timedelta(hours=2), name="b fine")
     with caplog.at_level(logging.WARNING, logger="scheduling.ticker"):
         report = tick(now)
@@ -127,9 +119,7 @@ def test_a_refused_task_is_logged_and_the_tick_goes_on(no_enqueue, caplog):
 
 
 @pytest.mark.django_db
-def test_an_unexpected_error_on_one_task_does_not_stop_the_tick(
-    no_enqueue, caplog, monkeypatch
-):
+def test_an_unexpected_error_on_one_task_does_not_stop_the_tick(no_enqueue, caplog, monkeypatch):
     now = timezone.now()
     first = scheduled_task(enabled_at=now - timedelta(hours=3), name="a")
     second = scheduled_task(enabled_at=now - timedelta(hours=2), name="b")
@@ -148,15 +138,11 @@ def test_an_unexpected_error_on_one_task_does_not_stop_the_tick(
 
 
 @pytest.mark.django_db
-def test_deleting_a_scheduled_task_removes_its_runs_and_the_tick_goes_on(
-    no_enqueue, caplog
-):
+def test_deleting_a_scheduled_task_removes_its_runs_and_the_tick_goes_on(no_enqueue, caplog):
     now = timezone.now()
     gone = scheduled_task(enabled_at=now - timedelta(hours=5), name="gone")
     tick(now - timedelta(hours=3))
-    Run.objects.filter(task=gone).update(
-        status=Run.Status.DONE, finished_at=now - timedelta(hours=3)
-    )
+    Run.objects.filter(task=gone).update(status=Run.Status.DONE, finished_at=now - timedelta(hours=3))
     AccountRun.objects.filter(run__task=gone).update(status=AccountRun.Status.DONE)
     Task.objects.filter(pk=gone.pk).update(status=Task.Status.DONE)
     RunFactory(task=gone, finished_at=now - timedelta(hours=4))
@@ -197,14 +183,9 @@ def _in_threads(n, target):
 
 @pytest.mark.django_db(transaction=True)
 def test_ticks_at_once_start_each_due_task_once(monkeypatch):
-    monkeypatch.setattr(
-        orchestrator, "push_jobs", lambda ids: None
-    )  # no broker in this test
+    monkeypatch.setattr(orchestrator, "push_jobs", lambda ids: None)  # no broker in this test
     now = timezone.now()
-    tasks = [
-        scheduled_task(enabled_at=now - timedelta(hours=2), name=f"t{i}")
-        for i in range(3)
-    ]
+    tasks = [scheduled_task(enabled_at=now - timedelta(hours=2), name=f"t{i}") for i in range(3)]
     results = _in_threads(6, lambda i: tick(now))
     assert not [r for r in results if isinstance(r, BaseException)], results
     for task in tasks:
@@ -229,10 +210,7 @@ def test_a_tick_racing_manual_starts_gives_one_run(monkeypatch):
 
     results = _in_threads(6, tick_or_manual)
     unexpected = [
-        r
-        for r in results
-        if isinstance(r, BaseException)
-        and not isinstance(r, orchestrator.TaskAlreadyRunning)
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, orchestrator.TaskAlreadyRunning)
     ]
     assert not unexpected, unexpected
     runs = list(Run.objects.filter(task=task))

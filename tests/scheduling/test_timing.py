@@ -103,8 +103,5 @@ def test_is_due_at_and_after_the_moment_only():
 
 def test_rfc3339_is_utc_with_z():
     paris = timezone(timedelta(hours=2))
-    assert (
-        rfc3339(datetime(2026, 7, 3, 12, 0, 5, 123456, tzinfo=paris))
-        == "2026-07-03T10:00:05Z"
-    )
+    assert rfc3339(datetime(2026, 7, 3, 12, 0, 5, 123456, tzinfo=paris)) == "2026-07-03T10:00:05Z"
     assert rfc3339(None) is None

@@ -25,9 +25,7 @@ def post_schedule(client, task, seconds, *, htmx=True):
 
 def test_panel_shows_the_six_presets_with_the_current_one_selected(admin_client):
     task = TaskFactory(schedule_interval_seconds=10800, schedule_anchor=timezone.now())
-    html = admin_client.get(
-        reverse("scheduling:schedule", args=[task.pk])
-    ).content.decode()
+    html = admin_client.get(reverse("scheduling:schedule", args=[task.pk])).content.decode()
     for label in ("Off", "Every 1h", "Every 3h", "Every 6h", "Every 12h", "Every 24h"):
         assert f">{label}</option>" in html
     assert '<option value="10800" selected>' in html
@@ -39,9 +37,7 @@ def test_refused_enable_through_the_page_is_409_with_the_message_and_the_old_val
     admin_client,
 ):
     task = TaskFactory()
-    AccountFactory(
-        task=task, source_test_status=Account.TestStatus.OK
-    )  # destination untested
+    AccountFactory(task=task, source_test_status=Account.TestStatus.OK)  # destination untested
     response = post_schedule(admin_client, task, 3600)
     assert response.status_code == 409
     html = response.content.decode()
@@ -57,10 +53,7 @@ def test_refused_enable_without_javascript_redirects_with_the_message(admin_clie
     response = post_schedule(admin_client, task, 3600, htmx=False)
     assert response.status_code == 302
     page = admin_client.get(response["Location"])
-    assert (
-        "all accounts must pass connection tests before scheduling"
-        in page.content.decode()
-    )
+    assert "all accounts must pass connection tests before scheduling" in page.content.decode()
 
 
 def test_enable_through_the_page_shows_next_run_and_starts_nothing(admin_client):
@@ -95,9 +88,7 @@ def test_re_enabling_a_broken_task_reloads_the_page(admin_client):
 
 
 def poll(client, task, token):
-    return client.get(
-        reverse("scheduling:schedule", args=[task.pk]), {"shown": token}, headers=HTMX
-    )
+    return client.get(reverse("scheduling:schedule", args=[task.pk]), {"shown": token}, headers=HTMX)
 
 
 def test_polling_answers_204_while_nothing_changed_and_reloads_when_the_breaker_trips(
@@ -109,9 +100,7 @@ def test_polling_answers_204_while_nothing_changed_and_reloads_when_the_breaker_
     token = panel_state(task)["token"]
     assert poll(admin_client, task, token).status_code == 204
 
-    RunFactory(
-        task=task, finished_at=timezone.now()
-    )  # a run finished: the next run moved
+    RunFactory(task=task, finished_at=timezone.now())  # a run finished: the next run moved
     response = poll(admin_client, task, token)
     assert response.status_code == 200 and b"Next run" in response.content
     assert "HX-Refresh" not in response
@@ -123,13 +112,9 @@ def test_polling_answers_204_while_nothing_changed_and_reloads_when_the_breaker_
 
 def test_no_polling_when_the_schedule_is_off_or_broken(admin_client):
     for task in (TaskFactory(), TaskFactory(broken=True)):
-        html = admin_client.get(
-            reverse("scheduling:schedule", args=[task.pk])
-        ).content.decode()
+        html = admin_client.get(reverse("scheduling:schedule", args=[task.pk])).content.decode()
         assert "every 10s" not in html
-    broken_html = admin_client.get(
-        reverse("scheduling:schedule", args=[task.pk])
-    ).content.decode()
+    broken_html = admin_client.get(reverse("scheduling:schedule", args=[task.pk])).content.decode()
     assert 'class="badge broken"' in broken_html
 
 
@@ -154,9 +139,7 @@ def test_run_log_dialog_lists_runs_newest_first(admin_client):
         skipped=0,
         errors=2,
     )
-    response = admin_client.get(
-        reverse("scheduling:run_log", args=[task.pk]), headers=HTMX
-    )
+    response = admin_client.get(reverse("scheduling:run_log", args=[task.pk]), headers=HTMX)
     html = response.content.decode()
     assert html.lstrip().startswith("<dialog data-autoshow")
     assert html.index("scheduled") < html.index("manual")
@@ -165,16 +148,10 @@ def test_run_log_dialog_lists_runs_newest_first(admin_client):
 
 def test_run_log_says_no_runs_yet_and_works_without_javascript(admin_client):
     task = TaskFactory()
-    dialog = admin_client.get(
-        reverse("scheduling:run_log", args=[task.pk]), headers=HTMX
-    )
+    dialog = admin_client.get(reverse("scheduling:run_log", args=[task.pk]), headers=HTMX)
     assert b"no runs yet" in dialog.content
     page = admin_client.get(reverse("scheduling:run_log", args=[task.pk]))
-    assert (
-        page.status_code == 200
-        and b"no runs yet" in page.content
-        and b"<html" in page.content
-    )
+    assert page.status_code == 200 and b"no runs yet" in page.content and b"<html" in page.content
 
 
 def test_pages_need_login(client):
@@ -188,18 +165,11 @@ def test_pages_need_login(client):
 
 
 def test_broken_badge_partial():
-    assert "broken" in render_to_string(
-        "scheduling/_broken_badge.html", {"task": Task(broken=True)}
-    )
+    assert "broken" in render_to_string("scheduling/_broken_badge.html", {"task": Task(broken=True)})
     assert (
-        render_to_string("scheduling/_broken_badge.html", {"task": Task(broken=False)})
-        .strip()
-        .endswith("#}")
-        is False
+        render_to_string("scheduling/_broken_badge.html", {"task": Task(broken=False)}).strip().endswith("#}") is False
     )
-    assert "badge" not in render_to_string(
-        "scheduling/_broken_badge.html", {"task": Task(broken=False)}
-    )
+    assert "badge" not in render_to_string("scheduling/_broken_badge.html", {"task": Task(broken=False)})
 
 
 def test_the_panel_warns_when_no_tick_drives_the_schedule(admin_client):
@@ -214,7 +184,4 @@ def test_the_panel_warns_when_no_tick_drives_the_schedule(admin_client):
     assert b"data-scheduler-stale" not in admin_client.get(url).content
     off = TaskFactory()
     record_tick(timezone.now() - timedelta(hours=1))
-    assert (
-        b"data-scheduler-stale"
-        not in admin_client.get(reverse("scheduling:schedule", args=[off.pk])).content
-    )
+    assert b"data-scheduler-stale" not in admin_client.get(reverse("scheduling:schedule", args=[off.pk])).content
