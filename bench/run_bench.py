@@ -289,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="imapcopier-bench-"))
     workdir.chmod(0o755)  # Dovecot's unprivileged processes must reach the directory below
     print(f"Dovecot and state under {workdir}", flush=True)
+    revision = _revision()
+    print(f"engine code: {revision}", flush=True)
     with Dovecot(workdir=workdir / "dovecot") as server:
         source = server.add_user("bench-source")
 
@@ -375,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(
                 json.dumps(
                     {
+                        "engine_code": revision,
                         "messages": len(items),
                         "megabytes": total_bytes / 1e6,
                         "load_seconds": load_seconds,
@@ -391,6 +394,20 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.rmtree(workdir, ignore_errors=True)
     return 1 if problems else 0
+
+
+def _revision() -> str:
+    """The commit the engine comes from, and whether runs/engine has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "runs/engine"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in runs/engine" if dirty else "")
 
 
 def _median(runs: list[Phase]) -> Phase:
