@@ -30,9 +30,8 @@ def control_cluster() -> str:
 
 def tick_job() -> str:
     """Run one tick at the current time. Returns a one-line summary (stored as the job's result)."""
-    from scheduling.ticker import (
-        tick,  # not at import: the data migration imports this module
-    )
+    # Imported here, not at the top: the data migration imports this module.
+    from scheduling.ticker import tick
 
     now = timezone.now()
     report = tick(now)
