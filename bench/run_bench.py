@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(
             _run_child("engine", config(dest_engine, f"state-{last}.json"), f"(d) engine +{INCREMENT} new", pid)
         )
+        pair_ratios = [e.engine_seconds / b.engine_seconds for e, b in zip(engine_runs, baseline_runs, strict=False)]
         if args.repeat > 1:
             print()
             print(
@@ -351,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 + f"; the table shows the medians of {args.repeat} runs"
             )
+            if pair_ratios:
+                # Runs side by side share the machine's load: their ratio is steadier than either time.
+                print(
+                    "time/baseline per run: "
+                    + ", ".join(f"{r:.2f}" for r in pair_ratios)
+                    + f"; median {sorted(pair_ratios)[(len(pair_ratios) - 1) // 2]:.2f}"
+                )
 
         print()
         print(_table(phases, baseline))
@@ -385,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                         "phases": [asdict(p) for p in phases],
                         "engine_runs": [asdict(p) for p in engine_runs],
                         "baseline_runs": [asdict(p) for p in baseline_runs],
+                        "pair_ratios": pair_ratios,
                         "problems": problems,
                     },
                     indent=2,
