@@ -1,6 +1,6 @@
 """Browser fixtures: headless Debian Chromium driven by Playwright, against the real product.
 
-browser            session: one Chromium (Debian's /usr/bin/chromium; Playwright cannot download one here)
+browser            module: one Chromium (Debian's /usr/bin/chromium; Playwright cannot download one here)
 page               a fresh browser context and page (1366x860, a laptop screen), closed after the test
 product            module: the whole product in subprocesses, as bin/start runs it: a private data dir and
                    SQLite file, `migrate`, an admin login, the web server and a django-q2 cluster.
@@ -28,10 +28,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run in a
-# thread with a running loop unless told it is safe (it is: the loop is Playwright's, not ours).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -48,13 +44,18 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 VIEWPORT = {"width": 1366, "height": 860}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package", pytrace=False)
-    with sync_playwright() as playwright:
+    # Playwright's sync API keeps an event loop in the test thread; Django's ORM refuses to run in a
+    # thread with a running loop unless told it is safe (it is: the loop is Playwright's). Set only
+    # while the browser lives (module scope), so it never leaks into other tests' subprocesses
+    # (`check --deploy` flags it).
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
