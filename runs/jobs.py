@@ -117,11 +117,7 @@ class JobMonitor:
         if time.monotonic() - self._last_renew >= SLOT_RENEW_SECONDS:
             slots.renew(self.slot_holder, now=now)
             self._last_renew = time.monotonic()
-        if (
-            Run.objects.filter(pk=self.run_id)
-            .values_list("cancel_requested", flat=True)
-            .first()
-        ):
+        if Run.objects.filter(pk=self.run_id).values_list("cancel_requested", flat=True).first():
             self.cancelled.set()
 
     def _loop(self) -> None:
@@ -130,22 +126,15 @@ class JobMonitor:
                 try:
                     self.beat()
                 except Exception:
-                    logger.exception(
-                        "account run %s: heartbeat failed", self.account_run_id
-                    )
+                    logger.exception("account run %s: heartbeat failed", self.account_run_id)
                     # Unable to prove we still hold the claim for half a lease: stop copying.
-                    if (
-                        time.monotonic() - self._last_ok
-                        > orchestrator.HEARTBEAT_LEASE_SECONDS / 2
-                    ):
+                    if time.monotonic() - self._last_ok > orchestrator.HEARTBEAT_LEASE_SECONDS / 2:
                         self.lost.set()
         finally:
             connections.close_all()  # this thread's own connections
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name=f"heartbeat-{self.account_run_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{self.account_run_id}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -183,18 +172,14 @@ def slot_needs(account_run: AccountRun) -> tuple[dict[int, int], int]:
                 f"connections at once, but its max connections is {source.max_connections}"
             )
         return {source.pk: 2 * per_side}, per_side
-    per_side = min(
-        CONNECTIONS_PER_SIDE, source.max_connections, destination.max_connections
-    )
+    per_side = min(CONNECTIONS_PER_SIDE, source.max_connections, destination.max_connections)
     return {source.pk: per_side, destination.pk: per_side}, per_side
 
 
 def copy_account_job(account_run_id: int) -> None:
     """Copy one account of a run. Does nothing for a duplicate delivery; never raises."""
     try:
-        account_run = orchestrator.claim_account_run(
-            account_run_id, worker=worker_id(), now=timezone.now()
-        )
+        account_run = orchestrator.claim_account_run(account_run_id, worker=worker_id(), now=timezone.now())
     except Exception:
         logger.exception("account run %s: claim failed", account_run_id)
         return
@@ -221,22 +206,15 @@ def copy_account_job(account_run_id: int) -> None:
             slots.release(holder)
     if monitor.terminated.is_set() and result.outcome == Outcome.CANCELLED:
         result.outcome = Outcome.FAILED
-        result.reason = (
-            f"{orchestrator.INTERRUPTED}: the worker was stopped (SIGTERM); "
-            "run the task again to resume"
-        )
+        result.reason = f"{orchestrator.INTERRUPTED}: the worker was stopped (SIGTERM); run the task again to resume"
     try:
-        orchestrator.finish_account_run(
-            account_run, attempt, result, now=timezone.now(), progress=monitor.latest
-        )
+        orchestrator.finish_account_run(account_run, attempt, result, now=timezone.now(), progress=monitor.latest)
     except Exception:
         # The row stays running without a heartbeat: the reaper finalises it as interrupted.
         logger.exception("account run %s: could not record its result", account_run_id)
 
 
-def _copy(
-    account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: str
-) -> AccountResult:
+def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: str) -> AccountResult:
     from runs.engine import copy_account
     from tasks.models import Account
     from tasks.services import mailbox_for
@@ -249,16 +227,12 @@ def _copy(
     got = slots.acquire(needs, holder, give_up=monitor.should_stop)
     monitor.waiting = False
     if not got:
-        return AccountResult(
-            outcome=Outcome.CANCELLED, reason="cancelled before it started"
-        )
+        return AccountResult(outcome=Outcome.CANCELLED, reason="cancelled before it started")
     task = account_run.run.task
     # The passwords are decrypted here, in the worker, just before the logins.
     account = Account.objects.get(pk=account_run.account_id)
     source = mailbox_for(task.source, account.source_user, account.source_password)
-    destination = mailbox_for(
-        task.destination, account.destination_user, account.destination_password
-    )
+    destination = mailbox_for(task.destination, account.destination_user, account.destination_password)
     del account
     store = FolderStateStore(
         account_run.account_id,
@@ -280,10 +254,10 @@ def _copy(
 def test_account_job(account_id: int) -> None:
     """Test both logins of one account (the pages' "Test all"). Never raises."""
     from tasks.models import Account
-    from tasks.services import test_account
+    from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, test_account
 
     try:
-        test_account(Account(pk=account_id))
+        test_account(Account(pk=account_id), slot_wait_seconds=BACKGROUND_TEST_SLOT_WAIT_SECONDS)
     except Account.DoesNotExist:
         logger.info("account %s: gone before its test ran", account_id)
     except Exception:

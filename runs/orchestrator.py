@@ -79,9 +79,7 @@ class AccountsNotTested(RunRefused):
 # --- start ---------------------------------------------------------------------------------------
 
 
-def start_run(
-    task_id: int, *, trigger: Run.Trigger | str, now: datetime | None = None
-) -> Run:
+def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None = None) -> Run:
     """Start a run of the task: claim it, create the Run and one AccountRun per account, enqueue the jobs.
 
     Raises a RunRefused subclass (TaskAlreadyRunning, NoAccounts, AccountsNotTested) with a message
@@ -92,15 +90,9 @@ def start_run(
         accounts = list(
             Account.objects.filter(task_id=task_id)
             .order_by("source_user")
-            .values_list(
-                "pk", "source_user", "source_test_status", "destination_test_status"
-            )
+            .values_list("pk", "source_user", "source_test_status", "destination_test_status")
         )
-        claimed = (
-            Task.objects.filter(pk=task_id)
-            .exclude(status=Task.Status.RUNNING)
-            .update(status=Task.Status.RUNNING)
-        )
+        claimed = Task.objects.filter(pk=task_id).exclude(status=Task.Status.RUNNING).update(status=Task.Status.RUNNING)
         if claimed != 1:
             if not Task.objects.filter(pk=task_id).exists():
                 raise Task.DoesNotExist(f"task {task_id} does not exist")
@@ -109,9 +101,7 @@ def start_run(
         if not accounts:
             raise NoAccounts(task_id)
         untested = [
-            user
-            for _pk, user, src, dst in accounts
-            if src != Account.TestStatus.OK or dst != Account.TestStatus.OK
+            user for _pk, user, src, dst in accounts if src != Account.TestStatus.OK or dst != Account.TestStatus.OK
         ]
         if untested:
             raise AccountsNotTested(task_id, untested, len(accounts))
@@ -127,8 +117,7 @@ def start_run(
             # The task row said "not running" but a running Run exists (the constraint caught it).
             raise TaskAlreadyRunning(task_id) from None
         account_runs = AccountRun.objects.bulk_create(
-            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1)
-            for pk, *_ in accounts
+            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk, *_ in accounts
         )
         ids = [ar.pk for ar in account_runs]
         # Enqueue only after commit, so workers can see the rows.
@@ -166,9 +155,7 @@ def push_jobs(account_run_ids: Iterable[int]) -> None:
                 cluster=copy_queue(),
             )
         except Exception:
-            logger.exception(
-                "could not enqueue account run %s; the reaper will retry", pk
-            )
+            logger.exception("could not enqueue account run %s; the reaper will retry", pk)
 
 
 # --- cancel --------------------------------------------------------------------------------------
@@ -186,9 +173,7 @@ def cancel_run(run_id: int, *, now: datetime | None = None) -> bool:
         if run is None or run.status != Run.Status.RUNNING:
             return False
         Run.objects.filter(pk=run_id).update(cancel_requested=True)
-        AccountRun.objects.filter(
-            run_id=run_id, status=AccountRun.Status.QUEUED
-        ).update(
+        AccountRun.objects.filter(run_id=run_id, status=AccountRun.Status.QUEUED).update(
             status=AccountRun.Status.CANCELLED,
             finished_at=now,
             last_error="cancelled before it started",
@@ -205,18 +190,14 @@ def running_run(task_id: int) -> Run | None:
 # --- jobs: claim and finish ----------------------------------------------------------------------
 
 
-def claim_account_run(
-    account_run_id: int, *, worker: str, now: datetime
-) -> AccountRun | None:
+def claim_account_run(account_run_id: int, *, worker: str, now: datetime) -> AccountRun | None:
     """Claim a queued account run for this worker; None when there is nothing to do.
 
     A second delivery of the same job, a job of a cancelled or finished run, or an id that no longer
     exists all give None. The returned row carries the new `attempt`, the job's fencing token.
     """
     with transaction.atomic():
-        claimed = AccountRun.objects.filter(
-            pk=account_run_id, status=AccountRun.Status.QUEUED
-        ).update(
+        claimed = AccountRun.objects.filter(pk=account_run_id, status=AccountRun.Status.QUEUED).update(
             status=AccountRun.Status.RUNNING,
             attempt=F("attempt") + 1,
             worker=worker[:200],
@@ -228,9 +209,7 @@ def claim_account_run(
         if claimed != 1:
             return None
         # Our UPDATE holds the row until commit, so this reads our own attempt number.
-        return AccountRun.objects.select_related(
-            "run__task__source", "run__task__destination"
-        ).get(pk=account_run_id)
+        return AccountRun.objects.select_related("run__task__source", "run__task__destination").get(pk=account_run_id)
 
 
 _OUTCOME_STATUS = {
@@ -264,9 +243,7 @@ def finish_account_run(
         "heartbeat_at": now,
         "current_folder": "",
         "last_error": result.reason if status != AccountRun.Status.DONE else "",
-        "message_errors": [
-            asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]
-        ],
+        "message_errors": [asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]],
         "warnings": [str(w) for w in result.warnings[:MAX_STORED_WARNINGS]],
     }
     if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
@@ -341,9 +318,7 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
             "bytes",
         ]
     )
-    Task.objects.filter(pk=run.task_id, status=Task.Status.RUNNING).update(
-        status=Task.Status(run.status)
-    )
+    Task.objects.filter(pk=run.task_id, status=Task.Status.RUNNING).update(status=Task.Status(run.status))
     _after_run(run)
     logger.info(
         "run %s finished %s: %s copied, %s skipped, %s errors",
@@ -356,9 +331,7 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
     return run
 
 
-def _verdict(
-    run: Run, totals: dict, failures: list[tuple[str, str]]
-) -> tuple[str, str]:
+def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[str, str]:
     accounts, failed = totals["accounts"], totals["failed"]
     interrupted, cancelled = totals["interrupted"], totals["cancelled"]
     if cancelled:
@@ -408,16 +381,14 @@ def reap_stale(now: datetime) -> int:
     reaped = 0
     lease_cutoff = now - timedelta(seconds=HEARTBEAT_LEASE_SECONDS)
     stale = AccountRun.objects.filter(status=AccountRun.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=lease_cutoff)
-        | Q(heartbeat_at__isnull=True, started_at__lt=lease_cutoff)
+        Q(heartbeat_at__lt=lease_cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=lease_cutoff)
     )
     for pk, attempt, run_id, heartbeat_at, worker in stale.values_list(
         "pk", "attempt", "run_id", "heartbeat_at", "worker"
     ):
         since = f" since {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if heartbeat_at else ""
         reason = (
-            f"{INTERRUPTED}: the worker {worker or '(unknown)'} stopped answering{since}; "
-            "run the task again to resume"
+            f"{INTERRUPTED}: the worker {worker or '(unknown)'} stopped answering{since}; run the task again to resume"
         )
         if _fail_account_run(pk, run_id, now, reason, attempt=attempt):
             reaped += 1
@@ -426,9 +397,7 @@ def reap_stale(now: datetime) -> int:
     reaped += _reap_lost_jobs(now)
     orphans = (
         Run.objects.filter(status=Run.Status.RUNNING)
-        .exclude(
-            Exists(AccountRun.objects.filter(run_id=OuterRef("pk"), status__in=ACTIVE))
-        )
+        .exclude(Exists(AccountRun.objects.filter(run_id=OuterRef("pk"), status__in=ACTIVE)))
         .values_list("pk", flat=True)
     )
     for run_id in list(orphans):
@@ -439,9 +408,7 @@ def reap_stale(now: datetime) -> int:
     return reaped
 
 
-def _fail_account_run(
-    pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None
-) -> bool:
+def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None) -> bool:
     with transaction.atomic():
         _lock_run(run_id)
         rows = AccountRun.objects.filter(pk=pk)
@@ -463,13 +430,8 @@ def _fail_account_run(
 def _reap_lost_jobs(now: datetime) -> int:
     cutoff = now - timedelta(seconds=LOST_JOB_GRACE_SECONDS)
     candidates = list(
-        AccountRun.objects.filter(
-            status=AccountRun.Status.QUEUED, run__status=Run.Status.RUNNING
-        )
-        .filter(
-            Q(enqueued_at__lt=cutoff)
-            | Q(enqueued_at__isnull=True, run__started_at__lt=cutoff)
-        )
+        AccountRun.objects.filter(status=AccountRun.Status.QUEUED, run__status=Run.Status.RUNNING)
+        .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, run__started_at__lt=cutoff))
         .values_list("pk", "run_id", "enqueued_at", "enqueues")
     )
     if not candidates:
@@ -486,13 +448,11 @@ def _reap_lost_jobs(now: datetime) -> int:
         if pk in pending:
             continue
         if enqueues < 2:
-            again = AccountRun.objects.filter(
-                pk=pk, status=AccountRun.Status.QUEUED, enqueued_at=enqueued_at
-            ).update(enqueued_at=now, enqueues=F("enqueues") + 1)
+            again = AccountRun.objects.filter(pk=pk, status=AccountRun.Status.QUEUED, enqueued_at=enqueued_at).update(
+                enqueued_at=now, enqueues=F("enqueues") + 1
+            )
             if again:
-                logger.warning(
-                    "account run %s: its job is not in the queue, enqueued again", pk
-                )
+                logger.warning("account run %s: its job is not in the queue, enqueued again", pk)
                 push_jobs([pk])
         elif not busy:
             reason = (
@@ -520,11 +480,7 @@ def pending_job_ids() -> set[int] | None:
     broker = get_broker(copy_queue())
     try:
         if isinstance(broker, ORM):
-            payloads = list(
-                OrmQ.objects.using(Conf.ORM)
-                .filter(key=broker.list_key)
-                .values_list("payload", flat=True)
-            )
+            payloads = list(OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key).values_list("payload", flat=True))
         elif isinstance(broker, Redis):
             payloads = broker.connection.lrange(broker.list_key, 0, -1)
         else:
@@ -554,13 +510,8 @@ def _free_orphan_tasks() -> None:
     )
     for task_id in list(orphans.values_list("pk", flat=True)):
         last = (
-            Run.objects.filter(task_id=task_id)
-            .order_by("-started_at", "-pk")
-            .values_list("status", flat=True)
-            .first()
+            Run.objects.filter(task_id=task_id).order_by("-started_at", "-pk").values_list("status", flat=True).first()
         )
         Task.objects.filter(pk=task_id, status=Task.Status.RUNNING).exclude(
-            Exists(
-                Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING)
-            )
+            Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
         ).update(status=last or Task.Status.IDLE)

@@ -51,9 +51,7 @@ def _free(now: datetime) -> Q:
 
 
 def _ensure_slots(endpoint_id: int, cap: int) -> None:
-    have = ConnectionSlot.objects.filter(
-        endpoint_id=endpoint_id, number__lt=cap
-    ).count()
+    have = ConnectionSlot.objects.filter(endpoint_id=endpoint_id, number__lt=cap).count()
     if have < cap:
         ConnectionSlot.objects.bulk_create(
             [ConnectionSlot(endpoint_id=endpoint_id, number=n) for n in range(cap)],
@@ -74,16 +72,13 @@ def try_acquire(
     SlotsImpossible when an endpoint's max_connections is below what is asked for.
     """
     needs = {eid: k for eid, k in needs.items() if k > 0}
-    caps = dict(
-        Endpoint.objects.filter(pk__in=needs).values_list("pk", "max_connections")
-    )
+    caps = dict(Endpoint.objects.filter(pk__in=needs).values_list("pk", "max_connections"))
     for eid, k in needs.items():
         if eid not in caps:
             raise Endpoint.DoesNotExist(f"endpoint {eid} does not exist")
         if k > caps[eid]:
             raise SlotsImpossible(
-                f"{k} connections are needed at once but the server allows only "
-                f"{caps[eid]} (max connections)"
+                f"{k} connections are needed at once but the server allows only {caps[eid]} (max connections)"
             )
     expires_at = now + timedelta(seconds=lease_seconds)
     try:
@@ -133,32 +128,22 @@ def acquire(
         time.sleep(poll_seconds)
 
 
-def renew(
-    holder: str, *, now: datetime, lease_seconds: int = SLOT_LEASE_SECONDS
-) -> int:
+def renew(holder: str, *, now: datetime, lease_seconds: int = SLOT_LEASE_SECONDS) -> int:
     """Extend the leases `holder` still has; returns how many."""
-    return ConnectionSlot.objects.filter(holder=holder).update(
-        expires_at=now + timedelta(seconds=lease_seconds)
-    )
+    return ConnectionSlot.objects.filter(holder=holder).update(expires_at=now + timedelta(seconds=lease_seconds))
 
 
 def release(holder: str) -> int:
-    return ConnectionSlot.objects.filter(holder=holder).update(
-        holder="", expires_at=None
-    )
+    return ConnectionSlot.objects.filter(holder=holder).update(holder="", expires_at=None)
 
 
 def release_account_run(account_run_id: int) -> int:
     """Free every slot of an account run, whatever its attempt (used by the reaper)."""
-    return ConnectionSlot.objects.filter(
-        holder__startswith=account_run_holder_prefix(account_run_id)
-    ).update(holder="", expires_at=None)
+    return ConnectionSlot.objects.filter(holder__startswith=account_run_holder_prefix(account_run_id)).update(
+        holder="", expires_at=None
+    )
 
 
 def in_use(endpoint_id: int, *, now: datetime) -> int:
     """How many of the endpoint's slots are leased right now."""
-    return (
-        ConnectionSlot.objects.filter(endpoint_id=endpoint_id)
-        .exclude(_free(now))
-        .count()
-    )
+    return ConnectionSlot.objects.filter(endpoint_id=endpoint_id).exclude(_free(now)).count()

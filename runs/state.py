@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from runs.engine.types import FolderStateData
 from runs.engine.uidset import UidSet
@@ -70,7 +70,12 @@ class FolderStateStore:
                     },
                 )
             else:
-                self._merge(state)
+                try:
+                    with transaction.atomic():
+                        self._merge(state)
+                except IntegrityError:
+                    # The account was deleted meanwhile: nothing left to record.
+                    logger.warning("account %s: gone, folder state dropped", self.account_id)
         self.saves += 1
 
     def _merge(self, state: FolderStateData) -> None:
@@ -92,14 +97,9 @@ class FolderStateStore:
                 pending_uidnext=state.pending_uidnext,
             )
             return
-        if (
-            row.uidvalidity != state.uidvalidity
-            or row.destination_folder != state.destination_folder
-        ):
+        if row.uidvalidity != state.uidvalidity or row.destination_folder != state.destination_folder:
             return  # its UIDs mean something else now
-        row.copied_uids = str(
-            UidSet.parse(row.copied_uids) | UidSet.parse(state.copied_uids)
-        )
+        row.copied_uids = str(UidSet.parse(row.copied_uids) | UidSet.parse(state.copied_uids))
         pending = UidSet.parse(state.pending_uids) - UidSet.parse(row.copied_uids)
         if pending:
             row.pending_uids = str(UidSet.parse(row.pending_uids) | pending)
@@ -113,9 +113,7 @@ class FolderStateStore:
         with transaction.atomic():
             if not self._still_ours():
                 return
-            FolderState.objects.filter(
-                account_id=self.account_id, source_folder=source_folder
-            ).delete()
+            FolderState.objects.filter(account_id=self.account_id, source_folder=source_folder).delete()
 
     def _still_ours(self) -> bool:
         if self.account_run_id is None:

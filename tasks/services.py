@@ -17,8 +17,10 @@ logger = logging.getLogger(__name__)
 
 # IMAP socket timeout (connect and every read) for copies and tests.
 IMAP_TIMEOUT_SECONDS = 60.0
-# How long a connection test waits for a free connection slot before it gives up.
-TEST_SLOT_WAIT_SECONDS = 300.0
+# How long a connection test waits for a free connection slot before it gives up: short by default
+# (a page waits for the answer), longer for the background "Test all" and the command.
+TEST_SLOT_WAIT_SECONDS = 20.0
+BACKGROUND_TEST_SLOT_WAIT_SECONDS = 300.0
 MAX_MESSAGE_LENGTH = 1000
 
 
@@ -84,16 +86,20 @@ def _message(result: ConnectionTestResult) -> str:
     return (result.message or (result.kind or "failed"))[:MAX_MESSAGE_LENGTH]
 
 
-def test_account(account: Account) -> None:
+def test_account(account: Account, *, slot_wait_seconds: float | None = None) -> None:
     """Test both logins of an account (LOGIN and LIST) and store status, the server's words and the time.
 
-    The passwords are read from the database here, just before use.
+    The passwords are read from the database here, just before use. When all of an endpoint's
+    connections are in use, it waits up to `slot_wait_seconds` (default TEST_SLOT_WAIT_SECONDS)
+    and then records that as the failure.
     """
     account = Account.objects.select_related("task__source", "task__destination").get(pk=account.pk)
     task = account.task
-    source = check_login(task.source, account.source_user, account.source_password)
+    source = check_login(task.source, account.source_user, account.source_password, slot_wait_seconds=slot_wait_seconds)
     source_at = timezone.now()
-    destination = check_login(task.destination, account.destination_user, account.destination_password)
+    destination = check_login(
+        task.destination, account.destination_user, account.destination_password, slot_wait_seconds=slot_wait_seconds
+    )
     destination_at = timezone.now()
     Account.objects.filter(pk=account.pk).update(
         source_test_status=Account.TestStatus.OK if source.ok else Account.TestStatus.FAIL,

@@ -69,9 +69,7 @@ def imap_task(imap_server, make_imap_user):
     return make
 
 
-def fill_user(
-    server, user, folders: dict[str, int], *, size: int = 0, seed: str = ""
-) -> int:
+def fill_user(server, user, folders: dict[str, int], *, size: int = 0, seed: str = "") -> int:
     """Put `count` distinct messages in each folder of a Dovecot user; returns the total."""
     from tests.dovecot import fill, make_message
 
@@ -106,14 +104,9 @@ def mail_hashes(server, user) -> dict[str, list[str]]:
     client = server.connect(user)
     try:
         selectable = [
-            name
-            for flags, _delim, name in client.list_folders()
-            if not {b"\\Noselect", b"\\NonExistent"} & set(flags)
+            name for flags, _delim, name in client.list_folders() if not {b"\\Noselect", b"\\NonExistent"} & set(flags)
         ]
-        return {
-            folder: sorted(m.sha256 for m in read(client, folder))
-            for folder in sorted(selectable)
-        }
+        return {folder: sorted(m.sha256 for m in read(client, folder)) for folder in sorted(selectable)}
     finally:
         client.logout()
 

@@ -49,9 +49,7 @@ def test_simultaneous_starts_give_one_run(make_task, pushed, round_):
     task = make_task(accounts=2)
     results = _race(
         4,
-        lambda i: orchestrator.start_run(
-            task.pk, trigger=Run.Trigger.SCHEDULED if i % 2 else Run.Trigger.MANUAL
-        ),
+        lambda i: orchestrator.start_run(task.pk, trigger=Run.Trigger.SCHEDULED if i % 2 else Run.Trigger.MANUAL),
     )
     runs = [r for r in results if isinstance(r, Run)]
     refused = [r for r in results if isinstance(r, orchestrator.TaskAlreadyRunning)]
@@ -63,9 +61,7 @@ def test_simultaneous_starts_give_one_run(make_task, pushed, round_):
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_accounts_finishing_at_the_same_moment_finalise_the_run_once(
-    make_task, pushed, round_
-):
+def test_accounts_finishing_at_the_same_moment_finalise_the_run_once(make_task, pushed, round_):
     task = make_task(accounts=4)
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     now = timezone.now()
@@ -104,9 +100,7 @@ def test_the_same_job_delivered_twice_at_once_is_claimed_once(make_task, pushed)
     pk = run.account_runs.get().pk
     results = _race(
         4,
-        lambda i: orchestrator.claim_account_run(
-            pk, worker=f"w:{i}", now=timezone.now()
-        ),
+        lambda i: orchestrator.claim_account_run(pk, worker=f"w:{i}", now=timezone.now()),
     )
     claims = [r for r in results if isinstance(r, AccountRun)]
     assert len(claims) == 1 and results.count(None) == 3, results
@@ -117,9 +111,7 @@ def test_simultaneous_slot_requests_never_exceed_the_cap():
     endpoint = EndpointFactory(max_connections=3)
     results = _race(
         8,
-        lambda i: slots.try_acquire(
-            {endpoint.pk: 1}, f"holder-{i}", now=timezone.now()
-        ),
+        lambda i: slots.try_acquire({endpoint.pk: 1}, f"holder-{i}", now=timezone.now()),
     )
     assert results.count(True) == 3, results
     assert results.count(False) == 5, results

@@ -7,6 +7,7 @@ The job's heartbeat thread has its own database connection, so these tests commi
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -104,9 +105,7 @@ def test_a_run_copies_every_account_and_ends_done(imap_server, imap_task, pushed
         assert ar.copied == 17 and ar.total_messages == 17
         assert ar.worker == f"{socket.gethostname()}:{os.getpid()}"
         assert ar.attempt == 1 and ar.heartbeat_at is not None
-        states = {
-            s.source_folder: s for s in FolderState.objects.filter(account=ar.account)
-        }
+        states = {s.source_folder: s for s in FolderState.objects.filter(account=ar.account)}
         assert set(states) >= {"INBOX", "Projects/2024"}
         assert states["INBOX"].copied_uids == "1:12"
     assert not ConnectionSlot.objects.exclude(holder="").exists()
@@ -121,9 +120,7 @@ def test_a_run_copies_every_account_and_ends_done(imap_server, imap_task, pushed
         assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
 
 
-def test_a_wrong_password_fails_that_account_and_the_others_complete(
-    imap_server, imap_task, pushed
-):
+def test_a_wrong_password_fails_that_account_and_the_others_complete(imap_server, imap_task, pushed):
     task, users = imap_task(pairs=3)
     for source, _ in users:
         fill_user(imap_server, source, {"INBOX": 4})
@@ -142,17 +139,13 @@ def test_a_wrong_password_fails_that_account_and_the_others_complete(
     assert "not-the-password" not in failed.last_error
     assert run.reason.startswith(f"1 of 3 accounts failed: {bad.source_user}: ")
     for source, destination in (users[0], users[2]):
-        assert (
-            run.account_runs.get(account__source_user=source.username).status == "done"
-        )
+        assert run.account_runs.get(account__source_user=source.username).status == "done"
         assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
     assert message_count(imap_server, users[1][1]) == 0
     assert Task.objects.get(pk=task.pk).status == Task.Status.FAILED
 
 
-def test_the_same_job_delivered_twice_makes_no_second_copy(
-    imap_server, imap_task, pushed
-):
+def test_the_same_job_delivered_twice_makes_no_second_copy(imap_server, imap_task, pushed):
     task, users = imap_task(pairs=1)
     fill_user(imap_server, users[0][0], {"INBOX": 30})
     run, (pk,) = _start(task)
@@ -170,14 +163,10 @@ def test_the_same_job_delivered_twice_makes_no_second_copy(
     ar = AccountRun.objects.get(pk=pk)
     assert ar.status == AccountRun.Status.DONE and ar.attempt == 1 and ar.copied == 30
     assert message_count(imap_server, users[0][1]) == 30
-    assert mail_hashes(imap_server, users[0][1]) == mail_hashes(
-        imap_server, users[0][0]
-    )
+    assert mail_hashes(imap_server, users[0][1]) == mail_hashes(imap_server, users[0][0])
 
 
-def test_cancel_mid_copy_keeps_what_was_copied_and_the_next_run_finishes(
-    imap_server, imap_task, pushed
-):
+def test_cancel_mid_copy_keeps_what_was_copied_and_the_next_run_finishes(imap_server, imap_task, pushed):
     with FaultProxy(imap_server.imap_port, delay=0.01) as proxy:
         task, users = imap_task(pairs=1, source_port=proxy.port)
         source, destination = users[0]
@@ -209,16 +198,12 @@ def test_cancel_mid_copy_keeps_what_was_copied_and_the_next_run_finishes(
     assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
 
 
-def test_a_job_that_lost_its_claim_stops_and_writes_nothing_more(
-    imap_server, imap_task, pushed
-):
+def test_a_job_that_lost_its_claim_stops_and_writes_nothing_more(imap_server, imap_task, pushed):
     reaped = []
 
     def reap() -> None:
         # The reaper thinks the worker is dead (as after a long pause) and takes the run away.
-        later = timezone.now() + timedelta(
-            seconds=orchestrator.HEARTBEAT_LEASE_SECONDS + 5
-        )
+        later = timezone.now() + timedelta(seconds=orchestrator.HEARTBEAT_LEASE_SECONDS + 5)
         reaped.append(orchestrator.reap_stale(later))
 
     with FaultProxy(imap_server.imap_port, delay=0.01) as proxy:
@@ -245,9 +230,7 @@ def test_a_job_that_lost_its_claim_stops_and_writes_nothing_more(
     assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
 
 
-def test_the_endpoint_connection_cap_holds_on_the_server_side(
-    imap_server, imap_task, pushed
-):
+def test_the_endpoint_connection_cap_holds_on_the_server_side(imap_server, imap_task, pushed):
     with (
         FaultProxy(imap_server.imap_port) as source_proxy,
         FaultProxy(imap_server.imap_port) as destination_proxy,
@@ -271,9 +254,7 @@ def test_the_endpoint_connection_cap_holds_on_the_server_side(
         waited = False
         for t in threads + [tester]:
             while t.is_alive():
-                waited |= AccountRun.objects.filter(
-                    run=run, current_folder=WAITING_FOR_SLOTS
-                ).exists()
+                waited |= AccountRun.objects.filter(run=run, current_folder=WAITING_FOR_SLOTS).exists()
                 t.join(0.1)
         assert source_proxy.max_concurrent <= 2
         assert destination_proxy.max_concurrent <= 2
@@ -286,9 +267,7 @@ def test_the_endpoint_connection_cap_holds_on_the_server_side(
         assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
 
 
-def test_an_unexpected_error_fails_the_account_and_the_job_returns(
-    imap_task, pushed, caplog
-):
+def test_an_unexpected_error_fails_the_account_and_the_job_returns(imap_task, pushed, caplog):
     task, _ = imap_task(pairs=1)
     run, (pk,) = _start(task)
     with mock.patch("runs.engine.copy_account", side_effect=RuntimeError("boom")):
@@ -319,17 +298,13 @@ def test_one_server_with_a_single_connection_cannot_be_both_sides(imap_server, p
     assert "needs two connections at once" in ar.last_error
 
 
-def test_a_job_waiting_for_a_connection_heartbeats_and_can_be_cancelled(
-    imap_task, pushed
-):
+def test_a_job_waiting_for_a_connection_heartbeats_and_can_be_cancelled(imap_task, pushed):
     task, _ = imap_task(pairs=1, max_connections=2)
     assert slots.try_acquire({task.source_id: 2}, "someone-else", now=timezone.now())
     run, (pk,) = _start(task)
     with mock.patch.object(jobs, "HEARTBEAT_SECONDS", 0.1):
         thread = _in_thread(jobs.copy_account_job, pk)
-        _wait_for(
-            lambda: AccountRun.objects.get(pk=pk).current_folder == WAITING_FOR_SLOTS
-        )
+        _wait_for(lambda: AccountRun.objects.get(pk=pk).current_folder == WAITING_FOR_SLOTS)
         first = AccountRun.objects.get(pk=pk).heartbeat_at
         _wait_for(lambda: AccountRun.objects.get(pk=pk).heartbeat_at > first)
         orchestrator.cancel_run(run.pk)
@@ -338,3 +313,35 @@ def test_a_job_waiting_for_a_connection_heartbeats_and_can_be_cancelled(
     assert ar.status == AccountRun.Status.CANCELLED
     assert ar.last_error == "cancelled before it started"
     assert Run.objects.get(pk=run.pk).status == Run.Status.CANCELLED
+
+
+def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_server, imap_task, pushed):
+    received: list[int] = []
+    # A safety net: if the job's handler were missing, SIGTERM would end the test session.
+    previous = signal.signal(signal.SIGTERM, lambda *args: received.append(1))
+    try:
+        with FaultProxy(imap_server.imap_port, delay=0.01) as proxy:
+            task, users = imap_task(pairs=1, source_port=proxy.port)
+            source, destination = users[0]
+            fill_user(imap_server, source, {"INBOX": 1500}, size=500)
+            run, (pk,) = _start(task)
+            with _Once(lambda: os.kill(os.getpid(), signal.SIGTERM)) as once:
+                jobs.copy_account_job(pk)
+            assert once.fired.is_set()
+        assert received == []  # the job's own handler took it ...
+        # ... and gave ours back afterwards:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert received == [1]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    ar = AccountRun.objects.get(pk=pk)
+    assert ar.status == AccountRun.Status.FAILED
+    assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)")
+    assert Run.objects.get(pk=run.pk).reason.startswith("interrupted")
+    assert 0 < message_count(imap_server, destination) < 1500
+    task.source.port = imap_server.imap_port
+    task.source.save()
+    run2, (pk2,) = _start(task)
+    jobs.copy_account_job(pk2)
+    assert Run.objects.get(pk=run2.pk).status == Run.Status.DONE
+    assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)

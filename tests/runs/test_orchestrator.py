@@ -24,9 +24,7 @@ def _claim_all(run: Run) -> list[AccountRun]:
 
 
 def _finish(ar: AccountRun, result: AccountResult, now=None) -> bool:
-    return orchestrator.finish_account_run(
-        ar, ar.attempt, result, now=now or timezone.now()
-    )
+    return orchestrator.finish_account_run(ar, ar.attempt, result, now=now or timezone.now())
 
 
 # --- start_run -----------------------------------------------------------------------------------
@@ -43,16 +41,12 @@ def test_start_run_creates_the_run_and_one_account_run_per_account(
     assert run.status == Run.Status.RUNNING and run.trigger == Run.Trigger.MANUAL
     ars = list(run.account_runs.all())
     assert len(ars) == 3
-    assert {ar.account_id for ar in ars} == set(
-        task.accounts.values_list("pk", flat=True)
-    )
+    assert {ar.account_id for ar in ars} == set(task.accounts.values_list("pk", flat=True))
     assert all(ar.status == AccountRun.Status.QUEUED and ar.enqueues == 1 for ar in ars)
     assert sorted(pushed) == sorted(ar.pk for ar in ars)
 
 
-def test_jobs_are_enqueued_only_after_commit_with_ids_only(
-    make_task, django_capture_on_commit_callbacks
-):
+def test_jobs_are_enqueued_only_after_commit_with_ids_only(make_task, django_capture_on_commit_callbacks):
     task = make_task(accounts=2)
     with mock.patch("django_q.tasks.async_task") as async_task:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -62,9 +56,7 @@ def test_jobs_are_enqueued_only_after_commit_with_ids_only(
         callbacks[0]()
     assert async_task.call_count == 2
     ids = set(run.account_runs.values_list("pk", flat=True))
-    passwords = {a.source_password for a in task.accounts.all()} | {
-        a.destination_password for a in task.accounts.all()
-    }
+    passwords = {a.source_password for a in task.accounts.all()} | {a.destination_password for a in task.accounts.all()}
     for call in async_task.call_args_list:
         assert call.args[0] == "runs.jobs.copy_account_job"
         assert len(call.args) == 2 and call.args[1] in ids
@@ -114,9 +106,7 @@ def test_untested_accounts_are_refused_with_their_names(make_task, pushed):
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     message = str(refused.value)
     assert message.startswith("2 of 4 accounts have not passed the connection test")
-    assert (
-        "never-tested@example.org" in message and "half-tested@example.org" in message
-    )
+    assert "never-tested@example.org" in message and "half-tested@example.org" in message
     assert isinstance(refused.value, orchestrator.RunRefused)
     assert Task.objects.get(pk=task.pk).status == Task.Status.IDLE
     assert not pushed
@@ -129,20 +119,14 @@ def test_an_unknown_task_is_does_not_exist(pushed):
 
 def test_start_run_does_not_decrypt_passwords(make_task, pushed):
     task = make_task(accounts=2)
-    with mock.patch(
-        "imapcopier.crypto.decrypt", side_effect=AssertionError("decrypted")
-    ):
+    with mock.patch("imapcopier.crypto.decrypt", side_effect=AssertionError("decrypted")):
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
 
 
-def test_a_failed_push_is_logged_not_raised(
-    make_task, django_capture_on_commit_callbacks, caplog
-):
+def test_a_failed_push_is_logged_not_raised(make_task, django_capture_on_commit_callbacks, caplog):
     task = make_task(accounts=1)
     with (
-        mock.patch(
-            "django_q.tasks.async_task", side_effect=ConnectionError("broker down")
-        ),
+        mock.patch("django_q.tasks.async_task", side_effect=ConnectionError("broker down")),
         django_capture_on_commit_callbacks(execute=True),
     ):
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
@@ -160,13 +144,8 @@ def test_claim_bumps_attempt_and_a_second_claim_gets_nothing(make_task, pushed):
     first = orchestrator.claim_account_run(pk, worker="host-a:11", now=timezone.now())
     assert first.status == AccountRun.Status.RUNNING
     assert first.attempt == 1 and first.worker == "host-a:11"
-    assert (
-        orchestrator.claim_account_run(pk, worker="host-b:22", now=timezone.now())
-        is None
-    )
-    assert (
-        orchestrator.claim_account_run(424242, worker="x:1", now=timezone.now()) is None
-    )
+    assert orchestrator.claim_account_run(pk, worker="host-b:22", now=timezone.now()) is None
+    assert orchestrator.claim_account_run(424242, worker="x:1", now=timezone.now()) is None
     assert AccountRun.objects.get(pk=pk).worker == "host-a:11"
 
 
@@ -174,19 +153,13 @@ def test_the_last_account_to_finish_finalises_the_run(make_task, pushed):
     task = make_task(accounts=2)
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     a, b = _claim_all(run)
-    assert _finish(
-        a, AccountResult(outcome=Outcome.DONE, copied=5, skipped=1, bytes=500)
-    )
+    assert _finish(a, AccountResult(outcome=Outcome.DONE, copied=5, skipped=1, bytes=500))
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING and run.finished_at is None
-    errors = [
-        MessageError(folder="INBOX", uid=7, size=10, subject="s", reason="NO too big")
-    ]
+    errors = [MessageError(folder="INBOX", uid=7, size=10, subject="s", reason="NO too big")]
     assert _finish(
         b,
-        AccountResult(
-            outcome=Outcome.DONE, copied=3, errors=1, bytes=300, message_errors=errors
-        ),
+        AccountResult(outcome=Outcome.DONE, copied=3, errors=1, bytes=300, message_errors=errors),
     )
     run.refresh_from_db()
     task.refresh_from_db()
@@ -220,14 +193,9 @@ def test_an_account_that_failed_as_a_whole_fails_the_run(make_task, pushed):
     assert run.status == Run.Status.FAILED
     assert run.errors == 1 and run.copied == 3
     user = Account.objects.get(pk=b.account_id).source_user
-    assert (
-        run.reason
-        == f"1 of 3 accounts failed: {user}: [AUTHENTICATIONFAILED] Authentication failed."
-    )
+    assert run.reason == f"1 of 3 accounts failed: {user}: [AUTHENTICATIONFAILED] Authentication failed."
     assert task.status == Task.Status.FAILED
-    assert AccountRun.objects.get(pk=b.pk).last_error.startswith(
-        "[AUTHENTICATIONFAILED]"
-    )
+    assert AccountRun.objects.get(pk=b.pk).last_error.startswith("[AUTHENTICATIONFAILED]")
 
 
 def test_a_finish_with_a_stale_attempt_writes_nothing(make_task, pushed):
@@ -254,9 +222,7 @@ def test_finishing_twice_finalises_once(make_task, pushed):
     assert after_run.call_count == 1
 
 
-def test_a_scheduled_run_with_errors_trips_the_breaker_when_it_finishes(
-    make_task, pushed
-):
+def test_a_scheduled_run_with_errors_trips_the_breaker_when_it_finishes(make_task, pushed):
     task = make_task(accounts=1, schedule_interval_seconds=ScheduleInterval.HOUR_1)
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.SCHEDULED)
     (ar,) = _claim_all(run)
@@ -290,9 +256,7 @@ def test_a_broken_breaker_does_not_keep_the_run_running(make_task, pushed, caplo
 # --- cancel --------------------------------------------------------------------------------------
 
 
-def test_cancel_ends_queued_accounts_at_once_and_running_ones_when_they_stop(
-    make_task, pushed
-):
+def test_cancel_ends_queued_accounts_at_once_and_running_ones_when_they_stop(make_task, pushed):
     task = make_task(accounts=2)
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     first_pk = run.account_runs.order_by("pk").first().pk
@@ -304,13 +268,8 @@ def test_cancel_ends_queued_accounts_at_once_and_running_ones_when_they_stop(
     assert queued.status == AccountRun.Status.CANCELLED
     assert queued.last_error == "cancelled before it started"
     # The queued job, delivered later, does nothing.
-    assert (
-        orchestrator.claim_account_run(queued.pk, worker="w:2", now=timezone.now())
-        is None
-    )
-    _finish(
-        running, AccountResult(outcome=Outcome.CANCELLED, copied=7, reason="cancelled")
-    )
+    assert orchestrator.claim_account_run(queued.pk, worker="w:2", now=timezone.now()) is None
+    _finish(running, AccountResult(outcome=Outcome.CANCELLED, copied=7, reason="cancelled"))
     run.refresh_from_db()
     task.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and run.copied == 7
@@ -333,9 +292,7 @@ def test_cancelling_a_run_with_nothing_started_ends_it_at_once(make_task, pushed
 # --- reap_stale ----------------------------------------------------------------------------------
 
 
-def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(
-    make_task, pushed
-):
+def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(make_task, pushed):
     task = make_task(accounts=2, schedule_interval_seconds=ScheduleInterval.HOUR_1)
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.SCHEDULED)
     a, b = _claim_all(run)
@@ -354,13 +311,9 @@ def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(
     run.refresh_from_db()
     task.refresh_from_db()
     assert a.status == AccountRun.Status.FAILED
-    assert a.last_error.startswith(
-        "interrupted: the worker test:1 stopped answering since "
-    )
+    assert a.last_error.startswith("interrupted: the worker test:1 stopped answering since ")
     assert run.status == Run.Status.FAILED and run.finished_at == later
-    assert run.reason.startswith(
-        "interrupted: 1 of 2 accounts stopped without finishing"
-    )
+    assert run.reason.startswith("interrupted: 1 of 2 accounts stopped without finishing")
     assert run.errors == 2 and run.copied == 13
     assert task.status == Task.Status.FAILED
     # Interrupted, not judged: the breaker stays put even though the run counted errors.

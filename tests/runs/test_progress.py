@@ -14,9 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _account_run(run, user, **fields):
-    return AccountRun.objects.create(
-        run=run, account=AccountFactory(task=run.task, source_user=user), **fields
-    )
+    return AccountRun.objects.create(run=run, account=AccountFactory(task=run.task, source_user=user), **fields)
 
 
 def test_progress_takes_two_queries_whatever_the_number_of_accounts(
@@ -34,9 +32,7 @@ def test_progress_takes_two_queries_whatever_the_number_of_accounts(
 def test_progress_never_decrypts_passwords():
     run = RunFactory(status=Run.Status.RUNNING)
     _account_run(run, "a@example.org")
-    with mock.patch(
-        "imapcopier.crypto.decrypt", side_effect=AssertionError("decrypted")
-    ):
+    with mock.patch("imapcopier.crypto.decrypt", side_effect=AssertionError("decrypted")):
         progress = run_progress(run)
     assert progress.accounts[0].source_user == "a@example.org"
 

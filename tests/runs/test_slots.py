@@ -38,13 +38,9 @@ def test_an_expired_lease_frees_the_slot_and_renewal_keeps_it():
     endpoint = EndpointFactory(max_connections=1)
     now = timezone.now()
     assert slots.try_acquire({endpoint.pk: 1}, "dead", now=now, lease_seconds=30)
-    assert not slots.try_acquire(
-        {endpoint.pk: 1}, "new", now=now + timedelta(seconds=29)
-    )
+    assert not slots.try_acquire({endpoint.pk: 1}, "new", now=now + timedelta(seconds=29))
     assert slots.renew("dead", now=now + timedelta(seconds=20), lease_seconds=30) == 1
-    assert not slots.try_acquire(
-        {endpoint.pk: 1}, "new", now=now + timedelta(seconds=40)
-    )
+    assert not slots.try_acquire({endpoint.pk: 1}, "new", now=now + timedelta(seconds=40))
     assert slots.try_acquire({endpoint.pk: 1}, "new", now=now + timedelta(seconds=51))
     assert slots.renew("dead", now=now + timedelta(seconds=52)) == 0
 
@@ -75,17 +71,11 @@ def test_acquire_waits_and_gives_up_when_told():
         asked.append(1)
         return len(asked) >= 3
 
-    assert not slots.acquire(
-        {endpoint.pk: 1}, "waiter", give_up=give_up, poll_seconds=0.01
-    )
+    assert not slots.acquire({endpoint.pk: 1}, "waiter", give_up=give_up, poll_seconds=0.01)
     assert len(asked) == 3
-    assert not slots.acquire(
-        {endpoint.pk: 1}, "waiter", poll_seconds=0.01, timeout_seconds=0.05
-    )
+    assert not slots.acquire({endpoint.pk: 1}, "waiter", poll_seconds=0.01, timeout_seconds=0.05)
     slots.release("busy")
-    assert slots.acquire(
-        {endpoint.pk: 1}, "waiter", poll_seconds=0.01, timeout_seconds=1
-    )
+    assert slots.acquire({endpoint.pk: 1}, "waiter", poll_seconds=0.01, timeout_seconds=1)
 
 
 def test_release_of_an_account_run_frees_every_attempt():

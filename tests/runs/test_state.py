@@ -16,9 +16,7 @@ pytestmark = pytest.mark.django_db
 def claimed(make_task, pushed) -> AccountRun:
     task = make_task(accounts=1)
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
-    return orchestrator.claim_account_run(
-        run.account_runs.get().pk, worker="w:1", now=timezone.now()
-    )
+    return orchestrator.claim_account_run(run.account_runs.get().pk, worker="w:1", now=timezone.now())
 
 
 def _store(ar: AccountRun, lost: list | None = None) -> FolderStateStore:

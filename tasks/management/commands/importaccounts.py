@@ -47,16 +47,12 @@ class Command(BaseCommand):
         for error in preview.errors:
             self.stderr.write(f"line {error.line}: {error.reason}")
         if preview.errors:
-            raise CommandError(
-                f"{len(preview.errors)} bad lines: nothing was imported", returncode=1
-            )
+            raise CommandError(f"{len(preview.errors)} bad lines: nothing was imported", returncode=1)
         if not preview.rows:
             raise CommandError("the file has no account lines: nothing was imported")
         create, update = len(preview.to_create), len(preview.to_update)
         if options["dry_run"]:
-            self.stdout.write(
-                f"would create {create} and update {update} accounts of {task.name!r}"
-            )
+            self.stdout.write(f"would create {create} and update {update} accounts of {task.name!r}")
             return
         try:
             created, updated = apply_import(task, preview)

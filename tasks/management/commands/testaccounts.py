@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tasks.models import Account, Task
-from tasks.services import find_task, test_account
+from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, find_task, test_account
 
 
 class Command(BaseCommand):
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             raise CommandError(f"task {task.name!r} has no such accounts")
         failed = 0
         for pk in ids:
-            test_account(Account(pk=pk))
+            test_account(Account(pk=pk), slot_wait_seconds=BACKGROUND_TEST_SLOT_WAIT_SECONDS)
             row = Account.objects.values(
                 "source_user",
                 "destination_user",
