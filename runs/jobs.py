@@ -7,6 +7,8 @@ job would be handed out again by the broker, and our own rows already say what h
 While the engine works, a JobMonitor thread writes the progress and the heartbeat about once a
 second (fenced by the claim's attempt number), renews the connection-slot leases, and watches for
 a cancel request or a lost claim; the engine sees those through should_stop() between batches.
+A job also stops by itself, resumably ("interrupted"), on SIGTERM and shortly before django-q2's
+timeout, so neither kills it in the middle of a batch.
 
 Waiting for a connection slot happens inside the job, with the heartbeat going: the account run
 shows as running "waiting for a free connection", stays cancellable, and the worker is held while
@@ -25,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -40,6 +43,12 @@ logger = logging.getLogger(__name__)
 CONNECTIONS_PER_SIDE = 2
 HEARTBEAT_SECONDS = 1.0
 SLOT_RENEW_SECONDS = 10.0
+
+
+def time_limit_seconds() -> float:
+    """How long one copy job may run: django-q2's timeout minus a margin to finish the batch in flight."""
+    timeout = settings.Q_CLUSTER.get("timeout") or 6 * 3600
+    return max(60.0, timeout - max(60.0, min(600.0, timeout * 0.05)))
 
 
 def worker_id() -> str:
@@ -70,6 +79,9 @@ class JobMonitor:
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self.terminated = threading.Event()
+        self.timed_out = threading.Event()
+        # Stop cleanly (resumable) before django-q2's timeout would kill the worker mid-batch.
+        self.deadline = time.monotonic() + time_limit_seconds()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_ok = time.monotonic()
@@ -80,7 +92,9 @@ class JobMonitor:
         self.latest = progress
 
     def should_stop(self) -> bool:
-        return self.cancelled.is_set() or self.lost.is_set() or self.terminated.is_set()
+        if not self.timed_out.is_set() and time.monotonic() >= self.deadline:
+            self.timed_out.set()
+        return self.cancelled.is_set() or self.lost.is_set() or self.terminated.is_set() or self.timed_out.is_set()
 
     def beat(self) -> None:
         """One fenced write of progress + heartbeat, slot renewal, and the cancel check."""
@@ -204,9 +218,17 @@ def copy_account_job(account_run_id: int) -> None:
         monitor.stop()
         with contextlib.suppress(Exception):
             slots.release(holder)
-    if monitor.terminated.is_set() and result.outcome == Outcome.CANCELLED:
-        result.outcome = Outcome.FAILED
-        result.reason = f"{orchestrator.INTERRUPTED}: the worker was stopped (SIGTERM); run the task again to resume"
+    if result.outcome == Outcome.CANCELLED and not monitor.cancelled.is_set():
+        # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
+        if monitor.terminated.is_set():
+            why = "the worker was stopped (SIGTERM)"
+        elif monitor.timed_out.is_set():
+            why = f"the copy reached the job time limit ({time_limit_seconds() / 3600:.1f} h)"
+        else:
+            why = None
+        if why:
+            result.outcome = Outcome.FAILED
+            result.reason = f"{orchestrator.INTERRUPTED}: {why}; run the task again to resume"
     try:
         orchestrator.finish_account_run(account_run, attempt, result, now=timezone.now(), progress=monitor.latest)
     except Exception:

@@ -345,3 +345,31 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
     jobs.copy_account_job(pk2)
     assert Run.objects.get(pk=run2.pk).status == Run.Status.DONE
     assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
+
+
+def test_a_copy_that_reaches_the_time_limit_stops_resumably(imap_server, imap_task, pushed, monkeypatch):
+    monkeypatch.setattr(jobs, "time_limit_seconds", lambda: 0.3)
+    with FaultProxy(imap_server.imap_port, delay=0.01) as proxy:
+        task, users = imap_task(pairs=1, source_port=proxy.port)
+        source, destination = users[0]
+        fill_user(imap_server, source, {"INBOX": 1500}, size=500)
+        run, (pk,) = _start(task)
+        jobs.copy_account_job(pk)
+    ar = AccountRun.objects.get(pk=pk)
+    assert ar.status == AccountRun.Status.FAILED
+    assert ar.last_error.startswith("interrupted: the copy reached the job time limit")
+    assert message_count(imap_server, destination) < 1500
+    monkeypatch.undo()
+    task.source.port = imap_server.imap_port
+    task.source.save()
+    run2, (pk2,) = _start(task)
+    jobs.copy_account_job(pk2)
+    assert Run.objects.get(pk=run2.pk).status == Run.Status.DONE
+    assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
+
+
+def test_the_time_limit_stays_inside_the_django_q2_timeout():
+    from django.conf import settings
+
+    timeout = settings.Q_CLUSTER["timeout"]
+    assert 0 < timeout - jobs.time_limit_seconds() <= 600
