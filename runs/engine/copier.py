@@ -279,7 +279,7 @@ def _connect_side(mailbox: Mailbox, side: str, *, read_only: bool) -> Connection
     try:
         return wire.connect(mailbox, read_only=read_only)
     except ConnectError as exc:
-        if exc.kind == ErrorKind.AUTH:
+        if exc.kind in (ErrorKind.AUTH, ErrorKind.TLS):  # retrying cannot fix these
             raise _Fatal(f"{side}: {exc.message}", exc.kind) from None
         raise ConnectionLost(f"{side}: {exc.message}", exc.kind) from None
 
@@ -408,8 +408,9 @@ class _Worker(threading.Thread):
                     return False
             except ConnectionLost as exc:
                 reason, kind = str(exc), exc.kind
-            except imaplib.IMAP4.abort:
-                raise  # a broken connection, not a refusal: the reconnect logic handles it
+            except wire.TRANSIENT_ERRORS as exc:  # includes imaplib's abort (BYE, EOF)
+                problem = wire.lost(exc)
+                reason, kind = str(problem), problem.kind
             except (IMAPClientError, imaplib.IMAP4.error) as exc:
                 # The server refused a read command: reconnect and retry, within the same bound.
                 reason, kind = wire.describe(exc), ErrorKind.PROTOCOL
@@ -742,14 +743,28 @@ class _Account:
 
     # -------------------------------------------------------------------- run
 
-    def execute(self) -> AccountResult:
-        try:
+    def first_connect(self) -> AccountResult | None:
+        """Log in on both sides; a connection dropped while doing so is retried, anything else
+        (wrong password, refused port, unreachable host, TLS, no answer) fails the account at once."""
+        attempts = 0
+        while True:
             try:
-                src, dst = self.pair.open()
+                self.pair.open()
+                return None
             except _Fatal as exc:
                 return AccountResult.failed(exc.reason, exc.kind)
             except ConnectionLost as exc:
-                return AccountResult.failed(str(exc), exc.kind)
+                self.pair.drop()
+                attempts += 1
+                if exc.kind != ErrorKind.PROTOCOL or attempts > MAX_ATTEMPTS:
+                    return AccountResult.failed(str(exc), exc.kind)
+                time.sleep(_backoff(attempts))
+
+    def execute(self) -> AccountResult:
+        try:
+            failure = self.first_connect()
+            if failure is not None:
+                return failure
             self.plan_all()
             if not self.cancelled and self.fatal is None:
                 self.copy_all()
@@ -826,9 +841,7 @@ class _Account:
                     f"reading {plan.source!r}",
                     lambda src, dst, plan=plan: self.plan_folder(src, dst, plan),
                 )
-            except imaplib.IMAP4.abort:
-                raise  # a broken connection, not a refusal: the reconnect logic handles it
-            except (IMAPClientError, imaplib.IMAP4.error) as exc:
+            except (IMAPClientError, imaplib.IMAP4.error) as exc:  # aborts are retried inside
                 text = f"{plan.source!r} not copied: the server refused: {wire.describe(exc)}"
                 self.result.folders.append(FolderResult(plan.source, plan.destination, errors=1, warnings=[text]))
                 self.result.errors += 1

@@ -398,6 +398,11 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
         try:
             client.login(mailbox.username, mailbox.password)
         except LoginError as exc:
+            if isinstance(exc.__context__, imaplib.IMAP4.abort):
+                # IMAPClient wraps a connection lost mid-LOGIN in LoginError: not a wrong password.
+                raise ConnectError(
+                    ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc.__context__)}"
+                ) from None
             raise ConnectError(
                 ErrorKind.AUTH,
                 f"login refused: {_strip_password(describe(exc), mailbox)}",

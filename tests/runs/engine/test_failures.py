@@ -451,3 +451,53 @@ def test_plan_folders_says_which_side_failed(imap_server, make_imap_user):
     assert caught.value.kind == ErrorKind.AUTH
     assert str(caught.value).startswith("destination: login refused")
     assert "wrong-one-77" not in str(caught.value)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_every_connection_dropped_at_once_with_two_workers(imap_server, make_imap_user, monkeypatch, reset):
+    from runs.engine import copier
+
+    monkeypatch.setattr(copier, "BATCH_MESSAGES", 4)
+    monkeypatch.setattr(copier, "UNIT_MIN", 10)
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        for name in ("INBOX", "Work"):
+            fill(client, name, [(make_message(seed=f"{name}{i}", attachment_size=3_000), [], WHEN) for i in range(40)])
+    with FaultProxy(imap_server.imap_port) as src_proxy, FaultProxy(imap_server.imap_port) as dst_proxy:
+        cut = []
+        original = copier._Worker._copy_batch
+        calls = iter(range(1000))
+
+        def cut_on_the_fourth_batch(self, src, dst, job, uids):
+            if next(calls) == 3:  # whichever worker gets there: both workers are mid-copy
+                cut.append(src_proxy.cut_all(reset=reset) + dst_proxy.cut_all(reset=reset))
+            return original(self, src, dst, job, uids)
+
+        monkeypatch.setattr(copier._Worker, "_copy_batch", cut_on_the_fourth_batch)
+        result = copy_account(
+            replace(imap_server.mailbox(source), port=src_proxy.port),
+            replace(imap_server.mailbox(destination), port=dst_proxy.port),
+            state=MemoryStateStore(),
+            connections=2,
+        )
+        assert cut and cut[0] >= 2
+        assert src_proxy.accepted > 2 and dst_proxy.accepted > 2, (cut, src_proxy.accepted, dst_proxy.accepted, result)
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 80, 0), result.reason
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        for name in ("INBOX", "Work"):
+            assert assert_same_folder(src, name, dst, name) == 40
+
+
+def test_a_connection_cut_during_login_is_not_a_wrong_password(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=3, size=100)
+    with FaultProxy(imap_server.imap_port) as proxy:
+        # The greeting and CAPABILITY pass; the connection dies while LOGIN is being sent.
+        proxy.cut_after(client_bytes=30, connections=2)
+        mailbox = replace(imap_server.mailbox(source), port=proxy.port)
+        tested = test_connection(mailbox)
+        assert (tested.ok, tested.kind) == (False, ErrorKind.PROTOCOL)
+        assert "logging in" in tested.message
+        result = copy_account(mailbox, imap_server.mailbox(destination), state=MemoryStateStore())
+        assert proxy.faults_fired == 2
+    assert (result.outcome, result.copied) == (Outcome.DONE, 3), result.reason
