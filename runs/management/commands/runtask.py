@@ -58,13 +58,16 @@ def account_line(a: AccountProgress, name_width: int) -> str:
 
 
 def summary_line(p: RunProgress) -> str:
-    rate = f"{p.rate:.1f} msg/s" if p.rate else "- msg/s"
-    return (
+    head = (
         f"run {p.run.pk} of {p.run.task.name}: {p.run.status} · "
         f"{p.finished}/{len(p.accounts)} accounts finished · {p.copied} copied · "
-        f"{p.skipped} skipped · {p.errors} errors · {p.megabytes:.1f} MB · {rate} · "
-        f"ETA {_duration(p.eta_seconds)}"
+        f"{p.skipped} skipped · {p.errors} errors · {p.megabytes:.1f} MB"
     )
+    if p.run.finished_at:
+        seconds = max((p.run.finished_at - p.run.started_at).total_seconds(), 0.001)
+        return f"{head} in {_duration(seconds)} · {p.copied / seconds:.1f} msg/s, {p.megabytes / seconds:.1f} MB/s"
+    rate = f"{p.rate:.1f} msg/s" if p.rate else "- msg/s"
+    return f"{head} · {rate} · ETA {_duration(p.eta_seconds)}"
 
 
 class Command(BaseCommand):
@@ -104,8 +107,8 @@ class Command(BaseCommand):
             self.stdout.write(f"run {run.pk} of {task.name!r} started: {run.account_runs.count()} accounts")
         if not options["wait"]:
             return
+        # The last picture drawn by watch() is the final state; add why it ended, if not clean.
         final = self.watch(run, max(options["interval"], 0.1))
-        self.stdout.write(summary_line(final))
         if final.run.reason:
             self.stdout.write(final.run.reason)
         if final.run.status != Run.Status.DONE or final.run.errors:
