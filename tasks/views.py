@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, OuterRef, ProtectedError, Q, Subquery, Sum
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, ProtectedError, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -268,7 +269,7 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
     context = {
         "task": task,
-        "accounts": accounts_with_results(task),
+        **account_page(task, request),
         "broken_badge": BROKEN_BADGE_TEMPLATE,
         "schedule_template": SCHEDULE_TEMPLATE,
         "nav": "tasks",
@@ -280,21 +281,45 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
 # ---------------------------------------------------------------- accounts
 
 
-def accounts_with_results(task: Task) -> list[Account]:
-    """The task's accounts, each with `last_result`: its latest AccountRun or None (two queries)."""
+ACCOUNTS_PER_PAGE = 100
+
+
+def with_last_results(accounts: QuerySet[Account]) -> QuerySet[Account]:
+    """Annotate accounts with `last_account_run_id`, the pk of their latest AccountRun."""
     from runs.models import AccountRun
 
     latest = AccountRun.objects.filter(account=OuterRef("pk")).order_by("-run__started_at", "-pk")
-    accounts = list(task.accounts.annotate(last_account_run_id=Subquery(latest.values("pk")[:1])))
-    ids = [a.last_account_run_id for a in accounts if a.last_account_run_id]
-    runs = AccountRun.objects.in_bulk(ids)
+    return accounts.annotate(last_account_run_id=Subquery(latest.values("pk")[:1]))
+
+
+def attach_last_results(accounts: list[Account]) -> list[Account]:
+    """Set `last_result` (an AccountRun or None) on accounts annotated by with_last_results(): one query."""
+    from runs.models import AccountRun
+
+    runs = AccountRun.objects.in_bulk([a.last_account_run_id for a in accounts if a.last_account_run_id])
     for account in accounts:
         account.last_result = runs.get(account.last_account_run_id)
     return accounts
 
 
-def _accounts_context(task: Task) -> dict:
-    return {"task": task, "accounts": accounts_with_results(task)}
+def account_page(task: Task, request: HttpRequest) -> dict:
+    """One page of the task's accounts (search `q`, `page`), with their last results and the task's counts."""
+    q = request.GET.get("q", "").strip()
+    # The passwords are not needed to list accounts: never load (or decrypt) them here.
+    accounts = task.accounts.defer("source_password", "destination_password").order_by("source_user", "pk")
+    if q:
+        accounts = accounts.filter(Q(source_user__icontains=q) | Q(destination_user__icontains=q))
+    page = Paginator(with_last_results(accounts), ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
+    ok = Q(source_test_status=Account.TestStatus.OK, destination_test_status=Account.TestStatus.OK)
+    failed = Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
+    counts = task.accounts.aggregate(total=Count("pk"), ok=Count("pk", filter=ok), failed=Count("pk", filter=failed))
+    return {
+        "task": task,
+        "accounts": attach_last_results(list(page.object_list)),
+        "page": page,
+        "q": q,
+        "counts": counts,
+    }
 
 
 @require_GET
@@ -302,8 +327,9 @@ def _accounts_context(task: Task) -> dict:
 def account_table(request: HttpRequest, pk: int) -> HttpResponse:
     """The accounts table alone: polled while "Test all" runs."""
     task = get_object_or_404(Task, pk=pk)
-    context = _accounts_context(task)
-    context["polling"] = request.GET.get("until") and _tests_pending(task, request.GET["until"])
+    context = account_page(task, request)
+    context["until"] = request.GET.get("until", "")
+    context["polling"] = bool(context["until"]) and _tests_pending(task, context["until"])
     return render(request, "tasks/_account_table.html", context)
 
 
@@ -432,7 +458,7 @@ def account_test_all(request: HttpRequest, pk: int) -> HttpResponse:
     started = timezone.now()
     test_accounts(task, background=True)
     if request.htmx:
-        context = _accounts_context(task)
+        context = account_page(task, request)
         context["polling"] = True
         context["until"] = started.isoformat()
         return render(request, "tasks/_account_table.html", context)

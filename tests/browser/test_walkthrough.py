@@ -136,11 +136,11 @@ def test_first_migration_end_to_end(logged_in_page, product, imap_server, make_i
         assert user.password not in page.content()
 
     # Test all: the rows turn OK as the background tests report.
-    page.click("#accounts button:has-text('Test all')")
+    page.click("#run-panel button:has-text('Test all accounts')")
     rows = page.locator("#account-table tbody tr")
     expect(rows).to_have_count(2)
     expect(page.locator("#account-table .badge.ok")).to_have_count(4, timeout=60_000)
-    expect(page.locator("#account-table [hx-trigger]")).to_have_count(0, timeout=10_000)
+    expect(page.locator("#account-table[hx-trigger]")).to_have_count(0, timeout=10_000)
     screenshot(page, "15-task-tested")
 
     # With an account on it, the endpoint test logs in and shows the full capability list.

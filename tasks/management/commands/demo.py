@@ -126,7 +126,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(
                 f"Open /tasks/{task.pk}/ in imapcopier and press “Run now”"
-                f"{' (after “Test accounts”)' if skip_tests else ''}.\n"
+                f"{' (after “Test all accounts”)' if skip_tests else ''}.\n"
                 f"Dovecot: STARTTLS on port {dovecot.imap_port}, SSL/TLS on port {dovecot.imaps_port} "
                 f"(log: {dovecot.log_path})."
             )
