@@ -13,15 +13,28 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from runs import progress as run_progress_data
-from runs.models import Run
+from runs.models import AccountRun, Run
 from tasks.models import Task
+
+# A big run lists only the accounts worth watching (running, failed) in the live panel.
+PANEL_ALL_ACCOUNTS_UP_TO = 50
+PANEL_MAX_ROWS = 200
 
 
 def _progress_context(run: Run | None, now: datetime) -> dict:
     if run is None:
         return {"run": None, "progress": None}
     progress = run_progress_data.run_progress(run, now=now)
-    return {"run": progress.run, "progress": progress}
+    shown = progress.accounts
+    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
+        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
+        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
+    return {
+        "run": progress.run,
+        "progress": progress,
+        "shown_accounts": shown,
+        "hidden_accounts": len(progress.accounts) - len(shown),
+    }
 
 
 def run_panel_context(task: Task, now: datetime) -> dict:

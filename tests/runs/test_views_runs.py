@@ -172,3 +172,15 @@ def test_polling_a_running_run_does_not_reload(admin_client):
     run = RunFactory(status=Run.Status.RUNNING)
     polled = admin_client.get(reverse("runs:progress", args=[run.pk]), headers={"HX-Request": "true"})
     assert "HX-Refresh" not in polled
+
+
+def test_progress_of_a_big_run_lists_only_running_and_failed_accounts(admin_client):
+    run = RunFactory(status=Run.Status.RUNNING)
+    for n in range(60):
+        status = "running" if n < 3 else "failed" if n == 3 else "done" if n < 40 else "queued"
+        account = AccountFactory(task=run.task, source_user=f"u{n:02d}@old")
+        AccountRunFactory(run=run, account=account, status=status)
+    html = admin_client.get(reverse("runs:progress", args=[run.pk])).content.decode()
+    assert html.count("data-account-run=") == 4
+    assert "56 other accounts (20 queued) are in the" in html
+    assert 'Accounts done</div><div class="value">37 / 60' in html
