@@ -28,13 +28,6 @@ from tasks.forms import (
 from tasks.models import Account, Endpoint, Task
 from tasks.services_probe import probe_endpoint
 
-# The scheduling app's partials, with stand-ins while it is not there ({% include %} takes a list).
-SCHEDULE_TEMPLATE = ["scheduling/_schedule.html", "tasks/_placeholder.html"]
-BROKEN_BADGE_TEMPLATE = [
-    "scheduling/_broken_badge.html",
-    "tasks/_broken_badge_fallback.html",
-]
-
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
     """Form data for a POST (even an empty one, so the form is bound and validated); none for a GET."""
@@ -148,7 +141,9 @@ def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 def task_rows(queryset: object | None = None) -> list[Task]:
     """Tasks with what the list shows, in a fixed number of queries (no per-row queries)."""
-    from runs.models import AccountRun, Run  # the list shows runs; runs builds on tasks
+    # The list shows runs and schedules, which build on tasks: imported here, not at the top.
+    from runs.models import AccountRun, Run
+    from scheduling.services import next_run_for
 
     last_run = Run.objects.filter(task=OuterRef("pk")).order_by("-started_at", "-id")
     finished = Run.objects.filter(task=OuterRef("pk"), finished_at__isnull=False)
@@ -173,8 +168,6 @@ def task_rows(queryset: object | None = None) -> list[Task]:
             total_messages=Subquery(running.annotate(n=Sum("total_messages")).values("n")[:1]),
         )
     )
-    from scheduling.services import next_run_for
-
     rows = list(tasks)
     for task in rows:
         task.next_run_at = next_run_for(task)  # uses the annotated last_finished_at
@@ -191,7 +184,6 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "tasks": rows,
         "any_running": any(t.is_running for t in rows),
         "endpoint_count": Endpoint.objects.count(),
-        "broken_badge": BROKEN_BADGE_TEMPLATE,
         "nav": "tasks",
     }
     if request.htmx:
@@ -270,8 +262,6 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "task": task,
         **account_page(task, request),
-        "broken_badge": BROKEN_BADGE_TEMPLATE,
-        "schedule_template": SCHEDULE_TEMPLATE,
         "nav": "tasks",
         **run_panel_context(task, timezone.now()),
     }
