@@ -28,7 +28,7 @@ def test_endpoint_list_shows_each_endpoint_and_its_use(admin_client):
     assert b"Old server" in response.content
     assert b"imap.old.test:993" in response.content
     assert b"source of 1" in response.content
-    assert b"not verified" in response.content
+    assert b"not checked" in response.content
 
 
 def test_endpoint_list_without_endpoints_offers_to_create_one(admin_client):
