@@ -865,6 +865,8 @@ class _Account:
                 self.result.folders.append(result)
                 self.result.errors += 1
                 self.result.warnings.append(f"{plan.source!r} not copied: {plan.conflict}")
+            elif plan.destination is None:  # skipped by the mapping: listed, nothing copied
+                self.result.folders.append(FolderResult(plan.source, None))
         self._failed_destinations: dict[str, str] = {}
 
         def create(src: Connection, dst: Connection) -> None:
@@ -1132,7 +1134,7 @@ class _Account:
             if batch_done or event is None:
                 self.progress()  # after every batch: the caller throttles its writes
             now = time.monotonic()
-            if now - last_stop_check >= 0.1 or event is None:
+            if batch_done or event is None or now - last_stop_check >= 0.1:
                 last_stop_check = now
                 self.stop_requested()
         for worker in workers:

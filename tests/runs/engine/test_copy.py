@@ -354,6 +354,9 @@ def test_explicit_mapping_and_skip(imap_server, make_imap_user):
     with imap_server.connect(destination) as dst:
         present = folder_names(dst)
         assert "Archive/Old" in present and "Spam" not in present
+    folders = {f.source: f for f in result.folders}
+    assert (folders["Spam"].destination, folders["Spam"].copied) == (None, 0)
+    assert (folders["Old"].destination, folders["Old"].copied) == ("Archive/Old", 1)
 
 
 def test_merging_two_folders_is_reported_not_done(imap_server, make_imap_user):
@@ -384,6 +387,17 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     def stop_after_some() -> bool:
         return bool(seen) and seen[-1].copied >= 20
 
+    original = copier._Worker._copy_batch
+    batches = []
+
+    def paced(self, src, dst, job, uids):
+        original(self, src, dst, job, uids)
+        batches.append(len(uids))
+        if len(batches) >= 2:  # let the main thread see the progress before going on
+            self.run_.stop.wait(5)
+
+    monkeypatch.setattr(copier._Worker, "_copy_batch", paced)
+
     result, store = copy(
         imap_server,
         source,
@@ -398,6 +412,7 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     assert len(store.folders["INBOX"].copied_uids) > 0
     with imap_server.connect(destination) as dst:
         assert len(read(dst, "INBOX")) == result.copied
+    monkeypatch.setattr(copier._Worker, "_copy_batch", original)
     rest, _ = copy(imap_server, source, imap_server, destination, store=store)
     assert rest.outcome == Outcome.DONE and rest.copied == 300 - result.copied
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
