@@ -253,7 +253,11 @@ class Dovecot:
         self._counter = itertools.count(1)
         self._passwd_stamp = 1_000_000_000
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.stop()  # no half-started Dovecot or temporary directory left behind
+                raise
 
     # ----------------------------------------------------------------- lifecycle
 

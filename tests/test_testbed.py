@@ -14,9 +14,12 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, LoginError
 
 from runs.engine.types import Security
+from tests import dovecot as dovecot_module
+from tests import imap_fixtures
 from tests.dovecot import (
     AppendRefused,
     Dovecot,
+    DovecotError,
     as_served,
     fill,
     folder_names,
@@ -375,6 +378,18 @@ def test_extra_config_can_take_capabilities_away_and_fill_still_works():
             client.logout()
     assert [s.sha256 for s in stored] == [hashlib.sha256(as_served(raw)).hexdigest() for raw, _f, _d in messages]
     assert not server.running
+
+
+def test_a_dovecot_that_cannot_start_says_why():
+    with pytest.raises(DovecotError, match="Unknown setting: no_such_setting") as failed:
+        Dovecot(extra_config="no_such_setting = 1\n")
+    assert "Dovecot exited during start-up" in str(failed.value)
+
+
+def test_the_fixture_fails_rather_than_skips_when_dovecot_cannot_start(monkeypatch):
+    monkeypatch.setattr(dovecot_module, "DOVECOT_BINARY", "/nonexistent/dovecot")
+    with pytest.raises(pytest.fail.Exception, match="(?s)could not start.*dovecot-imapd"):
+        imap_fixtures._start("slash")
 
 
 def test_make_message_variants():
