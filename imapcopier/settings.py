@@ -24,9 +24,7 @@ DATA_DIR = Path(env_str("IMAPCOPIER_DATA_DIR") or BASE_DIR / "data").resolve()
 DEBUG = env_bool("DEBUG", False)
 
 _default_db = f"sqlite:///{DATA_DIR / 'imapcopier.sqlite3'}"
-DATABASE_URL = env_url(
-    "DATABASE_URL", _default_db, schemes=("sqlite", "postgres", "postgresql")
-)
+DATABASE_URL = env_url("DATABASE_URL", _default_db, schemes=("sqlite", "postgres", "postgresql"))
 EMBEDDED = DATABASE_URL.startswith("sqlite")
 
 SECRET_KEY = env_str("SECRET_KEY")
@@ -46,9 +44,7 @@ if not IMAPCOPIER_FERNET_KEYS:
             "(make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), "
             "or set DEBUG=1 to have a development key generated into IMAPCOPIER_DATA_DIR."
         )
-    IMAPCOPIER_FERNET_KEYS = [
-        secret_file(DATA_DIR / "fernet.key", lambda: Fernet.generate_key().decode())
-    ]
+    IMAPCOPIER_FERNET_KEYS = [secret_file(DATA_DIR / "fernet.key", lambda: Fernet.generate_key().decode())]
 else:
     from imapcopier.crypto import parse_keys
 
@@ -58,9 +54,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 for _origin in CSRF_TRUSTED_ORIGINS:
     if not _origin.startswith(("http://", "https://")):
-        raise ImproperlyConfigured(
-            f"CSRF_TRUSTED_ORIGINS entries need a scheme (https://...); got {_origin!r}"
-        )
+        raise ImproperlyConfigured(f"CSRF_TRUSTED_ORIGINS entries need a scheme (https://...); got {_origin!r}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -129,9 +123,7 @@ TEMPLATES = [
 
 
 def _database(url: str) -> dict:
-    config = dj_database_url.parse(
-        url, conn_max_age=0 if url.startswith("sqlite") else 60, conn_health_checks=True
-    )
+    config = dj_database_url.parse(url, conn_max_age=0 if url.startswith("sqlite") else 60, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         # WAL lets the web, the cluster and its workers read while one writes; IMMEDIATE takes the
@@ -141,9 +133,7 @@ def _database(url: str) -> dict:
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
         }
-        config["TEST"] = {
-            "NAME": env_str("IMAPCOPIER_TEST_SQLITE") or str(DATA_DIR / "test.sqlite3")
-        }
+        config["TEST"] = {"NAME": env_str("IMAPCOPIER_TEST_SQLITE") or str(DATA_DIR / "test.sqlite3")}
     return config
 
 
@@ -151,9 +141,7 @@ DATABASES = {"default": _database(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
-    },
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
@@ -175,9 +163,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(
-    parents=True, exist_ok=True
-)  # WhiteNoise warns at every start otherwise
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns at every start otherwise
 
 # Behind a TLS-terminating proxy (README, "Production").
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
@@ -218,9 +204,7 @@ Q_CLUSTER = {
     # The scheduler tick runs in its own small cluster, so long copy jobs can never hold it up
     # (PITFALLS.md §1.4): `Q_CLUSTER_NAME=control manage.py qcluster`. Jobs must name their queue
     # (`async_task(..., cluster=Q_CLUSTER["name"])`), or a copy enqueued by the tick lands here.
-    "ALT_CLUSTERS": {
-        "control": {"workers": 1, "timeout": 300, "retry": 420, "queue_limit": 1}
-    },
+    "ALT_CLUSTERS": {"control": {"workers": 1, "timeout": 300, "retry": 420, "queue_limit": 1}},
 }
 Q_CONTROL_CLUSTER = "control"
 if REDIS_URL:
@@ -229,12 +213,16 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# "text": key=value fields after the message; "json": one JSON object per line (imapcopier/logging.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json; got {LOG_FORMAT!r}")
+# Error pages and reports hide sensitive variables and POST fields even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "imapcopier.logging.AlwaysSafeExceptionReporterFilter"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    },
+    "formatters": {"plain": {"()": "imapcopier.logging.formatter", "log_format": LOG_FORMAT}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

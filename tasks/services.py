@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from runs.engine.types import ConnectionTestResult, ErrorKind, Mailbox
 from tasks.models import Account, Endpoint, Task
@@ -24,6 +25,7 @@ BACKGROUND_TEST_SLOT_WAIT_SECONDS = 300.0
 MAX_MESSAGE_LENGTH = 1000
 
 
+@sensitive_variables("password")  # kept off Django's error pages
 def mailbox_for(endpoint: Endpoint, username: str, password: str) -> Mailbox:
     """The engine's view of one side of an account. Build it just before use, never store it."""
     return Mailbox(
@@ -38,6 +40,7 @@ def mailbox_for(endpoint: Endpoint, username: str, password: str) -> Mailbox:
     )
 
 
+@sensitive_variables("password")
 def check_login(
     endpoint: Endpoint,
     username: str,

@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 
 import imapclient
+from django.views.decorators.debug import sensitive_variables
 from imapclient.exceptions import IMAPClientError
 
 from tasks.models import Account, Endpoint
@@ -156,6 +157,7 @@ def probe_server(
                     client.shutdown()
 
 
+@sensitive_variables("login", "password")  # kept off Django's error pages
 def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
     """Probe the endpoint without logging in; then, when a task has an account on it, log in too.
 

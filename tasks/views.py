@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from imapcopier import crypto
@@ -338,6 +339,7 @@ def _tests_pending(task: Task, started: str) -> bool:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@sensitive_post_parameters("source_password", "destination_password")
 def account_create(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
     form = AccountForm(*_posted(request), task=task)
@@ -355,6 +357,7 @@ def account_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@sensitive_post_parameters("source_password", "destination_password")
 def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
     account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
     form = AccountForm(*_posted(request), instance=account, task=account.task)
