@@ -239,6 +239,18 @@ class _Batch:
     vanished: int = 0
 
 
+@dataclass
+class _Sent:
+    """A batch whose APPENDs were sent and whose answers are still to be read."""
+
+    job: _Job
+    uids: list[int]
+    items: list[tuple[int, AppendItem]]
+    report: _Batch
+    uidnext: int = 0
+    appends: wire.PendingAppends | None = None
+
+
 class _Fatal(Exception):
     def __init__(self, reason: str, kind: ErrorKind | None) -> None:
         super().__init__(reason)
@@ -480,6 +492,7 @@ class _Worker(threading.Thread):
             self._drop(vanished)
         self.run_.events.put(("sizes", sum(sizes.values())))
         limit = dst.append_limit
+        batches: list[list[int]] = []
         batch: list[int] = []
         batch_bytes = 0
         for uid in list(self.remaining):
@@ -491,19 +504,37 @@ class _Worker(threading.Thread):
                 self._drop([uid])
                 continue
             if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
-                if self.run_.stop.is_set():
-                    return False
-                self._copy_batch(src, dst, job, batch)
-                _release_memory()
+                batches.append(batch)
                 batch, batch_bytes = [], 0
             batch.append(uid)
             batch_bytes += size
         if batch:
-            if self.run_.stop.is_set():
-                return False
-            self._copy_batch(src, dst, job, batch)
-            _release_memory()
-        return True
+            batches.append(batch)
+        # One batch of look-ahead: while the destination stores batch N, the source reads batch
+        # N+1, so both servers work at the same time (memory: two batches at most).
+        sent: _Sent | None = None
+        try:
+            for uids in batches:
+                if self.run_.stop.is_set():
+                    break
+                items, report = self._fetch_batch(src, job, uids)
+                if sent is not None:
+                    previous, sent = sent, None
+                    self._finish_batch(dst, previous)
+                    _release_memory()
+                sent = self._send_batch(dst, job, uids, items, report)
+            if sent is not None:
+                previous, sent = sent, None
+                self._finish_batch(dst, previous)
+                _release_memory()
+        except ConnectionLost:
+            if sent is not None:
+                # The source broke while the destination was storing the previous batch: take
+                # its answers first (if the destination broke too, this raises again).
+                previous, sent = sent, None
+                self._finish_batch(dst, previous)
+            raise
+        return not (self.remaining and self.run_.stop.is_set())
 
     def _subject(self, src: Connection, uid: int) -> str:
         try:
@@ -513,7 +544,8 @@ class _Worker(threading.Thread):
         raw = _section(data.get(uid, {}), b"BODY[HEADER.FIELDS")
         return subject_of(raw)
 
-    def _copy_batch(self, src: Connection, dst: Connection, job: _Job, uids: list[int]) -> None:
+    def _fetch_batch(self, src: Connection, job: _Job, uids: list[int]) -> tuple[list[tuple[int, AppendItem]], _Batch]:
+        """Bodies, flags (filtered) and INTERNALDATE of one batch, read with BODY.PEEK."""
         report = _Batch(job)
         try:
             data = src.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
@@ -530,45 +562,45 @@ class _Worker(threading.Thread):
             kept, dropped = filter_flags(item.get(b"FLAGS", ()), job.permanent_flags)
             report.dropped.update(dropped)
             when = item.get(b"INTERNALDATE")
-            items.append(
-                (
-                    uid,
-                    AppendItem(
-                        raw=bytes(raw),
-                        flags=kept,
-                        when=when if hasattr(when, "tzinfo") else None,
-                    ),
-                )
-            )
-        del data
+            items.append((uid, AppendItem(raw=bytes(raw), flags=kept, when=when if hasattr(when, "tzinfo") else None)))
+        return items, report
+
+    def _send_batch(
+        self,
+        dst: Connection,
+        job: _Job,
+        uids: list[int],
+        items: list[tuple[int, AppendItem]],
+        report: _Batch,
+    ) -> _Sent:
+        sent = _Sent(job, uids, items, report)
         if not items:
-            self._report(report)
-            self._drop(uids)
-            return
+            return sent
         try:
-            uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
+            sent.uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
         # Record the intent before sending: a crash from here on is resolved on the next run by
         # looking for these messages among the destination's UIDs >= uidnext.
-        self._announce(job, UidSet.from_uids(uid for uid, _ in items), uidnext)
-        outcomes: list[AppendOutcome] = []
+        self._announce(job, UidSet.from_uids(uid for uid, _ in items), sent.uidnext)
+        sent.appends = wire.PendingAppends(dst, job.destination, [it for _, it in items])
         try:
-            wire.append_many(dst, job.destination, [it for _, it in items], outcomes)
+            sent.appends.send()
         except ConnectionLost:
-            confirmed_ids = []
-            done = [uid for uid in uids if uid not in {u for u, _ in items}]
-            for (uid, it), outcome in zip(items, outcomes, strict=False):
-                done.append(uid)
-                if outcome.ok:
-                    report.landed.append(uid)
-                    report.bytes += len(it.raw)
-                    confirmed_ids.append(identity_of_message(it.raw))
-                else:
-                    report.errors.append(self._error(job, uid, it, outcome.text))
-            self.inflight = (job, items[len(outcomes) :], confirmed_ids, uidnext)
-            self._report(report, keep_pending=True)
-            self._drop(done)
+            self._broken(sent)
+            raise
+        return sent
+
+    def _finish_batch(self, dst: Connection, sent: _Sent) -> None:
+        job, uids, items, report = sent.job, sent.uids, sent.items, sent.report
+        if sent.appends is None:  # nothing to send (all vanished)
+            self._report(report)
+            self._drop(uids)
+            return
+        try:
+            outcomes = sent.appends.collect()
+        except ConnectionLost:
+            self._broken(sent)
             raise
         retry: list[tuple[int, AppendItem, str]] = []
         for (uid, it), outcome in zip(items, outcomes, strict=True):
@@ -584,6 +616,26 @@ class _Worker(threading.Thread):
         self._drop([uid for uid in uids if uid not in retry_uids])
         for uid, it, first_refusal in retry:
             self._append_normalised(dst, job, uid, it, first_refusal)
+
+    def _broken(self, sent: _Sent) -> None:
+        """The destination connection broke with this batch's answers partly read: report the
+        confirmed ones and keep the rest in flight, to be looked for after the reconnect."""
+        job, uids, items, report = sent.job, sent.uids, sent.items, sent.report
+        outcomes = sent.appends.outcomes if sent.appends is not None else []
+        confirmed_ids = []
+        sent_uids = {u for u, _ in items}
+        done = [uid for uid in uids if uid not in sent_uids]
+        for (uid, it), outcome in zip(items, outcomes, strict=False):
+            done.append(uid)
+            if outcome.ok:
+                report.landed.append(uid)
+                report.bytes += len(it.raw)
+                confirmed_ids.append(identity_of_message(it.raw))
+            else:
+                report.errors.append(self._error(job, uid, it, outcome.text))
+        self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)
+        self._report(report, keep_pending=True)
+        self._drop(done)
 
     def _append_normalised(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
         """Second try for a refused message with bare CR/LF: the same bytes with CRLF line endings."""

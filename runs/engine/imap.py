@@ -488,66 +488,92 @@ def _command_head(tag: bytes, folder: bytes, item: AppendItem) -> bytes:
     return b" ".join(parts)
 
 
+class PendingAppends:
+    """APPEND each item as its own command, byte for byte (raw literals, no CRLF rewriting).
+
+    send() writes the commands; collect() reads their answers. With LITERAL+ the commands are
+    pipelined, so a batch costs one round trip while every message still gets its own answer (a
+    refused message does not take the others with it, unlike MULTIAPPEND), and the caller can do
+    other work (fetch the next batch from the source) while the destination stores this one.
+    Outcomes are appended to `outcomes` in item order as answers arrive, so after a ConnectionLost
+    the caller knows which ones were confirmed.
+    """
+
+    def __init__(self, connection: Connection, folder: str, items: Sequence[AppendItem]) -> None:
+        self.connection = connection
+        self.folder = folder
+        self.items = items
+        self.outcomes: list[AppendOutcome] = []
+        self._tags: list[bytes] = []
+
+    def send(self) -> None:
+        imap = self.connection.client._imap
+        quoted = encode_folder(self.folder)
+        literal_plus = self.connection.has("LITERAL+")
+        try:
+            for item in self.items:
+                tag = imap._new_tag()
+                head = _command_head(tag, quoted, item)
+                size = len(item.raw)
+                if literal_plus and size <= SYNC_LITERAL_ABOVE:
+                    if size <= 65536:
+                        imap.send(b"".join((head, b" {%d+}\r\n" % size, item.raw, b"\r\n")))
+                    else:  # no concatenated copy of a big message
+                        imap.send(head + b" {%d+}\r\n" % size)
+                        imap.send(item.raw)
+                        imap.send(b"\r\n")
+                    self._tags.append(tag)
+                    continue
+                # A synchronising literal: the server may refuse before we upload.
+                self._drain()
+                imap.send(head + b" {%d}\r\n" % size)
+                refused = False
+                while True:
+                    if imap._get_response() is None:  # "+" continuation: go ahead
+                        break
+                    if imap.tagged_commands.get(tag):
+                        refused = True
+                        break
+                if refused:
+                    typ, data = imap._get_tagged_response(tag)
+                    self.outcomes.append(_outcome(typ, data))
+                    continue
+                imap.send(item.raw + b"\r\n")
+                self._tags.append(tag)
+                self._drain()
+        except TRANSIENT_ERRORS as exc:
+            raise lost(exc) from None
+
+    def collect(self) -> list[AppendOutcome]:
+        try:
+            self._drain()
+        except TRANSIENT_ERRORS as exc:
+            raise lost(exc) from None
+        finally:
+            imap = self.connection.client._imap
+            for key in ("EXISTS", "RECENT", "FETCH"):
+                imap.untagged_responses.pop(key, None)
+        return self.outcomes
+
+    def _drain(self) -> None:
+        imap = self.connection.client._imap
+        while self._tags:
+            typ, data = imap._get_tagged_response(self._tags[0])
+            self._tags.pop(0)
+            self.outcomes.append(_outcome(typ, data))
+
+
 def append_many(
     connection: Connection,
     folder: str,
     items: Sequence[AppendItem],
     outcomes: list[AppendOutcome],
 ) -> None:
-    """APPEND each item as its own command, byte for byte (raw literals, no CRLF rewriting).
-
-    With LITERAL+ the commands are pipelined: all are sent, then the tagged answers are read, so a
-    batch costs one round trip while every message still gets its own answer (a refused message
-    does not take the others with it, unlike MULTIAPPEND). Outcomes are appended to `outcomes` as
-    answers arrive, so after a ConnectionLost the caller knows which ones were confirmed.
-    """
-    imap = connection.client._imap
-    quoted = encode_folder(folder)
-    literal_plus = connection.has("LITERAL+")
-    pending: list[bytes] = []
-
-    def drain() -> None:
-        while pending:
-            tag = pending.pop(0)
-            typ, data = imap._get_tagged_response(tag)
-            outcomes.append(_outcome(typ, data))
-
-    try:
-        for item in items:
-            tag = imap._new_tag()
-            head = _command_head(tag, quoted, item)
-            size = len(item.raw)
-            if literal_plus and size <= SYNC_LITERAL_ABOVE:
-                if size <= 65536:
-                    imap.send(b"".join((head, b" {%d+}\r\n" % size, item.raw, b"\r\n")))
-                else:  # no concatenated copy of a big message
-                    imap.send(head + b" {%d+}\r\n" % size)
-                    imap.send(item.raw)
-                    imap.send(b"\r\n")
-                pending.append(tag)
-                continue
-            drain()
-            imap.send(head + b" {%d}\r\n" % size)
-            refused = False
-            while True:
-                if imap._get_response() is None:  # "+" continuation: go ahead
-                    break
-                if imap.tagged_commands.get(tag):
-                    refused = True
-                    break
-            if refused:
-                typ, data = imap._get_tagged_response(tag)
-                outcomes.append(_outcome(typ, data))
-                continue
-            imap.send(item.raw + b"\r\n")
-            pending.append(tag)
-            drain()
-        drain()
-    except TRANSIENT_ERRORS as exc:
-        raise lost(exc) from None
-    finally:
-        for key in ("EXISTS", "RECENT", "FETCH"):
-            imap.untagged_responses.pop(key, None)
+    """Send and collect in one go (see PendingAppends); outcomes are appended to `outcomes`."""
+    pending = PendingAppends(connection, folder, items)
+    pending.outcomes = outcomes
+    pending.send()
+    pending.collect()
 
 
 def _outcome(typ: str, data: list[object]) -> AppendOutcome:

@@ -387,16 +387,16 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     def stop_after_some() -> bool:
         return bool(seen) and seen[-1].copied >= 20
 
-    original = copier._Worker._copy_batch
+    original = copier._Worker._finish_batch
     batches = []
 
-    def paced(self, src, dst, job, uids):
-        original(self, src, dst, job, uids)
-        batches.append(len(uids))
+    def paced(self, dst, sent):
+        original(self, dst, sent)
+        batches.append(len(sent.uids))
         if len(batches) >= 2:  # let the main thread see the progress before going on
             self.run_.stop.wait(5)
 
-    monkeypatch.setattr(copier._Worker, "_copy_batch", paced)
+    monkeypatch.setattr(copier._Worker, "_finish_batch", paced)
 
     result, store = copy(
         imap_server,
@@ -412,7 +412,7 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     assert len(store.folders["INBOX"].copied_uids) > 0
     with imap_server.connect(destination) as dst:
         assert len(read(dst, "INBOX")) == result.copied
-    monkeypatch.setattr(copier._Worker, "_copy_batch", original)
+    monkeypatch.setattr(copier._Worker, "_finish_batch", original)
     rest, _ = copy(imap_server, source, imap_server, destination, store=store)
     assert rest.outcome == Outcome.DONE and rest.copied == 300 - result.copied
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:

@@ -301,19 +301,19 @@ def test_a_lost_append_confirmation_does_not_duplicate(imap_server, make_imap_us
 
     source, destination = make_imap_user(), make_imap_user()
     _fill_some(imap_server, source, count=30, size=1_000)
-    original = wire.append_many
+    original = wire.PendingAppends.collect
     calls = {"n": 0}
 
-    def lose_the_answers(connection, folder, items, outcomes):
+    def lose_the_answers(self):
         calls["n"] += 1
         if calls["n"] == 2:
-            imap = connection.client._imap
-            original(connection, folder, items, [])  # they land ...
-            imap.shutdown()  # ... and the answers are lost with the connection
+            original(self)  # they landed ...
+            self.outcomes.clear()  # ... but their answers are lost with the connection
+            self.connection.client._imap.shutdown()
             raise wire.ConnectionLost("connection lost: answers never arrived")
-        return original(connection, folder, items, outcomes)
+        return original(self)
 
-    monkeypatch.setattr(wire, "append_many", lose_the_answers)
+    monkeypatch.setattr(wire.PendingAppends, "collect", lose_the_answers)
     from runs.engine import copier
 
     monkeypatch.setattr(copier, "BATCH_MESSAGES", 10)
@@ -465,15 +465,15 @@ def test_every_connection_dropped_at_once_with_two_workers(imap_server, make_ima
             fill(client, name, [(make_message(seed=f"{name}{i}", attachment_size=3_000), [], WHEN) for i in range(40)])
     with FaultProxy(imap_server.imap_port) as src_proxy, FaultProxy(imap_server.imap_port) as dst_proxy:
         cut = []
-        original = copier._Worker._copy_batch
+        original = copier._Worker._fetch_batch
         calls = iter(range(1000))
 
-        def cut_on_the_fourth_batch(self, src, dst, job, uids):
+        def cut_on_the_fourth_batch(self, src, job, uids):
             if next(calls) == 3:  # whichever worker gets there: both workers are mid-copy
                 cut.append(src_proxy.cut_all(reset=reset) + dst_proxy.cut_all(reset=reset))
-            return original(self, src, dst, job, uids)
+            return original(self, src, job, uids)
 
-        monkeypatch.setattr(copier._Worker, "_copy_batch", cut_on_the_fourth_batch)
+        monkeypatch.setattr(copier._Worker, "_fetch_batch", cut_on_the_fourth_batch)
         result = copy_account(
             replace(imap_server.mailbox(source), port=src_proxy.port),
             replace(imap_server.mailbox(destination), port=dst_proxy.port),
