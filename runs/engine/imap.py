@@ -409,7 +409,9 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
             ) from None
         client._cached_capabilities = None  # many servers announce more after login
         connection = Connection(client, mailbox, read_only=read_only)
-        if connection.has("ENABLE") and connection.has("CONDSTORE"):
+        # Only the source's modseqs are used; enabling CONDSTORE on the destination would make it
+        # track modseqs for every message we append.
+        if read_only and connection.has("ENABLE") and connection.has("CONDSTORE"):
             with contextlib.suppress(IMAPClientError):
                 client.enable("CONDSTORE")
         return connection
