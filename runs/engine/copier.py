@@ -510,27 +510,30 @@ class _Worker(threading.Thread):
             batch_bytes += size
         if batch:
             batches.append(batch)
-        # One batch of look-ahead: while the destination stores batch N, the source reads batch
-        # N+1, so both servers work at the same time (memory: two batches at most).
+        # Look-ahead: the FETCH of batch N+1 is sent before the APPENDs of batch N, so the source
+        # prepares the next batch while the destination stores this one (memory: two batches).
         sent: _Sent | None = None
         try:
-            for uids in batches:
-                if self.run_.stop.is_set():
-                    break
-                items, report = self._fetch_batch(src, job, uids)
-                if sent is not None:
+            if batches:
+                current = batches[0]
+                fetched = self._fetch_batch(src, job, current)
+                for index in range(len(batches)):
+                    if self.run_.stop.is_set():
+                        break
+                    following = batches[index + 1] if index + 1 < len(batches) else None
+                    tag = self._fetch_send(src, following) if following else None
+                    sent = self._send_batch(dst, job, current, *fetched)
+                    if following is not None:
+                        fetched = self._fetch_read(src, job, following, tag)
                     previous, sent = sent, None
                     self._finish_batch(dst, previous)
                     _release_memory()
-                sent = self._send_batch(dst, job, uids, items, report)
-            if sent is not None:
-                previous, sent = sent, None
-                self._finish_batch(dst, previous)
-                _release_memory()
+                    if following is not None:
+                        current = following
         except ConnectionLost:
             if sent is not None:
-                # The source broke while the destination was storing the previous batch: take
-                # its answers first (if the destination broke too, this raises again).
+                # The source broke while the destination was storing a batch: take its answers
+                # first (if the destination broke too, this raises again).
                 previous, sent = sent, None
                 self._finish_batch(dst, previous)
             raise
@@ -544,11 +547,25 @@ class _Worker(threading.Thread):
         raw = _section(data.get(uid, {}), b"BODY[HEADER.FIELDS")
         return subject_of(raw)
 
+    _BODY_ITEMS = ("BODY.PEEK[]", "FLAGS", "INTERNALDATE")
+
     def _fetch_batch(self, src: Connection, job: _Job, uids: list[int]) -> tuple[list[tuple[int, AppendItem]], _Batch]:
         """Bodies, flags (filtered) and INTERNALDATE of one batch, read with BODY.PEEK."""
-        report = _Batch(job)
+        return self._fetch_read(src, job, uids, self._fetch_send(src, uids))
+
+    def _fetch_send(self, src: Connection, uids: list[int]) -> bytes:
         try:
-            data = src.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            return src.fetch_start(UidSet.from_uids(uids), self._BODY_ITEMS)
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+
+    def _fetch_read(
+        self, src: Connection, job: _Job, uids: list[int], tag: bytes | None
+    ) -> tuple[list[tuple[int, AppendItem]], _Batch]:
+        report = _Batch(job)
+        assert tag is not None
+        try:
+            data = src.fetch_finish(tag, UidSet.from_uids(uids))
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
         items: list[tuple[int, AppendItem]] = []

@@ -293,6 +293,24 @@ class Connection:
                     result[uid] = item
         return result
 
+    def fetch_start(self, uids: UidSet, items: Sequence[str]) -> bytes:
+        """Send a UID FETCH without waiting: the server prepares its answer while we do other work.
+
+        Read the answer with fetch_finish(). Only for sets short enough for one command.
+        """
+        return self.client._imap._command("UID", "FETCH", str(uids), "(" + " ".join(items) + ")")
+
+    def fetch_finish(self, tag: bytes, uids: UidSet) -> dict[int, dict[bytes, object]]:
+        imap = self.client._imap
+        typ, data = imap._command_complete("FETCH", tag)
+        if typ != "OK":
+            raise IMAPClientError(f"FETCH failed: {to_unicode(data[0])}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        if not data or data == [None]:
+            return {}
+        parsed = parse_fetch_response(data, False, True)
+        return {uid: item for uid, item in parsed.items() if uid in uids}
+
     def fetch_text(
         self,
         message_set: str,

@@ -465,15 +465,15 @@ def test_every_connection_dropped_at_once_with_two_workers(imap_server, make_ima
             fill(client, name, [(make_message(seed=f"{name}{i}", attachment_size=3_000), [], WHEN) for i in range(40)])
     with FaultProxy(imap_server.imap_port) as src_proxy, FaultProxy(imap_server.imap_port) as dst_proxy:
         cut = []
-        original = copier._Worker._fetch_batch
+        original = copier._Worker._fetch_read
         calls = iter(range(1000))
 
-        def cut_on_the_fourth_batch(self, src, job, uids):
+        def cut_on_the_fourth_batch(self, src, job, uids, tag):
             if next(calls) == 3:  # whichever worker gets there: both workers are mid-copy
                 cut.append(src_proxy.cut_all(reset=reset) + dst_proxy.cut_all(reset=reset))
-            return original(self, src, job, uids)
+            return original(self, src, job, uids, tag)
 
-        monkeypatch.setattr(copier._Worker, "_fetch_batch", cut_on_the_fourth_batch)
+        monkeypatch.setattr(copier._Worker, "_fetch_read", cut_on_the_fourth_batch)
         result = copy_account(
             replace(imap_server.mailbox(source), port=src_proxy.port),
             replace(imap_server.mailbox(destination), port=dst_proxy.port),
