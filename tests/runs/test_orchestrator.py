@@ -414,3 +414,25 @@ def test_reap_frees_a_task_marked_running_without_a_run(pushed):
     lonely = TaskFactory(status=Task.Status.RUNNING)
     orchestrator.reap_stale(timezone.now())
     assert Task.objects.get(pk=lonely.pk).status == Task.Status.IDLE
+
+
+def test_a_job_deleted_from_the_orm_broker_is_enqueued_again(make_task, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    task = make_task(accounts=2)
+    start = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, now=start)
+    lost, kept = run.account_runs.order_by("pk")
+    assert orchestrator.pending_job_ids() == {lost.pk, kept.pk}
+    # The broker loses one job (a flushed queue, a payload whose signature no longer checks out).
+    for row in OrmQ.objects.all():
+        if row.task["args"] == (lost.pk,):
+            row.delete()
+    assert orchestrator.pending_job_ids() == {kept.pk}
+    later = start + timedelta(seconds=orchestrator.LOST_JOB_GRACE_SECONDS + 1)
+    assert orchestrator.reap_stale(later) == 0
+    assert orchestrator.pending_job_ids() == {lost.pk, kept.pk}
+    lost.refresh_from_db()
+    assert lost.enqueues == 2 and lost.enqueued_at == later
+    assert AccountRun.objects.get(pk=kept.pk).enqueues == 1
