@@ -414,20 +414,21 @@ class _Worker(threading.Thread):
             if self.run_.stop.is_set():
                 return False
             before = len(self.remaining)
+            wait = 0.0
             try:
                 src, dst = self.pair.open()
                 if not self._copy(src, dst, unit.job):
                     return False
+                continue
             except ConnectionLost as exc:
-                reason, kind = str(exc), exc.kind
+                reason, kind, wait = str(exc), exc.kind, exc.wait
             except wire.TRANSIENT_ERRORS as exc:  # includes imaplib's abort (BYE, EOF)
                 problem = wire.lost(exc)
                 reason, kind = str(problem), problem.kind
             except (IMAPClientError, imaplib.IMAP4.error) as exc:
                 # The server refused a read command: reconnect and retry, within the same bound.
                 reason, kind = wire.describe(exc), ErrorKind.PROTOCOL
-            else:
-                continue
+                wait = wire.throttle_wait(reason) or 0.0
             self.pair.drop()
             attempts = 1 if len(self.remaining) < before else attempts + 1
             if attempts > MAX_ATTEMPTS:
@@ -436,9 +437,13 @@ class _Worker(threading.Thread):
                     kind,
                 )
             logger.info("reconnecting (%s/%s) after: %s", attempts, MAX_ATTEMPTS, reason)
-            if self.run_.stop.wait(_backoff(attempts)):
+            if self._pause(max(_backoff(attempts), wait)):
                 return False
         return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait before reconnecting; True when a stop was requested meanwhile."""
+        return self.run_.stop.wait(seconds)
 
     def _drop(self, uids: Sequence[int] | UidSet) -> None:
         self.remaining = self.remaining - (uids if isinstance(uids, UidSet) else UidSet.from_uids(uids))
@@ -620,17 +625,25 @@ class _Worker(threading.Thread):
             self._broken(sent)
             raise
         retry: list[tuple[int, AppendItem, str]] = []
+        throttled: list[int] = []
+        wait = 0.0
         for (uid, it), outcome in zip(items, outcomes, strict=True):
+            asked = None if outcome.ok else wire.throttle_wait(outcome.text)
             if outcome.ok:
                 report.landed.append(uid)
                 report.bytes += len(it.raw)
+            elif asked is not None:  # not refused, only "not now": tried again after the wait
+                throttled.append(uid)
+                wait = max(wait, asked)
             elif has_bare_line_endings(it.raw):
                 retry.append((uid, it, outcome.text))
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
-        retry_uids = {uid for uid, _, _ in retry}
+        keep = {uid for uid, _, _ in retry} | set(throttled)
         self._report(report)
-        self._drop([uid for uid in uids if uid not in retry_uids])
+        self._drop([uid for uid in uids if uid not in keep])
+        if throttled:
+            raise ConnectionLost(f"the destination is throttling: {len(throttled)} message(s) to send again", wait=wait)
         for uid, it, first_refusal in retry:
             self._append_normalised(dst, job, uid, it, first_refusal)
 

@@ -47,9 +47,23 @@ class ConnectError(Exception):
 class ConnectionLost(Exception):
     """The connection broke (drop, BYE, timeout): reconnect and resume."""
 
-    def __init__(self, message: str, kind: ErrorKind = ErrorKind.PROTOCOL) -> None:
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.PROTOCOL, wait: float = 0.0) -> None:
         super().__init__(message)
         self.kind = kind
+        self.wait = wait  # seconds the server asked us to wait before trying again
+
+
+_SUGGESTED_BACKOFF = re.compile(r"Suggested Backoff Time: (\d+) ?milliseconds", re.IGNORECASE)
+_THROTTLED = re.compile(r"\bthrottl", re.IGNORECASE)
+
+
+def throttle_wait(text: str) -> float | None:
+    """Seconds the server asks us to wait ("NO Request is throttled. Suggested Backoff Time: 2000
+    milliseconds", Office 365), 1.0 for a throttling answer without a figure, None otherwise."""
+    match = _SUGGESTED_BACKOFF.search(text)
+    if match:
+        return int(match.group(1)) / 1000.0
+    return 1.0 if _THROTTLED.search(text) else None
 
 
 class WriteRefused(Exception):

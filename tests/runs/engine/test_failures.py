@@ -501,3 +501,48 @@ def test_a_connection_cut_during_login_is_not_a_wrong_password(imap_server, make
         result = copy_account(mailbox, imap_server.mailbox(destination), state=MemoryStateStore())
         assert proxy.faults_fired == 2
     assert (result.outcome, result.copied) == (Outcome.DONE, 3), result.reason
+
+
+def test_a_throttled_append_waits_as_asked_and_is_sent_again(imap_server, make_imap_user, monkeypatch):
+    """Office 365 answers "NO Request is throttled. Suggested Backoff Time: N milliseconds"."""
+    from runs.engine import copier
+    from runs.engine import imap as wire
+
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=12, size=500)
+    original_send, original_collect = wire.PendingAppends.send, wire.PendingAppends.collect
+    throttled = []
+
+    def send(self):
+        if not throttled:  # the first message of the first batch is "throttled": never sent
+            throttled.append(self.items[0])
+            self.held, self.items = self.items, self.items[1:]
+        original_send(self)
+
+    def collect(self):
+        outcomes = original_collect(self)
+        if getattr(self, "held", None) is not None:
+            text = "NO Request is throttled. Suggested Backoff Time: 1500 milliseconds"
+            outcomes.insert(0, wire.AppendOutcome(False, text))
+            self.items, self.held = self.held, None
+        return outcomes
+
+    pauses = []
+    monkeypatch.setattr(wire.PendingAppends, "send", send)
+    monkeypatch.setattr(wire.PendingAppends, "collect", collect)
+    monkeypatch.setattr(copier._Worker, "_pause", lambda self, seconds: pauses.append(seconds) or False)
+    result = copy_account(
+        imap_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore(), connections=1
+    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 12, 0), result.reason
+    assert pauses == [1.5]
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 12
+
+
+def test_throttle_wait_parsing():
+    from runs.engine.imap import throttle_wait
+
+    assert throttle_wait("NO Request is throttled. Suggested Backoff Time: 2000 milliseconds") == 2.0
+    assert throttle_wait("BAD Request is throttled.") == 1.0
+    assert throttle_wait("NO [LIMIT] Mail size is larger than the maximum size") is None
