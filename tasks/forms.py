@@ -121,6 +121,9 @@ class AccountForm(AccountAdminForm):
     def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.instance.task = task
+        if self.instance.pk is None:
+            self.fields["source_password"].help_text = ""
+            self.fields["destination_password"].help_text = "Leave blank to use the source password."
 
     def clean_source_user(self) -> str:
         user = self.cleaned_data["source_user"].strip()
