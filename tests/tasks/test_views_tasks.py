@@ -162,3 +162,20 @@ def test_task_list_shows_the_next_scheduled_run(admin_client):
     html = admin_client.get("/").content.decode()
     expected = (anchor + timedelta(hours=1)).isoformat()
     assert f'<time datetime="{expected}">' in html
+
+
+def test_task_page_says_why_a_run_would_be_refused(admin_client):
+    task = TaskFactory()
+    AccountFactory(task=task, tested=True)
+    AccountFactory(task=task, source_test_status=Account.TestStatus.FAIL)
+    AccountFactory(task=task)
+    html = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
+    assert "3 accounts, 1 tested OK on both sides, 1 failed" in html
+    assert "Fix the failed logins" in html
+
+
+def test_task_page_has_no_warning_when_every_account_passed(admin_client):
+    task = TaskFactory()
+    AccountFactory.create_batch(2, task=task, tested=True)
+    html = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
+    assert "data-untested" not in html
