@@ -53,6 +53,9 @@ class ConnectionLost(Exception):
         self.wait = wait  # seconds the server asked us to wait before trying again
 
 
+_TEMPORARY_LOGIN_FAILURE = re.compile(
+    r"\[(UNAVAILABLE|INUSE|SERVERBUG|LIMIT)\]|too many|throttl|try again", re.IGNORECASE
+)
 _SUGGESTED_BACKOFF = re.compile(r"Suggested Backoff Time: (\d+) ?milliseconds", re.IGNORECASE)
 _THROTTLED = re.compile(r"\bthrottl", re.IGNORECASE)
 
@@ -78,9 +81,16 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+_BYTES_REPR = re.compile(r"""b(['"])(.*)\1""", re.DOTALL)
+
+
 def describe(exc: BaseException) -> str:
+    """The exception's words, without the b'...' that imaplib's bytes arguments leave behind."""
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    if isinstance(arg, bytes):
+        return arg.decode("utf-8", "replace").strip()
     text = str(exc).strip() or exc.__class__.__name__
-    return text
+    return _BYTES_REPR.sub(lambda m: m.group(2), text)
 
 
 def lost(exc: BaseException) -> ConnectionLost:
@@ -434,6 +444,11 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
                 # IMAPClient wraps a connection lost mid-LOGIN in LoginError: not a wrong password.
                 raise ConnectError(
                     ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc.__context__)}"
+                ) from None
+            if _TEMPORARY_LOGIN_FAILURE.search(describe(exc)):
+                # "[UNAVAILABLE]", "Too many simultaneous connections", throttling: not the password.
+                raise ConnectError(
+                    ErrorKind.PROTOCOL, f"login refused for now: {_strip_password(describe(exc), mailbox)}"
                 ) from None
             raise ConnectError(
                 ErrorKind.AUTH,

@@ -546,3 +546,27 @@ def test_throttle_wait_parsing():
     assert throttle_wait("NO Request is throttled. Suggested Backoff Time: 2000 milliseconds") == 2.0
     assert throttle_wait("BAD Request is throttled.") == 1.0
     assert throttle_wait("NO [LIMIT] Mail size is larger than the maximum size") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        ("NO [AUTHENTICATIONFAILED] Authentication failed.", ErrorKind.AUTH),
+        ("NO [UNAVAILABLE] Too many simultaneous connections", ErrorKind.PROTOCOL),
+        ("NO Request is throttled. Suggested Backoff Time: 2000 milliseconds", ErrorKind.PROTOCOL),
+    ],
+)
+def test_temporary_login_refusals_are_not_wrong_passwords(answer, kind):
+    def handler(tag: str, command: str) -> list[str]:
+        verb = command.split(" ")[0].upper()
+        if verb == "CAPABILITY":
+            return ["* CAPABILITY IMAP4rev1", f"{tag} OK done"]
+        if verb == "LOGIN":
+            return [f"{tag} {answer}"]
+        return ["* BYE bye", f"{tag} OK bye"]
+
+    with FakeServer(b"* OK fake ready\r\n", handler) as server:
+        result = test_connection(Mailbox("127.0.0.1", server.port, "plain", "someone", "pw-5521"))
+    assert (result.ok, result.kind) == (False, kind)
+    words = answer.removeprefix("NO ").split("] ")[-1]
+    assert words in result.message and "b'" not in result.message and "pw-5521" not in result.message
