@@ -251,6 +251,10 @@ class _Sent:
     appends: wire.PendingAppends | None = None
 
 
+class _GiveBack(Exception):
+    """A worker beyond the first could not open its connections: it hands its unit back."""
+
+
 class _Fatal(Exception):
     def __init__(self, reason: str, kind: ErrorKind | None) -> None:
         super().__init__(reason)
@@ -387,6 +391,7 @@ class _Worker(threading.Thread):
         # The batch whose APPENDs were sent but not all confirmed when the connection broke.
         self.inflight: tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None = None
         self.remaining = UidSet()
+        self.connected_once = False
 
     def run(self) -> None:
         try:
@@ -395,7 +400,13 @@ class _Worker(threading.Thread):
                     unit = self.run_.units.get_nowait()
                 except queue.Empty:
                     break
-                complete = self._process(unit)
+                try:
+                    complete = self._process(unit)
+                except _GiveBack as exc:
+                    # An extra connection the server would not grant: the others do the work.
+                    self.run_.units.put(unit)
+                    self.run_.events.put(("gave_back", self.index, str(exc)))
+                    return
                 self.run_.events.put(("unit_done", unit.job, complete))
         except _Fatal as exc:
             self.run_.events.put(("fatal", exc.reason, exc.kind))
@@ -416,7 +427,13 @@ class _Worker(threading.Thread):
             before = len(self.remaining)
             wait = 0.0
             try:
-                src, dst = self.pair.open()
+                try:
+                    src, dst = self.pair.open()
+                except ConnectionLost as exc:
+                    if self.index > 0 and not self.connected_once:
+                        raise _GiveBack(str(exc)) from None
+                    raise
+                self.connected_once = True
                 if not self._copy(src, dst, unit.job):
                     return False
                 continue
@@ -1194,7 +1211,15 @@ class _Account:
         alive = len(workers)
         crash: BaseException | None = None
         last_stop_check = 0.0
-        while alive:
+        while alive or (
+            # A worker handed work back after the others had finished: take it up again.
+            crash is None and self.fatal is None and not self.run.stop.is_set() and not self.run.units.empty()
+        ):
+            if not alive:
+                worker = _Worker(0, self.run, _Pair(self.source, self.destination))
+                workers.append(worker)
+                worker.start()
+                alive = 1
             try:
                 event = self.run.events.get(timeout=0.25)
             except queue.Empty:
@@ -1206,6 +1231,10 @@ class _Account:
                 elif kind == "crash":
                     crash = event[1]
                     self.run.stop.set()
+                elif kind == "gave_back":
+                    text = f"used fewer connections than allowed: the server refused one ({event[2]})"
+                    if text not in self.result.warnings:
+                        self.result.warnings.append(text)
                 elif kind == "fatal":
                     if self.fatal is None:
                         self.fatal = _Fatal(event[1], event[2])

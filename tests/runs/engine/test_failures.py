@@ -570,3 +570,23 @@ def test_temporary_login_refusals_are_not_wrong_passwords(answer, kind):
     assert (result.ok, result.kind) == (False, kind)
     words = answer.removeprefix("NO ").split("] ")[-1]
     assert words in result.message and "b'" not in result.message and "pw-5521" not in result.message
+
+
+def test_connections_the_server_refuses_are_done_without(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        for name in ("INBOX", "A", "B"):
+            fill(client, name, [(make_message(seed=f"{name}{i}"), [], WHEN) for i in range(30)])
+    with FaultProxy(imap_server.imap_port, max_connections=1) as proxy:
+        result = copy_account(
+            imap_server.mailbox(source),
+            replace(imap_server.mailbox(destination), port=proxy.port),
+            state=MemoryStateStore(),
+            connections=3,
+        )
+        assert proxy.max_concurrent == 1
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 90, 0), result.reason
+    assert any("fewer connections" in w for w in result.warnings)
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        for name in ("INBOX", "A", "B"):
+            assert assert_same_folder(src, name, dst, name) == 30
