@@ -49,9 +49,7 @@ def parse_endpoint(url: str, *, starttls: bool) -> tuple[str, int, Security, str
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
-        raise CommandError(
-            f"{url!r}: use imaps://, imap:// or imap+starttls:// (user@host[:port])"
-        )
+        raise CommandError(f"{url!r}: use imaps://, imap:// or imap+starttls:// (user@host[:port])")
     security, default_port = _SCHEMES[scheme]
     if security == Security.PLAIN and starttls:
         security = Security.STARTTLS
@@ -120,9 +118,7 @@ class ProgressBar:
 
 
 class Command(BaseCommand):
-    help = (
-        "Copy one IMAP mailbox to another, incrementally (state kept in a JSON file)."
-    )
+    help = "Copy one IMAP mailbox to another, incrementally (state kept in a JSON file)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -130,12 +126,8 @@ class Command(BaseCommand):
             required=True,
             help="imaps://user@host:993 (or imap://, imap+starttls://)",
         )
-        parser.add_argument(
-            "--destination", required=True, help="imap://user@host:143 …"
-        )
-        parser.add_argument(
-            "--starttls", action="store_true", help="use STARTTLS on every imap:// side"
-        )
+        parser.add_argument("--destination", required=True, help="imap://user@host:143 …")
+        parser.add_argument("--starttls", action="store_true", help="use STARTTLS on every imap:// side")
         parser.add_argument(
             "--insecure",
             action="store_true",
@@ -155,9 +147,7 @@ class Command(BaseCommand):
             default=2,
             help="connections per side (default 2)",
         )
-        parser.add_argument(
-            "--timeout", type=float, default=60.0, help="socket timeout in seconds"
-        )
+        parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds")
         parser.add_argument(
             "--map",
             action="append",
@@ -165,9 +155,7 @@ class Command(BaseCommand):
             metavar="SOURCE=DESTINATION",
             help="folder mapping; an empty DESTINATION skips the folder (repeatable)",
         )
-        parser.add_argument(
-            "--no-progress", action="store_true", help="no progress bar"
-        )
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["connections"] < 1:
@@ -180,9 +168,7 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot read --ca-file: {exc.strerror}") from None
         mailboxes = {}
         for side in ("source", "destination"):
-            host, port, security, user = parse_endpoint(
-                options[side], starttls=options["starttls"]
-            )
+            host, port, security, user = parse_endpoint(options[side], starttls=options["starttls"])
             mailboxes[side] = Mailbox(
                 host=host,
                 port=port,
@@ -235,8 +221,7 @@ class Command(BaseCommand):
         self._summary(result, time.monotonic() - started, state_path)
         if result.outcome != Outcome.DONE or result.errors:
             raise CommandError(
-                f"{result.outcome}: {result.errors} error(s)"
-                + (f" — {result.reason}" if result.reason else ""),
+                f"{result.outcome}: {result.errors} error(s)" + (f" — {result.reason}" if result.reason else ""),
                 returncode=1,
             )
 
@@ -245,9 +230,7 @@ class Command(BaseCommand):
         if value:
             return value
         if not sys.stdin.isatty():
-            raise CommandError(
-                f"no password for the {side}: set {PASSWORD_VARIABLES[side]} (no terminal to prompt on)"
-            )
+            raise CommandError(f"no password for the {side}: set {PASSWORD_VARIABLES[side]} (no terminal to prompt on)")
         return getpass.getpass(f"{side} password for {user}@{host}: ")
 
     def _summary(self, result: AccountResult, seconds: float, state_path: Path) -> None:
@@ -261,9 +244,7 @@ class Command(BaseCommand):
         if result.reason:
             out.write(f"reason: {result.reason}")
         for folder in result.folders:
-            target = (
-                folder.destination if folder.destination is not None else "(skipped)"
-            )
+            target = folder.destination if folder.destination is not None else "(skipped)"
             out.write(
                 f"  {folder.source} → {target}: {folder.copied} copied, {folder.skipped} already there, "
                 f"{folder.errors} errors"
