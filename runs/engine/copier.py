@@ -601,7 +601,16 @@ class _Worker(threading.Thread):
             kept, dropped = filter_flags(item.get(b"FLAGS", ()), job.permanent_flags)
             report.dropped.update(dropped)
             when = item.get(b"INTERNALDATE")
-            items.append((uid, AppendItem(raw=bytes(raw), flags=kept, when=when if hasattr(when, "tzinfo") else None)))
+            items.append(
+                (
+                    uid,
+                    AppendItem(
+                        raw=bytes(raw),
+                        flags=kept,
+                        when=when if isinstance(when, str) or hasattr(when, "tzinfo") else None,
+                    ),
+                )
+            )
         return items, report
 
     def _send_batch(

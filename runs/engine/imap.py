@@ -332,7 +332,9 @@ class Connection:
         typ, data = imap._untagged_response(typ, data, "FETCH")
         if not data or data == [None]:
             return {}
-        parsed = parse_fetch_response(data, False, True)
+        parsed = parse_body_fetch(data)
+        if parsed is None:  # not the usual shape: the general parser
+            parsed = parse_fetch_response(data, False, True)
         return {uid: item for uid, item in parsed.items() if uid in uids}
 
     def fetch_text(
@@ -354,6 +356,45 @@ class Connection:
         if not data or data == [None]:
             return {}
         return parse_fetch_response(data, False, True)
+
+
+_BODY_FETCH_HEAD = re.compile(rb"^\d+ \((.*) BODY\[\] \{(\d+)\}$", re.DOTALL)
+_FETCH_UID = re.compile(rb"(?:^|[ (])UID (\d+)(?:[ )]|$)")
+_FETCH_FLAGS = re.compile(rb"(?:^|[ (])FLAGS \(([^()]*)\)")
+_FETCH_DATE = re.compile(rb'(?:^|[ (])INTERNALDATE "([ \d]\d-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4})"')
+
+
+def parse_body_fetch(data: Sequence[object]) -> dict[int, dict[bytes, object]] | None:
+    """Fast path for the answer to UID FETCH (BODY.PEEK[] FLAGS INTERNALDATE).
+
+    The usual shape (UID, FLAGS and INTERNALDATE before the BODY[] literal, which ends the item
+    list) is read with three regular expressions instead of IMAPClient's general tokenizer, which
+    costs more CPU than everything else the engine does. INTERNALDATE stays the server's text, so
+    it goes back into APPEND exactly as the source wrote it. Returns None for any other shape.
+    """
+    out: dict[int, dict[bytes, object]] = {}
+    items = iter(data)
+    for element in items:
+        if not isinstance(element, tuple) or len(element) != 2:
+            return None
+        head, literal = element
+        match = _BODY_FETCH_HEAD.match(head) if isinstance(head, bytes) else None
+        if match is None or not isinstance(literal, bytes) or len(literal) != int(match.group(2)):
+            return None
+        if next(items, None) != b")":
+            return None
+        fields = match.group(1)
+        uid = _FETCH_UID.search(fields)
+        flags = _FETCH_FLAGS.search(fields)
+        date = _FETCH_DATE.search(fields)
+        if uid is None or flags is None or (date is None and b"INTERNALDATE NIL" not in fields):
+            return None
+        out[int(uid.group(1))] = {
+            b"BODY[]": literal,
+            b"FLAGS": tuple(flags.group(1).split()),
+            b"INTERNALDATE": date.group(1).decode("ascii") if date else None,
+        }
+    return out
 
 
 def split_set(uids: UidSet, max_text: int = MAX_SET_TEXT) -> list[UidSet]:
@@ -509,7 +550,7 @@ def _shutdown(client: IMAPClient) -> None:
 class AppendItem:
     raw: bytes
     flags: Sequence[str]
-    when: object | None  # aware datetime or None
+    when: object | None  # aware datetime, the server's INTERNALDATE text, or None
 
 
 @dataclass
@@ -532,7 +573,9 @@ def encode_folder(name: str) -> bytes:
 
 def _command_head(tag: bytes, folder: bytes, item: AppendItem) -> bytes:
     parts = [tag, b"APPEND", folder, b"(" + " ".join(item.flags).encode("ascii") + b")"]
-    if item.when is not None:
+    if isinstance(item.when, str):  # the source's own INTERNALDATE text (parse_body_fetch)
+        parts.append(b'"' + item.when.encode("ascii") + b'"')
+    elif item.when is not None:
         parts.append(b'"' + format_internaldate(item.when).encode("ascii") + b'"')  # type: ignore[arg-type]
     return b" ".join(parts)
 

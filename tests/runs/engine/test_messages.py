@@ -100,3 +100,29 @@ def test_modified_utf7_known_names():
     assert imap_utf7.encode("A&B") == b"A&-B"
     assert imap_utf7.decode(b"R&AOk-ponses 1200+1201") == "Réponses 1200+1201"
     assert imap_utf7.decode(imap_utf7.encode("Отправленные")) == "Отправленные"
+
+
+def test_fast_body_fetch_parser_reads_the_usual_shape_and_refuses_others():
+    from runs.engine.imap import parse_body_fetch
+
+    data = [
+        (b'7 (UID 42 FLAGS (\\Seen \\Recent $X) INTERNALDATE " 2-Jan-2020 06:04:05 -0330" BODY[] {5}', b"hello"),
+        b")",
+        (b"8 (UID 43 FLAGS () INTERNALDATE NIL BODY[] {0}", b""),
+        b")",
+    ]
+    parsed = parse_body_fetch(data)
+    assert parsed == {
+        42: {
+            b"BODY[]": b"hello",
+            b"FLAGS": (b"\\Seen", b"\\Recent", b"$X"),
+            b"INTERNALDATE": " 2-Jan-2020 06:04:05 -0330",
+        },
+        43: {b"BODY[]": b"", b"FLAGS": (), b"INTERNALDATE": None},
+    }
+    # Anything else goes to the general parser: items after the literal, a wrong length, no UID.
+    assert parse_body_fetch([(b"1 (BODY[] {5}", b"hello"), b" UID 3 FLAGS ())"]) is None
+    assert parse_body_fetch([(b"1 (UID 3 FLAGS () BODY[] {6}", b"hello"), b")"]) is None
+    assert parse_body_fetch([(b"1 (FLAGS () BODY[] {5}", b"hello"), b")"]) is None
+    assert parse_body_fetch([b"1 (UID 3 FLAGS (\\Seen))"]) is None
+    assert parse_body_fetch([(b'1 (UID 3 FLAGS () INTERNALDATE "x\\" y" BODY[] {5}', b"hello"), b")"]) is None
