@@ -10,6 +10,12 @@ a cancel request or a lost claim; the engine sees those through should_stop() be
 A job also stops by itself, resumably ("interrupted"), on SIGTERM and shortly before django-q2's
 timeout, so neither kills it in the middle of a batch.
 
+Stopping a worker machine (README, "Production"): SIGTERM to the qcluster main process sets the
+cluster's stop event, which every job watches (worker_stopping()); SIGTERM to a worker process itself
+(a process manager signalling the whole group) reaches the job's handler. Either way the copy in
+flight stops after its batch and is recorded as interrupted, and a job the cluster had already taken
+from the broker but not started goes back to the queue instead of starting.
+
 Waiting for a connection slot happens inside the job, with the heartbeat going: the account run
 shows as running "waiting for a free connection", stays cancellable, and the worker is held while
 it waits. Parallelism is therefore min(cluster workers, what the endpoints' max connections allow);
@@ -23,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +60,54 @@ def time_limit_seconds() -> float:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# Set once this worker process got SIGTERM: the copy in flight stops, and no other starts here.
+_SIGTERM_RECEIVED = threading.Event()
+_cluster_stop: tuple[int, object | None] | None = None  # (pid, the cluster's stop event) once looked up
+
+
+def _cluster_stop_event() -> object | None:
+    """The stop event of the django-q2 cluster this process works for, or None outside a cluster.
+
+    A worker is forked from the cluster's sentinel, so the Sentinel object is on the call stack this
+    process inherited. Its stop event is set when the cluster's main process gets SIGTERM or SIGINT;
+    the sentinel then waits for its workers to finish their jobs, however long they take.
+    """
+    global _cluster_stop
+    if _cluster_stop is None or _cluster_stop[0] != os.getpid():
+        event = None
+        try:
+            from django_q.cluster import Sentinel
+
+            frame = sys._getframe(1)
+            while frame is not None and event is None:
+                candidate = frame.f_locals.get("self")
+                if isinstance(candidate, Sentinel):
+                    event = candidate.stop_event
+                frame = frame.f_back
+        except Exception:
+            logger.exception("cannot find the cluster's stop event")
+        _cluster_stop = (os.getpid(), event)
+    return _cluster_stop[1]
+
+
+def _is_set_without_waiting(event: object) -> bool:
+    # multiprocessing.Event.is_set() takes the event's lock, which a sentinel killed while waiting on
+    # the event holds for ever (a process manager signalling the whole group); the count of its
+    # semaphore answers without that lock.
+    try:
+        return event._flag.get_value() > 0  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def worker_stopping() -> bool:
+    """True when this worker should not copy any more: it got SIGTERM, or its cluster is stopping."""
+    if _SIGTERM_RECEIVED.is_set():
+        return True
+    event = _cluster_stop_event()
+    return event is not None and _is_set_without_waiting(event)
 
 
 class JobMonitor:
@@ -94,6 +149,8 @@ class JobMonitor:
     def should_stop(self) -> bool:
         if not self.timed_out.is_set() and time.monotonic() >= self.deadline:
             self.timed_out.set()
+        if not self.terminated.is_set() and worker_stopping():
+            self.terminated.set()
         return self.cancelled.is_set() or self.lost.is_set() or self.terminated.is_set() or self.timed_out.is_set()
 
     def beat(self) -> None:
@@ -165,6 +222,7 @@ def _stop_on_sigterm(monitor: JobMonitor) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        _SIGTERM_RECEIVED.set()
         monitor.terminated.set()
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -192,6 +250,16 @@ def slot_needs(account_run: AccountRun) -> tuple[dict[int, int], int]:
 
 def copy_account_job(account_run_id: int) -> None:
     """Copy one account of a run. Does nothing for a duplicate delivery; never raises."""
+    if worker_stopping():
+        # A job the cluster took from the broker before it was told to stop: back to the queue for
+        # another worker (or this one after its restart), unclaimed.
+        logger.info(
+            "account run %s: this worker is stopping, its job goes back to the queue",
+            account_run_id,
+            extra={"event": "account.handed_back", "account_run_id": account_run_id},
+        )
+        orchestrator.push_jobs([account_run_id])
+        return
     try:
         account_run = orchestrator.claim_account_run(account_run_id, worker=worker_id(), now=timezone.now())
     except Exception:
@@ -204,6 +272,16 @@ def copy_account_job(account_run_id: int) -> None:
         )
         return
     attempt = account_run.attempt
+    fields = {
+        "run_id": account_run.run_id,
+        "task_id": account_run.run.task_id,
+        "account_run_id": account_run.pk,
+        "account_id": account_run.account_id,
+        "source_user": _source_user(account_run.account_id),
+        "worker": account_run.worker,
+        "attempt": attempt,
+    }
+    logger.info("account run %s started", account_run.pk, extra={"event": "account.started", **fields})
     holder = slots.account_run_holder(account_run.pk, attempt)
     monitor = JobMonitor(account_run.pk, account_run.run_id, attempt, holder)
     monitor.start()
@@ -230,10 +308,39 @@ def copy_account_job(account_run_id: int) -> None:
             result.outcome = Outcome.FAILED
             result.reason = f"{orchestrator.INTERRUPTED}: {why}; run the task again to resume"
     try:
-        orchestrator.finish_account_run(account_run, attempt, result, now=timezone.now(), progress=monitor.latest)
+        recorded = orchestrator.finish_account_run(
+            account_run, attempt, result, now=timezone.now(), progress=monitor.latest
+        )
     except Exception:
         # The row stays running without a heartbeat: the reaper finalises it as interrupted.
         logger.exception("account run %s: could not record its result", account_run_id)
+        return
+    if recorded:
+        status = orchestrator.account_status(result)
+        logger.info(
+            "account run %s finished %s: %s copied, %s skipped, %s errors",
+            account_run.pk,
+            status,
+            result.copied,
+            result.skipped,
+            result.errors,
+            extra={
+                "event": "account.finished",
+                **fields,
+                "status": status,
+                "copied": result.copied,
+                "skipped": result.skipped,
+                "errors": result.errors,
+                "bytes": result.bytes,
+                "reason": "" if status == AccountRun.Status.DONE else result.reason,
+            },
+        )
+
+
+def _source_user(account_id: int) -> str:
+    from tasks.models import Account
+
+    return Account.objects.filter(pk=account_id).values_list("source_user", flat=True).first() or ""
 
 
 def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: str) -> AccountResult:

@@ -128,6 +128,13 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
         task_id,
         trigger,
         len(ids),
+        extra={
+            "event": "run.started",
+            "run_id": run.pk,
+            "task_id": task_id,
+            "trigger": str(trigger),
+            "accounts": len(ids),
+        },
     )
     return run
 
@@ -217,6 +224,11 @@ _OUTCOME_STATUS = {
     Outcome.FAILED: AccountRun.Status.FAILED,
     Outcome.CANCELLED: AccountRun.Status.CANCELLED,
 }
+
+
+def account_status(result: AccountResult) -> str:
+    """The AccountRun status an engine result is recorded with."""
+    return _OUTCOME_STATUS[Outcome(result.outcome)]
 
 
 def finish_account_run(
@@ -327,6 +339,22 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         run.copied,
         run.skipped,
         run.errors,
+        extra={
+            "event": "run.finished",
+            "run_id": run.pk,
+            "task_id": run.task_id,
+            "trigger": run.trigger,
+            "status": run.status,
+            "accounts": totals["accounts"],
+            "failed_accounts": totals["failed"],
+            "interrupted_accounts": totals["interrupted"],
+            "copied": run.copied,
+            "skipped": run.skipped,
+            "errors": run.errors,
+            "bytes": run.bytes,
+            "seconds": round((now - run.started_at).total_seconds(), 1) if run.started_at else None,
+            "reason": run.reason,
+        },
     )
     return run
 
@@ -392,7 +420,19 @@ def reap_stale(now: datetime) -> int:
         )
         if _fail_account_run(pk, run_id, now, reason, attempt=attempt):
             reaped += 1
-            logger.warning("account run %s reaped: %s", pk, reason)
+            logger.warning(
+                "account run %s reaped: %s",
+                pk,
+                reason,
+                extra={
+                    "event": "account.finished",
+                    "run_id": run_id,
+                    "account_run_id": pk,
+                    "worker": worker,
+                    "status": AccountRun.Status.FAILED,
+                    "reason": reason,
+                },
+            )
         slots.release_account_run(pk)
     reaped += _reap_lost_jobs(now)
     orphans = (

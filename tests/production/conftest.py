@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.runs.conftest import fill_user, imap_task, mail_hashes  # noqa: F401  (fixture and helpers)
+from tests.runs.conftest import fill_user, imap_task, mail_hashes, pushed  # noqa: F401  (fixtures and helpers)
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 ROOT = Path(settings.BASE_DIR)
@@ -156,6 +156,16 @@ class Cluster:
                 except OSError:
                     continue
         return alive
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the cluster (what a process manager does when its stop timeout ends)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.signal_group(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.group_alive() and time.monotonic() < deadline:
+            self.process.poll()
+            time.sleep(0.1)
+        self.process.poll()
 
     def stop(self) -> None:
         """Stop it as a process manager should (SIGTERM to the main process), then kill what is left."""

@@ -339,6 +339,10 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
     assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)")
     assert Run.objects.get(pk=run.pk).reason.startswith("interrupted")
     assert 0 < message_count(imap_server, destination) < 1500
+    # A worker process that got SIGTERM starts no other copy (tests/production/test_graceful_stop.py);
+    # this test process goes on.
+    assert jobs.worker_stopping()
+    jobs._SIGTERM_RECEIVED.clear()
     task.source.port = imap_server.imap_port
     task.source.save()
     run2, (pk2,) = _start(task)
