@@ -1059,7 +1059,11 @@ class _Account:
             and int(modseq) == previous.highest_modseq
             and not getattr(previous, "pending_uids", "")
         ):
-            # Nothing was added, removed or re-flagged since the last complete run.
+            # Nothing was added, removed or re-flagged since the last complete run: every message
+            # of the folder is already at the destination.
+            already = int(status.get("MESSAGES", 0))
+            result.skipped += already
+            self.result.skipped += already
             self.jobs.append(
                 _Job(
                     plan,
@@ -1090,6 +1094,10 @@ class _Account:
             raise ConnectionLost(f"UIDVALIDITY of {source!r} changed while reading it")
         all_uids = src.search_all()
         candidates = all_uids - copied
+        # Messages copied by earlier runs count as skipped: "already there" for the operator.
+        already = len(copied & all_uids)
+        result.skipped += already
+        self.result.skipped += already
         pending = UidSet.parse(getattr(state, "pending_uids", "") or "") & candidates
         needs_flags = bool(previous is not None and (copied & all_uids))
         dest_status = dst.status(destination, ["MESSAGES"])
