@@ -421,6 +421,7 @@ class _Worker(threading.Thread):
         # where the broken connection stopped.
         self.remaining = unit.uids
         attempts = 0
+        idle_passes = 0
         while self.remaining:
             if self.run_.stop.is_set():
                 return False
@@ -435,6 +436,18 @@ class _Worker(threading.Thread):
                     raise
                 self.connected_once = True
                 if not self._copy(src, dst, unit.job):
+                    return False
+                if len(self.remaining) < before:
+                    continue
+                # A full pass that moved nothing and raised nothing should not happen; never spin.
+                idle_passes += 1
+                if idle_passes >= MAX_ATTEMPTS:
+                    self._report(
+                        _Batch(
+                            unit.job,
+                            warnings=[f"{len(self.remaining)} message(s) of {unit.job.source!r} left for the next run"],
+                        )
+                    )
                     return False
                 continue
             except ConnectionLost as exc:
