@@ -34,9 +34,7 @@ def parse_keys(raw: list[str]) -> list[Fernet]:
 @cache
 def _multifernet(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:
-        raise ImproperlyConfigured(
-            "IMAPCOPIER_FERNET_KEYS is not set: no key to encrypt IMAP passwords with"
-        )
+        raise ImproperlyConfigured("IMAPCOPIER_FERNET_KEYS is not set: no key to encrypt IMAP passwords with")
     return MultiFernet(parse_keys(list(keys)))
 
 
@@ -63,6 +61,4 @@ def rotate(token: str) -> str:
     try:
         return fernet().rotate(token.encode("ascii")).decode("ascii")
     except (InvalidToken, ValueError):
-        raise CredentialError(
-            "a stored password cannot be decrypted with the keys in IMAPCOPIER_FERNET_KEYS"
-        ) from None
+        raise CredentialError("a stored password cannot be decrypted with the keys in IMAPCOPIER_FERNET_KEYS") from None

@@ -31,23 +31,13 @@ class DatabaseCollector:
         from tasks.models import Task
 
         runs = GaugeMetricFamily("imapcopier_runs", "Runs by status", labels=["status"])
-        counts = dict(
-            Run.objects.values_list("status")
-            .annotate(n=Count("id"))
-            .values_list("status", "n")
-        )
+        counts = dict(Run.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
         for status in Run.Status.values:
             runs.add_metric([status], counts.get(status, 0))
         yield runs
 
-        tasks = GaugeMetricFamily(
-            "imapcopier_tasks", "Tasks by status", labels=["status"]
-        )
-        counts = dict(
-            Task.objects.values_list("status")
-            .annotate(n=Count("id"))
-            .values_list("status", "n")
-        )
+        tasks = GaugeMetricFamily("imapcopier_tasks", "Tasks by status", labels=["status"])
+        counts = dict(Task.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
         for status in Task.Status.values:
             tasks.add_metric([status], counts.get(status, 0))
         yield tasks
@@ -57,9 +47,7 @@ class DatabaseCollector:
             value=Task.objects.filter(broken=True).count(),
         )
 
-        totals = AccountRun.objects.aggregate(
-            copied=Sum("copied"), bytes=Sum("bytes"), errors=Sum("errors")
-        )
+        totals = AccountRun.objects.aggregate(copied=Sum("copied"), bytes=Sum("bytes"), errors=Sum("errors"))
         yield CounterMetricFamily(
             "imapcopier_messages_copied",
             "Messages copied, all runs",
@@ -82,9 +70,7 @@ class DatabaseCollector:
             labels=["status"],
         )
         counts = dict(
-            AccountRun.objects.filter(
-                status__in=[AccountRun.Status.QUEUED, AccountRun.Status.RUNNING]
-            )
+            AccountRun.objects.filter(status__in=[AccountRun.Status.QUEUED, AccountRun.Status.RUNNING])
             .values_list("status")
             .annotate(n=Count("id"))
             .values_list("status", "n")
@@ -116,9 +102,7 @@ def _last_tick_at():  # noqa: ANN202
 def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if token:
-        offered = (
-            request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        )
+        offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(offered.encode(), token.encode()):
             return HttpResponse(
                 "metrics token required\n",

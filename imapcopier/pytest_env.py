@@ -11,9 +11,7 @@ import tempfile
 
 from cryptography.fernet import Fernet
 
-os.environ.setdefault(
-    "IMAPCOPIER_DATA_DIR", tempfile.mkdtemp(prefix="imapcopier-test-")
-)
+os.environ.setdefault("IMAPCOPIER_DATA_DIR", tempfile.mkdtemp(prefix="imapcopier-test-"))
 os.environ.setdefault("IMAPCOPIER_FERNET_KEYS", Fernet.generate_key().decode())
 os.environ.setdefault("SECRET_KEY", "test-" + Fernet.generate_key().decode())
 os.environ.setdefault("IMAPCOPIER_MANIFEST_STATIC", "0")

@@ -21,12 +21,8 @@ class Run(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="runs")
-    trigger = models.CharField(
-        max_length=10, choices=Trigger.choices, default=Trigger.MANUAL
-    )
-    status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.RUNNING
-    )
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     copied = models.BigIntegerField(default=0)
@@ -34,15 +30,11 @@ class Run(models.Model):
     errors = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
-    reason = models.TextField(
-        blank=True, help_text="Why the run failed or was cancelled, in words."
-    )
+    reason = models.TextField(blank=True, help_text="Why the run failed or was cancelled, in words.")
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [
-            models.Index(fields=["task", "-started_at"], name="run_task_started")
-        ]
+        indexes = [models.Index(fields=["task", "-started_at"], name="run_task_started")]
         constraints = [
             models.UniqueConstraint(
                 fields=["task"],
@@ -78,19 +70,13 @@ class AccountRun(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="account_runs")
-    account = models.ForeignKey(
-        Account, on_delete=models.CASCADE, related_name="account_runs"
-    )
-    status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.QUEUED
-    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="account_runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     copied = models.BigIntegerField(default=0)
     skipped = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
-    total_messages = models.BigIntegerField(
-        default=0, help_text="Messages found on the source so far (for the ETA)."
-    )
+    total_messages = models.BigIntegerField(default=0, help_text="Messages found on the source so far (for the ETA).")
     total_bytes = models.BigIntegerField(default=0)
     current_folder = models.CharField(max_length=1000, blank=True)
     last_error = models.TextField(blank=True)
@@ -100,12 +86,8 @@ class AccountRun(models.Model):
         help_text="Per-message errors: folder, uid, subject, size, reason.",
     )
     warnings = models.JSONField(default=list, blank=True)
-    worker = models.CharField(
-        max_length=200, blank=True, help_text="host:pid of the worker that ran it."
-    )
-    attempt = models.PositiveIntegerField(
-        default=0, help_text="Fencing token: bumped on every claim."
-    )
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that ran it.")
+    attempt = models.PositiveIntegerField(default=0, help_text="Fencing token: bumped on every claim.")
     enqueued_at = models.DateTimeField(null=True, blank=True)
     enqueues = models.PositiveSmallIntegerField(
         default=0,
@@ -118,21 +100,13 @@ class AccountRun(models.Model):
     class Meta:
         ordering = ["run", "account__source_user"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["run", "account"], name="account_run_unique"
-            ),
+            models.UniqueConstraint(fields=["run", "account"], name="account_run_unique"),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=["queued", "running", "done", "failed", "cancelled"]
-                ),
+                condition=Q(status__in=["queued", "running", "done", "failed", "cancelled"]),
                 name="account_run_status_valid",
             ),
         ]
-        indexes = [
-            models.Index(
-                fields=["status", "heartbeat_at"], name="account_run_status_heartbeat"
-            )
-        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="account_run_status_heartbeat")]
 
     def __str__(self) -> str:
         return f"{self.account} in run {self.run_id}"
@@ -141,15 +115,11 @@ class AccountRun(models.Model):
 class FolderState(models.Model):
     """What has been copied from one source folder of an account: what makes re-runs incremental."""
 
-    account = models.ForeignKey(
-        Account, on_delete=models.CASCADE, related_name="folder_states"
-    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="folder_states")
     source_folder = models.CharField(max_length=1000)
     destination_folder = models.CharField(max_length=1000)
     uidvalidity = models.BigIntegerField()
-    copied_uids = models.TextField(
-        blank=True, help_text="Source UIDs already copied, as an IMAP sequence set."
-    )
+    copied_uids = models.TextField(blank=True, help_text="Source UIDs already copied, as an IMAP sequence set.")
     highest_modseq = models.BigIntegerField(null=True, blank=True)
     pending_uids = models.TextField(
         blank=True,
@@ -164,11 +134,7 @@ class FolderState(models.Model):
 
     class Meta:
         ordering = ["account", "source_folder"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["account", "source_folder"], name="folder_state_unique"
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["account", "source_folder"], name="folder_state_unique")]
 
     def __str__(self) -> str:
         return f"{self.account}: {self.source_folder}"
@@ -180,20 +146,14 @@ class ConnectionSlot(models.Model):
     A free slot has an empty holder or an expired lease: a killed worker's slots free themselves.
     """
 
-    endpoint = models.ForeignKey(
-        "tasks.Endpoint", on_delete=models.CASCADE, related_name="connection_slots"
-    )
+    endpoint = models.ForeignKey("tasks.Endpoint", on_delete=models.CASCADE, related_name="connection_slots")
     number = models.PositiveSmallIntegerField()
     holder = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["endpoint", "number"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["endpoint", "number"], name="connection_slot_unique"
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "number"], name="connection_slot_unique")]
         indexes = [models.Index(fields=["holder"], name="connection_slot_holder")]
 
     def __str__(self) -> str:

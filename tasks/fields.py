@@ -15,9 +15,7 @@ class EncryptedTextField(models.TextField):
 
     description = "Text encrypted at rest with IMAPCOPIER_FERNET_KEYS"
 
-    def from_db_value(
-        self, value: str | None, expression: Any, connection: Any
-    ) -> str | None:
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
         if value is None or value == "":
             return value
         return crypto.decrypt(value)

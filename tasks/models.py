@@ -28,12 +28,8 @@ class Endpoint(models.Model):
 
     label = models.CharField(max_length=100, unique=True)
     host = models.CharField(max_length=255)
-    port = models.PositiveIntegerField(
-        default=993, validators=[MinValueValidator(1), MaxValueValidator(65535)]
-    )
-    security = models.CharField(
-        max_length=10, choices=Security.choices, default=Security.SSL
-    )
+    port = models.PositiveIntegerField(default=993, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
     verify_tls = models.BooleanField("verify TLS certificate", default=True)
     ca_certificate = models.TextField(
         "custom CA certificate (PEM)",
@@ -51,9 +47,7 @@ class Endpoint(models.Model):
     class Meta:
         ordering = ["label"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(port__gte=1, port__lte=65535), name="endpoint_port_range"
-            ),
+            models.CheckConstraint(condition=Q(port__gte=1, port__lte=65535), name="endpoint_port_range"),
             models.CheckConstraint(
                 condition=Q(security__in=["ssl", "starttls", "plain"]),
                 name="endpoint_security_valid",
@@ -71,9 +65,7 @@ class Endpoint(models.Model):
 class TaskQuerySet(models.QuerySet):
     def schedulable(self) -> TaskQuerySet:
         """Tasks that may start by themselves: schedule on, not broken, not running."""
-        return self.filter(schedule_interval_seconds__gt=0, broken=False).exclude(
-            status=Task.Status.RUNNING
-        )
+        return self.filter(schedule_interval_seconds__gt=0, broken=False).exclude(status=Task.Status.RUNNING)
 
 
 class Task(models.Model):
@@ -87,15 +79,9 @@ class Task(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     name = models.CharField(max_length=200, unique=True)
-    source = models.ForeignKey(
-        Endpoint, on_delete=models.PROTECT, related_name="source_tasks"
-    )
-    destination = models.ForeignKey(
-        Endpoint, on_delete=models.PROTECT, related_name="destination_tasks"
-    )
-    status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.IDLE
-    )
+    source = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="source_tasks")
+    destination = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="destination_tasks")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
     folder_mapping = models.JSONField(
         default=dict,
         blank=True,
@@ -115,15 +101,11 @@ class Task(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(
-                    schedule_interval_seconds__in=[c.value for c in ScheduleInterval]
-                ),
+                condition=Q(schedule_interval_seconds__in=[c.value for c in ScheduleInterval]),
                 name="task_schedule_interval_preset",
             ),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=["idle", "running", "done", "failed", "cancelled"]
-                ),
+                condition=Q(status__in=["idle", "running", "done", "failed", "cancelled"]),
                 name="task_status_valid",
             ),
         ]
@@ -149,14 +131,10 @@ class Account(models.Model):
     source_password = EncryptedTextField()
     destination_user = models.CharField(max_length=255)
     destination_password = EncryptedTextField()
-    source_test_status = models.CharField(
-        max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED
-    )
+    source_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     source_test_message = models.TextField(blank=True)
     source_tested_at = models.DateTimeField(null=True, blank=True)
-    destination_test_status = models.CharField(
-        max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED
-    )
+    destination_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     destination_test_message = models.TextField(blank=True)
     destination_tested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -176,7 +154,4 @@ class Account(models.Model):
 
     @property
     def tested_ok(self) -> bool:
-        return (
-            self.source_test_status == self.TestStatus.OK
-            and self.destination_test_status == self.TestStatus.OK
-        )
+        return self.source_test_status == self.TestStatus.OK and self.destination_test_status == self.TestStatus.OK

@@ -8,6 +8,4 @@ pytest_plugins = ["tests.imap_fixtures"]
 
 @pytest.fixture
 def admin_user(django_user_model):
-    return django_user_model.objects.create_superuser(
-        "admin", "admin@example.com", "correct horse battery staple"
-    )
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "correct horse battery staple")

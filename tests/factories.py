@@ -57,9 +57,7 @@ class AccountRunFactory(DjangoModelFactory):
         model = AccountRun
 
     run = factory.SubFactory(RunFactory)
-    account = factory.SubFactory(
-        AccountFactory, task=factory.SelfAttribute("..run.task")
-    )
+    account = factory.SubFactory(AccountFactory, task=factory.SelfAttribute("..run.task"))
 
 
 class FolderStateFactory(DjangoModelFactory):

@@ -46,9 +46,7 @@ def test_the_login_page_and_static_files_are_public(client):
 
 def test_admin_never_renders_a_stored_password_and_blank_keeps_it(client, admin_user):
     client.force_login(admin_user)
-    account = AccountFactory(
-        source_password=SECRET, destination_password=SECRET + "-dst"
-    )
+    account = AccountFactory(source_password=SECRET, destination_password=SECRET + "-dst")
     url = reverse("admin:tasks_account_change", args=[account.pk])
 
     page = client.get(url)
@@ -72,9 +70,7 @@ def test_admin_never_renders_a_stored_password_and_blank_keeps_it(client, admin_
     assert account.destination_password == SECRET + "-dst"
 
 
-@pytest.mark.parametrize(
-    "model", ["endpoint", "task", "account", "run", "accountrun", "folderstate"]
-)
+@pytest.mark.parametrize("model", ["endpoint", "task", "account", "run", "accountrun", "folderstate"])
 def test_admin_lists_every_model(client, admin_user, model):
     client.force_login(admin_user)
     app = "tasks" if model in {"endpoint", "task", "account"} else "runs"

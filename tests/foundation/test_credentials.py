@@ -28,15 +28,11 @@ def raw_passwords(account_id: int) -> tuple[str, str]:
 
 
 def test_passwords_are_stored_encrypted_and_read_back_in_clear():
-    account = AccountFactory(
-        source_password=SECRET, destination_password=SECRET + "-dst"
-    )
+    account = AccountFactory(source_password=SECRET, destination_password=SECRET + "-dst")
 
     source_raw, destination_raw = raw_passwords(account.pk)
     assert SECRET not in source_raw and SECRET not in destination_raw
-    assert source_raw.startswith("gAAAA") and destination_raw.startswith(
-        "gAAAA"
-    )  # Fernet tokens
+    assert source_raw.startswith("gAAAA") and destination_raw.startswith("gAAAA")  # Fernet tokens
     reloaded = Account.objects.get(pk=account.pk)
     assert reloaded.source_password == SECRET
     assert reloaded.destination_password == SECRET + "-dst"
@@ -51,12 +47,7 @@ def test_the_same_password_encrypts_differently_each_time():
 def test_rotate_credentials_reencrypts_with_the_newest_key_so_old_keys_can_go():
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     with override_settings(IMAPCOPIER_FERNET_KEYS=[old]):
-        accounts = [
-            AccountFactory(
-                source_password=f"{SECRET}-{i}", destination_password=f"dst-{i}"
-            )
-            for i in range(3)
-        ]
+        accounts = [AccountFactory(source_password=f"{SECRET}-{i}", destination_password=f"dst-{i}") for i in range(3)]
         before = [raw_passwords(a.pk) for a in accounts]
 
     with override_settings(IMAPCOPIER_FERNET_KEYS=[new, old]):

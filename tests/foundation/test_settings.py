@@ -80,9 +80,7 @@ def test_debug_start_generates_one_private_key_and_reuses_it(tmp_path):
         ),
     ],
 )
-def test_a_malformed_setting_stops_start_up_with_a_clear_message(
-    tmp_path, env, expected
-):
+def test_a_malformed_setting_stops_start_up_with_a_clear_message(tmp_path, env, expected):
     env.setdefault("IMAPCOPIER_FERNET_KEYS", Fernet.generate_key().decode())
     result = manage(tmp_path, "check", **env)
     assert result.returncode == 2

@@ -33,4 +33,6 @@ class Command(BaseCommand):
                     rotated += 1
         except crypto.CredentialError as exc:
             raise CommandError(f"nothing was changed: {exc}") from None
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the passwords of {rotated} account(s) with the newest key."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Re-encrypted the passwords of {rotated} account(s) with the newest key.")
+        )
