@@ -802,6 +802,7 @@ class _Account:
         self.connections = max(1, int(connections))
         self.result = AccountResult(outcome=Outcome.DONE)
         self.jobs: list[_Job] = []
+        self.to_copy: list[tuple[_Job, UidSet]] = []
         self.run = _Run()
         self.started = time.monotonic()
         self.total_messages = 0
@@ -1203,30 +1204,53 @@ class _Account:
             job.result.warnings.append(f"flags updated on {updated} message(s) already copied")
 
     def _queue(self, job: _Job, candidates: UidSet) -> None:
-        count = len(candidates)
-        per_unit = max(UNIT_MIN, min(UNIT_MAX, -(-count // self.connections)))
-        chunk: list[tuple[int, int]] = []
-        size = 0
-        units = []
-        for low, high in candidates.ranges:
-            while low <= high:
-                take = min(high, low + (per_unit - size) - 1)
-                chunk.append((low, take))
-                size += take - low + 1
-                low = take + 1
-                if size >= per_unit:
-                    units.append(UidSet(chunk))
-                    chunk, size = [], 0
-        if chunk:
-            units.append(UidSet(chunk))
-        job.units_left = len(units)
+        """Note a folder's work; the units are cut once every folder is planned (_make_units)."""
         job.queued = True
-        for uids in units:
-            self.run.units.put(_Unit(job, uids))
+        self.to_copy.append((job, candidates))
+
+    def _make_units(self) -> None:
+        """Cut the work into units for the workers.
+
+        Workers on different folders do not get in each other's way; two sessions appending to one
+        destination folder make the server lock and re-read that folder's index all the time. So a
+        folder is only split when there are fewer folders than connections (or it is very large),
+        and the queue alternates between folders.
+        """
+        per_folder: list[list[_Unit]] = []
+        for job, candidates in self.to_copy:
+            count = len(candidates)
+            if len(self.to_copy) >= self.connections:
+                per_unit = UNIT_MAX
+            else:
+                per_unit = max(UNIT_MIN, min(UNIT_MAX, -(-count // self.connections)))
+            units: list[_Unit] = []
+            chunk: list[tuple[int, int]] = []
+            size = 0
+            for low, high in candidates.ranges:
+                while low <= high:
+                    take = min(high, low + (per_unit - size) - 1)
+                    chunk.append((low, take))
+                    size += take - low + 1
+                    low = take + 1
+                    if size >= per_unit:
+                        units.append(_Unit(job, UidSet(chunk)))
+                        chunk, size = [], 0
+            if chunk:
+                units.append(_Unit(job, UidSet(chunk)))
+            job.units_left = len(units)
+            per_folder.append(units)
+        # Largest folders first, then round-robin, so neighbours in the queue are different folders.
+        per_folder.sort(key=len, reverse=True)
+        for round_ in range(max((len(u) for u in per_folder), default=0)):
+            for units in per_folder:
+                if round_ < len(units):
+                    self.run.units.put(units[round_])
+        self.to_copy = []
 
     # ----------------------------------------------------------------- copying
 
     def copy_all(self) -> None:
+        self._make_units()
         pending_units = self.run.units.qsize()
         if pending_units == 0:
             return
