@@ -446,6 +446,8 @@ def test_proxy_forwards_and_counts_connections(imap_server, filled_user):
         assert proxy.faults_fired == 0
         assert proxy.bytes_from_server > 5 * 300_000 * 4 // 3  # five base64 attachments went through
         assert 100 < proxy.bytes_from_client < 2_000
+        # The proxy sees the last logout's close a moment later; reset once it has.
+        assert proxy.wait_until(lambda: proxy.current == 0)
         proxy.reset_counters()
         assert (proxy.accepted, proxy.max_concurrent, proxy.bytes_from_server, proxy.bytes_from_client) == (0, 0, 0, 0)
 
