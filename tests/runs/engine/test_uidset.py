@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,9 +55,6 @@ def test_twenty_thousand_uids_are_cheap():
     copied = UidSet.from_uids(range(1, 20_001))
     assert str(copied) == "1:20000"
     gappy = UidSet.from_uids(range(1, 40_001, 2))  # 20,000 separate UIDs
-    start = time.process_time()
     left = UidSet.from_uids(range(1, 40_001)) - gappy
-    elapsed = time.process_time() - start
     assert len(left) == 20_000
     assert UidSet.parse(str(gappy)) == gappy
-    assert elapsed >= 0  # measured for the report only; no speed assertion in tests
