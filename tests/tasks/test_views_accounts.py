@@ -180,3 +180,16 @@ def test_listing_accounts_never_decrypts_a_password(admin_client, monkeypatch):
     assert admin_client.get(reverse("tasks:detail", args=[task.pk])).status_code == 200
     assert admin_client.get(reverse("tasks:account_table", args=[task.pk])).status_code == 200
     assert admin_client.get(reverse("tasks:list")).status_code == 200
+
+
+def test_export_never_decrypts_the_passwords(admin_client):
+    from cryptography.fernet import Fernet
+    from django.test import override_settings
+
+    task = TaskFactory()
+    AccountFactory(task=task, source_user="b@old", destination_user="b@new", source_password=SECRET)
+    # With a key that cannot read the stored passwords, the export still works: it never loads them.
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[Fernet.generate_key().decode()]):
+        response = admin_client.get(reverse("tasks:account_export", args=[task.pk]))
+    assert response.status_code == 200
+    assert "b@old,b@new,untested" in response.content.decode()
