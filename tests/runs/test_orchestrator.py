@@ -437,22 +437,3 @@ def test_a_job_deleted_from_the_orm_broker_is_enqueued_again(make_task, django_c
     lost.refresh_from_db()
     assert lost.enqueues == 2 and lost.enqueued_at == later
     assert AccountRun.objects.get(pk=kept.pk).enqueues == 1
-
-
-def test_pending_jobs_are_read_from_a_redis_queue_too(make_task, pushed, monkeypatch):
-    import uuid
-
-    from django_q.brokers.redis_broker import Redis
-    from django_q.tasks import async_task
-
-    broker = Redis(list_key=f"ic-test-{uuid.uuid4().hex[:10]}")
-    monkeypatch.setattr("django_q.brokers.get_broker", lambda list_key=None: broker)
-    try:
-        async_task(q2.COPY_ACCOUNT_JOB, 41, broker=broker)
-        async_task(q2.COPY_ACCOUNT_JOB, 42, broker=broker)
-        async_task("runs.jobs.test_account_job", 43, broker=broker)
-        broker.connection.rpush(broker.list_key, b"not a signed package")
-        assert q2.pending_job_ids() == {41, 42}
-    finally:
-        broker.delete_queue()
-    assert q2.pending_job_ids() == set()
