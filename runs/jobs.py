@@ -261,6 +261,7 @@ def copy_account_job(account_run_id: int) -> None:
         monitor.stop()
         with contextlib.suppress(Exception):
             slots.release(holder)
+    interrupted = False
     if result.outcome == Outcome.CANCELLED and not monitor.cancelled.is_set():
         # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
         if monitor.terminated.is_set():
@@ -272,9 +273,10 @@ def copy_account_job(account_run_id: int) -> None:
         if why:
             result.outcome = Outcome.FAILED
             result.reason = f"{orchestrator.INTERRUPTED}: {why}; run the task again to resume"
+            interrupted = True
     try:
         recorded = orchestrator.finish_account_run(
-            account_run, attempt, result, now=timezone.now(), progress=monitor.latest
+            account_run, attempt, result, now=timezone.now(), progress=monitor.latest, interrupted=interrupted
         )
     except Exception:
         # The row stays running without a heartbeat: the reaper finalises it as interrupted.

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_LEASE_SECONDS = 90
 # A queued account run whose job is not in the broker this long after it was enqueued is lost.
 LOST_JOB_GRACE_SECONDS = 600
-# The first word of the reason of a reaped account run and of its run. scheduling.breaker reads it:
-# an interrupted run is resumed by the next run, it does not trip the breaker.
+# The first word of the reason of an interrupted account run and of its run, for the operator. The
+# programs read the `interrupted` field instead (resumed by the next run; the breaker ignores it).
 INTERRUPTED = "interrupted"
 
 MAX_STORED_MESSAGE_ERRORS = 1000
@@ -224,10 +224,12 @@ def finish_account_run(
     *,
     now: datetime,
     progress: Progress | None = None,
+    interrupted: bool = False,
 ) -> bool:
     """Record an account's outcome (fenced by `attempt`); the last account to finish finalises the run.
 
-    Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
+    `interrupted`: the copy stopped for the worker's sake (SIGTERM, time limit), not because of the
+    account: it is resumed by the next run and the breaker does not count it. Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
     then nothing is written.
     """
     status = _OUTCOME_STATUS[Outcome(result.outcome)]
@@ -243,6 +245,7 @@ def finish_account_run(
         "last_error": result.reason if status != AccountRun.Status.DONE else "",
         "message_errors": [asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]],
         "warnings": [str(w) for w in result.warnings[:MAX_STORED_WARNINGS]],
+        "interrupted": interrupted,
     }
     if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
         fields["last_error"] = "cancelled"
@@ -287,28 +290,24 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         accounts=Count("pk"),
         failed=Count("pk", filter=Q(status=AccountRun.Status.FAILED)),
         cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
-        interrupted=Count(
-            "pk",
-            filter=Q(
-                status=AccountRun.Status.FAILED,
-                last_error__startswith=INTERRUPTED,
-            ),
-        ),
+        interrupted=Count("pk", filter=Q(status=AccountRun.Status.FAILED, interrupted=True)),
     )
     for key in ("copied", "skipped", "errors", "bytes"):
         setattr(run, key, totals[key] or 0)
     failures = list(
         rows.filter(status=AccountRun.Status.FAILED)
-        .exclude(last_error__startswith=INTERRUPTED)
+        .exclude(interrupted=True)
         .order_by("account__source_user")
         .values_list("account__source_user", "last_error")[:3]
     )
     run.status, run.reason = _verdict(run, totals, failures)
+    run.interrupted = totals["interrupted"] > 0
     run.finished_at = now
     run.save(
         update_fields=[
             "status",
             "reason",
+            "interrupted",
             "finished_at",
             "copied",
             "skipped",
@@ -437,6 +436,7 @@ def reap_stale(now: datetime) -> int:
 
 
 def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None) -> bool:
+    """Fail an account run as interrupted (its worker died, or its job was lost): resumable, not judged."""
     with transaction.atomic():
         _lock_run(run_id)
         rows = AccountRun.objects.filter(pk=pk)
@@ -448,6 +448,7 @@ def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attem
             status=AccountRun.Status.FAILED,
             finished_at=now,
             last_error=reason,
+            interrupted=True,
             current_folder="",
         ):
             return False

@@ -311,9 +311,9 @@ def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(make_tas
     a.refresh_from_db()
     run.refresh_from_db()
     task.refresh_from_db()
-    assert a.status == AccountRun.Status.FAILED
+    assert a.status == AccountRun.Status.FAILED and a.interrupted
     assert a.last_error.startswith("interrupted: the worker test:1 stopped answering since ")
-    assert run.status == Run.Status.FAILED and run.finished_at == later
+    assert run.status == Run.Status.FAILED and run.finished_at == later and run.interrupted
     assert run.reason.startswith("interrupted: 1 of 2 accounts stopped without finishing")
     assert run.errors == 2 and run.copied == 13
     assert task.status == Task.Status.FAILED
@@ -345,7 +345,7 @@ def test_reap_re_enqueues_a_lost_job_once_then_fails_it(make_task, pushed):
     run.refresh_from_db()
     assert ar.status == AccountRun.Status.FAILED
     assert "the job queue lost this account's job twice" in ar.last_error
-    assert ar.last_error.startswith("interrupted")
+    assert ar.last_error.startswith("interrupted") and ar.interrupted
     assert run.status == Run.Status.FAILED
     assert Task.objects.get(pk=task.pk).status == Task.Status.FAILED
 
