@@ -29,10 +29,11 @@ from runs.models import Run
 from scheduling.services import (
     ScheduleRefused,
     is_preset,
-    next_run_for,
+    presets_phrase,
     runs_newest_first,
+    schedule_state,
     set_schedule,
-    with_last_finished,
+    with_schedule_facts,
 )
 from scheduling.timing import rfc3339
 from tasks.models import Account, Endpoint, Task
@@ -152,6 +153,7 @@ def account_json(account: Account) -> dict[str, Any]:
 
 
 def task_json(task: Task) -> dict[str, Any]:
+    schedule = schedule_state(task)
     return {
         "id": task.pk,
         "name": task.name,
@@ -161,7 +163,9 @@ def task_json(task: Task) -> dict[str, Any]:
         "folder_mapping": task.folder_mapping,
         "schedule_interval_seconds": task.schedule_interval_seconds,
         "broken": task.broken,
-        "next_run_at": rfc3339(next_run_for(task)),
+        "schedule_state": schedule.state,
+        "schedule_note": schedule.note,
+        "next_run_at": rfc3339(schedule.next_run),
         "accounts": [account_json(a) for a in task.accounts.all()],
     }
 
@@ -182,7 +186,7 @@ def run_json(run: Any) -> dict[str, Any]:
 
 @api_view("GET")
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tasks = with_last_finished(Task.objects.select_related("source", "destination").prefetch_related("accounts"))
+    tasks = with_schedule_facts(Task.objects.select_related("source", "destination").prefetch_related("accounts"))
     return JsonResponse(task_json(get_or_404(tasks, pk, "task")))
 
 
@@ -191,7 +195,7 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_or_404(Task.objects.all(), pk, "task")
     seconds = json_body(request).get("interval_seconds")
     if not is_preset(seconds):
-        raise ApiError(400, "interval_seconds must be one of 0, 3600, 10800, 21600, 43200, 86400")
+        raise ApiError(400, f"interval_seconds must be one of {presets_phrase()}")
     try:
         set_schedule(task, seconds, now=timezone.now())
     except ScheduleRefused as refusal:
