@@ -55,8 +55,9 @@ SLOT_RENEW_SECONDS = 10.0
 
 
 def time_limit_seconds() -> float:
-    """How long one copy job may run: django-q2's timeout minus a margin to finish the batch in flight."""
-    timeout = settings.Q_CLUSTER.get("timeout") or 6 * 3600
+    """How long one copy job may run: django-q2's timeout (settings.COPY_JOB_TIMEOUT_SECONDS) minus a margin
+    to finish the batch in flight."""
+    timeout = settings.Q_CLUSTER["timeout"]
     return max(60.0, timeout - max(60.0, min(600.0, timeout * 0.05)))
 
 

@@ -87,11 +87,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     """
     now = now or timezone.now()
     with transaction.atomic():
-        accounts = list(
-            Account.objects.filter(task_id=task_id)
-            .order_by("source_user")
-            .values_list("pk", "source_user", "source_test_status", "destination_test_status")
-        )
+        accounts = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
         claimed = Task.objects.filter(pk=task_id).exclude(status=Task.Status.RUNNING).update(status=Task.Status.RUNNING)
         if claimed != 1:
             if not Task.objects.filter(pk=task_id).exists():
@@ -100,9 +96,12 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
         # Refusals raise inside the transaction, so the claim above is rolled back with them.
         if not accounts:
             raise NoAccounts(task_id)
-        untested = [
-            user for _pk, user, src, dst in accounts if src != Account.TestStatus.OK or dst != Account.TestStatus.OK
-        ]
+        untested = list(
+            Account.objects.filter(task_id=task_id)
+            .blocking()
+            .order_by("source_user")
+            .values_list("source_user", flat=True)
+        )
         if untested:
             raise AccountsNotTested(task_id, untested, len(accounts))
         try:
@@ -117,7 +116,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
             # The task row said "not running" but a running Run exists (the constraint caught it).
             raise TaskAlreadyRunning(task_id) from None
         account_runs = AccountRun.objects.bulk_create(
-            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk, *_ in accounts
+            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk in accounts
         )
         ids = [ar.pk for ar in account_runs]
         # Enqueue only after commit, so workers can see the rows.
@@ -501,9 +500,7 @@ def _free_orphan_tasks() -> None:
         Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
     )
     for task_id in list(orphans.values_list("pk", flat=True)):
-        last = (
-            Run.objects.filter(task_id=task_id).order_by("-started_at", "-pk").values_list("status", flat=True).first()
-        )
+        last = Run.objects.filter(task_id=task_id).newest_first().values_list("status", flat=True).first()
         Task.objects.filter(pk=task_id, status=Task.Status.RUNNING).exclude(
             Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
         ).update(status=last or Task.Status.IDLE)
