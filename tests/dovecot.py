@@ -758,7 +758,12 @@ def _flag_text(flag: bytes | str) -> str:
 
 def ensure_folder(client: IMAPClient, folder: str) -> None:
     """CREATE (and subscribe) `folder` unless it exists as a real folder. A parent that exists only
-    as hierarchy (\\Noselect / \\NonExistent) is made a real folder too."""
+    as hierarchy (\\Noselect / \\NonExistent) is made a real folder too. Existence is asked with LIST first:
+    Cyrus and Courier refuse a CREATE of an existing folder without the ALREADYEXISTS code."""
+    for flags, _delimiter, name in client.list_folders("", folder):
+        lowered = {_flag_text(f).lower() for f in flags}
+        if name == folder and not lowered & {"\\noselect", "\\nonexistent"}:
+            return
     try:
         client.create_folder(folder)
     except IMAPClientError as exc:
