@@ -300,6 +300,11 @@ class _Account(_Planning):
                 job.result.bytes += batch.bytes
                 self.result.copied += len(batch.landed)
                 self.result.bytes += batch.bytes
+            if batch.altered:  # counted apart: they landed (the state keeps them), but not as sent
+                job.result.copied -= batch.altered
+                job.result.altered += batch.altered
+                self.result.copied -= batch.altered
+                self.result.altered += batch.altered
             for error in batch.errors:
                 self.add_error(job, error)
             for text in batch.warnings:

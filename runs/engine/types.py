@@ -135,6 +135,7 @@ class FolderResult:
     errors: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
 
 
 class Outcome(enum.StrEnum):
@@ -155,6 +156,7 @@ class AccountResult:
     folders: list[FolderResult] = field(default_factory=list)
     message_errors: list[MessageError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
 
     @classmethod
     def failed(cls, reason: str, kind: ErrorKind | None = None) -> AccountResult:

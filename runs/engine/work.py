@@ -64,6 +64,7 @@ class _Batch:
     dropped: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     vanished: int = 0
+    altered: int = 0  # of `landed` in an earlier report: stored differently from what was sent
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .messages import (
 )
 from .types import ErrorKind, MessageError
 from .uidset import UidSet
+from .verify import stored_alterations
 from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
 
 logger = logging.getLogger(__name__)
@@ -360,10 +361,36 @@ class _Worker(threading.Thread):
         keep = {uid for uid, _, _ in retry} | set(throttled)
         self._report(report)
         self._drop([uid for uid in uids if uid not in keep])
+        self._check_stored(dst, job, [(uid, it, o) for (uid, it), o in zip(items, outcomes, strict=True) if o.ok])
         if throttled:
             raise ConnectionLost(f"the destination is throttling: {len(throttled)} message(s) to send again", wait=wait)
         for uid, it, first_refusal in retry:
             self._append_normalised(dst, job, uid, it, first_refusal)
+
+    def _check_stored(self, dst: Connection, job: _Job, landed: list[tuple[int, AppendItem, AppendOutcome]]) -> None:
+        """Report messages the destination stored differently from what was sent (verify.py): a warning each
+        naming folder and UIDs, counted apart from "copied". Messages without APPENDUID are not checked."""
+        by_dest_uid = {o.uid: (uid, it) for uid, it, o in landed if o.uid is not None}
+        if not by_dest_uid:
+            return
+        try:
+            found = stored_alterations(dst, job.destination, [(d, it.raw) for d, (_u, it) in by_dest_uid.items()])
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+        except (IMAPClientError, imaplib.IMAP4.error) as exc:
+            self._report(
+                _Batch(job, warnings=[f"could not check what {job.destination!r} stored: {wire.describe(exc)}"])
+            )
+            return
+        if found:
+            report = _Batch(job, altered=len(found))
+            for alteration in found:
+                uid, _item = by_dest_uid[alteration.destination_uid]
+                report.warnings.append(
+                    f"message UID {uid} in {job.source!r} was stored altered as UID {alteration.destination_uid} "
+                    f"in {job.destination!r}: {alteration.what}"
+                )
+            self._report(report)
 
     def _broken(self, sent: _Sent) -> None:
         """The destination connection broke with this batch's answers partly read: report the

@@ -160,9 +160,18 @@ def compare(source: Loaded, destination: Loaded, dest_user) -> tuple[int, int, i
     return right, total, folders_right, folders_total, differences
 
 
+COURIER_DESTINATION = (
+    "engine-a (issue 10 item 3): Courier has no UNSELECT; after planning, the destination connection is left with "
+    "INBOX open by EXAMINE and Courier refuses APPEND into it ('Current box is selected READ-ONLY'). Not strict: "
+    "whether a later EXAMINE/CLOSE on that connection clears it first depends on which worker takes which folder"
+)
+
+
 def _marks(source: str, destination: str) -> list[pytest.MarkDecorator]:
-    if "courier" in (source, destination):
+    if source == "courier":
         return [pytest.mark.xfail(strict=True, reason=COURIER_UNSELECT)]
+    if destination == "courier":
+        return [pytest.mark.xfail(strict=False, reason=COURIER_DESTINATION)]
     return []
 
 
@@ -221,3 +230,37 @@ def test_connection_test_passes(loaded, name):
     result = test_connection(server.server.mailbox(server.user))
     assert result.ok, result.message
     assert result.folder_count >= len(corpus())
+
+
+def test_a_message_the_destination_rewrites_is_a_warning_counted_apart(imap_server, cyrus_server):
+    # Cyrus turns 8-bit header bytes into 'X' and answers OK (same size: DIGEST.SHA1 tells).
+    source, destination = imap_server.add_user(), cyrus_server.add_user()
+    plain = make_message(subject="plain", seed=21)
+    eight_bit = make_message(subject="Grüße aus Köln", eight_bit=True, seed=22)
+    with imap_server.connect(source) as client:
+        fill(client, "Briefe", [(plain, (), None), (eight_bit, ("\\Seen",), None)])
+    store = MemoryStateStore()
+    result = copy_account(imap_server.mailbox(source), cyrus_server.mailbox(destination), state=store)
+    assert result.outcome == Outcome.DONE, result.reason
+    assert (result.copied, result.altered, result.errors) == (1, 1, 0)
+    [folder] = [f for f in result.folders if f.source == "Briefe"]
+    assert (folder.copied, folder.altered) == (1, 1)
+    [warning] = [w for w in result.warnings if "altered" in w]
+    assert "message UID 2 in 'Briefe'" in warning
+    assert "'INBOX.Briefe'" in warning and "as UID 2" in warning
+    assert "8-bit header bytes replaced with 'X'" in warning
+    assert "Köln" not in warning  # outside text stays out of the warning
+
+    again = copy_account(imap_server.mailbox(source), cyrus_server.mailbox(destination), state=store)
+    assert (again.copied, again.altered, again.errors) == (0, 0, 0)
+
+
+def test_messages_stored_as_sent_raise_no_alteration_warning(imap_server, cyrus_server):
+    source, destination = cyrus_server.add_user(), imap_server.add_user()
+    with cyrus_server.connect(source) as client:
+        fill(
+            client, "INBOX", [(make_message(subject=f"m{i}", eight_bit=True, seed=30 + i), (), None) for i in range(3)]
+        )
+    result = copy_account(cyrus_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore())
+    assert (result.copied, result.altered, result.errors) == (3, 0, 0)
+    assert not [w for w in result.warnings if "altered" in w]
