@@ -8,9 +8,11 @@ import contextlib
 import imaplib
 
 from imapclient.exceptions import IMAPClientError
+from imapclient.util import to_unicode
 
 from . import imap as wire
-from .folders import folder_infos, map_folders
+from .append import encode_folder
+from .folders import MAPPED_SPECIAL_USE, folder_infos, map_folders
 from .identity import _dest_identities, _flag_key, _identities, _match_multiset, _section
 from .imap import Connection, ConnectionLost
 from .messages import IDENTITY_FETCH, Identity, filter_flags, identity
@@ -45,7 +47,15 @@ class _Planning:
         dest_names = {f.name for f in listing["dst"]}  # type: ignore[attr-defined]
         dest_ns = listing["dst_ns"]
         self.states = self.store.load()
-        self._create_destinations(plans, dest_names, dest_ns.delimiter or "/")  # type: ignore[attr-defined]
+        # map_folders gives one plan per source folder, in order: the source's special-use travels along.
+        uses = {
+            plan.destination: info.special_use
+            for plan, info in zip(plans, listing["src"], strict=True)  # type: ignore[call-overload]
+            if plan.rule == "path" and plan.destination and info.special_use in MAPPED_SPECIAL_USE
+        }
+        taken = {f.special_use for f in listing["dst"] if f.special_use}  # type: ignore[attr-defined]
+        uses = {name: use for name, use in uses.items() if use not in taken}
+        self._create_destinations(plans, dest_names, dest_ns.delimiter or "/", uses)  # type: ignore[attr-defined]
         for plan in plans:
             if self.stop_requested():
                 return
@@ -65,7 +75,13 @@ class _Planning:
                 self.pair.drop()  # the connection may be in any state now
             self.progress()
 
-    def _create_destinations(self, plans: list[FolderPlan], existing: set[str], delimiter: str) -> None:
+    def _create_destinations(
+        self, plans: list[FolderPlan], existing: set[str], delimiter: str, uses: dict[str, str] | None = None
+    ) -> None:
+        """CREATE (and subscribe) the missing destination folders and hierarchy levels. `uses` maps a destination
+        name to the source folder's special-use (\\Sent...): where the destination offers CREATE-SPECIAL-USE
+        (RFC 6154 section 3) the folder is created with it, each use once; a refused USE is retried plainly."""
+        uses = dict(uses or {})
         existing_folded = {n.upper() if n.upper() == "INBOX" else n for n in existing}
         wanted = sorted({p.destination for p in plans if p.destination and not p.conflict and p.selectable})
         hierarchy = sorted(
@@ -100,7 +116,11 @@ class _Planning:
                 if name in existing_folded or (name.upper() == "INBOX"):
                     continue
                 try:
-                    dst.client.create_folder(name)
+                    use = uses.pop(name, None)
+                    if use and dst.has("CREATE-SPECIAL-USE"):
+                        self._create_with_use(dst, name, use)
+                    else:
+                        dst.client.create_folder(name)
                 except imaplib.IMAP4.abort:
                     raise  # a broken connection, not a refusal: the reconnect logic handles it
                 except IMAPClientError as exc:
@@ -113,6 +133,18 @@ class _Planning:
                 existing_folded.add(name)
 
         self._retrying("creating folders", create)
+
+    def _create_with_use(self, dst: Connection, name: str, use: str) -> None:
+        """CREATE name (USE (use)), RFC 6154 section 5.2; on a refusal, a plain CREATE and a warning."""
+        imap = dst.client._imap
+        typ, data = imap._simple_command("CREATE", encode_folder(name), f"(USE ({use}))")
+        if typ == "OK":
+            return
+        words = to_unicode(data[0]) if data and data[0] else typ
+        if "exists" in words.lower():
+            raise IMAPClientError(words)
+        self.result.warnings.append(f"{name!r} created without its special use {use}: the server said {words}")
+        dst.client.create_folder(name)
 
     def plan_folder(self, src: Connection, dst: Connection, plan: FolderPlan) -> None:
         """Plan one source folder: STATUS, the record of earlier runs, then what is left to copy.

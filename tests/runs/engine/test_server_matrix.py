@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -23,10 +23,12 @@ from runs.engine import copy_account, plan_folders, test_connection
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.types import Outcome
 from tests.dovecot import fill, make_message, read
+from tests.runs.engine.helpers import CommandRecorder
 
 pytestmark = pytest.mark.imap
 
 SERVERS = ("dovecot", "cyrus", "courier")
+WHEN = dt.datetime(2021, 11, 5, 8, 15, 0, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
 PAIRS = [(source, destination) for source in SERVERS for destination in SERVERS if source != destination]
 
 COURIER_UNSELECT = (
@@ -264,3 +266,66 @@ def test_messages_stored_as_sent_raise_no_alteration_warning(imap_server, cyrus_
     result = copy_account(cyrus_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore())
     assert (result.copied, result.altered, result.errors) == (3, 0, 0)
     assert not [w for w in result.warnings if "altered" in w]
+
+
+def _uses(client) -> dict[str, set[str]]:
+    return {
+        name: {f.decode() for f in flags} & {"\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"}
+        for flags, _delimiter, name in client.list_folders()
+    }
+
+
+def test_special_use_is_carried_where_the_destination_can_create_it(imap_server, cyrus_server):
+    # The test Dovecot gives every user Sent, Drafts, Trash and Junk marked \Sent... (RFC 6154); Cyrus offers
+    # CREATE-SPECIAL-USE, so the new folders get the same marks.
+    source, destination = imap_server.add_user(), cyrus_server.add_user()
+    with imap_server.connect(source) as client:
+        fill(client, "Sent", [(make_message(subject="sent", seed=41), ("\\Seen",), None)])
+    result = copy_account(imap_server.mailbox(source), cyrus_server.mailbox(destination), state=MemoryStateStore())
+    assert result.outcome == Outcome.DONE, result.reason
+    with cyrus_server.connect(destination) as client:
+        uses = _uses(client)
+        assert len(read(client, "INBOX.Sent")) == 1
+    assert uses["INBOX.Sent"] == {"\\Sent"}
+    assert uses["INBOX.Drafts"] == {"\\Drafts"}
+    assert uses["INBOX.Trash"] == {"\\Trash"}
+    assert uses["INBOX.Junk"] == {"\\Junk"}
+
+
+def test_special_use_the_destination_already_has_is_not_created_twice(imap_server, cyrus_server):
+    source, destination = imap_server.add_user(), cyrus_server.add_user()
+    with cyrus_server.connect(destination) as client:
+        client._imap._simple_command("CREATE", '"INBOX.Gesendet"', "(USE (\\Sent))")
+    result = copy_account(imap_server.mailbox(source), cyrus_server.mailbox(destination), state=MemoryStateStore())
+    assert result.outcome == Outcome.DONE, result.reason
+    with cyrus_server.connect(destination) as client:
+        uses = _uses(client)
+    # Dovecot's \Sent folder goes into the destination's \Sent folder (the special-use rule), not a new one.
+    assert uses["INBOX.Gesendet"] == {"\\Sent"}
+    assert "INBOX.Sent" not in uses
+
+
+@pytest.mark.parametrize(("name", "literal_plus"), [("courier", False), ("cyrus", True)])
+def test_appends_use_synchronising_literals_where_literal_plus_is_missing(imap_server, request, name, literal_plus):
+    # Courier has no LITERAL+: each APPEND waits for the "+" go-ahead (RFC 3501 section 7.5); Cyrus has it.
+    # Only folders below INBOX here, so this holds apart from engine-a's Courier INBOX/UNSELECT fix.
+    destination_server = request.getfixturevalue(f"{name}_server")
+    source, destination = imap_server.add_user(), destination_server.add_user()
+    sent = [(make_message(subject=f"m{i}", seed=50 + i), ("\\Seen",) if i else (), WHEN) for i in range(4)]
+    with imap_server.connect(source) as client:
+        fill(client, "Sent", sent[:2])
+        fill(client, "Projekte/Grüße", sent[2:])
+    with CommandRecorder(destination_server.imap_port) as recorder:
+        mailbox = replace(destination_server.mailbox(destination), port=recorder.port)
+        result = copy_account(imap_server.mailbox(source), mailbox, state=MemoryStateStore())
+    assert result.outcome == Outcome.DONE, result.reason
+    assert (result.copied, result.errors) == (4, 0)
+    appends = [line for line in recorder.commands if b" APPEND " in line.upper()]
+    assert len(appends) == 4
+    assert all(line.endswith(b"+}") == literal_plus for line in appends)
+    creates = [line for line in recorder.commands if b" CREATE " in line.upper()]
+    assert any(b"(USE (\\Sent))" in line for line in creates) == literal_plus  # only Cyrus offers CREATE-SPECIAL-USE
+    with imap_server.connect(source) as src, destination_server.connect(destination) as dst:
+        for path in ("Sent", "Projekte/Grüße"):
+            theirs = [_key(m) for m in read(src, folder_name(imap_server, path))]
+            assert [_key(m) for m in read(dst, folder_name(destination_server, path))] == theirs
