@@ -26,14 +26,16 @@ import shutil
 import threading
 from pathlib import Path
 
-from tests.dovecot import ImapUser, ensure_mail_system_user
+from tests.dovecot import ImapUser, ensure_mail_system_user, make_self_signed_certificate
 from tests.support.testbed import ServerProcess, namespace_command, run_inside, tree
 
 # Started by sh inside the namespace: authdaemond and couriertcpd side by side, both ended with the shell.
 _RUN_SCRIPT = """\
 set -a
+. /etc/courier/imapd-ssl
 . /etc/courier/imapd
 . /etc/courier/imapd.local
+IMAP_STARTTLS=$IMAPDSTARTTLS
 /usr/lib/courier/courier-authlib/authdaemond & AUTH=$!
 /usr/sbin/couriertcpd -address=127.0.0.1 -maxprocs=$MAXDAEMONS -maxperip=$MAXPERIP -nodnslookup -noidentlookup \\
   "$IMAPCOPIER_PORT" /usr/lib/courier/courier/imaplogin /usr/bin/imapd Maildir & TCPD=$!
@@ -46,6 +48,8 @@ kill $AUTH 2>/dev/null
 class Courier(ServerProcess):
     """A private Courier-IMAP instance on 127.0.0.1 (plain IMAP). Use as a context manager or call stop().
 
+    STARTTLS is offered with a self-signed certificate for localhost/127.0.0.1 (`ca_certificate`, PEM);
+    tls_required makes Courier announce LOGINDISABLED until STARTTLS (IMAP_TLS_REQUIRED=1).
     max_per_ip: connections allowed from one address (Courier's default is 20); extra_env: more lines for
     the imapd environment, e.g. {"IMAP_CAPABILITY": "IMAP4rev1"} to take capabilities away.
     """
@@ -59,12 +63,14 @@ class Courier(ServerProcess):
         workdir: str | os.PathLike[str] | None = None,
         *,
         max_per_ip: int = 200,
+        tls_required: bool = False,
         extra_env: dict[str, str] | None = None,
         start: bool = True,
     ) -> None:
         super().__init__(workdir)
         self.tree = tree("courier")
         self.max_per_ip = max_per_ip
+        self.tls_required = tls_required
         self.extra_env = dict(extra_env or {})
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
@@ -102,7 +108,23 @@ class Courier(ServerProcess):
                 for line in rc.read_text().splitlines()
             )
         )
-        env = {"MAXDAEMONS": "200", "MAXPERIP": str(self.max_per_ip), "IMAPCOPIER_PORT": str(self.imap_port)}
+        cert_pem, key_pem = make_self_signed_certificate()
+        self.ca_certificate = cert_pem
+        # couriertls does not run as root: it must read the (throwaway) key and write its session cache.
+        (self._courier_etc / "imapd.pem").write_text(key_pem + cert_pem)
+        os.chmod(self._courier_etc / "imapd.pem", 0o644)
+        cache = w / "run" / "courier" / "tlscache"
+        cache.touch()
+        os.chmod(cache, 0o666)
+        env = {
+            "MAXDAEMONS": "200",
+            "MAXPERIP": str(self.max_per_ip),
+            "IMAPCOPIER_PORT": str(self.imap_port),
+            "TLS_CERTFILE": "/etc/courier/imapd.pem",
+            "TLS_DHPARAMS": "",
+            "TLS_CACHEFILE": "/run/courier/tlscache",
+            "IMAP_TLS_REQUIRED": "1" if self.tls_required else "0",
+        }
         env.update(self.extra_env)
         (self._courier_etc / "imapd.local").write_text(
             "".join(f"{key}={_sh_quote(value)}\n" for key, value in env.items())

@@ -202,15 +202,19 @@ class ServerProcess:
 
     # ---------------------------------------------------------------- connecting
 
-    def mailbox(self, user: ImapUser, timeout: float = 30.0) -> Mailbox:
-        """An engine Mailbox for this user (plain IMAP on loopback)."""
+    ca_certificate = ""  # PEM of the certificate offered with STARTTLS, where the server offers it
+
+    def mailbox(self, user: ImapUser, security: str = "plain", timeout: float = 30.0) -> Mailbox:
+        """An engine Mailbox for this user; with security "starttls" the server's certificate is verified."""
+        security = Security(security)
         return Mailbox(
             host=self.host,
             port=self.imap_port,
-            security=Security.PLAIN,
+            security=security,
             username=user.username,
             password=user.password,
-            verify_tls=False,
+            verify_tls=security != Security.PLAIN,
+            ca_certificate=self.ca_certificate if security != Security.PLAIN else "",
             timeout=timeout,
         )
 
