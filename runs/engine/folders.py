@@ -113,6 +113,16 @@ def translate_path(name: str, source: Namespace, destination: Namespace) -> tupl
     return target, problem
 
 
+def renamed_note(name: str, target: str, source: Namespace, destination: Namespace) -> str:
+    """Why translate_path() had to change a level of `name` (the destination's delimiter inside it), or ""."""
+    dest_delim = destination.delimiter or "/"
+    if is_inbox(name) or dest_delim == (source.delimiter or ""):
+        return ""
+    if not any(dest_delim in part for part in path_components(name, source)):
+        return ""
+    return f"copied as {target!r}: {dest_delim!r} separates folder levels on the destination, so it cannot be part of a name"
+
+
 def map_folders(
     source_folders: Sequence[FolderInfo],
     source_namespace: Namespace,
@@ -151,7 +161,8 @@ def map_folders(
             )
             continue
         target, problem = translate_path(info.name, source_namespace, destination_namespace)
-        plans.append(FolderPlan(info.name, target, "path", conflict=problem, selectable=info.selectable))
+        note = "" if problem else renamed_note(info.name, target, source_namespace, destination_namespace)
+        plans.append(FolderPlan(info.name, target, "path", conflict=problem, selectable=info.selectable, note=note))
     _mark_collisions(plans)
     return plans
 

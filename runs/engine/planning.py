@@ -99,6 +99,8 @@ class _Planning:
                 self.result.warnings.append(f"{plan.source!r} not copied: {plan.conflict}")
             elif plan.destination is None:  # skipped by the mapping: listed, nothing copied
                 self.result.folders.append(FolderResult(plan.source, None))
+            elif plan.note:  # renamed to fit the destination: said before any message is copied
+                self.result.warnings.append(f"{plan.source!r} {plan.note}")
         self._failed_destinations: dict[str, str] = {}
 
         def create(src: Connection, dst: Connection) -> None:

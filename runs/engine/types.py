@@ -75,6 +75,7 @@ class FolderPlan:
     rule: str  # "explicit", "skip", "special-use", "path"
     conflict: str = ""  # non-empty: why this mapping cannot be done as is (merge, name not allowed)
     selectable: bool = True
+    note: str = ""  # non-empty: how the name had to change to fit the destination (copied, and said so)
 
 
 @dataclass

@@ -258,6 +258,24 @@ def test_folder_mapping_shows_conflicts(admin_client, imap_server, make_imap_use
     assert 'class="conflict"' in html
 
 
+def test_folder_mapping_says_when_a_name_must_change_to_fit_the_destination(
+    admin_client, imap_server, imap_server_dotted, make_imap_user
+):
+    source, destination = make_imap_user(), make_imap_user(imap_server_dotted)
+    with imap_server.connect(source) as client:
+        fill(client, "v1.2", [(make_message(seed=1), (), None)])
+    task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server_dotted))
+    AccountFactory(
+        task=task,
+        source_user=source.username,
+        source_password=source.password,
+        destination_user=destination.username,
+        destination_password=destination.password,
+    )
+    html = admin_client.get(reverse("tasks:folders", args=[task.pk])).content.decode()
+    assert escape("copied as 'INBOX.v1_2': '.' separates folder levels on the destination") in html
+
+
 def test_folder_mapping_says_why_when_the_login_fails(admin_client, imap_server):
     task = TaskFactory(source=endpoint_for(imap_server), destination=endpoint_for(imap_server))
     AccountFactory(task=task, source_user="ghost", source_password="wrong-pw-456")

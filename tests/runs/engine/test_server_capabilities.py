@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from runs.engine import copy_account, list_folders, test_connection
+from runs.engine import copy_account, list_folders, plan_folders, test_connection
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.types import ErrorKind, Outcome
 from tests.dovecot import fill, make_message, read
@@ -132,3 +132,24 @@ def test_logindisabled_before_starttls_sends_no_password_in_clear_and_logs_in_af
 
         folders = list_folders(server.mailbox(user, security="starttls"))
         assert [f.name for f in folders] == ["INBOX"]
+
+
+def test_folder_names_the_destination_cannot_hold_are_reported_never_silently_changed(imap_server, cyrus_server):
+    # Dovecot holds '"' and '.' in names; Cyrus refuses '"' and uses '.' between levels.
+    source, destination = imap_server.add_user(), cyrus_server.add_user()
+    with imap_server.connect(source) as client:
+        for name in ('Say "hi"', "v1.2", "plain"):
+            fill(client, name, [(make_message(subject=name, seed=name), (), None)])
+    plans = {p.source: p for p in plan_folders(imap_server.mailbox(source), cyrus_server.mailbox(destination), None)}
+    # Before any copy, the plan (the folder mapping page) says how "v1.2" has to change.
+    assert plans["v1.2"].destination == "INBOX.v1_2"
+    assert "'.' separates folder levels on the destination" in plans["v1.2"].note
+    assert plans["plain"].note == ""
+
+    result = copy_account(imap_server.mailbox(source), cyrus_server.mailbox(destination), state=MemoryStateStore())
+    folders = {f.source: f for f in result.folders}
+    assert (folders["plain"].copied, folders["v1.2"].copied) == (1, 1)
+    assert (folders['Say "hi"'].copied, folders['Say "hi"'].errors) == (0, 1)
+    assert "refused to create 'INBOX.Say \"hi\"'" in folders['Say "hi"'].warnings[0]
+    assert "Invalid mailbox name" in folders['Say "hi"'].warnings[0]  # Cyrus's own words
+    assert any(w.startswith("'v1.2' copied as 'INBOX.v1_2'") for w in result.warnings)
