@@ -10,6 +10,7 @@ import imaplib
 import re
 import socket
 import ssl
+import types
 from collections.abc import Sequence
 
 from imapclient import IMAPClient
@@ -98,7 +99,7 @@ def _guard(client: IMAPClient) -> None:
     original_command = imap._command
     original_raw = client._raw_command
 
-    def guarded_command(name: str, *args: object) -> object:
+    def guarded_command(_imap: object, name: str, *args: object) -> object:
         check_read_only(name, args)
         return original_command(name, *args)
 
@@ -109,7 +110,9 @@ def _guard(client: IMAPClient) -> None:
         )
         return original_raw(command, args, uid=uid)
 
-    imap._command = guarded_command
+    # A bound method, as the original: imaplib tells an AUTHENTICATE callback from a literal by
+    # comparing its type with type(self._command).
+    imap._command = types.MethodType(guarded_command, imap)
     client._raw_command = guarded_raw
 
 
@@ -214,6 +217,60 @@ def _starttls(client: IMAPClient, context: ssl.SSLContext) -> None:
     client._cached_capabilities = None
 
 
+def _quotable(text: str) -> bool:
+    """Can this go in an IMAP quoted string (RFC 9051 §4.3: 7-bit, no CR, LF or NUL)?"""
+    return text.isascii() and not any(c in text for c in "\r\n\0")
+
+
+def _authenticate(client: IMAPClient, mailbox: Mailbox, caps: set[str]) -> None:
+    """Log in with any Unicode user name and password; LoginError when the server refuses.
+
+    Quotable credentials: LOGIN with quoted strings, as every server understands (RFC 9051 §6.2.3).
+    Others: AUTHENTICATE PLAIN, whose credentials are UTF-8 (RFC 4616 §2), where the server offers
+    it; else LOGIN with UTF-8 literals (RFC 9051 §4.3; imaplib can only send ASCII there).
+    """
+    if _quotable(mailbox.username) and _quotable(mailbox.password):
+        client.login(mailbox.username, mailbox.password)
+    elif "AUTH=PLAIN" in caps:
+        client.plain_login(mailbox.username, mailbox.password)
+    else:
+        _login_with_literals(client, mailbox.username, mailbox.password, literal_plus="LITERAL+" in caps)
+
+
+def _login_with_literals(client: IMAPClient, username: str, password: str, *, literal_plus: bool) -> None:
+    """LOGIN {n}user {m}password, in UTF-8, with synchronising literals unless LITERAL+ (RFC 7888).
+
+    Sent straight to the socket: imaplib allows one literal per command and IMAPClient's own
+    literal sender logs literal contents at DEBUG, which would put the password in a log.
+    """
+    imap = client._imap
+    tag = imap._new_tag()
+    imap.send(tag + b" LOGIN")
+    for value in (username.encode("utf-8"), password.encode("utf-8")):
+        if literal_plus:
+            imap.send(b" {%d+}\r\n" % len(value) + value)
+            continue
+        imap.send(b" {%d}\r\n" % len(value))
+        while imap._get_response():  # until the "+" continuation, or the command's own answer
+            if imap.tagged_commands.get(tag):
+                break
+        if imap.tagged_commands.get(tag):
+            break  # refused before the literal was sent: the command is over
+        imap.send(value)
+    else:
+        imap.send(b"\r\n")
+    try:
+        typ, data = imap._command_complete("LOGIN", tag)
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as exc:  # BAD: the server would not take the command as sent
+        raise LoginError(describe(exc)) from None
+    if typ != "OK":
+        words = to_unicode(data[0]) if data and data[0] is not None else ""
+        raise LoginError(words)
+    imap.state = "AUTH"  # what imaplib's own login() records
+
+
 def _login(client: IMAPClient, mailbox: Mailbox) -> None:
     """Log in; a refusal is ConnectError AUTH ("login refused: <server's words>"), a temporary one
     or a connection lost meanwhile is PROTOCOL (retried)."""
@@ -224,7 +281,7 @@ def _login(client: IMAPClient, mailbox: Mailbox) -> None:
             "the server refuses LOGIN on an unencrypted connection (LOGINDISABLED)",
         )
     try:
-        client.login(mailbox.username, mailbox.password)
+        _authenticate(client, mailbox, caps)
     except LoginError as exc:
         if isinstance(exc.__context__, imaplib.IMAP4.abort):
             # IMAPClient wraps a connection lost mid-LOGIN in LoginError: not a wrong password.

@@ -17,10 +17,15 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 
 
 class CommandRecorder:
-    """A loopback relay that records every command the client sends (literal contents skipped)."""
+    """A loopback relay that records every command the client sends (literal contents skipped).
 
-    def __init__(self, target_port: int) -> None:
+    server_filter, when given, rewrites each chunk the server sends (e.g. to hide a capability);
+    it sees chunks as they arrive, so use it only on short lines such as CAPABILITY answers.
+    """
+
+    def __init__(self, target_port: int, server_filter: Callable[[bytes], bytes] | None = None) -> None:
         self.target_port = target_port
+        self.server_filter = server_filter
         self.commands: list[bytes] = []
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -63,11 +68,10 @@ class CommandRecorder:
             threading.Thread(target=self._pump_server, args=(upstream, client), daemon=True).start()
             threading.Thread(target=self._pump_client, args=(client, upstream), daemon=True).start()
 
-    @staticmethod
-    def _pump_server(upstream: socket.socket, client: socket.socket) -> None:
+    def _pump_server(self, upstream: socket.socket, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := upstream.recv(65536):
-                client.sendall(data)
+                client.sendall(self.server_filter(data) if self.server_filter else data)
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_WR)
 
