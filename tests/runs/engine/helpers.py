@@ -27,6 +27,7 @@ class CommandRecorder:
         self.target_port = target_port
         self.server_filter = server_filter
         self.commands: list[bytes] = []
+        self.sessions: list[list[bytes]] = []  # the same commands, per connection
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
@@ -66,7 +67,10 @@ class CommandRecorder:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             threading.Thread(target=self._pump_server, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._pump_client, args=(client, upstream), daemon=True).start()
+            session: list[bytes] = []
+            with self._lock:
+                self.sessions.append(session)
+            threading.Thread(target=self._pump_client, args=(client, upstream, session), daemon=True).start()
 
     def _pump_server(self, upstream: socket.socket, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -75,7 +79,7 @@ class CommandRecorder:
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_WR)
 
-    def _pump_client(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump_client(self, client: socket.socket, upstream: socket.socket, session: list[bytes]) -> None:
         buffer = b""
         skip = 0
         with contextlib.suppress(OSError):
@@ -97,6 +101,7 @@ class CommandRecorder:
                         skip = int(match.group(1))
                     with self._lock:
                         self.commands.append(line)
+                        session.append(line)
         with contextlib.suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)
 
