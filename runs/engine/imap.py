@@ -92,6 +92,10 @@ def lost(exc: BaseException) -> ConnectionLost:
     return ConnectionLost(f"connection lost: {describe(exc)}", ErrorKind.PROTOCOL)
 
 
+# A mailbox name no server holds, EXAMINEd to leave a mailbox where UNSELECT is missing.
+NO_SUCH_MAILBOX = "imapcopier-deselect-7f3a9c1e"
+
+
 @dataclass
 class Namespace:
     prefix: str
@@ -177,15 +181,26 @@ class Connection:
         return info
 
     def unselect(self) -> None:
+        """Leave the selected mailbox without expunging anything: UNSELECT (RFC 3691) where offered.
+
+        Without it (Courier) CLOSE is no option: it is refused on the read-only source (the write
+        guard) and would expunge \\Deleted messages after a SELECT at the destination. Instead
+        EXAMINE a mailbox that does not exist: a failed EXAMINE leaves no mailbox selected (RFC 3501
+        §6.3.2). So no mailbox stays open read-only on a connection that will APPEND (Courier
+        refuses an APPEND into a mailbox the same session has open with EXAMINE). Raises imaplib's
+        abort when the connection breaks.
+        """
         if self.selected is None:
             return
         if self.has("UNSELECT"):
             self.client.unselect_folder()
-        elif self.selected_read_only:
-            self.client.close_folder()  # CLOSE after EXAMINE never expunges
         else:
-            # CLOSE would expunge \Deleted messages at the destination: select nothing instead.
-            self.client.select_folder("INBOX", readonly=True)
+            try:
+                self.client.select_folder(NO_SUCH_MAILBOX, readonly=True)
+            except imaplib.IMAP4.abort:
+                raise
+            except IMAPClientError:
+                pass  # the NO we asked for: nothing is selected now
         self.selected = None
 
     def search_all(self) -> UidSet:
@@ -238,7 +253,7 @@ class Connection:
             return {}
         parsed = parse_body_fetch(data)
         if parsed is None:  # not the usual shape: the general parser
-            parsed = parse_fetch_response(data, False, True)
+            parsed = by_uid(data)
         return {uid: item for uid, item in parsed.items() if uid in uids}
 
     def fetch_text(
@@ -259,7 +274,20 @@ class Connection:
         typ, data = imap._untagged_response(typ, data, "FETCH")
         if not data or data == [None]:
             return {}
-        return parse_fetch_response(data, False, True)
+        return by_uid(data)
+
+
+def by_uid(data: Sequence[object]) -> dict[int, dict[bytes, object]]:
+    """The FETCH responses of a UID FETCH answer keyed by UID; a response without UID is no message data.
+
+    A server may interleave unsolicited FETCH responses (flags changed by another session) that
+    carry a sequence number and no UID; a UID command's own responses always carry the UID
+    (RFC 3501 §6.4.8). IMAPClient's parser, asked for UID keys, files a response without UID under
+    its sequence number, as if that were a UID: another message's flags. Parsed by sequence number,
+    such a response merges into the answer for the message it names, or is dropped with none.
+    """
+    parsed = parse_fetch_response(data, False, False)
+    return {int(item[b"UID"]): item for item in parsed.values() if b"UID" in item}
 
 
 _BODY_FETCH_HEAD = re.compile(rb"^\d+ \((.*) BODY\[\] \{(\d+)\}$", re.DOTALL)

@@ -116,6 +116,18 @@ class MessageError:
 
 
 @dataclass
+class MessageWarning:
+    """A message that was copied, but not quite as it was (keywords dropped, line endings
+    rewritten); the report lists it. `text` says what was changed and why, in words."""
+
+    folder: str
+    uid: int
+    size: int
+    subject: str
+    text: str
+
+
+@dataclass
 class Progress:
     folder: str
     copied: int
@@ -156,6 +168,7 @@ class AccountResult:
     error_kind: ErrorKind | None = None
     folders: list[FolderResult] = field(default_factory=list)
     message_errors: list[MessageError] = field(default_factory=list)
+    message_warnings: list[MessageWarning] = field(default_factory=list)  # their text is in warnings too
     warnings: list[str] = field(default_factory=list)
     altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
 
