@@ -4,11 +4,8 @@ One realistic corpus is loaded once per server (module scope): nested and non-AS
 messages without Message-ID, two messages sharing one, a \\Deleted message, INTERNALDATEs with offsets. For each
 direction a fresh destination user gets a full copy, compared folder by folder and message by message (sha256 of
 BODY[], flags, INTERNALDATE as an instant); an identical re-run copies nothing; N new source messages are exactly
-N copied. The connection test passes against each server. Names a destination cannot hold are reported by the
-plan before any copy.
-
-Where an engine bug owned elsewhere breaks a direction, the test is xfail(strict=True) naming it, so it turns
-into a failure the day the fix lands and the mark must go.
+N copied. The connection test passes against each server. (Capability-specific behaviour, names a destination
+cannot hold and messages a destination alters: test_server_capabilities.py.)
 """
 
 from __future__ import annotations
@@ -29,11 +26,6 @@ pytestmark = pytest.mark.imap
 SERVERS = ("dovecot", "cyrus", "courier")
 WHEN = dt.datetime(2021, 11, 5, 8, 15, 0, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
 PAIRS = [(source, destination) for source in SERVERS for destination in SERVERS if source != destination]
-
-COURIER_UNSELECT = (
-    "engine-a (issue 10 item 3): Courier has no UNSELECT; the engine sends CLOSE on the read-only side, its write "
-    "guard refuses it (WriteRefused), and APPEND into a folder left open by EXAMINE is refused"
-)
 
 
 def _offset(hours: float) -> dt.timezone:
@@ -161,24 +153,9 @@ def compare(source: Loaded, destination: Loaded, dest_user) -> tuple[int, int, i
     return right, total, folders_right, folders_total, differences
 
 
-COURIER_DESTINATION = (
-    "engine-a (issue 10 item 3): Courier has no UNSELECT; after planning, the destination connection is left with "
-    "INBOX open by EXAMINE and Courier refuses APPEND into it ('Current box is selected READ-ONLY'). Not strict: "
-    "whether a later EXAMINE/CLOSE on that connection clears it first depends on which worker takes which folder"
-)
-
-
-def _marks(source: str, destination: str) -> list[pytest.MarkDecorator]:
-    if source == "courier":
-        return [pytest.mark.xfail(strict=True, reason=COURIER_UNSELECT)]
-    if destination == "courier":
-        return [pytest.mark.xfail(strict=False, reason=COURIER_DESTINATION)]
-    return []
-
-
 @pytest.mark.parametrize(
     ("source_name", "destination_name"),
-    [pytest.param(s, d, id=f"{s}-to-{d}", marks=_marks(s, d)) for s, d in PAIRS],
+    [pytest.param(s, d, id=f"{s}-to-{d}") for s, d in PAIRS],
 )
 def test_full_copy_rerun_and_new_messages(loaded, source_name, destination_name):
     source, destination = loaded[source_name], loaded[destination_name]
@@ -219,13 +196,7 @@ def test_full_copy_rerun_and_new_messages(loaded, source_name, destination_name)
     assert differences == []
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason=COURIER_UNSELECT)] if n == "courier" else [])
-        for n in SERVERS
-    ],
-)
+@pytest.mark.parametrize("name", SERVERS)
 def test_connection_test_passes(loaded, name):
     server = loaded[name]
     result = test_connection(server.server.mailbox(server.user))
