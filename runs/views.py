@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,46 +11,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from runs import orchestrator
 from runs import progress as run_progress_data
-from runs.models import AccountRun, Run
+from runs.models import Run
 from tasks.models import Task
-
-# A big run lists only the accounts worth watching (running, failed) in the live panel.
-PANEL_ALL_ACCOUNTS_UP_TO = 50
-PANEL_MAX_ROWS = 200
-
-
-def _progress_context(run: Run | None, now: datetime) -> dict:
-    if run is None:
-        return {"run": None, "progress": None}
-    progress = run_progress_data.run_progress(run, now=now)
-    shown = progress.accounts
-    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
-        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
-        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
-    return {
-        "run": progress.run,
-        "progress": progress,
-        "shown_accounts": shown,
-        "hidden_accounts": len(progress.accounts) - len(shown),
-    }
-
-
-def run_panel_context(task: Task, now: datetime) -> dict:
-    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
-    recent = list(task.runs.order_by("-started_at", "-id")[:6])
-    return {
-        **_progress_context(recent[0] if recent else None, now),
-        "recent_runs": recent[1:],
-    }
 
 
 @require_POST
 @login_required
 def run_start(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    from runs import orchestrator
-
     try:
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     except orchestrator.RunRefused as exc:
@@ -65,8 +34,6 @@ def run_start(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    from runs import orchestrator
-
     if not run.is_running:
         messages.info(request, "This run has already ended.")
     else:
@@ -82,7 +49,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    response = render(request, "runs/_progress.html", _progress_context(run, timezone.now()))
+    response = render(request, "runs/_progress.html", run_progress_data.progress_context(run, timezone.now()))
     if request.htmx and not run.is_running:
         # The run ended while the page watched it: reload once, so the buttons, the status and the
         # accounts' last results follow (the reloaded page no longer polls).
@@ -94,7 +61,7 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
-    context = _progress_context(run, timezone.now())
+    context = run_progress_data.progress_context(run, timezone.now())
     details = run.account_runs.order_by("account__source_user", "pk").values_list(
         "pk", "account__source_user", "message_errors", "warnings"
     )

@@ -26,7 +26,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from tests.dovecot import ImapUser, ensure_mail_system_user, make_self_signed_certificate
+from tests.support.dovecot import ImapUser, ensure_mail_system_user, make_self_signed_certificate
 from tests.support.testbed import ServerProcess, namespace_command, run_inside, tree
 
 # Started by sh inside the namespace: authdaemond and couriertcpd side by side, both ended with the shell.

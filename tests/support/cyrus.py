@@ -23,7 +23,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from tests.dovecot import ImapUser
+from tests.support.dovecot import ImapUser
 from tests.support.testbed import ServerProcess, TestbedError, namespace_command, run_inside, tree
 
 SERVERNAME = "imapcopier-test"  # also the sasldb realm: they must be equal

@@ -29,7 +29,7 @@ from pathlib import Path
 from imapclient import IMAPClient
 
 from runs.engine.types import Mailbox, Security
-from tests.dovecot import ImapUser, _die_with_parent, _free_port
+from tests.support.dovecot import ImapUser, _die_with_parent, _free_port
 
 TESTBED_ROOT = Path(os.environ.get("IMAPCOPIER_TESTBED", "/var/cache/imapcopier-testbed"))
 INSTALLER = Path(__file__).resolve().parents[2] / "bin" / "install-imap-servers"

@@ -11,8 +11,8 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from tasks.models import Account
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
 from tests.runs.engine.helpers import FakeServer
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

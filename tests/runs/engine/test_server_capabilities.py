@@ -11,10 +11,10 @@ import pytest
 from runs.engine import copy_account, list_folders, plan_folders, test_connection
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.types import ErrorKind, Outcome
-from tests.dovecot import fill, make_message, read
 from tests.runs.engine.helpers import CommandRecorder
 from tests.runs.engine.test_server_matrix import _key, folder_name
 from tests.support.courier import Courier
+from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

@@ -19,7 +19,7 @@ import pytest
 from runs.engine import copy_account, plan_folders, test_connection
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.types import Outcome
-from tests.dovecot import fill, make_message, read
+from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

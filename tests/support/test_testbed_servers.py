@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from imapclient.exceptions import LoginError
 
-from tests.dovecot import fill, make_message, read
 from tests.support import testbed
 from tests.support.courier import Courier
 from tests.support.cyrus import Cyrus
+from tests.support.dovecot import fill, make_message, read
 from tests.support.server_fixtures import start_server
 from tests.support.testbed import TestbedError
 
