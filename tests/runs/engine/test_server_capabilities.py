@@ -14,6 +14,7 @@ from runs.engine.types import ErrorKind, Outcome
 from tests.runs.engine.helpers import CommandRecorder
 from tests.runs.engine.test_server_matrix import _key, folder_name
 from tests.support.courier import Courier
+from tests.support.cyrus import Cyrus
 from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
@@ -153,3 +154,31 @@ def test_folder_names_the_destination_cannot_hold_are_reported_never_silently_ch
     assert "refused to create 'INBOX.Say \"hi\"'" in folders['Say "hi"'].warnings[0]
     assert "Invalid mailbox name" in folders['Say "hi"'].warnings[0]  # Cyrus's own words
     assert any(w.startswith("'v1.2' copied as 'INBOX.v1_2'") for w in result.warnings)
+
+
+def test_a_message_over_cyrus_appendlimit_is_never_uploaded_and_says_why(imap_server):
+    # Cyrus announces its maxmessagesize as APPENDLIMIT (RFC 7889); Courier announces none (the matrix).
+    with Cyrus(extra_config="maxmessagesize: 20000\n") as cyrus:
+        source, destination = imap_server.add_user(), cyrus.add_user()
+        with cyrus.connect(destination) as client:
+            assert b"APPENDLIMIT=20000" in client.capabilities()
+        with imap_server.connect(source) as client:
+            fill(
+                client,
+                "INBOX",
+                [
+                    (make_message(subject="small", seed=70), (), None),
+                    (make_message(subject="big", attachment_size=30_000, seed=71), (), None),
+                ],
+            )
+        with CommandRecorder(cyrus.imap_port) as recorder:
+            result = copy_account(
+                imap_server.mailbox(source),
+                replace(cyrus.mailbox(destination), port=recorder.port),
+                state=MemoryStateStore(),
+            )
+        assert (result.copied, result.errors) == (1, 1)
+        [error] = result.message_errors
+        assert error.subject == "big"
+        assert "APPENDLIMIT (20000 bytes)" in error.reason
+        assert len([line for line in recorder.commands if b" APPEND " in line.upper()]) == 1
