@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 * 1024 * 1024  # bodies fetched (and held) per batch, per worker
 BATCH_MESSAGES = 250
+SETTLE_SECONDS = 0.3  # after a break mid-APPEND: the destination folder must stay unchanged this long ...
+SETTLE_MAX_SECONDS = 5.0  # ... or this long must pass, before the unconfirmed messages are looked for
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -508,6 +510,7 @@ class _Worker(threading.Thread):
         job, unconfirmed, confirmed_ids, uidnext = self.inflight
         report = _Batch(job)
         try:
+            self._wait_until_settled(dst, job.destination)
             dst.examine(job.destination)
             found = Counter(_dest_identities(dst, uidnext).values())
             dst.unselect()
@@ -523,6 +526,20 @@ class _Worker(threading.Thread):
         self.inflight = None
         self._report(report)
         return UidSet.from_uids(report.landed)
+
+    def _wait_until_settled(self, dst: Connection, folder: str) -> None:
+        """Wait until the folder stops growing (UIDNEXT unchanged over SETTLE_SECONDS), at most
+        SETTLE_MAX_SECONDS. The broken session's server process may still be storing APPENDs it
+        had read before the connection dropped (Dovecot does): looked for too early, they would
+        seem lost and be sent again, a duplicate each."""
+        previous = None
+        waited = 0.0
+        while waited < SETTLE_MAX_SECONDS:
+            current = int(dst.status(folder, ["UIDNEXT"])["UIDNEXT"])
+            if current == previous or self._pause(SETTLE_SECONDS):
+                return
+            previous = current
+            waited += SETTLE_SECONDS
 
     def _announce(self, job: _Job, uids: UidSet, uidnext: int) -> None:
         ack = threading.Event()
