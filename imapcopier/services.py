@@ -77,11 +77,7 @@ def account_page(task: Task, *, q: str = "", page: str | int | None = None) -> d
     if q:
         accounts = accounts.filter(Q(source_user__icontains=q) | Q(destination_user__icontains=q))
     shown = Paginator(with_last_results(accounts), ACCOUNTS_PER_PAGE).get_page(page)
-    counts = {
-        "total": task.accounts.count(),
-        "ok": task.accounts.tested_ok().count(),
-        "failed": task.accounts.failed().count(),
-    }
+    counts = task.accounts.test_counts()
     return {
         "task": task,
         "accounts": attach_last_results(list(shown.object_list)),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -11,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from runs import orchestrator
+from runs import orchestrator, reports
 from runs import progress as run_progress_data
 from runs.models import Run
 from tasks.models import Task
@@ -61,29 +59,8 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
-    context = run_progress_data.progress_context(run, timezone.now())
-    details = run.account_runs.order_by("account__source_user", "pk").values_list(
-        "pk", "account__source_user", "message_errors", "warnings"
-    )
-    message_errors = [
-        {**error, "account": user} for _pk, user, errors, _warnings in details for error in (errors or [])
-    ]
-    warnings = {pk: w for pk, _user, _errors, w in details if w}
-    duration = None
-    if run.finished_at:
-        duration = int((run.finished_at - run.started_at).total_seconds())
-    return render(
-        request,
-        "runs/run_report.html",
-        {
-            **context,
-            "task": run.task,
-            "message_errors": message_errors,
-            "warnings": warnings,
-            "duration": duration,
-            "nav": "tasks",
-        },
-    )
+    context = reports.run_report(run, now=timezone.now())
+    return render(request, "runs/run_report.html", {**context, "nav": "tasks"})
 
 
 @require_GET
@@ -93,57 +70,5 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "source_user",
-            "destination_user",
-            "status",
-            "copied",
-            "skipped",
-            "errors",
-            "bytes",
-            "reason",
-            "folder",
-            "uid",
-            "subject",
-            "size",
-        ]
-    )
-    account_runs = run.account_runs.select_related("account").order_by("account__source_user")
-    for ar in account_runs:
-        account = ar.account
-        writer.writerow(
-            [
-                account.source_user,
-                account.destination_user,
-                ar.status,
-                ar.copied,
-                ar.skipped,
-                ar.errors,
-                ar.bytes,
-                ar.last_error,
-                "",
-                "",
-                "",
-                "",
-            ]
-        )
-        for error in ar.message_errors or []:
-            writer.writerow(
-                [
-                    account.source_user,
-                    account.destination_user,
-                    "message error",
-                    "",
-                    "",
-                    "",
-                    "",
-                    error.get("reason", ""),
-                    error.get("folder", ""),
-                    error.get("uid", ""),
-                    error.get("subject", ""),
-                    error.get("size", ""),
-                ]
-            )
+    reports.write_run_csv(run, response)
     return response

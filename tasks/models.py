@@ -148,9 +148,19 @@ class AccountQuerySet(models.QuerySet):
 
     def failed(self) -> AccountQuerySet:
         """Accounts whose last test failed on at least one side."""
-        return self.filter(
-            Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
+        return self.filter(_failed())
+
+    def test_counts(self) -> dict[str, int]:
+        """`total`, `ok` (as tested_ok()) and `failed` (as failed()) accounts, in one query."""
+        return self.aggregate(
+            total=models.Count("pk"),
+            ok=models.Count("pk", filter=Q(**Account.TESTED_OK)),
+            failed=models.Count("pk", filter=_failed()),
         )
+
+
+def _failed() -> Q:
+    return Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
 
 
 class Account(models.Model):

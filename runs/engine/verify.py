@@ -77,3 +77,19 @@ def stored_alterations(connection: Connection, folder: str, appended: Sequence[t
         return found
     finally:
         connection.unselect()
+
+
+def alteration_report(
+    connection: Connection, source: str, destination: str, landed: Sequence[tuple[int, bytes, int | None]]
+) -> tuple[int, list[str]]:
+    """Check a batch that landed in `destination`: `landed` is (source UID, bytes sent, destination UID from
+    APPENDUID or None; those are not checked). Returns (messages altered, one warning each naming the source
+    folder and UID, the destination folder and UID, and what changed). Raises what stored_alterations raises."""
+    by_dest_uid = {dest_uid: uid for uid, _raw, dest_uid in landed if dest_uid is not None}
+    found = stored_alterations(connection, destination, [(d, raw) for _u, raw, d in landed if d is not None])
+    warnings = [
+        f"message UID {by_dest_uid[a.destination_uid]} in {source!r} was stored altered as UID "
+        f"{a.destination_uid} in {destination!r}: {a.what}"
+        for a in found
+    ]
+    return len(found), warnings

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from imapclient.exceptions import IMAPClientError
 
 from . import imap as wire
-from .append import AppendItem, PendingAppends
+from .append import AppendItem, AppendOutcome, PendingAppends
 from .identity import _dest_identities, _section
 from .imap import Connection, ConnectionLost
 from .isolation import BLAMED_IN_A_ROW, Isolation, Suspects, Verdict
@@ -28,7 +28,7 @@ from .messages import (
 from .retries import _AppendRetries
 from .types import ErrorKind, MessageError
 from .uidset import UidSet
-from .verify import stored_alterations
+from .verify import alteration_report
 from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
 
 logger = logging.getLogger(__name__)
@@ -412,29 +412,18 @@ class _Worker(_AppendRetries, threading.Thread):
                 self._append_with_fewer_keywords(dst, job, uid, it, first_refusal)
 
     def _check_stored(self, dst: Connection, job: _Job, landed: list[tuple[int, AppendItem, AppendOutcome]]) -> None:
-        """Report messages the destination stored differently from what was sent (verify.py): a warning each
-        naming folder and UIDs, counted apart from "copied". Messages without APPENDUID are not checked."""
-        by_dest_uid = {o.uid: (uid, it) for uid, it, o in landed if o.uid is not None}
-        if not by_dest_uid:
-            return
+        """Report what the destination stored differently from what was sent (verify.py): a warning a message,
+        counted as altered, apart from "copied". A refused check is one warning; a lost connection raises."""
         try:
-            found = stored_alterations(dst, job.destination, [(d, it.raw) for d, (_u, it) in by_dest_uid.items()])
+            altered, warnings = alteration_report(
+                dst, job.source, job.destination, [(uid, it.raw, o.uid) for uid, it, o in landed]
+            )
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
         except (IMAPClientError, imaplib.IMAP4.error) as exc:
-            self._report(
-                _Batch(job, warnings=[f"could not check what {job.destination!r} stored: {wire.describe(exc)}"])
-            )
-            return
-        if found:
-            report = _Batch(job, altered=len(found))
-            for alteration in found:
-                uid, _item = by_dest_uid[alteration.destination_uid]
-                report.warnings.append(
-                    f"message UID {uid} in {job.source!r} was stored altered as UID {alteration.destination_uid} "
-                    f"in {job.destination!r}: {alteration.what}"
-                )
-            self._report(report)
+            altered, warnings = 0, [f"could not check what {job.destination!r} stored: {wire.describe(exc)}"]
+        if warnings:
+            self._report(_Batch(job, altered=altered, warnings=warnings))
 
     def _broken(self, sent: _Sent) -> None:
         """The destination connection broke with this batch's answers partly read: report the
