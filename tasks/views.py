@@ -26,7 +26,7 @@ from tasks.forms import (
     TaskForm,
 )
 from tasks.models import Account, Endpoint, Task
-from tasks.services_probe import probe_endpoint
+from tasks.services_probe import probe_accounts, probe_endpoint
 
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
@@ -73,7 +73,13 @@ def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "tasks/endpoint_form.html",
-        {"form": form, "endpoint": endpoint, "tasks": services.tasks_using(endpoint), "nav": "endpoints"},
+        {
+            "form": form,
+            "endpoint": endpoint,
+            "tasks": services.tasks_using(endpoint),
+            "probe_accounts": probe_accounts(endpoint),
+            "nav": "endpoints",
+        },
         status=400 if form.errors else 200,
     )
 
@@ -109,7 +115,8 @@ def _tasks_phrase(tasks: object) -> str:
 @login_required
 def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    result = probe_endpoint(endpoint)
+    account = request.POST.get("account", "")
+    result = probe_endpoint(endpoint, int(account) if account.isdigit() else None)
     context = {"endpoint": endpoint, "result": result}
     if request.htmx:
         return render(request, "tasks/_endpoint_test.html", context)
@@ -120,6 +127,7 @@ def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
             **context,
             "form": EndpointForm(instance=endpoint),
             "tasks": services.tasks_using(endpoint),
+            "probe_accounts": probe_accounts(endpoint),
             "nav": "endpoints",
         },
     )

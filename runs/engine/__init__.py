@@ -1,7 +1,8 @@
 """The IMAP copy engine: plain Python, no Django. See types.py for the contract.
 
-Public API (implemented in copier.py, imap.py, folders.py):
+Public API (connection_test.py, listing.py, account.py, folders.py; the wire: imap.py, connect.py, append.py):
     test_connection(mailbox) -> ConnectionTestResult
+    tls_context(verify_tls, ca_certificate="") -> ssl.SSLContext  (the one TLS rule, shared)
     list_folders(mailbox, with_counts=False) -> list[FolderInfo]
     plan_folders(source, destination, mapping) -> list[FolderPlan]
     map_folders(...) -> list[FolderPlan]  (the pure mapping behind plan_folders)
@@ -11,9 +12,12 @@ Public API (implemented in copier.py, imap.py, folders.py):
 
 from __future__ import annotations
 
-from .copier import copy_account, list_folders, plan_folders, test_connection
+from .account import copy_account
+from .connect import tls_context
+from .connection_test import test_connection
 from .folders import map_folders
 from .imap import ConnectError, Namespace
+from .listing import list_folders, plan_folders
 from .types import (
     AccountResult,
     ConnectionTestResult,
@@ -24,6 +28,7 @@ from .types import (
     FolderStateData,
     Mailbox,
     MessageError,
+    MessageWarning,
     Outcome,
     Progress,
     ProgressCallback,
@@ -43,6 +48,7 @@ __all__ = [
     "FolderStateData",
     "Mailbox",
     "MessageError",
+    "MessageWarning",
     "Namespace",
     "Outcome",
     "Progress",
@@ -55,4 +61,5 @@ __all__ = [
     "map_folders",
     "plan_folders",
     "test_connection",
+    "tls_context",
 ]

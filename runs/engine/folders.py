@@ -23,8 +23,10 @@ _SPECIAL_USE = {
         "\\Trash",
     )
 }
-# Characters a folder name should not contain on any server: LIST wildcards and control characters.
-_FORBIDDEN = set("*%") | {chr(c) for c in range(32)} | {"\x7f"}
+# Characters a folder name cannot carry in a quoted string on any server: control characters.
+# "%" and "*" are legal in names (they are wildcards only in LIST patterns, RFC 9051 §6.3.9) and
+# every name is sent quoted; a server that refuses one says so when CREATE is refused, in its words.
+_FORBIDDEN = {chr(c) for c in range(32)} | {"\x7f"}
 
 
 def folder_infos(connection: Connection) -> list[FolderInfo]:
@@ -113,6 +115,16 @@ def translate_path(name: str, source: Namespace, destination: Namespace) -> tupl
     return target, problem
 
 
+def renamed_note(name: str, target: str, source: Namespace, destination: Namespace) -> str:
+    """Why translate_path() had to change a level of `name` (the destination's delimiter inside it), or ""."""
+    dest_delim = destination.delimiter or "/"
+    if is_inbox(name) or dest_delim == (source.delimiter or ""):
+        return ""
+    if not any(dest_delim in part for part in path_components(name, source)):
+        return ""
+    return f"copied as {target!r}: {dest_delim!r} separates folder levels on the destination, so it cannot be part of a name"
+
+
 def map_folders(
     source_folders: Sequence[FolderInfo],
     source_namespace: Namespace,
@@ -151,7 +163,8 @@ def map_folders(
             )
             continue
         target, problem = translate_path(info.name, source_namespace, destination_namespace)
-        plans.append(FolderPlan(info.name, target, "path", conflict=problem, selectable=info.selectable))
+        note = "" if problem else renamed_note(info.name, target, source_namespace, destination_namespace)
+        plans.append(FolderPlan(info.name, target, "path", conflict=problem, selectable=info.selectable, note=note))
     _mark_collisions(plans)
     return plans
 

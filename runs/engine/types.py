@@ -75,6 +75,7 @@ class FolderPlan:
     rule: str  # "explicit", "skip", "special-use", "path"
     conflict: str = ""  # non-empty: why this mapping cannot be done as is (merge, name not allowed)
     selectable: bool = True
+    note: str = ""  # non-empty: how the name had to change to fit the destination (copied, and said so)
 
 
 @dataclass
@@ -115,6 +116,18 @@ class MessageError:
 
 
 @dataclass
+class MessageWarning:
+    """A message that was copied, but not quite as it was (keywords dropped, line endings
+    rewritten); the report lists it. `text` says what was changed and why, in words."""
+
+    folder: str
+    uid: int
+    size: int
+    subject: str
+    text: str
+
+
+@dataclass
 class Progress:
     folder: str
     copied: int
@@ -135,6 +148,7 @@ class FolderResult:
     errors: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
 
 
 class Outcome(enum.StrEnum):
@@ -154,7 +168,9 @@ class AccountResult:
     error_kind: ErrorKind | None = None
     folders: list[FolderResult] = field(default_factory=list)
     message_errors: list[MessageError] = field(default_factory=list)
+    message_warnings: list[MessageWarning] = field(default_factory=list)  # their text is in warnings too
     warnings: list[str] = field(default_factory=list)
+    altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
 
     @classmethod
     def failed(cls, reason: str, kind: ErrorKind | None = None) -> AccountResult:

@@ -601,7 +601,10 @@ default_client_limit = {self.process_limit * 10}
         try:
             if security == Security.STARTTLS:
                 client.starttls(self.ssl_context())
-            client.login(user.username, user.password)
+            if (user.username + user.password).isascii():
+                client.login(user.username, user.password)
+            else:  # imaplib's LOGIN sends ASCII only; AUTHENTICATE PLAIN is UTF-8 (RFC 4616)
+                client.plain_login(user.username, user.password)
         except BaseException:
             with contextlib.suppress(Exception):
                 client.shutdown()
@@ -758,7 +761,12 @@ def _flag_text(flag: bytes | str) -> str:
 
 def ensure_folder(client: IMAPClient, folder: str) -> None:
     """CREATE (and subscribe) `folder` unless it exists as a real folder. A parent that exists only
-    as hierarchy (\\Noselect / \\NonExistent) is made a real folder too."""
+    as hierarchy (\\Noselect / \\NonExistent) is made a real folder too. Existence is asked with LIST first:
+    Cyrus and Courier refuse a CREATE of an existing folder without the ALREADYEXISTS code."""
+    for flags, _delimiter, name in client.list_folders("", folder):
+        lowered = {_flag_text(f).lower() for f in flags}
+        if name == folder and not lowered & {"\\noselect", "\\nonexistent"}:
+            return
     try:
         client.create_folder(folder)
     except IMAPClientError as exc:
