@@ -130,6 +130,25 @@ class FolderState(models.Model):
         blank=True,
         help_text="The destination folder's UIDNEXT before the pending APPENDs were sent.",
     )
+    destination_server = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text='The destination server the state was written for ("host:port"); empty: not known.',
+    )
+    destination_user = models.CharField(
+        max_length=320,
+        blank=True,
+        help_text="The destination login the state was written for; empty: not known.",
+    )
+    destination_uidvalidity = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="UIDVALIDITY of the destination folder the state was written for; empty: not known.",
+    )
+    uid_map = models.TextField(
+        blank=True,
+        help_text='Source UID → destination UID of the copies ("S:E=D" runs), what flag changes follow.',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

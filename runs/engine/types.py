@@ -92,6 +92,15 @@ class FolderStateData:
     # that protection (at most one batch may then be copied twice after a crash).
     pending_uids: str = ""
     pending_uidnext: int | None = None
+    # The destination this state was written for (folderstate.binding_change): "host:port", the
+    # login, and the destination folder's UIDVALIDITY. Empty / None: not known (a state written
+    # before bindings were kept), adopted as it is by the next run.
+    destination_server: str = ""
+    destination_user: str = ""
+    destination_uidvalidity: int | None = None
+    # Source UID -> destination UID of the copies (folderstate.UidMap text form); flag changes
+    # follow it. Copies without a known UID (no UIDPLUS) are found by identity instead.
+    uid_map: str = ""
 
 
 class StateStore(Protocol):
