@@ -86,6 +86,24 @@ class AccountRun(models.Model):
         help_text="Per-message errors: folder, uid, subject, size, reason.",
     )
     warnings = models.JSONField(default=list, blank=True)
+    source_messages = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Messages found on the source when the copy ended; empty: the mailbox was not (fully) read.",
+    )
+    not_copied_messages = models.BigIntegerField(
+        default=0, help_text="Source messages not copied, whatever the reason (the sum of not_copied)."
+    )
+    not_copied = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Source messages not copied, by reason (runs.engine.NotCopied values).",
+    )
+    folder_totals = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per folder: source and destination message counts, copied, already there, not copied.",
+    )
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that ran it.")
     attempt = models.PositiveIntegerField(default=0, help_text="Fencing token: bumped on every claim.")
     enqueued_at = models.DateTimeField(null=True, blank=True)

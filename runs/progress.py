@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from runs.engine.types import NotCopied
 from runs.models import AccountRun, Run
 
 WAITING_FOR_SLOTS = "waiting for a free connection"  # runs.jobs writes it as the folder
@@ -29,6 +30,8 @@ _FIELDS = (
     "bytes",
     "total_messages",
     "total_bytes",
+    "not_copied_messages",
+    "source_messages",
     "last_error",
     "worker",
     "started_at",
@@ -52,6 +55,8 @@ class AccountProgress:
     bytes: int
     total_messages: int  # found on the source so far; grows while folders are scanned
     total_bytes: int
+    not_copied: int  # source messages counted as not copied (any reason)
+    source_messages: int | None  # once finished: messages on the source; None: mailbox not (fully) read
     last_error: str
     worker: str
     started_at: datetime | None
@@ -62,8 +67,14 @@ class AccountProgress:
     eta_seconds: int | None
 
     @property
+    def arrived(self) -> int:
+        """Source messages at the destination: copied now or already there."""
+        return self.copied + self.skipped
+
+    @property
     def done(self) -> int:
-        return self.copied + self.skipped + self.errors
+        """Source messages dealt with: arrived, or counted as not copied."""
+        return self.arrived + self.not_copied
 
     @property
     def total(self) -> int:
@@ -71,12 +82,16 @@ class AccountProgress:
 
     @property
     def percent(self) -> int | None:
-        """None while nothing is known about the source (queued, connecting, failed to log in)."""
-        if self.status == AccountRun.Status.DONE:
-            return 100
-        if not self.total_messages:
-            return None
-        return min(100, int(100 * self.done / self.total_messages))
+        """Share of the source dealt with while running; once ended, the share that arrived.
+
+        None while nothing is known about the source (queued, connecting, failed to log in). A
+        finished account shows 100 only when every source message it found is at the destination.
+        """
+        if self.is_active:
+            return min(100, int(100 * self.done / self.total_messages)) if self.total_messages else None
+        if not self.total:
+            return 100 if self.status == AccountRun.Status.DONE else None
+        return _share(self.arrived, self.total)
 
     @property
     def megabytes(self) -> float:
@@ -106,21 +121,35 @@ class RunProgress:
     rate: float | None
     byte_rate: float | None
     eta_seconds: int | None  # None while accounts wait in the queue (their size is unknown)
+    not_copied: int = 0
+
+    @property
+    def arrived(self) -> int:
+        return self.copied + self.skipped
 
     @property
     def done(self) -> int:
-        return self.copied + self.skipped + self.errors
+        return self.arrived + self.not_copied
 
     @property
     def percent(self) -> int | None:
-        if not self.run.is_running and self.run.status == Run.Status.DONE:
-            return 100
+        """As AccountProgress.percent, over every account of the run."""
         total = max(self.total_messages, self.done)
-        return min(100, int(100 * self.done / total)) if total else None
+        if self.run.is_running:
+            return min(100, int(100 * self.done / total)) if total else None
+        if not total:
+            return 100 if self.run.status == Run.Status.DONE else None
+        return _share(self.arrived, total)
 
     @property
     def megabytes(self) -> float:
         return self.bytes / 1_000_000
+
+
+def _share(part: int, whole: int) -> int:
+    """part/whole in whole percent, rounded down, and never 100 unless part == whole."""
+    percent = int(100 * part / whole)
+    return 99 if percent == 100 and part < whole else min(100, percent)
 
 
 def _rates(row: dict, now: datetime) -> tuple[float | None, float | None]:
@@ -138,7 +167,7 @@ def _account(row: dict, now: datetime) -> AccountProgress:
     rate, byte_rate = _rates(row, now)
     running = row["status"] == AccountRun.Status.RUNNING
     waiting = running and row["current_folder"] == WAITING_FOR_SLOTS
-    done = row["copied"] + row["skipped"] + row["errors"]
+    done = row["copied"] + row["skipped"] + row["not_copied_messages"]
     eta = None
     if running and not waiting and rate:
         eta = int(max(row["total_messages"] - done, 0) / rate)
@@ -156,6 +185,8 @@ def _account(row: dict, now: datetime) -> AccountProgress:
         bytes=row["bytes"],
         total_messages=row["total_messages"],
         total_bytes=row["total_bytes"],
+        not_copied=row["not_copied_messages"],
+        source_messages=row["source_messages"],
         last_error=row["last_error"],
         worker=row["worker"],
         started_at=row["started_at"],
@@ -199,4 +230,146 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
         rate=sum(active_rates) if active_rates else None,
         byte_rate=sum(a.byte_rate for a in running if a.byte_rate) or None,
         eta_seconds=eta,
+        not_copied=sum(a.not_copied for a in accounts),
+    )
+
+
+# ------------------------------------------------------------------------ the report's summary
+
+MAILBOX_NOT_READ = "mailbox not read"
+UNACCOUNTED = "not accounted for"  # a finished account whose counts do not add up (never expected)
+
+
+@dataclass
+class FolderShortfall:
+    """A folder whose destination does not hold every source message (or was not counted)."""
+
+    account: str
+    folder: str
+    destination: str | None
+    source_messages: int | None
+    destination_messages: int | None
+    arrived: int
+    not_copied: dict[str, int]
+
+
+@dataclass
+class RunSummary:
+    """Where every source message of a run ended up: the report's summary (issue 11 case 10).
+
+    Each source message counts once: arrived (copied or already there) or not copied by reason.
+    Accounts whose mailbox was not read at all are listed by name in `unread_accounts`, their
+    messages being unknown. `complete` is only True when the run is done, every account was read,
+    nothing was left out, and every folder's destination count is at least its source count.
+    """
+
+    source_messages: int
+    copied: int
+    already_there: int
+    not_copied: dict[str, int]
+    unread_accounts: list[str]
+    shortfalls: list[FolderShortfall]
+    complete: bool
+
+    @property
+    def arrived(self) -> int:
+        return self.copied + self.already_there
+
+    @property
+    def not_copied_total(self) -> int:
+        return sum(self.not_copied.values())
+
+    @property
+    def sentence(self) -> str:
+        if self.complete:
+            return (
+                f"Every message was copied or already there: {self.arrived} of {self.source_messages} "
+                "source messages are at the destination."
+            )
+        parts = [f"{self.arrived} of {self.source_messages} source messages are at the destination"]
+        if self.not_copied:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.not_copied.items()))
+            parts.append(f"{self.not_copied_total} not copied ({reasons})")
+        if self.unread_accounts:
+            count = len(self.unread_accounts)
+            parts.append(
+                f"{MAILBOX_NOT_READ} for {count} account{'s' if count != 1 else ''}: {', '.join(self.unread_accounts[:5])}{' …' if count > 5 else ''}"
+            )
+        if self.shortfalls and not self.not_copied:
+            parts.append(f"{len(self.shortfalls)} folder(s) hold fewer messages at the destination than at the source")
+        return "; ".join(parts) + "."
+
+
+_SUMMARY_FIELDS = (
+    "account__source_user",
+    "status",
+    "copied",
+    "skipped",
+    "total_messages",
+    "source_messages",
+    "not_copied",
+    "not_copied_messages",
+    "folder_totals",
+)
+
+
+def run_summary(run: Run | int) -> RunSummary:
+    """Account for every source message of a run (one query). Never loads a password."""
+    run_id = run.pk if isinstance(run, Run) else run
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
+    rows = AccountRun.objects.filter(run_id=run_id).order_by("account__source_user", "pk").values(*_SUMMARY_FIELDS)
+    source = copied = skipped = 0
+    not_copied: dict[str, int] = {}
+    unread: list[str] = []
+    shortfalls: list[FolderShortfall] = []
+
+    def add(reason: str, count: int) -> None:
+        if count > 0:
+            not_copied[reason] = not_copied.get(reason, 0) + count
+
+    for row in rows:
+        user = row["account__source_user"]
+        arrived = row["copied"] + row["skipped"]
+        copied += row["copied"]
+        skipped += row["skipped"]
+        for reason, count in (row["not_copied"] or {}).items():
+            add(reason, int(count))
+        counted = arrived + row["not_copied_messages"]
+        known = row["source_messages"]
+        if known is None:
+            # Not read to the end (login refused, interrupted, failed midway, queued when cancelled):
+            # what was found so far is known, the rest of the mailbox is not.
+            known = max(row["total_messages"], counted)
+            if row["status"] != AccountRun.Status.DONE:  # a done account without the count ran before it was kept
+                unread.append(user)
+            add(NotCopied.NOT_ATTEMPTED.value, known - counted)
+        else:
+            add(UNACCOUNTED, known - counted)
+        source += known
+        for folder in row["folder_totals"] or []:
+            if folder.get("destination") is None:
+                continue  # skipped by the folder mapping
+            got = folder.get("copied", 0) + folder.get("skipped", 0)
+            src, dst = folder.get("source_messages"), folder.get("destination_messages")
+            if src is None or dst is None or dst < src or got < src:
+                shortfalls.append(
+                    FolderShortfall(
+                        account=user,
+                        folder=folder.get("source", ""),
+                        destination=folder.get("destination"),
+                        source_messages=src,
+                        destination_messages=dst,
+                        arrived=got,
+                        not_copied=folder.get("not_copied") or {},
+                    )
+                )
+    complete = status == Run.Status.DONE and not unread and not not_copied and not shortfalls
+    return RunSummary(
+        source_messages=source,
+        copied=copied,
+        already_there=skipped,
+        not_copied=not_copied,
+        unread_accounts=unread,
+        shortfalls=shortfalls,
+        complete=complete,
     )

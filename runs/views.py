@@ -112,6 +112,7 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
             **context,
             "task": run.task,
             "message_errors": message_errors,
+            "summary": run_progress_data.run_summary(run),
             "warnings": warnings,
             "duration": duration,
             "nav": "tasks",

@@ -113,6 +113,21 @@ class StateStore(Protocol):
     def delete(self, source_folder: str) -> None: ...
 
 
+class NotCopied(enum.StrEnum):
+    """Why a source message is not at the destination after a run (issue 11 case 10).
+
+    Every source message of a finished account is counted once: copied, already there, or not copied
+    for one of these reasons.
+    """
+
+    FOLDER_NOT_CREATED = "folder not created"  # the destination refused CREATE, or cannot hold the name
+    FOLDER_NOT_READ = "folder not read"  # the source refused to open the folder
+    REFUSED = "refused by the destination"  # APPEND refused, too large for APPENDLIMIT
+    UNREADABLE = "unreadable at the source"  # FETCH of the message failed for good
+    NOT_ATTEMPTED = "not attempted"  # the run stopped (cancelled, account failed) before reaching it
+    ACCOUNT_NOT_REACHED = "account not reached"  # login or connection failed before the folder was read
+
+
 @dataclass
 class MessageError:
     folder: str
@@ -133,6 +148,7 @@ class Progress:
     total_messages: int  # found on the source so far (grows as folders are scanned)
     total_bytes: int
     rate: float  # messages per second since start
+    not_copied: int = 0  # source messages counted as not copied so far (NotCopied reasons)
 
 
 @dataclass
@@ -144,6 +160,11 @@ class FolderResult:
     errors: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Messages in the source folder (None: never read) and, once the copy is over, in the
+    # destination folder (None: not counted); copied + skipped + not copied = source_messages.
+    source_messages: int | None = None
+    destination_messages: int | None = None
+    not_copied: dict[str, int] = field(default_factory=dict)  # NotCopied value -> messages
 
 
 class Outcome(enum.StrEnum):
@@ -164,10 +185,19 @@ class AccountResult:
     folders: list[FolderResult] = field(default_factory=list)
     message_errors: list[MessageError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Messages found on the source (None: the mailbox was not read, e.g. the login failed), and
+    # those not copied by reason (NotCopied value -> messages). For an account that was read to the
+    # end, copied + skipped + sum(not_copied) == source_messages.
+    source_messages: int | None = None
+    not_copied: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def failed(cls, reason: str, kind: ErrorKind | None = None) -> AccountResult:
         return cls(outcome=Outcome.FAILED, reason=reason, error_kind=kind, errors=1)
+
+    @property
+    def not_copied_total(self) -> int:
+        return sum(self.not_copied.values())
 
 
 ProgressCallback = Callable[[Progress], None]
