@@ -60,7 +60,7 @@ def _child(kind: str) -> int:
     config = json.load(sys.stdin)
     before = resource.getrusage(resource.RUSAGE_SELF)
     if kind == "engine":
-        from runs.engine.copier import copy_account
+        from runs.engine import copy_account
         from runs.engine.filestate import JsonFileStateStore
         from runs.engine.types import Mailbox
 

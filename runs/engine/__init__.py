@@ -1,6 +1,6 @@
 """The IMAP copy engine: plain Python, no Django. See types.py for the contract.
 
-Public API (implemented in copier.py, imap.py, folders.py):
+Public API (connection_test.py, listing.py, account.py, folders.py; the wire: imap.py, connect.py, append.py):
     test_connection(mailbox) -> ConnectionTestResult
     list_folders(mailbox, with_counts=False) -> list[FolderInfo]
     plan_folders(source, destination, mapping) -> list[FolderPlan]
@@ -11,9 +11,11 @@ Public API (implemented in copier.py, imap.py, folders.py):
 
 from __future__ import annotations
 
-from .copier import copy_account, list_folders, plan_folders, test_connection
+from .account import copy_account
+from .connection_test import test_connection
 from .folders import map_folders
 from .imap import ConnectError, Namespace
+from .listing import list_folders, plan_folders
 from .types import (
     AccountResult,
     ConnectionTestResult,

@@ -1,6 +1,7 @@
-"""Thin wrappers over IMAPClient: connecting safely, a read-only source, raw pipelined APPEND.
+"""Thin wrappers over IMAPClient: the Connection, its errors, and parsing of FETCH answers.
 
-Everything the copier needs from the wire lives here, so copier.py reads as the algorithm.
+With connect.py (opening, TLS, the read-only guard) and append.py (raw pipelined APPEND), everything
+the engine needs from the wire lives here, so the other files read as the algorithm.
 """
 
 from __future__ import annotations
@@ -9,17 +10,15 @@ import contextlib
 import imaplib
 import re
 import socket
-import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from imapclient import IMAPClient, imap_utf7
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 from imapclient.util import to_unicode
 
-from .messages import format_internaldate
-from .types import ErrorKind, Mailbox, Security
+from .types import ErrorKind, Mailbox
 from .uidset import UidSet
 
 # imaplib refuses response lines longer than this module global (a big SEARCH or FETCH answer is one
@@ -28,9 +27,6 @@ _MAXLINE = 64 * 1024 * 1024
 if imaplib._MAXLINE < _MAXLINE:
     imaplib._MAXLINE = _MAXLINE
 
-# Above this size an APPEND uses a synchronising literal even when LITERAL+ is offered, so the
-# server can refuse before we upload megabytes.
-SYNC_LITERAL_ABOVE = 4 * 1024 * 1024
 # Longest sequence-set text sent in one command (Dovecot accepts 64 KiB command lines).
 MAX_SET_TEXT = 16 * 1024
 
@@ -53,9 +49,6 @@ class ConnectionLost(Exception):
         self.wait = wait  # seconds the server asked us to wait before trying again
 
 
-_TEMPORARY_LOGIN_FAILURE = re.compile(
-    r"\[(UNAVAILABLE|INUSE|SERVERBUG|LIMIT)\]|too many|throttl|try again", re.IGNORECASE
-)
 _SUGGESTED_BACKOFF = re.compile(r"Suggested Backoff Time: (\d+) ?milliseconds", re.IGNORECASE)
 _THROTTLED = re.compile(r"\bthrottl", re.IGNORECASE)
 
@@ -97,95 +90,6 @@ def lost(exc: BaseException) -> ConnectionLost:
     if isinstance(exc, TimeoutError | socket.timeout):
         return ConnectionLost("the server stopped answering (timeout)", ErrorKind.TIMEOUT)
     return ConnectionLost(f"connection lost: {describe(exc)}", ErrorKind.PROTOCOL)
-
-
-# ---------------------------------------------------------------------------- TLS
-
-
-def ssl_context_for(mailbox: Mailbox) -> ssl.SSLContext:
-    """A verifying context (system store, or the endpoint's own CA), or an unverified one on opt-out."""
-    context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-    if mailbox.ca_certificate.strip():
-        context.load_verify_locations(cadata=mailbox.ca_certificate)
-    if not mailbox.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _tls_message(exc: ssl.SSLError) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or str(exc)
-        return f"TLS: certificate verify failed: {detail}"
-    reason = getattr(exc, "reason", None) or describe(exc)
-    return f"TLS handshake failed: {reason}"
-
-
-# ---------------------------------------------------------------------- connecting
-
-_READ_COMMANDS = frozenset(
-    {
-        "CAPABILITY",
-        "LOGIN",
-        "AUTHENTICATE",
-        "LOGOUT",
-        "NOOP",
-        "STARTTLS",
-        "ID",
-        "ENABLE",
-        "NAMESPACE",
-        "LIST",
-        "LSUB",
-        "XLIST",
-        "STATUS",
-        "EXAMINE",
-        "UNSELECT",
-        "SEARCH",
-        "FETCH",
-        "ESEARCH",
-    }
-)
-# FETCH items that would set \Seen: BODY[...] / BINARY[...] without .PEEK, RFC822 and RFC822.TEXT.
-_SEEN_SETTING_FETCH = re.compile(
-    r"(?<![\w.])(BODY|BINARY)\[|(?<![\w.])RFC822(?![\w.]*\.(SIZE|HEADER))(\.TEXT)?(?![\w.])",
-    re.IGNORECASE,
-)
-
-
-def check_read_only(name: str, args: Sequence[object]) -> None:
-    """Raise WriteRefused unless the command cannot change the source mailbox."""
-    words = [name.upper()]
-    rest = list(args)
-    if words[0] == "UID" and rest:
-        words.append(to_unicode(rest.pop(0)).upper())
-    verb = words[-1]
-    if verb not in _READ_COMMANDS:
-        raise WriteRefused(f"refused to send {verb} to the read-only source")
-    if verb == "FETCH":
-        items = " ".join(to_unicode(a) for a in rest[1:] if a is not None)
-        if _SEEN_SETTING_FETCH.search(items):
-            raise WriteRefused(f"refused a FETCH that would mark messages seen: {items}")
-
-
-def _guard(client: IMAPClient) -> None:
-    """Wrap the two paths by which IMAPClient sends commands so only read commands get through."""
-    imap = client._imap
-    original_command = imap._command
-    original_raw = client._raw_command
-
-    def guarded_command(name: str, *args: object) -> object:
-        check_read_only(name, args)
-        return original_command(name, *args)
-
-    def guarded_raw(command: bytes, args: object, uid: bool = True) -> object:
-        check_read_only(
-            to_unicode(command),
-            list(args) if isinstance(args, list | tuple) else [args],
-        )
-        return original_raw(command, args, uid=uid)
-
-    imap._command = guarded_command
-    client._raw_command = guarded_raw
 
 
 @dataclass
@@ -411,266 +315,3 @@ def split_set(uids: UidSet, max_text: int = MAX_SET_TEXT) -> list[UidSet]:
     if current:
         pieces.append(UidSet(current))
     return pieces
-
-
-def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
-    """Open, secure and log in; raise ConnectError with a classified, password-free reason."""
-    security = Security(mailbox.security)
-    context = ssl_context_for(mailbox)
-    try:
-        client = IMAPClient(
-            mailbox.host,
-            port=mailbox.port,
-            ssl=security == Security.SSL,
-            ssl_context=context,
-            timeout=mailbox.timeout,
-        )
-    except ssl.SSLError as exc:
-        raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
-    except ConnectionRefusedError:
-        raise ConnectError(
-            ErrorKind.REFUSED,
-            f"connection refused by {mailbox.host}:{mailbox.port} (nothing listens on that port)",
-        ) from None
-    except socket.gaierror as exc:
-        raise ConnectError(
-            ErrorKind.UNREACHABLE,
-            f"cannot resolve {mailbox.host}: {exc.strerror or exc}",
-        ) from None
-    except TimeoutError:
-        if _accepts_tcp(mailbox):
-            raise ConnectError(
-                ErrorKind.TIMEOUT,
-                f"{mailbox.host}:{mailbox.port} accepted the connection but sent no greeting within {mailbox.timeout:g} s",
-            ) from None
-        raise ConnectError(
-            ErrorKind.UNREACHABLE,
-            f"no answer from {mailbox.host}:{mailbox.port} within {mailbox.timeout:g} s",
-        ) from None
-    except OSError as exc:
-        raise ConnectError(
-            ErrorKind.UNREACHABLE,
-            f"cannot reach {mailbox.host}:{mailbox.port}: {exc.strerror or exc}",
-        ) from None
-    except imaplib.IMAP4.error as exc:
-        raise ConnectError(ErrorKind.PROTOCOL, f"the server's greeting was not usable: {describe(exc)}") from None
-    # Never log protocol traffic: it contains message contents (and imaplib formats every line).
-    client._imap.debug = 0
-    client.normalise_times = False
-    try:
-        if security == Security.STARTTLS:
-            caps = {to_unicode(c).upper() for c in client.capabilities()}
-            if "STARTTLS" not in caps:
-                raise ConnectError(
-                    ErrorKind.TLS,
-                    "the server does not offer STARTTLS; refusing to continue without encryption",
-                )
-            try:
-                client.starttls(context)
-            except ssl.SSLError as exc:
-                raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
-            client._cached_capabilities = None
-        if read_only:
-            _guard(client)
-        caps = {to_unicode(c).upper() for c in client.capabilities()}
-        if "LOGINDISABLED" in caps:
-            raise ConnectError(
-                ErrorKind.TLS,
-                "the server refuses LOGIN on an unencrypted connection (LOGINDISABLED)",
-            )
-        try:
-            client.login(mailbox.username, mailbox.password)
-        except LoginError as exc:
-            if isinstance(exc.__context__, imaplib.IMAP4.abort):
-                # IMAPClient wraps a connection lost mid-LOGIN in LoginError: not a wrong password.
-                raise ConnectError(
-                    ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc.__context__)}"
-                ) from None
-            if _TEMPORARY_LOGIN_FAILURE.search(describe(exc)):
-                # "[UNAVAILABLE]", "Too many simultaneous connections", throttling: not the password.
-                raise ConnectError(
-                    ErrorKind.PROTOCOL, f"login refused for now: {_strip_password(describe(exc), mailbox)}"
-                ) from None
-            raise ConnectError(
-                ErrorKind.AUTH,
-                f"login refused: {_strip_password(describe(exc), mailbox)}",
-            ) from None
-        client._cached_capabilities = None  # many servers announce more after login
-        connection = Connection(client, mailbox, read_only=read_only)
-        # Only the source's modseqs are used; enabling CONDSTORE on the destination would make it
-        # track modseqs for every message we append.
-        if read_only and connection.has("ENABLE") and connection.has("CONDSTORE"):
-            with contextlib.suppress(IMAPClientError):
-                client.enable("CONDSTORE")
-        return connection
-    except ConnectError:
-        _shutdown(client)
-        raise
-    except TimeoutError:
-        _shutdown(client)
-        raise ConnectError(
-            ErrorKind.TIMEOUT,
-            f"the server stopped answering (no reply within {mailbox.timeout:g} s)",
-        ) from None
-    except ssl.SSLError as exc:
-        _shutdown(client)
-        raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
-    except (OSError, imaplib.IMAP4.abort) as exc:
-        _shutdown(client)
-        raise ConnectError(ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc)}") from None
-    except (IMAPClientError, imaplib.IMAP4.error) as exc:
-        _shutdown(client)
-        raise ConnectError(ErrorKind.PROTOCOL, _strip_password(describe(exc), mailbox)) from None
-
-
-def _accepts_tcp(mailbox: Mailbox) -> bool:
-    """After a timeout: did the TCP connection work (a stalled server) or not (an unreachable host)?"""
-    try:
-        with socket.create_connection((mailbox.host, mailbox.port), timeout=min(mailbox.timeout, 5.0)):
-            return True
-    except OSError:
-        return False
-
-
-def _strip_password(text: str, mailbox: Mailbox) -> str:
-    if mailbox.password and mailbox.password in text:
-        text = text.replace(mailbox.password, "********")
-    return text
-
-
-def _shutdown(client: IMAPClient) -> None:
-    with contextlib.suppress(Exception):
-        client.shutdown()
-
-
-# ------------------------------------------------------------------------- APPEND
-
-
-@dataclass
-class AppendItem:
-    raw: bytes
-    flags: Sequence[str]
-    when: object | None  # aware datetime, the server's INTERNALDATE text, or None
-
-
-@dataclass
-class AppendOutcome:
-    ok: bool
-    text: str  # the server's words
-    uid: int | None = None  # from APPENDUID
-
-
-_APPENDUID = re.compile(r"\[APPENDUID \d+ (\d+)\]", re.IGNORECASE)
-
-
-def _quote(text: bytes) -> bytes:
-    return b'"' + text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def encode_folder(name: str) -> bytes:
-    return _quote(imap_utf7.encode(name))
-
-
-def _command_head(tag: bytes, folder: bytes, item: AppendItem) -> bytes:
-    parts = [tag, b"APPEND", folder, b"(" + " ".join(item.flags).encode("ascii") + b")"]
-    if isinstance(item.when, str):  # the source's own INTERNALDATE text (parse_body_fetch)
-        parts.append(b'"' + item.when.encode("ascii") + b'"')
-    elif item.when is not None:
-        parts.append(b'"' + format_internaldate(item.when).encode("ascii") + b'"')  # type: ignore[arg-type]
-    return b" ".join(parts)
-
-
-class PendingAppends:
-    """APPEND each item as its own command, byte for byte (raw literals, no CRLF rewriting).
-
-    send() writes the commands; collect() reads their answers. With LITERAL+ the commands are
-    pipelined, so a batch costs one round trip while every message still gets its own answer (a
-    refused message does not take the others with it, unlike MULTIAPPEND), and the caller can do
-    other work (fetch the next batch from the source) while the destination stores this one.
-    Outcomes are appended to `outcomes` in item order as answers arrive, so after a ConnectionLost
-    the caller knows which ones were confirmed.
-    """
-
-    def __init__(self, connection: Connection, folder: str, items: Sequence[AppendItem]) -> None:
-        self.connection = connection
-        self.folder = folder
-        self.items = items
-        self.outcomes: list[AppendOutcome] = []
-        self._tags: list[bytes] = []
-
-    def send(self) -> None:
-        imap = self.connection.client._imap
-        quoted = encode_folder(self.folder)
-        literal_plus = self.connection.has("LITERAL+")
-        try:
-            for item in self.items:
-                tag = imap._new_tag()
-                head = _command_head(tag, quoted, item)
-                size = len(item.raw)
-                if literal_plus and size <= SYNC_LITERAL_ABOVE:
-                    if size <= 65536:
-                        imap.send(b"".join((head, b" {%d+}\r\n" % size, item.raw, b"\r\n")))
-                    else:  # no concatenated copy of a big message
-                        imap.send(head + b" {%d+}\r\n" % size)
-                        imap.send(item.raw)
-                        imap.send(b"\r\n")
-                    self._tags.append(tag)
-                    continue
-                # A synchronising literal: the server may refuse before we upload.
-                self._drain()
-                imap.send(head + b" {%d}\r\n" % size)
-                refused = False
-                while True:
-                    if imap._get_response() is None:  # "+" continuation: go ahead
-                        break
-                    if imap.tagged_commands.get(tag):
-                        refused = True
-                        break
-                if refused:
-                    typ, data = imap._get_tagged_response(tag)
-                    self.outcomes.append(_outcome(typ, data))
-                    continue
-                imap.send(item.raw + b"\r\n")
-                self._tags.append(tag)
-                self._drain()
-        except TRANSIENT_ERRORS as exc:
-            raise lost(exc) from None
-
-    def collect(self) -> list[AppendOutcome]:
-        try:
-            self._drain()
-        except TRANSIENT_ERRORS as exc:
-            raise lost(exc) from None
-        finally:
-            imap = self.connection.client._imap
-            for key in ("EXISTS", "RECENT", "FETCH"):
-                imap.untagged_responses.pop(key, None)
-        return self.outcomes
-
-    def _drain(self) -> None:
-        imap = self.connection.client._imap
-        while self._tags:
-            typ, data = imap._get_tagged_response(self._tags[0])
-            self._tags.pop(0)
-            self.outcomes.append(_outcome(typ, data))
-
-
-def append_many(
-    connection: Connection,
-    folder: str,
-    items: Sequence[AppendItem],
-    outcomes: list[AppendOutcome],
-) -> None:
-    """Send and collect in one go (see PendingAppends); outcomes are appended to `outcomes`."""
-    pending = PendingAppends(connection, folder, items)
-    pending.outcomes = outcomes
-    pending.send()
-    pending.collect()
-
-
-def _outcome(typ: str, data: list[object]) -> AppendOutcome:
-    text = to_unicode(data[0]) if data and data[0] is not None else ""
-    if typ == "OK":
-        match = _APPENDUID.search(text)
-        return AppendOutcome(True, text, int(match.group(1)) if match else None)
-    return AppendOutcome(False, f"{typ} {text}".strip())

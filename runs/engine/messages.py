@@ -89,9 +89,7 @@ def format_internaldate(when: dt.datetime) -> str:
 
 # ------------------------------------------------------------------------ headers
 
-IDENTITY_FIELDS = ("MESSAGE-ID", "DATE", "FROM", "SUBJECT")
 IDENTITY_FETCH = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
-IDENTITY_RESPONSE_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(rb"\r?\n[ \t]+")

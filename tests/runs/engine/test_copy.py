@@ -373,9 +373,9 @@ def test_merging_two_folders_is_reported_not_done(imap_server, make_imap_user):
 
 
 def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_user, monkeypatch):
-    from runs.engine import copier
+    from runs.engine import worker
 
-    monkeypatch.setattr(copier, "BATCH_MESSAGES", 10)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 10)
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(300)])
@@ -384,7 +384,7 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     def stop_after_some() -> bool:
         return bool(seen) and seen[-1].copied >= 20
 
-    original = copier._Worker._finish_batch
+    original = worker._Worker._finish_batch
     batches = []
 
     def paced(self, dst, sent):
@@ -393,7 +393,7 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
         if len(batches) >= 2:  # let the main thread see the progress before going on
             self.run_.stop.wait(5)
 
-    monkeypatch.setattr(copier._Worker, "_finish_batch", paced)
+    monkeypatch.setattr(worker._Worker, "_finish_batch", paced)
 
     result, store = copy(
         imap_server,
@@ -409,7 +409,7 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     assert len(store.folders["INBOX"].copied_uids) > 0
     with imap_server.connect(destination) as dst:
         assert len(read(dst, "INBOX")) == result.copied
-    monkeypatch.setattr(copier._Worker, "_finish_batch", original)
+    monkeypatch.setattr(worker._Worker, "_finish_batch", original)
     rest, _ = copy(imap_server, source, imap_server, destination, store=store)
     assert rest.outcome == Outcome.DONE and rest.copied == 300 - result.copied
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:

@@ -297,11 +297,12 @@ def test_a_cut_mid_append_is_resumed_without_loss_or_duplicates(imap_server, mak
 
 def test_a_lost_append_confirmation_does_not_duplicate(imap_server, make_imap_user, monkeypatch):
     """The APPENDs reach the server but the connection dies before their OK: nothing is sent twice."""
+    from runs.engine import append
     from runs.engine import imap as wire
 
     source, destination = make_imap_user(), make_imap_user()
     _fill_some(imap_server, source, count=30, size=1_000)
-    original = wire.PendingAppends.collect
+    original = append.PendingAppends.collect
     calls = {"n": 0}
 
     def lose_the_answers(self):
@@ -313,10 +314,10 @@ def test_a_lost_append_confirmation_does_not_duplicate(imap_server, make_imap_us
             raise wire.ConnectionLost("connection lost: answers never arrived")
         return original(self)
 
-    monkeypatch.setattr(wire.PendingAppends, "collect", lose_the_answers)
-    from runs.engine import copier
+    monkeypatch.setattr(append.PendingAppends, "collect", lose_the_answers)
+    from runs.engine import worker
 
-    monkeypatch.setattr(copier, "BATCH_MESSAGES", 10)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 10)
     result = copy_account(
         imap_server.mailbox(source),
         imap_server.mailbox(destination),
@@ -354,9 +355,9 @@ def test_a_crash_between_append_and_record_is_resolved_next_run(imap_server, mak
 
 @pytest.mark.parametrize("when", ["planning", "copying"])
 def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
-    from runs.engine import copier
+    from runs.engine import worker
 
-    monkeypatch.setattr(copier, "BATCH_MESSAGES", 5)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 5)
     source, destination = make_imap_user(), make_imap_user()
     _fill_some(imap_server, source, count=40, size=5_000)
     with FaultProxy(imap_server.imap_port) as proxy:
@@ -392,10 +393,10 @@ def test_repeated_failures_end_the_account_cleanly(imap_server, make_imap_user):
         # Every connection dies once the message bodies start flowing: no progress is possible.
         proxy.cut_after(server_bytes=30_000, connections=None)
         mailbox = replace(imap_server.mailbox(source), port=proxy.port)
-        from runs.engine import copier
+        from runs.engine import work
 
         result = copy_account(mailbox, imap_server.mailbox(destination), state=store, connections=1)
-        assert proxy.accepted <= copier.MAX_ATTEMPTS + 3
+        assert proxy.accepted <= work.MAX_ATTEMPTS + 3
     assert result.outcome == Outcome.FAILED
     assert "gave up" in result.reason
 
@@ -418,11 +419,11 @@ def test_a_stall_mid_copy_times_out_and_resumes(imap_server, make_imap_user):
 
 
 def test_a_message_vanishing_mid_run_is_a_warning(imap_server, make_imap_user, monkeypatch):
-    from runs.engine import copier
+    from runs.engine import worker
 
     source, destination = make_imap_user(), make_imap_user()
     uids = _fill_some(imap_server, source, count=5, size=1_000)
-    original = copier._Worker._copy
+    original = worker._Worker._copy
 
     def expunge_first(self, src, dst, job):
         with imap_server.connect(source) as other:
@@ -431,7 +432,7 @@ def test_a_message_vanishing_mid_run_is_a_warning(imap_server, make_imap_user, m
             other.expunge()
         return original(self, src, dst, job)
 
-    monkeypatch.setattr(copier._Worker, "_copy", expunge_first)
+    monkeypatch.setattr(worker._Worker, "_copy", expunge_first)
     result = copy_account(
         imap_server.mailbox(source),
         imap_server.mailbox(destination),
@@ -455,17 +456,17 @@ def test_plan_folders_says_which_side_failed(imap_server, make_imap_user):
 
 @pytest.mark.parametrize("reset", [False, True])
 def test_every_connection_dropped_at_once_with_two_workers(imap_server, make_imap_user, monkeypatch, reset):
-    from runs.engine import copier
+    from runs.engine import planning, worker
 
-    monkeypatch.setattr(copier, "BATCH_MESSAGES", 4)
-    monkeypatch.setattr(copier, "UNIT_MIN", 10)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 4)
+    monkeypatch.setattr(planning, "UNIT_MIN", 10)
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         for name in ("INBOX", "Work"):
             fill(client, name, [(make_message(seed=f"{name}{i}", attachment_size=3_000), [], WHEN) for i in range(40)])
     with FaultProxy(imap_server.imap_port) as src_proxy, FaultProxy(imap_server.imap_port) as dst_proxy:
         cut = []
-        original = copier._Worker._fetch_read
+        original = worker._Worker._fetch_read
         calls = iter(range(1000))
 
         def cut_on_the_fourth_batch(self, src, job, uids, tag):
@@ -473,7 +474,7 @@ def test_every_connection_dropped_at_once_with_two_workers(imap_server, make_ima
                 cut.append(src_proxy.cut_all(reset=reset) + dst_proxy.cut_all(reset=reset))
             return original(self, src, job, uids, tag)
 
-        monkeypatch.setattr(copier._Worker, "_fetch_read", cut_on_the_fourth_batch)
+        monkeypatch.setattr(worker._Worker, "_fetch_read", cut_on_the_fourth_batch)
         result = copy_account(
             replace(imap_server.mailbox(source), port=src_proxy.port),
             replace(imap_server.mailbox(destination), port=dst_proxy.port),
@@ -507,12 +508,11 @@ def test_a_connection_cut_during_login_is_not_a_wrong_password(imap_server, make
 
 def test_a_throttled_append_waits_as_asked_and_is_sent_again(imap_server, make_imap_user, monkeypatch):
     """Office 365 answers "NO Request is throttled. Suggested Backoff Time: N milliseconds"."""
-    from runs.engine import copier
-    from runs.engine import imap as wire
+    from runs.engine import append, worker
 
     source, destination = make_imap_user(), make_imap_user()
     _fill_some(imap_server, source, count=12, size=500)
-    original_send, original_collect = wire.PendingAppends.send, wire.PendingAppends.collect
+    original_send, original_collect = append.PendingAppends.send, append.PendingAppends.collect
     throttled = []
 
     def send(self):
@@ -525,14 +525,14 @@ def test_a_throttled_append_waits_as_asked_and_is_sent_again(imap_server, make_i
         outcomes = original_collect(self)
         if getattr(self, "held", None) is not None:
             text = "NO Request is throttled. Suggested Backoff Time: 1500 milliseconds"
-            outcomes.insert(0, wire.AppendOutcome(False, text))
+            outcomes.insert(0, append.AppendOutcome(False, text))
             self.items, self.held = self.held, None
         return outcomes
 
     pauses = []
-    monkeypatch.setattr(wire.PendingAppends, "send", send)
-    monkeypatch.setattr(wire.PendingAppends, "collect", collect)
-    monkeypatch.setattr(copier._Worker, "_pause", lambda self, seconds: pauses.append(seconds) or False)
+    monkeypatch.setattr(append.PendingAppends, "send", send)
+    monkeypatch.setattr(append.PendingAppends, "collect", collect)
+    monkeypatch.setattr(worker._Worker, "_pause", lambda self, seconds: pauses.append(seconds) or False)
     result = copy_account(
         imap_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore(), connections=1
     )

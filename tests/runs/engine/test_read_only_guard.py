@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runs.engine.imap import WriteRefused, check_read_only
+from runs.engine.connect import check_read_only
+from runs.engine.imap import WriteRefused
 
 
 @pytest.mark.parametrize(

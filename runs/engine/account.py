@@ -1,0 +1,351 @@
+r"""copy_account(): the copy algorithm.
+
+Shape: the calling thread ("main") connects, plans every folder on its own pair of connections
+(what is new, what the destination already holds, which flags changed) and queues units of work
+(a folder's candidate UIDs, large folders split into UID ranges). Up to `connections` worker threads,
+each with its own source and destination connection, copy the units in batches bounded by a byte
+budget. Workers report through a queue; only the main thread touches the StateStore and calls the
+progress callback, so a Django-backed store is only ever used from the caller's thread.
+
+Decisions worth knowing:
+
+- Bytes: messages are sent exactly as BODY.PEEK[] returned them, as raw literals (append.append_many);
+  imaplib's append(), which rewrites bare CR/LF to CRLF, is never used. Only when the destination
+  refuses a message that has bare CR or LF is it sent a second time with CRLF line endings, and
+  that alteration is reported as a warning for that message.
+- APPEND: one command per message, pipelined with LITERAL+ (one round trip per batch), rather than
+  MULTIAPPEND, which is all-or-nothing: one refused message would fail the whole batch. Messages
+  above 4 MiB use a synchronising literal, so the server can refuse before the upload.
+- Incremental: FolderStateData.copied_uids is the set of source UIDs known to be at the destination.
+  With CONDSTORE a folder whose HIGHESTMODSEQ (STATUS) is unchanged since the last complete run is
+  not even opened; otherwise candidates = UID SEARCH ALL − copied. The modseq is only recorded when
+  a folder finished without errors, so refused messages are tried again next run.
+- Identity (for a destination that already holds mail, a UIDVALIDITY change, flag sync and the crash
+  window): Message-ID + size, or a hash of Date/From/Subject + size without a Message-ID, matched as
+  a multiset so two identical source messages need two destination copies.
+- Crash window: before a batch is sent, its UIDs and the destination's UIDNEXT are saved as
+  pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those messages
+  are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was lost is not
+  sent twice.
+- Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
+  allowed); dropped flags reported once per folder. Changes on the source are carried to the
+  destination copies (found by identity) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+
+from . import imap as wire
+from .imap import Connection, ConnectionLost
+from .planning import _Planning
+from .types import (
+    AccountResult,
+    ErrorKind,
+    Mailbox,
+    MessageError,
+    Outcome,
+    Progress,
+    ProgressCallback,
+    StateStore,
+    StopCheck,
+)
+from .uidset import UidSet
+from .work import MAX_ATTEMPTS, _backoff, _Fatal, _Job, _Pair, _Run
+from .worker import _Worker
+
+
+class _Account(_Planning):
+    """The main thread's side of one copy_account() call."""
+
+    def __init__(
+        self,
+        source: Mailbox,
+        destination: Mailbox,
+        state: StateStore,
+        folder_mapping: dict[str, str] | None,
+        on_progress: ProgressCallback | None,
+        should_stop: StopCheck | None,
+        connections: int,
+    ) -> None:
+        self.source = source
+        self.destination = destination
+        self.store = state
+        self.mapping = folder_mapping
+        self.on_progress = on_progress
+        self.should_stop = should_stop or (lambda: False)
+        self.connections = max(1, int(connections))
+        self.result = AccountResult(outcome=Outcome.DONE)
+        self.jobs: list[_Job] = []
+        self.to_copy: list[tuple[_Job, UidSet]] = []
+        self.run = _Run()
+        self.started = time.monotonic()
+        self.total_messages = 0
+        self.total_bytes = 0
+        self.current_folder = ""
+        self.cancelled = False
+        self.fatal: _Fatal | None = None
+        self.pair = _Pair(source, destination)
+        self._last_stop_check = 0.0
+
+    # ---------------------------------------------------------------- plumbing
+
+    def progress(self) -> None:
+        if self.on_progress is None:
+            return
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        r = self.result
+        self.on_progress(
+            Progress(
+                folder=self.current_folder,
+                copied=r.copied,
+                skipped=r.skipped,
+                errors=r.errors,
+                bytes=r.bytes,
+                total_messages=self.total_messages,
+                total_bytes=self.total_bytes,
+                rate=r.copied / elapsed,
+            )
+        )
+
+    def stop_requested(self) -> bool:
+        if self.cancelled:
+            return True
+        if self.should_stop():
+            self.cancelled = True
+            self.run.stop.set()
+        return self.cancelled
+
+    def save(self, job: _Job) -> None:
+        job.state.copied_uids = str(job.copied)
+        pending = UidSet()
+        since = None
+        for uids, uidnext in job.pending.values():
+            pending = pending | uids
+            since = uidnext if since is None else min(since, uidnext)
+        job.state.pending_uids = str(pending)
+        job.state.pending_uidnext = since
+        self.store.save(job.state)
+
+    def add_warning(self, job: _Job | None, text: str) -> None:
+        if job is not None:
+            job.result.warnings.append(text)
+        self.result.warnings.append(text)
+
+    def add_error(self, job: _Job, error: MessageError) -> None:
+        job.result.errors += 1
+        job.incomplete = True
+        self.result.errors += 1
+        self.result.message_errors.append(error)
+
+    # -------------------------------------------------------------------- run
+
+    def first_connect(self) -> AccountResult | None:
+        """Log in on both sides; a connection dropped while doing so is retried, anything else
+        (wrong password, refused port, unreachable host, TLS, no answer) fails the account at once."""
+        attempts = 0
+        while True:
+            try:
+                self.pair.open()
+                return None
+            except _Fatal as exc:
+                return AccountResult.failed(exc.reason, exc.kind)
+            except ConnectionLost as exc:
+                self.pair.drop()
+                attempts += 1
+                if exc.kind != ErrorKind.PROTOCOL or attempts > MAX_ATTEMPTS:
+                    return AccountResult.failed(str(exc), exc.kind)
+                time.sleep(_backoff(attempts))
+
+    def execute(self) -> AccountResult:
+        try:
+            failure = self.first_connect()
+            if failure is not None:
+                return failure
+            self.plan_all()
+            if not self.cancelled and self.fatal is None:
+                self.copy_all()
+        except _Fatal as exc:
+            self.fatal = exc
+        finally:
+            self.pair.close()
+            self.run.finished.set()
+        for job in self.jobs:
+            self.result.folders.append(job.result)
+        if self.fatal is not None:
+            self.result.outcome = Outcome.FAILED
+            self.result.reason = self.fatal.reason
+            self.result.error_kind = self.fatal.kind
+            self.result.errors += 1
+        elif self.cancelled:
+            self.result.outcome = Outcome.CANCELLED
+            self.result.reason = "stopped on request; everything copied so far is recorded"
+        self.progress()
+        return self.result
+
+    def _retrying(self, what: str, action: Callable[[Connection, Connection], None]) -> None:
+        attempts = 0
+        while True:
+            try:
+                src, dst = self.pair.open()
+                action(src, dst)
+                return
+            except ConnectionLost as exc:
+                reason, kind = str(exc), exc.kind
+            except wire.TRANSIENT_ERRORS as exc:
+                problem = wire.lost(exc)
+                reason, kind = str(problem), problem.kind
+            self.pair.drop()
+            attempts += 1
+            if attempts > MAX_ATTEMPTS:
+                raise _Fatal(
+                    f"gave up after {MAX_ATTEMPTS} reconnects while {what}: {reason}",
+                    kind,
+                )
+            time.sleep(_backoff(attempts))
+
+    # ----------------------------------------------------------------- copying
+
+    def copy_all(self) -> None:
+        self._make_units()
+        pending_units = self.run.units.qsize()
+        if pending_units == 0:
+            return
+        workers = self._start_workers(min(self.connections, pending_units))
+        alive = len(workers)
+        crash: BaseException | None = None
+        last_stop_check = 0.0
+        while alive or (
+            # A worker handed work back after the others had finished: take it up again.
+            crash is None and self.fatal is None and not self.run.stop.is_set() and not self.run.units.empty()
+        ):
+            if not alive:
+                worker = _Worker(0, self.run, _Pair(self.source, self.destination))
+                workers.append(worker)
+                worker.start()
+                alive = 1
+            try:
+                event = self.run.events.get(timeout=0.25)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                kind = event[0]
+                if kind == "exit":
+                    alive -= 1
+                elif kind == "crash":
+                    crash = event[1]
+                    self.run.stop.set()
+                elif kind == "gave_back":
+                    text = f"used fewer connections than allowed: the server refused one ({event[2]})"
+                    if text not in self.result.warnings:
+                        self.result.warnings.append(text)
+                elif kind == "fatal":
+                    if self.fatal is None:
+                        self.fatal = _Fatal(event[1], event[2])
+                    self.run.stop.set()
+                else:
+                    self.handle(event)
+            batch_done = event is not None and event[0] == "batch"
+            if batch_done or event is None:
+                self.progress()  # after every batch: the caller throttles its writes
+            now = time.monotonic()
+            if batch_done or event is None or now - last_stop_check >= 0.1:
+                last_stop_check = now
+                self.stop_requested()
+        for worker in workers:
+            worker.join()
+        if crash is not None:
+            raise crash
+        self._finish_jobs()
+
+    def _start_workers(self, count: int) -> list[_Worker]:
+        """Start `count` workers; worker 0 takes over the planning connections."""
+        workers = []
+        for index in range(count):
+            pair = self.pair if index == 0 else _Pair(self.source, self.destination)
+            workers.append(_Worker(index, self.run, pair))
+        self.pair = _Pair(self.source, self.destination)  # worker 0 owns the planning connections now
+        for worker in workers:
+            worker.start()
+        return workers
+
+    def _finish_jobs(self) -> None:
+        """Everything the workers reported is in: save each copied folder, its HIGHESTMODSEQ only
+        when the folder is complete (so refused messages are tried again next run)."""
+        for job in self.jobs:
+            if not job.queued:
+                continue
+            if job.units_left == 0 and not job.incomplete and not job.pending:
+                job.state.highest_modseq = job.modseq
+            self.save(job)
+
+    def handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "pending":
+            _kind, index, job, uids, uidnext, ack = event
+            job.pending[index] = (uids, uidnext)
+            self.save(job)
+            ack.set()
+        elif kind == "batch":
+            _kind, index, batch, keep_pending = event
+            job = batch.job
+            self.current_folder = job.source
+            if not keep_pending:
+                job.pending.pop(index, None)
+            if batch.landed:
+                job.copied = job.copied | UidSet.from_uids(batch.landed)
+                job.result.copied += len(batch.landed)
+                job.result.bytes += batch.bytes
+                self.result.copied += len(batch.landed)
+                self.result.bytes += batch.bytes
+            for error in batch.errors:
+                self.add_error(job, error)
+            for text in batch.warnings:
+                self.add_warning(job, text)
+            if batch.dropped:
+                new = [f for f in batch.dropped if f not in job.dropped]
+                job.dropped.update(batch.dropped)
+                if new:
+                    self.add_warning(
+                        job,
+                        f"flags the destination does not accept were dropped in {job.source!r}: {', '.join(sorted(new))}",
+                    )
+            self.save(job)
+        elif kind == "sizes":
+            self.total_bytes += event[1]
+        elif kind == "unit_done":
+            _kind, job, complete = event
+            job.units_left -= 1
+            if not complete:
+                job.incomplete = True
+
+
+def copy_account(
+    source: Mailbox,
+    destination: Mailbox,
+    *,
+    state: StateStore,
+    folder_mapping: dict[str, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    connections: int = 2,
+) -> AccountResult:
+    """Copy every folder of `source` to `destination`, incrementally, never changing the source.
+
+    `connections` is the most connections opened to each side at once. Returns an AccountResult:
+    DONE (possibly with per-message errors), FAILED (login, unreachable, too many reconnects; the
+    reason says which) or CANCELLED (should_stop() said so between batches). Everything that landed
+    is recorded in `state` before returning. Raises only for programming errors.
+    """
+    account = _Account(
+        source,
+        destination,
+        state,
+        folder_mapping,
+        on_progress,
+        should_stop,
+        connections,
+    )
+    return account.execute()

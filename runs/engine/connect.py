@@ -1,0 +1,262 @@
+"""Opening a connection: TLS, the read-only guard of the source, login; every failure classified.
+
+connect() returns an imap.Connection or raises ConnectError (kind + password-free reason).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import re
+import socket
+import ssl
+from collections.abc import Sequence
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.util import to_unicode
+
+from .imap import ConnectError, Connection, WriteRefused, describe
+from .types import ErrorKind, Mailbox, Security
+
+_TEMPORARY_LOGIN_FAILURE = re.compile(
+    r"\[(UNAVAILABLE|INUSE|SERVERBUG|LIMIT)\]|too many|throttl|try again", re.IGNORECASE
+)
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+def ssl_context_for(mailbox: Mailbox) -> ssl.SSLContext:
+    """A verifying context (system store, or the endpoint's own CA), or an unverified one on opt-out."""
+    context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    if mailbox.ca_certificate.strip():
+        context.load_verify_locations(cadata=mailbox.ca_certificate)
+    if not mailbox.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _tls_message(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        return f"TLS: certificate verify failed: {detail}"
+    reason = getattr(exc, "reason", None) or describe(exc)
+    return f"TLS handshake failed: {reason}"
+
+
+# ---------------------------------------------------------------------- connecting
+
+_READ_COMMANDS = frozenset(
+    {
+        "CAPABILITY",
+        "LOGIN",
+        "AUTHENTICATE",
+        "LOGOUT",
+        "NOOP",
+        "STARTTLS",
+        "ID",
+        "ENABLE",
+        "NAMESPACE",
+        "LIST",
+        "LSUB",
+        "XLIST",
+        "STATUS",
+        "EXAMINE",
+        "UNSELECT",
+        "SEARCH",
+        "FETCH",
+        "ESEARCH",
+    }
+)
+# FETCH items that would set \Seen: BODY[...] / BINARY[...] without .PEEK, RFC822 and RFC822.TEXT.
+_SEEN_SETTING_FETCH = re.compile(
+    r"(?<![\w.])(BODY|BINARY)\[|(?<![\w.])RFC822(?![\w.]*\.(SIZE|HEADER))(\.TEXT)?(?![\w.])",
+    re.IGNORECASE,
+)
+
+
+def check_read_only(name: str, args: Sequence[object]) -> None:
+    """Raise WriteRefused unless the command cannot change the source mailbox."""
+    words = [name.upper()]
+    rest = list(args)
+    if words[0] == "UID" and rest:
+        words.append(to_unicode(rest.pop(0)).upper())
+    verb = words[-1]
+    if verb not in _READ_COMMANDS:
+        raise WriteRefused(f"refused to send {verb} to the read-only source")
+    if verb == "FETCH":
+        items = " ".join(to_unicode(a) for a in rest[1:] if a is not None)
+        if _SEEN_SETTING_FETCH.search(items):
+            raise WriteRefused(f"refused a FETCH that would mark messages seen: {items}")
+
+
+def _guard(client: IMAPClient) -> None:
+    """Wrap the two paths by which IMAPClient sends commands so only read commands get through."""
+    imap = client._imap
+    original_command = imap._command
+    original_raw = client._raw_command
+
+    def guarded_command(name: str, *args: object) -> object:
+        check_read_only(name, args)
+        return original_command(name, *args)
+
+    def guarded_raw(command: bytes, args: object, uid: bool = True) -> object:
+        check_read_only(
+            to_unicode(command),
+            list(args) if isinstance(args, list | tuple) else [args],
+        )
+        return original_raw(command, args, uid=uid)
+
+    imap._command = guarded_command
+    client._raw_command = guarded_raw
+
+
+def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
+    """Open, secure and log in; raise ConnectError with a classified, password-free reason.
+
+    read_only=True guards the connection so only read commands reach the server (the source).
+    """
+    security = Security(mailbox.security)
+    context = ssl_context_for(mailbox)
+    client = _open(mailbox, security, context)
+    # Never log protocol traffic: it contains message contents (and imaplib formats every line).
+    client._imap.debug = 0
+    client.normalise_times = False
+    try:
+        if security == Security.STARTTLS:
+            _starttls(client, context)
+        if read_only:
+            _guard(client)
+        _login(client, mailbox)
+        client._cached_capabilities = None  # many servers announce more after login
+        connection = Connection(client, mailbox, read_only=read_only)
+        # Only the source's modseqs are used; enabling CONDSTORE on the destination would make it
+        # track modseqs for every message we append.
+        if read_only and connection.has("ENABLE") and connection.has("CONDSTORE"):
+            with contextlib.suppress(IMAPClientError):
+                client.enable("CONDSTORE")
+        return connection
+    except ConnectError:
+        _shutdown(client)
+        raise
+    except TimeoutError:
+        _shutdown(client)
+        raise ConnectError(
+            ErrorKind.TIMEOUT,
+            f"the server stopped answering (no reply within {mailbox.timeout:g} s)",
+        ) from None
+    except ssl.SSLError as exc:
+        _shutdown(client)
+        raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
+    except (OSError, imaplib.IMAP4.abort) as exc:
+        _shutdown(client)
+        raise ConnectError(ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc)}") from None
+    except (IMAPClientError, imaplib.IMAP4.error) as exc:
+        _shutdown(client)
+        raise ConnectError(ErrorKind.PROTOCOL, _strip_password(describe(exc), mailbox)) from None
+
+
+def _open(mailbox: Mailbox, security: Security, context: ssl.SSLContext) -> IMAPClient:
+    """TCP (and TLS on an SSL port) up to the greeting; failures classified as ConnectError."""
+    try:
+        return IMAPClient(
+            mailbox.host,
+            port=mailbox.port,
+            ssl=security == Security.SSL,
+            ssl_context=context,
+            timeout=mailbox.timeout,
+        )
+    except ssl.SSLError as exc:
+        raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
+    except ConnectionRefusedError:
+        raise ConnectError(
+            ErrorKind.REFUSED,
+            f"connection refused by {mailbox.host}:{mailbox.port} (nothing listens on that port)",
+        ) from None
+    except socket.gaierror as exc:
+        raise ConnectError(
+            ErrorKind.UNREACHABLE,
+            f"cannot resolve {mailbox.host}: {exc.strerror or exc}",
+        ) from None
+    except TimeoutError:
+        if _accepts_tcp(mailbox):
+            raise ConnectError(
+                ErrorKind.TIMEOUT,
+                f"{mailbox.host}:{mailbox.port} accepted the connection but sent no greeting within {mailbox.timeout:g} s",
+            ) from None
+        raise ConnectError(
+            ErrorKind.UNREACHABLE,
+            f"no answer from {mailbox.host}:{mailbox.port} within {mailbox.timeout:g} s",
+        ) from None
+    except OSError as exc:
+        raise ConnectError(
+            ErrorKind.UNREACHABLE,
+            f"cannot reach {mailbox.host}:{mailbox.port}: {exc.strerror or exc}",
+        ) from None
+    except imaplib.IMAP4.error as exc:
+        raise ConnectError(ErrorKind.PROTOCOL, f"the server's greeting was not usable: {describe(exc)}") from None
+
+
+def _starttls(client: IMAPClient, context: ssl.SSLContext) -> None:
+    """STARTTLS (RFC 9051 §6.2.1), refusing to go on in clear text when it is not offered."""
+    caps = {to_unicode(c).upper() for c in client.capabilities()}
+    if "STARTTLS" not in caps:
+        raise ConnectError(
+            ErrorKind.TLS,
+            "the server does not offer STARTTLS; refusing to continue without encryption",
+        )
+    try:
+        client.starttls(context)
+    except ssl.SSLError as exc:
+        raise ConnectError(ErrorKind.TLS, _tls_message(exc)) from None
+    client._cached_capabilities = None
+
+
+def _login(client: IMAPClient, mailbox: Mailbox) -> None:
+    """Log in; a refusal is ConnectError AUTH ("login refused: <server's words>"), a temporary one
+    or a connection lost meanwhile is PROTOCOL (retried)."""
+    caps = {to_unicode(c).upper() for c in client.capabilities()}
+    if "LOGINDISABLED" in caps:
+        raise ConnectError(
+            ErrorKind.TLS,
+            "the server refuses LOGIN on an unencrypted connection (LOGINDISABLED)",
+        )
+    try:
+        client.login(mailbox.username, mailbox.password)
+    except LoginError as exc:
+        if isinstance(exc.__context__, imaplib.IMAP4.abort):
+            # IMAPClient wraps a connection lost mid-LOGIN in LoginError: not a wrong password.
+            raise ConnectError(
+                ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc.__context__)}"
+            ) from None
+        if _TEMPORARY_LOGIN_FAILURE.search(describe(exc)):
+            # "[UNAVAILABLE]", "Too many simultaneous connections", throttling: not the password.
+            raise ConnectError(
+                ErrorKind.PROTOCOL, f"login refused for now: {_strip_password(describe(exc), mailbox)}"
+            ) from None
+        raise ConnectError(
+            ErrorKind.AUTH,
+            f"login refused: {_strip_password(describe(exc), mailbox)}",
+        ) from None
+
+
+def _accepts_tcp(mailbox: Mailbox) -> bool:
+    """After a timeout: did the TCP connection work (a stalled server) or not (an unreachable host)?"""
+    try:
+        with socket.create_connection((mailbox.host, mailbox.port), timeout=min(mailbox.timeout, 5.0)):
+            return True
+    except OSError:
+        return False
+
+
+def _strip_password(text: str, mailbox: Mailbox) -> str:
+    if mailbox.password and mailbox.password in text:
+        text = text.replace(mailbox.password, "********")
+    return text
+
+
+def _shutdown(client: IMAPClient) -> None:
+    with contextlib.suppress(Exception):
+        client.shutdown()

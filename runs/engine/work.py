@@ -1,0 +1,141 @@
+"""What the main thread (account.py) and the worker threads (worker.py) share: the work items,
+the events, the stop flags, a pair of connections and the reconnect bound."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .append import AppendItem, PendingAppends
+from .connect import connect
+from .imap import ConnectError, Connection, ConnectionLost
+from .types import ErrorKind, FolderPlan, FolderResult, FolderStateData, Mailbox, MessageError
+from .uidset import UidSet
+
+MAX_ATTEMPTS = 5  # reconnects in a row without progress before the account fails
+BACKOFF_FIRST = 0.5  # seconds; doubled per attempt
+BACKOFF_MAX = 8.0
+
+
+@dataclass(eq=False)
+class _Job:
+    """One source folder being copied in this run."""
+
+    plan: FolderPlan
+    state: FolderStateData
+    copied: UidSet
+    result: FolderResult
+    uidvalidity: int
+    modseq: int | None  # HIGHESTMODSEQ seen before reading; recorded once the folder is complete
+    permanent_flags: tuple[bytes, ...] | None = None
+    units_left: int = 0
+    queued: bool = False
+    incomplete: bool = False
+    dropped: Counter[str] = field(default_factory=Counter)
+    pending: dict[int, tuple[UidSet, int]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return self.plan.source
+
+    @property
+    def destination(self) -> str:
+        assert self.plan.destination is not None
+        return self.plan.destination
+
+
+@dataclass
+class _Unit:
+    job: _Job
+    uids: UidSet
+
+
+@dataclass
+class _Batch:
+    """What one worker did with one batch, reported to the main thread."""
+
+    job: _Job
+    landed: list[int] = field(default_factory=list)
+    bytes: int = 0
+    errors: list[MessageError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    vanished: int = 0
+
+
+@dataclass
+class _Sent:
+    """A batch whose APPENDs were sent and whose answers are still to be read."""
+
+    job: _Job
+    uids: list[int]
+    items: list[tuple[int, AppendItem]]
+    report: _Batch
+    uidnext: int = 0
+    appends: PendingAppends | None = None
+
+
+class _GiveBack(Exception):
+    """A worker beyond the first could not open its connections: it hands its unit back."""
+
+
+class _Fatal(Exception):
+    def __init__(self, reason: str, kind: ErrorKind | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+class _Pair:
+    """A source and a destination connection, reopened on demand."""
+
+    def __init__(self, source: Mailbox, destination: Mailbox) -> None:
+        self.source_mailbox = source
+        self.destination_mailbox = destination
+        self.src: Connection | None = None
+        self.dst: Connection | None = None
+
+    def open(self) -> tuple[Connection, Connection]:
+        if self.src is None:
+            self.src = _connect_side(self.source_mailbox, "source", read_only=True)
+        if self.dst is None:
+            self.dst = _connect_side(self.destination_mailbox, "destination", read_only=False)
+        return self.src, self.dst
+
+    def drop(self) -> None:
+        for conn in (self.src, self.dst):
+            if conn is not None:
+                conn.abort()
+        self.src = self.dst = None
+
+    def close(self) -> None:
+        for conn in (self.src, self.dst):
+            if conn is not None:
+                conn.close()
+        self.src = self.dst = None
+
+
+def _connect_side(mailbox: Mailbox, side: str, *, read_only: bool) -> Connection:
+    try:
+        return connect(mailbox, read_only=read_only)
+    except ConnectError as exc:
+        if exc.kind in (ErrorKind.AUTH, ErrorKind.TLS):  # retrying cannot fix these
+            raise _Fatal(f"{side}: {exc.message}", exc.kind) from None
+        raise ConnectionLost(f"{side}: {exc.message}", exc.kind) from None
+
+
+def _backoff(attempt: int) -> float:
+    return min(BACKOFF_MAX, BACKOFF_FIRST * (2 ** max(0, attempt - 1)))
+
+
+class _Run:
+    """Shared between the main thread and the workers: the unit queue, the event queue, stop flags."""
+
+    def __init__(self) -> None:
+        self.units: queue.Queue[_Unit] = queue.Queue()
+        self.events: queue.Queue[tuple] = queue.Queue()
+        self.stop = threading.Event()
+        self.finished = threading.Event()

@@ -1,0 +1,446 @@
+"""The worker threads: each copies units of work (a folder's UIDs) on its own pair of connections,
+in batches bounded by a byte budget, and reports every batch to the main thread as an event."""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from imapclient.exceptions import IMAPClientError
+
+from . import imap as wire
+from .append import AppendItem, AppendOutcome, PendingAppends, append_many
+from .identity import _dest_identities, _section
+from .imap import Connection, ConnectionLost
+from .messages import (
+    Identity,
+    filter_flags,
+    has_bare_line_endings,
+    identity_of_message,
+    normalise_line_endings,
+    subject_of,
+)
+from .types import ErrorKind, MessageError
+from .uidset import UidSet
+from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
+
+logger = logging.getLogger(__name__)
+
+BATCH_BYTES = 4 * 1024 * 1024  # bodies fetched (and held) per batch, per worker
+BATCH_MESSAGES = 250
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Hand freed message buffers back to the OS (glibc keeps them otherwise, so RSS would track
+    the largest batches seen rather than the current one)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+class _Worker(threading.Thread):
+    def __init__(self, index: int, run: _Run, pair: _Pair) -> None:
+        super().__init__(name=f"imapcopier-worker-{index}", daemon=True)
+        self.index = index
+        self.run_ = run
+        self.pair = pair
+        # The batch whose APPENDs were sent but not all confirmed when the connection broke.
+        self.inflight: tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None = None
+        self.remaining = UidSet()
+        self.connected_once = False
+
+    def run(self) -> None:
+        try:
+            while not self.run_.stop.is_set():
+                try:
+                    unit = self.run_.units.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    complete = self._process(unit)
+                except _GiveBack as exc:
+                    # An extra connection the server would not grant: the others do the work.
+                    self.run_.units.put(unit)
+                    self.run_.events.put(("gave_back", self.index, str(exc)))
+                    return
+                self.run_.events.put(("unit_done", unit.job, complete))
+        except _Fatal as exc:
+            self.run_.events.put(("fatal", exc.reason, exc.kind))
+        except BaseException as exc:  # a programming error: the main thread re-raises it
+            self.run_.events.put(("crash", exc))
+        finally:
+            self.pair.close()
+            self.run_.events.put(("exit", self.index))
+
+    def _process(self, unit: _Unit) -> bool:
+        # self.remaining shrinks as batches land (or fail for good), so a reconnect resumes exactly
+        # where the broken connection stopped.
+        self.remaining = unit.uids
+        attempts = 0
+        idle_passes = 0
+        while self.remaining:
+            if self.run_.stop.is_set():
+                return False
+            before = len(self.remaining)
+            wait = 0.0
+            try:
+                try:
+                    src, dst = self.pair.open()
+                except ConnectionLost as exc:
+                    if self.index > 0 and not self.connected_once:
+                        raise _GiveBack(str(exc)) from None
+                    raise
+                self.connected_once = True
+                if not self._copy(src, dst, unit.job):
+                    return False
+                if len(self.remaining) < before:
+                    continue
+                # A full pass that moved nothing and raised nothing should not happen; never spin.
+                idle_passes += 1
+                if idle_passes >= MAX_ATTEMPTS:
+                    self._report(
+                        _Batch(
+                            unit.job,
+                            warnings=[f"{len(self.remaining)} message(s) of {unit.job.source!r} left for the next run"],
+                        )
+                    )
+                    return False
+                continue
+            except ConnectionLost as exc:
+                reason, kind, wait = str(exc), exc.kind, exc.wait
+            except wire.TRANSIENT_ERRORS as exc:  # includes imaplib's abort (BYE, EOF)
+                problem = wire.lost(exc)
+                reason, kind = str(problem), problem.kind
+            except (IMAPClientError, imaplib.IMAP4.error) as exc:
+                # The server refused a read command: reconnect and retry, within the same bound.
+                reason, kind = wire.describe(exc), ErrorKind.PROTOCOL
+                wait = wire.throttle_wait(reason) or 0.0
+            self.pair.drop()
+            attempts = 1 if len(self.remaining) < before else attempts + 1
+            if attempts > MAX_ATTEMPTS:
+                raise _Fatal(
+                    f"gave up after {MAX_ATTEMPTS} reconnects in {unit.job.source!r}: {reason}",
+                    kind,
+                )
+            logger.info("reconnecting (%s/%s) after: %s", attempts, MAX_ATTEMPTS, reason)
+            if self._pause(max(_backoff(attempts), wait)):
+                return False
+        return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait before reconnecting; True when a stop was requested meanwhile."""
+        return self.run_.stop.wait(seconds)
+
+    def _drop(self, uids: Sequence[int] | UidSet) -> None:
+        self.remaining = self.remaining - (uids if isinstance(uids, UidSet) else UidSet.from_uids(uids))
+
+    def _copy(self, src: Connection, dst: Connection, job: _Job) -> bool:
+        """Copy self.remaining batch by batch; False: give the unit up (stop, folder gone)."""
+        try:
+            if self.inflight is not None:
+                inflight_job = self.inflight[0]
+                landed = self._resolve_inflight(dst)
+                if inflight_job is job:  # UIDs of another folder mean other messages
+                    self._drop(landed)
+            if src.selected != job.source and not self._open_source(src, job):
+                return False
+            sizes = {
+                uid: int(item.get(b"RFC822.SIZE", 0))
+                for uid, item in src.fetch(self.remaining, ["RFC822.SIZE"]).items()
+            }
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+        vanished = self.remaining - UidSet.from_uids(sizes)
+        if vanished:
+            self._report(
+                _Batch(
+                    job,
+                    vanished=len(vanished),
+                    warnings=[
+                        f"{len(vanished)} message(s) vanished from {job.source!r} during the run (UIDs {vanished})"
+                    ],
+                )
+            )
+            self._drop(vanished)
+        self.run_.events.put(("sizes", sum(sizes.values())))
+        self._pipeline(src, dst, job, self._cut_batches(src, job, sizes, dst.append_limit))
+        return not (self.remaining and self.run_.stop.is_set())
+
+    def _open_source(self, src: Connection, job: _Job) -> bool:
+        """EXAMINE the unit's folder; False (and a warning) when it is refused or its UIDVALIDITY
+        changed since planning (RFC 9051 §2.3.1.1: its UIDs then name other messages)."""
+        try:
+            info = src.examine(job.source)
+        except imaplib.IMAP4.abort:
+            raise  # a broken connection, not a refusal: the reconnect logic handles it
+        except IMAPClientError as exc:
+            self._report(_Batch(job, warnings=[f"{job.source!r} could not be opened: {wire.describe(exc)}"]))
+            return False
+        if int(info.get(b"UIDVALIDITY", 0)) != job.uidvalidity:
+            self._report(
+                _Batch(job, warnings=[f"{job.source!r} changed UIDVALIDITY during the run; it is copied next run"])
+            )
+            return False
+        return True
+
+    def _cut_batches(self, src: Connection, job: _Job, sizes: dict[int, int], limit: int | None) -> list[list[int]]:
+        """self.remaining cut into batches of at most BATCH_BYTES / BATCH_MESSAGES (a bigger message
+        goes alone); a message above the destination's APPENDLIMIT (RFC 7889) is an error, not sent."""
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        batch_bytes = 0
+        for uid in list(self.remaining):
+            size = sizes[uid]
+            if limit is not None and size > limit:
+                reason = f"larger than the destination's APPENDLIMIT ({limit} bytes): skipped before upload"
+                error = MessageError(job.source, uid, size, self._subject(src, uid), reason)
+                self._report(_Batch(job, errors=[error]))
+                self._drop([uid])
+                continue
+            if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
+                batches.append(batch)
+                batch, batch_bytes = [], 0
+            batch.append(uid)
+            batch_bytes += size
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def _pipeline(self, src: Connection, dst: Connection, job: _Job, batches: list[list[int]]) -> None:
+        """Fetch and append the batches. Look-ahead: the FETCH of batch N+1 is sent before the APPENDs
+        of batch N, so the source prepares the next batch while the destination stores this one
+        (memory: two batches)."""
+        sent: _Sent | None = None
+        try:
+            if batches:
+                current = batches[0]
+                fetched = self._fetch_batch(src, job, current)
+                for index in range(len(batches)):
+                    if self.run_.stop.is_set():
+                        break
+                    following = batches[index + 1] if index + 1 < len(batches) else None
+                    tag = self._fetch_send(src, following) if following else None
+                    sent = self._send_batch(dst, job, current, *fetched)
+                    if following is not None:
+                        fetched = self._fetch_read(src, job, following, tag)
+                    previous, sent = sent, None
+                    self._finish_batch(dst, previous)
+                    _release_memory()
+                    if following is not None:
+                        current = following
+        except ConnectionLost:
+            if sent is not None:
+                # The source broke while the destination was storing a batch: take its answers
+                # first (if the destination broke too, this raises again).
+                previous, sent = sent, None
+                self._finish_batch(dst, previous)
+            raise
+
+    def _subject(self, src: Connection, uid: int) -> str:
+        try:
+            data = src.fetch([uid], ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+        except (IMAPClientError, *wire.TRANSIENT_ERRORS):
+            return ""
+        raw = _section(data.get(uid, {}), b"BODY[HEADER.FIELDS")
+        return subject_of(raw)
+
+    _BODY_ITEMS = ("BODY.PEEK[]", "FLAGS", "INTERNALDATE")
+
+    def _fetch_batch(self, src: Connection, job: _Job, uids: list[int]) -> tuple[list[tuple[int, AppendItem]], _Batch]:
+        """Bodies, flags (filtered) and INTERNALDATE of one batch, read with BODY.PEEK."""
+        return self._fetch_read(src, job, uids, self._fetch_send(src, uids))
+
+    def _fetch_send(self, src: Connection, uids: list[int]) -> bytes:
+        try:
+            return src.fetch_start(UidSet.from_uids(uids), self._BODY_ITEMS)
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+
+    def _fetch_read(
+        self, src: Connection, job: _Job, uids: list[int], tag: bytes | None
+    ) -> tuple[list[tuple[int, AppendItem]], _Batch]:
+        report = _Batch(job)
+        assert tag is not None
+        try:
+            data = src.fetch_finish(tag, UidSet.from_uids(uids))
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+        items: list[tuple[int, AppendItem]] = []
+        for uid in uids:
+            item = data.get(uid)
+            raw = item.get(b"BODY[]") if item else None
+            if raw is None:
+                report.vanished += 1
+                report.warnings.append(f"message UID {uid} vanished from {job.source!r} during the run")
+                continue
+            kept, dropped = filter_flags(item.get(b"FLAGS", ()), job.permanent_flags)
+            report.dropped.update(dropped)
+            when = item.get(b"INTERNALDATE")
+            items.append(
+                (
+                    uid,
+                    AppendItem(
+                        raw=bytes(raw),
+                        flags=kept,
+                        when=when if isinstance(when, str) or hasattr(when, "tzinfo") else None,
+                    ),
+                )
+            )
+        return items, report
+
+    def _send_batch(
+        self,
+        dst: Connection,
+        job: _Job,
+        uids: list[int],
+        items: list[tuple[int, AppendItem]],
+        report: _Batch,
+    ) -> _Sent:
+        sent = _Sent(job, uids, items, report)
+        if not items:
+            return sent
+        try:
+            sent.uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+        # Record the intent before sending: a crash from here on is resolved on the next run by
+        # looking for these messages among the destination's UIDs >= uidnext.
+        self._announce(job, UidSet.from_uids(uid for uid, _ in items), sent.uidnext)
+        sent.appends = PendingAppends(dst, job.destination, [it for _, it in items])
+        try:
+            sent.appends.send()
+        except ConnectionLost:
+            self._broken(sent)
+            raise
+        return sent
+
+    def _finish_batch(self, dst: Connection, sent: _Sent) -> None:
+        job, uids, items, report = sent.job, sent.uids, sent.items, sent.report
+        if sent.appends is None:  # nothing to send (all vanished)
+            self._report(report)
+            self._drop(uids)
+            return
+        try:
+            outcomes = sent.appends.collect()
+        except ConnectionLost:
+            self._broken(sent)
+            raise
+        retry: list[tuple[int, AppendItem, str]] = []
+        throttled: list[int] = []
+        wait = 0.0
+        for (uid, it), outcome in zip(items, outcomes, strict=True):
+            asked = None if outcome.ok else wire.throttle_wait(outcome.text)
+            if outcome.ok:
+                report.landed.append(uid)
+                report.bytes += len(it.raw)
+            elif asked is not None:  # not refused, only "not now": tried again after the wait
+                throttled.append(uid)
+                wait = max(wait, asked)
+            elif has_bare_line_endings(it.raw):
+                retry.append((uid, it, outcome.text))
+            else:
+                report.errors.append(self._error(job, uid, it, outcome.text))
+        keep = {uid for uid, _, _ in retry} | set(throttled)
+        self._report(report)
+        self._drop([uid for uid in uids if uid not in keep])
+        if throttled:
+            raise ConnectionLost(f"the destination is throttling: {len(throttled)} message(s) to send again", wait=wait)
+        for uid, it, first_refusal in retry:
+            self._append_normalised(dst, job, uid, it, first_refusal)
+
+    def _broken(self, sent: _Sent) -> None:
+        """The destination connection broke with this batch's answers partly read: report the
+        confirmed ones and keep the rest in flight, to be looked for after the reconnect."""
+        job, uids, items, report = sent.job, sent.uids, sent.items, sent.report
+        outcomes = sent.appends.outcomes if sent.appends is not None else []
+        confirmed_ids = []
+        sent_uids = {u for u, _ in items}
+        done = [uid for uid in uids if uid not in sent_uids]
+        for (uid, it), outcome in zip(items, outcomes, strict=False):
+            done.append(uid)
+            if outcome.ok:
+                report.landed.append(uid)
+                report.bytes += len(it.raw)
+                confirmed_ids.append(identity_of_message(it.raw))
+            else:
+                report.errors.append(self._error(job, uid, it, outcome.text))
+        self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)
+        self._report(report, keep_pending=True)
+        self._drop(done)
+
+    def _append_normalised(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
+        """Second try for a refused message with bare CR/LF: the same bytes with CRLF line endings."""
+        report = _Batch(job)
+        fixed = AppendItem(raw=normalise_line_endings(item.raw), flags=item.flags, when=item.when)
+        outcome: list[AppendOutcome] = []
+        try:
+            uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
+            append_many(dst, job.destination, [fixed], outcome)
+        except ConnectionLost:
+            self.inflight = (job, [(uid, fixed)], [], uidnext)
+            raise
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+        if outcome[0].ok:
+            report.landed.append(uid)
+            report.bytes += len(fixed.raw)
+            report.warnings.append(
+                f"message UID {uid} in {job.source!r}: the destination refused it as is ({refusal}); "
+                "copied with bare CR/LF rewritten to CRLF"
+            )
+        else:
+            report.errors.append(self._error(job, uid, item, outcome[0].text))
+        self._report(report)
+        self._drop([uid])
+
+    def _error(self, job: _Job, uid: int, item: AppendItem, reason: str) -> MessageError:
+        return MessageError(job.source, uid, len(item.raw), subject_of(item.raw), reason)
+
+    def _resolve_inflight(self, dst: Connection) -> UidSet:
+        """After a reconnect: which unconfirmed APPENDs of the broken batch did land anyway."""
+        assert self.inflight is not None
+        job, unconfirmed, confirmed_ids, uidnext = self.inflight
+        report = _Batch(job)
+        try:
+            dst.examine(job.destination)
+            found = Counter(_dest_identities(dst, uidnext).values())
+            dst.unselect()
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+        found.subtract(confirmed_ids)
+        for uid, item in unconfirmed:
+            key = identity_of_message(item.raw)
+            if found[key] > 0:
+                found[key] -= 1
+                report.landed.append(uid)
+                report.bytes += len(item.raw)
+        self.inflight = None
+        self._report(report)
+        return UidSet.from_uids(report.landed)
+
+    def _announce(self, job: _Job, uids: UidSet, uidnext: int) -> None:
+        ack = threading.Event()
+        self.run_.events.put(("pending", self.index, job, uids, uidnext, ack))
+        while not ack.wait(0.5):
+            if self.run_.finished.is_set():
+                return
+
+    def _report(self, batch: _Batch, *, keep_pending: bool = False) -> None:
+        self.run_.events.put(("batch", self.index, batch, keep_pending))
