@@ -39,13 +39,16 @@ import time
 from collections.abc import Callable
 
 from . import imap as wire
+from .folderstate import destination_server
 from .imap import Connection, ConnectionLost
 from .planning import _Planning
 from .types import (
     AccountResult,
     ErrorKind,
+    FolderResult,
     Mailbox,
     MessageError,
+    NotCopied,
     Outcome,
     Progress,
     ProgressCallback,
@@ -89,6 +92,9 @@ class _Account(_Planning):
         self.fatal: _Fatal | None = None
         self.pair = _Pair(source, destination)
         self._last_stop_check = 0.0
+        self.destination_key = destination_server(destination)
+        self._failed_destinations: dict[str, str] = {}
+        self.planned = False  # every folder was looked at: the source's message count is known
 
     # ---------------------------------------------------------------- plumbing
 
@@ -107,6 +113,7 @@ class _Account(_Planning):
                 total_messages=self.total_messages,
                 total_bytes=self.total_bytes,
                 rate=r.copied / elapsed,
+                not_copied=r.not_copied_total,
             )
         )
 
@@ -120,6 +127,7 @@ class _Account(_Planning):
 
     def save(self, job: _Job) -> None:
         job.state.copied_uids = str(job.copied)
+        job.state.uid_map = str(job.uid_map)
         pending = UidSet()
         since = None
         for uids, uidnext in job.pending.values():
@@ -139,6 +147,12 @@ class _Account(_Planning):
         job.incomplete = True
         self.result.errors += 1
         self.result.message_errors.append(error)
+        self.count_not_copied(job.result, error.kind, 1)
+
+    def count_not_copied(self, folder: FolderResult, reason: NotCopied, messages: int) -> None:
+        """Count `messages` of `folder` as not copied for `reason`, in the folder and the account."""
+        folder.not_copied[reason] = folder.not_copied.get(reason, 0) + messages
+        self.result.not_copied[reason] = self.result.not_copied.get(reason, 0) + messages
 
     # -------------------------------------------------------------------- run
 
@@ -167,6 +181,8 @@ class _Account(_Planning):
             self.plan_all()
             if not self.cancelled and self.fatal is None:
                 self.copy_all()
+            if not self.cancelled and self.fatal is None:
+                self._retrying("counting the destination folders", self._count_destination, source=False)
         except _Fatal as exc:
             self.fatal = exc
         finally:
@@ -174,6 +190,7 @@ class _Account(_Planning):
             self.run.finished.set()
         for job in self.jobs:
             self.result.folders.append(job.result)
+        self._tally()
         if self.fatal is not None:
             self.result.outcome = Outcome.FAILED
             self.result.reason = self.fatal.reason
@@ -185,11 +202,35 @@ class _Account(_Planning):
         self.progress()
         return self.result
 
-    def _retrying(self, what: str, action: Callable[[Connection, Connection], None]) -> None:
+    def _count_destination(self, _src: Connection | None, dst: Connection) -> None:
+        """Messages in each destination folder once the copy is over (the report compares them)."""
+        for job in self.jobs:
+            job.result.destination_messages = int(dst.status(job.destination, ["MESSAGES"]).get("MESSAGES", 0))
+
+    def _tally(self) -> None:
+        """Account for every source message: what no batch reached is counted "not attempted".
+
+        Then copied + skipped + not copied = source messages, per folder and for the account
+        (issue 11 cases 10 and 12). The account's source count stays None when planning did not
+        look at every folder (the account failed or was stopped first): the mailbox was not read.
+        """
+        known = 0
+        for folder in self.result.folders:
+            if folder.destination is None or folder.source_messages is None:
+                continue
+            rest = folder.source_messages - folder.copied - folder.skipped - sum(folder.not_copied.values())
+            if rest > 0:
+                self.count_not_copied(folder, NotCopied.NOT_ATTEMPTED, rest)
+            known += folder.source_messages
+        self.result.source_messages = known if self.planned else None
+
+    def _retrying(self, what: str, action: Callable[[Connection, Connection], None], *, source: bool = True) -> None:
+        """Run action(src, dst), reconnecting on a broken connection (source=False: the destination
+        alone is needed, and src may be None)."""
         attempts = 0
         while True:
             try:
-                src, dst = self.pair.open()
+                src, dst = self.pair.open(source=source)
                 action(src, dst)
                 return
             except ConnectionLost as exc:
@@ -294,6 +335,9 @@ class _Account(_Planning):
             self.current_folder = job.source
             if not keep_pending:
                 job.pending.pop(index, None)
+            job.uid_map.update(batch.mapped.items())
+            if batch.vanished and job.result.source_messages is not None:
+                job.result.source_messages -= batch.vanished  # no longer at the source
             if batch.landed:
                 job.copied = job.copied | UidSet.from_uids(batch.landed)
                 job.result.copied += len(batch.landed)

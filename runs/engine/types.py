@@ -136,6 +136,7 @@ class MessageError:
     subject: str
     reason: str  # the server's words
     permanent: bool = True
+    kind: NotCopied = NotCopied.REFUSED  # how it counts in the totals
 
 
 @dataclass

@@ -350,6 +350,8 @@ class _Worker(threading.Thread):
             if outcome.ok:
                 report.landed.append(uid)
                 report.bytes += len(it.raw)
+                if outcome.uid:
+                    report.mapped[uid] = outcome.uid
             elif asked is not None:  # not refused, only "not now": tried again after the wait
                 throttled.append(uid)
                 wait = max(wait, asked)
@@ -379,6 +381,8 @@ class _Worker(threading.Thread):
                 report.landed.append(uid)
                 report.bytes += len(it.raw)
                 confirmed_ids.append(identity_of_message(it.raw))
+                if outcome.uid:
+                    report.mapped[uid] = outcome.uid
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
         self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)
@@ -401,6 +405,8 @@ class _Worker(threading.Thread):
         if outcome[0].ok:
             report.landed.append(uid)
             report.bytes += len(fixed.raw)
+            if outcome[0].uid:
+                report.mapped[uid] = outcome[0].uid
             report.warnings.append(
                 f"message UID {uid} in {job.source!r}: the destination refused it as is ({refusal}); "
                 "copied with bare CR/LF rewritten to CRLF"
@@ -411,6 +417,7 @@ class _Worker(threading.Thread):
         self._drop([uid])
 
     def _error(self, job: _Job, uid: int, item: AppendItem, reason: str) -> MessageError:
+        """A message the destination refused (NotCopied.REFUSED, the MessageError default)."""
         return MessageError(job.source, uid, len(item.raw), subject_of(item.raw), reason)
 
     def _resolve_inflight(self, dst: Connection) -> UidSet:
@@ -420,17 +427,27 @@ class _Worker(threading.Thread):
         report = _Batch(job)
         try:
             dst.examine(job.destination)
-            found = Counter(_dest_identities(dst, uidnext).values())
+            arrived = _dest_identities(dst, uidnext)
             dst.unselect()
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
+        found = Counter(arrived.values())
         found.subtract(confirmed_ids)
+        # Destination UIDs by identity, oldest first; the confirmed copies took the first ones.
+        spare: dict[object, list[int]] = {}
+        for dest_uid in sorted(arrived):
+            spare.setdefault(arrived[dest_uid], []).append(dest_uid)
+        for key in confirmed_ids:
+            if spare.get(key):
+                spare[key].pop(0)
         for uid, item in unconfirmed:
             key = identity_of_message(item.raw)
             if found[key] > 0:
                 found[key] -= 1
                 report.landed.append(uid)
                 report.bytes += len(item.raw)
+                if spare.get(key):
+                    report.mapped[uid] = spare[key].pop(0)
         self.inflight = None
         self._report(report)
         return UidSet.from_uids(report.landed)

@@ -187,6 +187,7 @@ def test_the_last_account_to_finish_finalises_the_run(make_task, pushed):
             "subject": "s",
             "reason": "NO too big",
             "permanent": True,
+            "kind": "refused by the destination",
         }
     ]
 
