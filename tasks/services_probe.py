@@ -16,6 +16,7 @@ import imapclient
 from django.views.decorators.debug import sensitive_variables
 from imapclient.exceptions import IMAPClientError
 
+from runs.engine import tls_context
 from tasks.models import Account, Endpoint
 
 # The capabilities the operator cares about, in the order the page shows them.
@@ -57,18 +58,6 @@ class ProbeResult:
         return None
 
 
-def tls_context(verify_tls: bool, ca_certificate: str = "") -> ssl.SSLContext:
-    """The TLS settings an endpoint asks for: system store, a private CA, or no verification."""
-    if not verify_tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if ca_certificate.strip():
-        return ssl.create_default_context(cadata=ca_certificate)
-    return ssl.create_default_context()
-
-
 def describe_certificate_error(error: ssl.SSLCertVerificationError, host: str) -> str:
     """The certificate problem in words an operator can act on."""
     text = (error.verify_message or str(error)).lower()
@@ -95,7 +84,7 @@ def probe_server(
 ) -> ProbeResult:
     """Connect to an IMAP server the way an endpoint says and list its capabilities, without logging in."""
     try:
-        context = tls_context(verify_tls, ca_certificate)
+        context = tls_context(verify_tls, ca_certificate) if security != "plain" else None
     except ssl.SSLError as exc:
         return ProbeResult(ok=False, message=f"The custom CA certificate could not be read: {exc}.")
     client = None

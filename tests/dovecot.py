@@ -601,7 +601,10 @@ default_client_limit = {self.process_limit * 10}
         try:
             if security == Security.STARTTLS:
                 client.starttls(self.ssl_context())
-            client.login(user.username, user.password)
+            if (user.username + user.password).isascii():
+                client.login(user.username, user.password)
+            else:  # imaplib's LOGIN sends ASCII only; AUTHENTICATE PLAIN is UTF-8 (RFC 4616)
+                client.plain_login(user.username, user.password)
         except BaseException:
             with contextlib.suppress(Exception):
                 client.shutdown()

@@ -2,6 +2,7 @@
 
 Public API (connection_test.py, listing.py, account.py, folders.py; the wire: imap.py, connect.py, append.py):
     test_connection(mailbox) -> ConnectionTestResult
+    tls_context(verify_tls, ca_certificate="") -> ssl.SSLContext  (the one TLS rule, shared)
     list_folders(mailbox, with_counts=False) -> list[FolderInfo]
     plan_folders(source, destination, mapping) -> list[FolderPlan]
     map_folders(...) -> list[FolderPlan]  (the pure mapping behind plan_folders)
@@ -12,6 +13,7 @@ Public API (connection_test.py, listing.py, account.py, folders.py; the wire: im
 from __future__ import annotations
 
 from .account import copy_account
+from .connect import tls_context
 from .connection_test import test_connection
 from .folders import map_folders
 from .imap import ConnectError, Namespace
@@ -59,4 +61,5 @@ __all__ = [
     "map_folders",
     "plan_folders",
     "test_connection",
+    "tls_context",
 ]

@@ -92,6 +92,10 @@ def lost(exc: BaseException) -> ConnectionLost:
     return ConnectionLost(f"connection lost: {describe(exc)}", ErrorKind.PROTOCOL)
 
 
+# A mailbox name no server holds, EXAMINEd to leave a mailbox where UNSELECT is missing.
+NO_SUCH_MAILBOX = "imapcopier-deselect-7f3a9c1e"
+
+
 @dataclass
 class Namespace:
     prefix: str
@@ -177,15 +181,26 @@ class Connection:
         return info
 
     def unselect(self) -> None:
+        """Leave the selected mailbox without expunging anything: UNSELECT (RFC 3691) where offered.
+
+        Without it (Courier) CLOSE is no option: it is refused on the read-only source (the write
+        guard) and would expunge \\Deleted messages after a SELECT at the destination. Instead
+        EXAMINE a mailbox that does not exist: a failed EXAMINE leaves no mailbox selected (RFC 3501
+        §6.3.2). So no mailbox stays open read-only on a connection that will APPEND (Courier
+        refuses an APPEND into a mailbox the same session has open with EXAMINE). Raises imaplib's
+        abort when the connection breaks.
+        """
         if self.selected is None:
             return
         if self.has("UNSELECT"):
             self.client.unselect_folder()
-        elif self.selected_read_only:
-            self.client.close_folder()  # CLOSE after EXAMINE never expunges
         else:
-            # CLOSE would expunge \Deleted messages at the destination: select nothing instead.
-            self.client.select_folder("INBOX", readonly=True)
+            try:
+                self.client.select_folder(NO_SUCH_MAILBOX, readonly=True)
+            except imaplib.IMAP4.abort:
+                raise
+            except IMAPClientError:
+                pass  # the NO we asked for: nothing is selected now
         self.selected = None
 
     def search_all(self) -> UidSet:

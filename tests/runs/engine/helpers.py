@@ -17,11 +17,17 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 
 
 class CommandRecorder:
-    """A loopback relay that records every command the client sends (literal contents skipped)."""
+    """A loopback relay that records every command the client sends (literal contents skipped).
 
-    def __init__(self, target_port: int) -> None:
+    server_filter, when given, rewrites each chunk the server sends (e.g. to hide a capability);
+    it sees chunks as they arrive, so use it only on short lines such as CAPABILITY answers.
+    """
+
+    def __init__(self, target_port: int, server_filter: Callable[[bytes], bytes] | None = None) -> None:
         self.target_port = target_port
+        self.server_filter = server_filter
         self.commands: list[bytes] = []
+        self.sessions: list[list[bytes]] = []  # the same commands, per connection
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
@@ -61,17 +67,19 @@ class CommandRecorder:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             threading.Thread(target=self._pump_server, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._pump_client, args=(client, upstream), daemon=True).start()
+            session: list[bytes] = []
+            with self._lock:
+                self.sessions.append(session)
+            threading.Thread(target=self._pump_client, args=(client, upstream, session), daemon=True).start()
 
-    @staticmethod
-    def _pump_server(upstream: socket.socket, client: socket.socket) -> None:
+    def _pump_server(self, upstream: socket.socket, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := upstream.recv(65536):
-                client.sendall(data)
+                client.sendall(self.server_filter(data) if self.server_filter else data)
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_WR)
 
-    def _pump_client(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump_client(self, client: socket.socket, upstream: socket.socket, session: list[bytes]) -> None:
         buffer = b""
         skip = 0
         with contextlib.suppress(OSError):
@@ -93,6 +101,7 @@ class CommandRecorder:
                         skip = int(match.group(1))
                     with self._lock:
                         self.commands.append(line)
+                        session.append(line)
         with contextlib.suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)
 
