@@ -202,7 +202,15 @@ class ResponseRewriter:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             threading.Thread(target=self._pump_server, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=CommandRecorder._pump_server, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump_client, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump_client(client: socket.socket, upstream: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                upstream.sendall(data)
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
 
     def _pump_server(self, upstream: socket.socket, client: socket.socket) -> None:
         buffer = b""
