@@ -29,6 +29,7 @@ class Run(models.Model):
     skipped = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
+    not_copied = models.BigIntegerField(default=0, help_text="Source messages not copied, whatever the reason.")
     cancel_requested = models.BooleanField(default=False)
     reason = models.TextField(blank=True, help_text="Why the run failed or was cancelled, in words.")
 

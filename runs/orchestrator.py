@@ -325,7 +325,7 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
             ),
         ),
     )
-    for key in ("copied", "skipped", "errors", "bytes"):
+    for key in ("copied", "skipped", "errors", "bytes", "not_copied"):
         setattr(run, key, totals[key] or 0)
     failures = list(
         rows.filter(status=AccountRun.Status.FAILED)
@@ -344,6 +344,7 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
             "skipped",
             "errors",
             "bytes",
+            "not_copied",
         ]
     )
     Task.objects.filter(pk=run.task_id, status=Task.Status.RUNNING).update(status=Task.Status(run.status))
@@ -393,7 +394,7 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
             Run.Status.FAILED,
             f"{failed} of {accounts} accounts failed: {detail}{more}",
         )
-    not_copied = totals.get("not_copied") or 0
+    not_copied = run.not_copied
     if not_copied:
         return Run.Status.DONE, f"{not_copied} message{'s' if not_copied != 1 else ''} not copied"
     if run.errors:

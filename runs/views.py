@@ -142,6 +142,8 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
             "uid",
             "subject",
             "size",
+            "source_messages",
+            "not_copied",
         ]
     )
     account_runs = run.account_runs.select_related("account").order_by("account__source_user")
@@ -161,6 +163,8 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
                 "",
                 "",
                 "",
+                "" if ar.source_messages is None else ar.source_messages,
+                "; ".join(f"{n} {why}" for why, n in sorted((ar.not_copied or {}).items())),
             ]
         )
         for error in ar.message_errors or []:
@@ -178,6 +182,8 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
                     error.get("uid", ""),
                     error.get("subject", ""),
                     error.get("size", ""),
+                    "",
+                    error.get("kind", ""),
                 ]
             )
     return response

@@ -175,6 +175,7 @@ def run_json(run: Any) -> dict[str, Any]:
         "total_copied": run.copied,
         "total_skipped": run.skipped,
         "total_errors": run.errors,
+        "total_not_copied": run.not_copied,
     }
 
 

@@ -174,7 +174,7 @@ def test_the_last_account_to_finish_finalises_the_run(make_task, pushed):
     assert run.status == Run.Status.DONE
     assert (run.copied, run.skipped, run.errors, run.bytes) == (8, 1, 1, 800)
     assert run.finished_at is not None
-    assert run.reason == "1 message not copied"
+    assert run.reason == "1 message not copied" and run.not_copied == 1
     assert task.status == Task.Status.DONE
     stored = AccountRun.objects.get(pk=b.pk)
     assert (stored.source_messages, stored.not_copied) == (4, {"refused by the destination": 1})
