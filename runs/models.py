@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -196,3 +197,37 @@ class ConnectionSlot(models.Model):
 
     def __str__(self) -> str:
         return f"slot {self.number} of endpoint {self.endpoint_id}"
+
+
+class AcceptedRefusal(models.Model):
+    """A message the destination refused for good, which the operator accepted as not copied.
+
+    It is no longer attempted nor counted as an error (so a scheduled task with one such message
+    stops tripping the breaker), and every later report lists it as "accepted as not copied".
+    Deleting the row un-accepts it: the next run tries the message again. Tied to the source
+    folder's UIDVALIDITY: when that changes the UID names another message, and the row is ignored.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="accepted_refusals")
+    source_folder = models.CharField(max_length=1000)
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    subject = models.CharField(max_length=300, blank=True)
+    size = models.BigIntegerField(default=0)
+    reason = models.TextField(blank=True, help_text="What the destination said when it refused the message.")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_by_name = models.CharField(max_length=150, blank=True, help_text="Kept if the user is deleted.")
+    accepted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["account", "source_folder", "uid"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "source_folder", "uidvalidity", "uid"], name="accepted_refusal_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.source_folder} UID {self.uid} accepted as not copied"

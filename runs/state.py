@@ -23,6 +23,7 @@ from runs.engine.folderstate import UidMap
 from runs.engine.types import FolderStateData
 from runs.engine.uidset import UidSet
 from runs.models import AccountRun, FolderState
+from runs.refusals import accepted_uids
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class FolderStateStore:
         self.saves = 0
 
     def load(self) -> dict[str, FolderStateData]:
+        """Every folder state of the account, with the refusals the operator accepted (runs.refusals)."""
+        accepted = accepted_uids(self.account_id)
         return {
             row.source_folder: FolderStateData(
                 source_folder=row.source_folder,
@@ -59,6 +62,7 @@ class FolderStateStore:
                 destination_user=row.destination_user,
                 destination_uidvalidity=row.destination_uidvalidity,
                 uid_map=row.uid_map,
+                accepted_uids=str(UidSet.from_uids(accepted.get((row.source_folder, row.uidvalidity), []))),
             )
             for row in FolderState.objects.filter(account_id=self.account_id)
         }

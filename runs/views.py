@@ -13,6 +13,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from runs import progress as run_progress_data
+from runs import refusals
+from runs.engine.types import NotCopied
 from runs.models import AccountRun, Run
 from tasks.models import Task
 
@@ -99,7 +101,9 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
         "pk", "account__source_user", "message_errors", "warnings"
     )
     message_errors = [
-        {**error, "account": user} for _pk, user, errors, _warnings in details for error in (errors or [])
+        {**error, "account": user, "account_run_id": pk}
+        for pk, user, errors, _warnings in details
+        for error in (errors or [])
     ]
     warnings = {pk: w for pk, _user, _errors, w in details if w}
     duration = None
@@ -113,11 +117,49 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
             "task": run.task,
             "message_errors": message_errors,
             "summary": run_progress_data.run_summary(run),
+            "accepted": refusals.accepted_for_run(run.pk),
             "warnings": warnings,
             "duration": duration,
             "nav": "tasks",
         },
     )
+
+
+@require_POST
+@login_required
+def run_accept_refusals(request: HttpRequest, pk: int) -> HttpResponse:
+    """Accept refused messages as not copied: one (account_run, folder, uid), an account's, or the run's."""
+    run = get_object_or_404(Run, pk=pk)
+    fields = request.POST
+    try:
+        account_run = int(fields["account_run"]) if fields.get("account_run") else None
+        uid = int(fields["uid"]) if fields.get("uid") else None
+    except ValueError:
+        messages.error(request, "Nothing accepted: the form was not understood.")
+        return redirect("runs:report", pk=run.pk)
+    added = refusals.accept_refusals(
+        run.pk,
+        by=request.user,
+        now=timezone.now(),
+        account_run_id=account_run,
+        folder=fields.get("folder") or None,
+        uid=uid,
+    )
+    messages.success(
+        request,
+        f"{added} refused message{'s' if added != 1 else ''} accepted as not copied: "
+        "later runs do not try them again and do not count them as errors.",
+    )
+    return redirect("runs:report", pk=run.pk)
+
+
+@require_POST
+@login_required
+def run_unaccept_refusal(request: HttpRequest, pk: int, accepted_pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    if refusals.unaccept(accepted_pk, by=request.user):
+        messages.success(request, "No longer accepted: the next run tries the message again.")
+    return redirect("runs:report", pk=run.pk)
 
 
 @require_GET
@@ -186,4 +228,23 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
                     error.get("kind", ""),
                 ]
             )
+    for accepted in refusals.accepted_for_run(run.pk):
+        writer.writerow(
+            [
+                accepted.account.source_user,
+                accepted.account.destination_user,
+                NotCopied.ACCEPTED.value,
+                "",
+                "",
+                "",
+                "",
+                f"{accepted.reason} (accepted by {accepted.accepted_by_name or '?'} at {accepted.accepted_at:%Y-%m-%d %H:%M} UTC)",
+                accepted.source_folder,
+                accepted.uid,
+                accepted.subject,
+                accepted.size,
+                "",
+                NotCopied.ACCEPTED.value,
+            ]
+        )
     return response

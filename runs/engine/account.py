@@ -151,6 +151,8 @@ class _Account(_Planning):
 
     def count_not_copied(self, folder: FolderResult, reason: NotCopied, messages: int) -> None:
         """Count `messages` of `folder` as not copied for `reason`, in the folder and the account."""
+        if messages <= 0:
+            return
         folder.not_copied[reason] = folder.not_copied.get(reason, 0) + messages
         self.result.not_copied[reason] = self.result.not_copied.get(reason, 0) + messages
 

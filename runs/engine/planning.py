@@ -181,6 +181,7 @@ class _Planning:
         result = FolderResult(plan.source, plan.destination)
         dest_status = dst.status(plan.destination, ["MESSAGES", "UIDVALIDITY"])
         dest_uidvalidity = int(dest_status["UIDVALIDITY"])
+        loaded = self.states.get(plan.source)
         previous = self._previous_state(plan, uidvalidity, dest_uidvalidity, result)
         self.result.warnings.extend(result.warnings)
         state = previous or FolderStateData(
@@ -188,6 +189,8 @@ class _Planning:
             destination_folder=plan.destination,
             uidvalidity=uidvalidity,
         )
+        if previous is None and loaded is not None and loaded.uidvalidity == uidvalidity:
+            state.accepted_uids = loaded.accepted_uids  # voided for the destination's sake: same source UIDs
         # Bind (or re-bind a state written before bindings were kept) to this destination.
         bound = (self.destination_key, self.destination.username, dest_uidvalidity)
         rebound = (state.destination_server, state.destination_user, state.destination_uidvalidity) != bound
@@ -209,10 +212,12 @@ class _Planning:
             and not previous.pending_uids
         ):
             # Nothing was added, removed or re-flagged since the last complete run: every message
-            # of the folder is already at the destination.
-            result.skipped += messages
+            # of the folder is already at the destination, but for the refusals the operator accepted.
+            accepted = min(messages, len(UidSet.parse(state.accepted_uids)))
+            self.count_not_copied(result, NotCopied.ACCEPTED, accepted)
+            result.skipped += messages - accepted
             result.source_messages = messages
-            self.result.skipped += messages
+            self.result.skipped += messages - accepted
             if rebound:
                 self.save(job)
             self.jobs.append(job)
@@ -294,6 +299,10 @@ class _Planning:
         already = len(job.copied & all_uids)
         job.result.skipped += already
         self.result.skipped += already
+        accepted = UidSet.parse(job.state.accepted_uids) & candidates
+        if accepted:  # refused before, and the operator accepted it: not tried again
+            self.count_not_copied(job.result, NotCopied.ACCEPTED, len(accepted))
+            candidates = candidates - accepted
         pending = UidSet.parse(job.state.pending_uids or "") & candidates
         needs_flags = bool(previous is not None and (job.copied & all_uids))
         if not candidates and not needs_flags:

@@ -101,6 +101,9 @@ class FolderStateData:
     # Source UID -> destination UID of the copies (folderstate.UidMap text form); flag changes
     # follow it. Copies without a known UID (no UIDPLUS) are found by identity instead.
     uid_map: str = ""
+    # Input only (never saved): source UIDs of this folder whose refusal the operator accepted
+    # (same source UIDVALIDITY). They are not attempted, and counted NotCopied.ACCEPTED.
+    accepted_uids: str = ""
 
 
 class StateStore(Protocol):
@@ -126,6 +129,7 @@ class NotCopied(enum.StrEnum):
     UNREADABLE = "unreadable at the source"  # FETCH of the message failed for good
     NOT_ATTEMPTED = "not attempted"  # the run stopped (cancelled, account failed) before reaching it
     ACCOUNT_NOT_REACHED = "account not reached"  # login or connection failed before the folder was read
+    ACCEPTED = "accepted as not copied"  # refused before; the operator accepted that: not attempted, not an error
 
 
 @dataclass

@@ -164,3 +164,20 @@ def test_a_source_without_subscriptions_adds_none(imap_server, make_imap_user):
     copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore())
     assert _subscribed(imap_server, destination) == auto
     assert not {"INBOX", "A", "B", "B/C"} & auto
+
+
+def test_a_refusal_the_operator_accepted_is_not_tried_and_not_an_error(imap_server, make_imap_user):
+    source = make_imap_user()
+    destination = make_imap_user(max_message_bytes=50_000, advertise_appendlimit=False)
+    _fill(imap_server, source, {"INBOX": 2})
+    _fill(imap_server, source, {"INBOX": 1}, size=80_000)
+    store = MemoryStateStore()
+    first = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store)
+    assert (first.copied, first.errors, first.not_copied) == (2, 1, {NotCopied.REFUSED: 1})
+    refused = first.message_errors[0].uid
+    store.folders["INBOX"].accepted_uids = str(refused)
+    for _ in range(2):  # the second run takes the folder as unchanged (CONDSTORE)
+        again = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store)
+        assert (again.copied, again.skipped, again.errors) == (0, 2, 0)
+        assert again.not_copied == {NotCopied.ACCEPTED: 1} and again.message_errors == []
+        _adds_up(again)
