@@ -1,8 +1,8 @@
 """Probe an IMAP server for the endpoint page: connect, secure the connection, ask CAPABILITY.
 
 probe_server() needs no account (the engine's test_connection(mailbox) logs in; this is the
-login-free half of it). probe_endpoint() adds a login with an account of a task using the
-endpoint, when there is one, because servers announce their full capabilities only after login.
+login-free half of it). probe_endpoint() adds a login with an account the operator picks, because
+many servers announce their full capabilities only after login.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 
 import imapclient
+from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 from imapclient.exceptions import IMAPClientError
 
@@ -132,6 +133,8 @@ def probe_server(
         )
     except IMAPClientError as exc:
         return ProbeResult(ok=False, message=f"The server said: {exc}")
+    except (ValueError, UnicodeError) as exc:  # an answer imaplib could not parse
+        return ProbeResult(ok=False, message=f"The server's answer could not be understood: {exc}")
     except OSError as exc:
         return ProbeResult(
             ok=False,
@@ -146,12 +149,33 @@ def probe_server(
                     client.shutdown()
 
 
-@sensitive_variables("login", "password")  # kept off Django's error pages
-def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
-    """Probe the endpoint without logging in; then, when a task has an account on it, log in too.
+# At most this many accounts are offered to log in with (the page shows them in one list).
+PROBE_ACCOUNT_CHOICES = 200
 
-    Many servers (Dovecot among them) announce only part of their capabilities before login, so
-    the full list comes from a login with the first account of a task that uses the endpoint.
+
+def probe_accounts(endpoint: Endpoint) -> list[tuple[int, str]]:
+    """(account id, label) of the accounts the operator may pick to log in with on this endpoint."""
+    accounts = (
+        Account.objects.filter(Q(task__source=endpoint) | Q(task__destination=endpoint))
+        .select_related("task")
+        .order_by("task__name", "source_user")[:PROBE_ACCOUNT_CHOICES]
+    )
+    choices = []
+    for account in accounts:
+        source_side = account.task.source_id == endpoint.pk
+        user = account.source_user if source_side else account.destination_user
+        choices.append((account.pk, f"{user} ({account.task.name}, {'source' if source_side else 'destination'})"))
+    return choices
+
+
+@sensitive_variables("login", "password")  # kept off Django's error pages
+def probe_endpoint(endpoint: Endpoint, account_id: int | None = None) -> ProbeResult:
+    """Probe the endpoint: greeting and pre-login capabilities; with `account_id`, log in too.
+
+    Logs in only with the account the operator picked (one of probe_accounts()), never with one
+    chosen for them: a wrong password there would make a healthy server look broken (issue 10
+    item 5). After a login the capability list is the full one many servers announce only then.
+    Never raises for anything the server does.
     """
     result = probe_server(
         endpoint.host,
@@ -160,12 +184,13 @@ def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
         verify_tls=endpoint.verify_tls,
         ca_certificate=endpoint.ca_certificate,
     )
-    if not result.ok:
+    if not result.ok or account_id is None:
         return result
     from tasks.services import check_login
 
-    login = _first_login(endpoint)
+    login = _login_for(endpoint, account_id)
     if login is None:
+        result.login_error = "that account does not use this endpoint"
         return result
     username, password = login
     tested = check_login(endpoint, username, password, slot_wait_seconds=10)
@@ -177,12 +202,13 @@ def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
     return result
 
 
-def _first_login(endpoint: Endpoint) -> tuple[str, str] | None:
-    """User and password of the first account that logs in to this endpoint, or None."""
-    account = Account.objects.filter(task__source=endpoint).order_by("task_id", "source_user").first()
-    if account:
+def _login_for(endpoint: Endpoint, account_id: int) -> tuple[str, str] | None:
+    """User and password of this account on this endpoint's side, or None if it does not use it."""
+    account = Account.objects.filter(pk=account_id).select_related("task").first()
+    if account is None:
+        return None
+    if account.task.source_id == endpoint.pk:
         return account.source_user, account.source_password
-    account = Account.objects.filter(task__destination=endpoint).order_by("task_id", "source_user").first()
-    if account:
+    if account.task.destination_id == endpoint.pk:
         return account.destination_user, account.destination_password
     return None

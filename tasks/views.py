@@ -27,7 +27,7 @@ from tasks.forms import (
     TaskForm,
 )
 from tasks.models import Account, Endpoint, Task
-from tasks.services_probe import probe_endpoint
+from tasks.services_probe import probe_accounts, probe_endpoint
 
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
@@ -83,7 +83,13 @@ def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "tasks/endpoint_form.html",
-        {"form": form, "endpoint": endpoint, "tasks": tasks, "nav": "endpoints"},
+        {
+            "form": form,
+            "endpoint": endpoint,
+            "tasks": tasks,
+            "probe_accounts": probe_accounts(endpoint),
+            "nav": "endpoints",
+        },
         status=400 if form.errors else 200,
     )
 
@@ -121,7 +127,8 @@ def _tasks_phrase(tasks: object) -> str:
 @login_required
 def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    result = probe_endpoint(endpoint)
+    account = request.POST.get("account", "")
+    result = probe_endpoint(endpoint, int(account) if account.isdigit() else None)
     context = {"endpoint": endpoint, "result": result}
     if request.htmx:
         return render(request, "tasks/_endpoint_test.html", context)
@@ -132,6 +139,7 @@ def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
             **context,
             "form": EndpointForm(instance=endpoint),
             "tasks": Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint)),
+            "probe_accounts": probe_accounts(endpoint),
             "nav": "endpoints",
         },
     )

@@ -350,6 +350,9 @@ class _Account(_Planning):
                 self.add_error(job, error)
             for text in batch.warnings:
                 self.add_warning(job, text)
+            for warning in batch.message_warnings:
+                self.add_warning(job, warning.text)
+                self.result.message_warnings.append(warning)
             if batch.dropped:
                 new = [f for f in batch.dropped if f not in job.dropped]
                 job.dropped.update(batch.dropped)

@@ -15,7 +15,7 @@ import types
 from collections.abc import Sequence
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
 from imapclient.util import to_unicode
 
 from .imap import ConnectError, Connection, WriteRefused, describe
@@ -24,6 +24,11 @@ from .types import ErrorKind, Mailbox, Security
 _TEMPORARY_LOGIN_FAILURE = re.compile(
     r"\[(UNAVAILABLE|INUSE|SERVERBUG|LIMIT)\]|too many|throttl|try again", re.IGNORECASE
 )
+
+
+# What imaplib and IMAPClient raise on an answer they cannot parse (int() of a malformed number,
+# undecodable bytes): the server's doing, so a classified failure, never a crash.
+UNPARSABLE_ANSWERS: tuple[type[BaseException], ...] = (ProtocolError, ValueError, UnicodeError)
 
 
 # ---------------------------------------------------------------------------- TLS
@@ -184,6 +189,12 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
     except (OSError, imaplib.IMAP4.abort) as exc:
         _shutdown(client)
         raise ConnectError(ErrorKind.PROTOCOL, f"connection lost while logging in: {describe(exc)}") from None
+    except UNPARSABLE_ANSWERS as exc:
+        _shutdown(client)
+        raise ConnectError(
+            ErrorKind.PROTOCOL,
+            f"the server's answer could not be understood: {_strip_password(describe(exc), mailbox)}",
+        ) from None
     except (IMAPClientError, imaplib.IMAP4.error) as exc:
         _shutdown(client)
         raise ConnectError(ErrorKind.PROTOCOL, _strip_password(describe(exc), mailbox)) from None
@@ -302,6 +313,8 @@ def _login_with_literals(client: IMAPClient, username: str, password: str, *, li
 def _login(client: IMAPClient, mailbox: Mailbox) -> None:
     """Log in; a refusal is ConnectError AUTH ("login refused: <server's words>"), a temporary one
     or a connection lost meanwhile is PROTOCOL (retried)."""
+    if client._imap.state != "NONAUTH":
+        return  # PREAUTH greeting: the server authenticated the connection itself (RFC 9051 §7.1.4)
     caps = {to_unicode(c).upper() for c in client.capabilities()}
     if "LOGINDISABLED" in caps:
         raise ConnectError(

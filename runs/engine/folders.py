@@ -23,8 +23,10 @@ _SPECIAL_USE = {
         "\\Trash",
     )
 }
-# Characters a folder name should not contain on any server: LIST wildcards and control characters.
-_FORBIDDEN = set("*%") | {chr(c) for c in range(32)} | {"\x7f"}
+# Characters a folder name cannot carry in a quoted string on any server: control characters.
+# "%" and "*" are legal in names (they are wildcards only in LIST patterns, RFC 9051 §6.3.9) and
+# every name is sent quoted; a server that refuses one says so when CREATE is refused, in its words.
+_FORBIDDEN = {chr(c) for c in range(32)} | {"\x7f"}
 
 
 def folder_infos(connection: Connection) -> list[FolderInfo]:

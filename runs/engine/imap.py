@@ -253,7 +253,7 @@ class Connection:
             return {}
         parsed = parse_body_fetch(data)
         if parsed is None:  # not the usual shape: the general parser
-            parsed = parse_fetch_response(data, False, True)
+            parsed = by_uid(data)
         return {uid: item for uid, item in parsed.items() if uid in uids}
 
     def fetch_text(
@@ -274,7 +274,20 @@ class Connection:
         typ, data = imap._untagged_response(typ, data, "FETCH")
         if not data or data == [None]:
             return {}
-        return parse_fetch_response(data, False, True)
+        return by_uid(data)
+
+
+def by_uid(data: Sequence[object]) -> dict[int, dict[bytes, object]]:
+    """The FETCH responses of a UID FETCH answer keyed by UID; a response without UID is no message data.
+
+    A server may interleave unsolicited FETCH responses (flags changed by another session) that
+    carry a sequence number and no UID; a UID command's own responses always carry the UID
+    (RFC 3501 §6.4.8). IMAPClient's parser, asked for UID keys, files a response without UID under
+    its sequence number, as if that were a UID: another message's flags. Parsed by sequence number,
+    such a response merges into the answer for the message it names, or is dropped with none.
+    """
+    parsed = parse_fetch_response(data, False, False)
+    return {int(item[b"UID"]): item for item in parsed.values() if b"UID" in item}
 
 
 _BODY_FETCH_HEAD = re.compile(rb"^\d+ \((.*) BODY\[\] \{(\d+)\}$", re.DOTALL)

@@ -33,6 +33,18 @@ def _text(flag: bytes | str) -> str:
     return flag.decode("utf-8", "replace") if isinstance(flag, bytes) else flag
 
 
+# Refusals about size or quota: sending the message again with fewer keywords cannot help.
+_NOT_ABOUT_FLAGS = re.compile(r"\[(OVERQUOTA|LIMIT|TOOBIG)\]|quota|too (large|big)", re.IGNORECASE)
+
+
+def keywords_may_be_refused(flags: Iterable[str], refusal: str) -> bool:
+    """Could this APPEND refusal be about the message's keywords, so that sending it again with
+    fewer keywords may work? True when the message has keywords and the refusal is not about its
+    size or a quota (RFC 5530 response codes, or words saying so). Servers word keyword refusals
+    their own way ("NO [CANNOT] Keyword length too long", "NO APPEND Invalid flag list")."""
+    return any(not f.startswith("\\") for f in flags) and not _NOT_ABOUT_FLAGS.search(refusal)
+
+
 def filter_flags(flags: Iterable[bytes | str], permanent: Iterable[bytes | str] | None) -> tuple[list[str], list[str]]:
     """Split source flags into (kept, dropped) for a destination with these PERMANENTFLAGS.
 

@@ -144,6 +144,18 @@ class MessageError:
 
 
 @dataclass
+class MessageWarning:
+    """A message that was copied, but not quite as it was (keywords dropped, line endings
+    rewritten); the report lists it. `text` says what was changed and why, in words."""
+
+    folder: str
+    uid: int
+    size: int
+    subject: str
+    text: str
+
+
+@dataclass
 class Progress:
     folder: str
     copied: int
@@ -189,6 +201,7 @@ class AccountResult:
     error_kind: ErrorKind | None = None
     folders: list[FolderResult] = field(default_factory=list)
     message_errors: list[MessageError] = field(default_factory=list)
+    message_warnings: list[MessageWarning] = field(default_factory=list)  # their text is in warnings too
     warnings: list[str] = field(default_factory=list)
     # Messages found on the source (None: the mailbox was not read, e.g. the login failed), and
     # those not copied by reason (NotCopied value -> messages). For an account that was read to the

@@ -12,7 +12,7 @@ from .append import AppendItem, PendingAppends
 from .connect import connect
 from .folderstate import UidMap
 from .imap import ConnectError, Connection, ConnectionLost
-from .types import ErrorKind, FolderPlan, FolderResult, FolderStateData, Mailbox, MessageError
+from .types import ErrorKind, FolderPlan, FolderResult, FolderStateData, Mailbox, MessageError, MessageWarning
 from .uidset import UidSet
 
 MAX_ATTEMPTS = 5  # reconnects in a row without progress before the account fails
@@ -64,6 +64,7 @@ class _Batch:
     bytes: int = 0
     errors: list[MessageError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    message_warnings: list[MessageWarning] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     vanished: int = 0

@@ -21,10 +21,11 @@ from .messages import (
     filter_flags,
     has_bare_line_endings,
     identity_of_message,
+    keywords_may_be_refused,
     normalise_line_endings,
     subject_of,
 )
-from .types import ErrorKind, MessageError
+from .types import ErrorKind, MessageError, MessageWarning
 from .uidset import UidSet
 from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
 
@@ -355,7 +356,7 @@ class _Worker(threading.Thread):
             elif asked is not None:  # not refused, only "not now": tried again after the wait
                 throttled.append(uid)
                 wait = max(wait, asked)
-            elif has_bare_line_endings(it.raw):
+            elif has_bare_line_endings(it.raw) or keywords_may_be_refused(it.flags, outcome.text):
                 retry.append((uid, it, outcome.text))
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
@@ -365,7 +366,10 @@ class _Worker(threading.Thread):
         if throttled:
             raise ConnectionLost(f"the destination is throttling: {len(throttled)} message(s) to send again", wait=wait)
         for uid, it, first_refusal in retry:
-            self._append_normalised(dst, job, uid, it, first_refusal)
+            if has_bare_line_endings(it.raw):
+                self._append_normalised(dst, job, uid, it, first_refusal)
+            else:
+                self._append_with_fewer_keywords(dst, job, uid, it, first_refusal)
 
     def _broken(self, sent: _Sent) -> None:
         """The destination connection broke with this batch's answers partly read: report the
@@ -393,28 +397,78 @@ class _Worker(threading.Thread):
         """Second try for a refused message with bare CR/LF: the same bytes with CRLF line endings."""
         report = _Batch(job)
         fixed = AppendItem(raw=normalise_line_endings(item.raw), flags=item.flags, when=item.when)
+        outcome = self._append_one(dst, job, uid, fixed)
+        if outcome.ok:
+            report.landed.append(uid)
+            report.bytes += len(fixed.raw)
+            if outcome.uid:
+                report.mapped[uid] = outcome.uid
+            report.message_warnings.append(
+                self._warning(
+                    job,
+                    uid,
+                    item,
+                    f"message UID {uid} in {job.source!r}: the destination refused it as is ({refusal}); "
+                    "copied with bare CR/LF rewritten to CRLF",
+                )
+            )
+        else:
+            report.errors.append(self._error(job, uid, item, outcome.text))
+        self._report(report)
+        self._drop([uid])
+
+    def _append_with_fewer_keywords(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
+        """A message refused with keywords: again without the keywords the refusal names, then
+        without any keyword (system flags kept). Copied that way, it gets a warning naming the
+        keywords dropped; refused still, an error with the last refusal."""
+        keywords = [f for f in item.flags if not f.startswith("\\")]
+        named = [k for k in keywords if k.lower() in refusal.lower()]
+        tries = []
+        if named and len(named) < len(keywords):
+            tries.append([f for f in item.flags if f not in named])
+        tries.append([f for f in item.flags if f.startswith("\\")])
+        report = _Batch(job)
+        for flags in tries:
+            outcome = self._append_one(dst, job, uid, AppendItem(raw=item.raw, flags=flags, when=item.when))
+            if outcome.ok:
+                dropped = [k for k in keywords if k not in flags]
+                report.landed.append(uid)
+                report.bytes += len(item.raw)
+                if outcome.uid:
+                    report.mapped[uid] = outcome.uid
+                report.message_warnings.append(
+                    self._warning(
+                        job,
+                        uid,
+                        item,
+                        f"message UID {uid} in {job.source!r}: the destination refused its keywords ({refusal}); "
+                        f"copied without {', '.join(dropped)}",
+                    )
+                )
+                break
+            refusal = outcome.text
+        else:
+            report.errors.append(self._error(job, uid, item, refusal))
+        self._report(report)
+        self._drop([uid])
+
+    def _append_one(self, dst: Connection, job: _Job, uid: int, item: AppendItem) -> AppendOutcome:
+        """APPEND one message now; a connection lost meanwhile leaves it in flight (looked for
+        after the reconnect, so it is never sent twice) and raises ConnectionLost."""
         outcome: list[AppendOutcome] = []
+        uidnext = 0
         try:
             uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
-            append_many(dst, job.destination, [fixed], outcome)
+            append_many(dst, job.destination, [item], outcome)
         except ConnectionLost:
-            self.inflight = (job, [(uid, fixed)], [], uidnext)
+            self.inflight = (job, [(uid, item)], [], uidnext)
             raise
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
-        if outcome[0].ok:
-            report.landed.append(uid)
-            report.bytes += len(fixed.raw)
-            if outcome[0].uid:
-                report.mapped[uid] = outcome[0].uid
-            report.warnings.append(
-                f"message UID {uid} in {job.source!r}: the destination refused it as is ({refusal}); "
-                "copied with bare CR/LF rewritten to CRLF"
-            )
-        else:
-            report.errors.append(self._error(job, uid, item, outcome[0].text))
-        self._report(report)
-        self._drop([uid])
+        return outcome[0]
+
+    def _warning(self, job: _Job, uid: int, item: AppendItem, text: str) -> MessageWarning:
+        return MessageWarning(job.source, uid, len(item.raw), subject_of(item.raw), text)
 
     def _error(self, job: _Job, uid: int, item: AppendItem, reason: str) -> MessageError:
         """A message the destination refused (NotCopied.REFUSED, the MessageError default)."""

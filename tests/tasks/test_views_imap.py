@@ -86,16 +86,20 @@ def test_probe_with_a_bad_custom_ca_says_so(imap_server):
     assert "custom CA certificate could not be read" in result.message
 
 
-def test_endpoint_test_logs_in_with_an_account_for_the_full_list(admin_client, imap_server, make_imap_user):
+def test_endpoint_test_logs_in_with_the_account_the_operator_picks(admin_client, imap_server, make_imap_user):
     endpoint = endpoint_for(imap_server)
     user = make_imap_user()
-    AccountFactory(
-        task=TaskFactory(source=endpoint),
-        source_user=user.username,
-        source_password=user.password,
+    AccountFactory(task=TaskFactory(source=endpoint), source_user="first", source_password="wrong-pw-1")
+    picked = AccountFactory(
+        task=TaskFactory(destination=endpoint),
+        destination_user=user.username,
+        destination_password=user.password,
     )
+    page = admin_client.get(reverse("tasks:endpoint_edit", args=[endpoint.pk])).content.decode()
+    assert f'<option value="{picked.pk}">{user.username} ({picked.task.name}, destination)</option>' in page
     html = admin_client.post(
         reverse("tasks:endpoint_test", args=[endpoint.pk]),
+        {"account": str(picked.pk)},
         headers={"HX-Request": "true"},
     ).content.decode()
     assert f"after logging in as {user.username}" in html
@@ -103,19 +107,29 @@ def test_endpoint_test_logs_in_with_an_account_for_the_full_list(admin_client, i
     assert user.password not in html
 
 
-def test_endpoint_test_reports_a_failed_account_login(admin_client, imap_server):
+def test_endpoint_test_without_a_pick_never_logs_in(admin_client, imap_server):
+    """An account with a wrong password must not make a healthy server look broken."""
     endpoint = endpoint_for(imap_server)
-    AccountFactory(
-        task=TaskFactory(source=endpoint),
-        source_user="nobody",
-        source_password="wrong-pw-123",
-    )
-    html = admin_client.post(
-        reverse("tasks:endpoint_test", args=[endpoint.pk]),
-        headers={"HX-Request": "true"},
-    ).content.decode()
-    assert "the login failed" in html
-    assert "wrong-pw-123" not in html
+    AccountFactory(task=TaskFactory(source=endpoint), source_user="nobody", source_password="wrong-pw-123")
+    response = admin_client.post(reverse("tasks:endpoint_test", args=[endpoint.pk]), headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Capabilities as announced before login" in html and "login failed" not in html
+    assert "Dovecot" in html  # the greeting
+
+
+def test_endpoint_test_reports_a_failed_login_of_the_picked_account(admin_client, imap_server):
+    endpoint = endpoint_for(imap_server)
+    account = AccountFactory(task=TaskFactory(source=endpoint), source_user="nobody", source_password="wrong-pw-123")
+    other = AccountFactory()  # on other endpoints: not accepted
+    for pk, words in ((account.pk, "AUTHENTICATIONFAILED"), (other.pk, "that account does not use this endpoint")):
+        html = admin_client.post(
+            reverse("tasks:endpoint_test", args=[endpoint.pk]),
+            {"account": str(pk)},
+            headers={"HX-Request": "true"},
+        ).content.decode()
+        assert "the login failed" in html and words in html
+        assert "wrong-pw-123" not in html
 
 
 def test_account_test_button_updates_the_row(admin_client, imap_server, make_imap_user):

@@ -81,7 +81,7 @@ def test_case_insensitive_collision_is_reported():
 
 
 def test_names_the_destination_cannot_hold_are_conflicts():
-    plans = map_folders([info("a//b"), info("star*")], SLASH, [], DOTTED)
+    plans = map_folders([info("a//b"), info("bell\x07")], SLASH, [], DOTTED)
     assert all(p.conflict for p in plans)
 
 
