@@ -133,3 +133,35 @@ def test_a_task_copied_before_bindings_were_kept_does_not_copy_again(imap_server
     assert message_count(imap_server, destination) == total
     assert UidSet.parse(row.copied_uids) == UidSet.parse("1:30")
     assert AccountRun.objects.count() == 2
+
+
+def test_a_flag_change_on_one_twin_lands_on_its_own_copy(imap_server, imap_task, pushed):
+    # Issue 11 case 5 / issue 10's twins through the database store: the UID map is kept between runs.
+    from tests.dovecot import fill, make_message
+
+    task, [(source, destination)] = imap_task()
+    a = make_message(message_id="<twins@example.org>", body="body AAAA\n", seed="twins")
+    b = make_message(message_id="<twins@example.org>", body="body BBBB\n", seed="twins")
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(a, [b"\\Seen"], None), (b, [], None)])
+    _run(task)
+    assert FolderState.objects.get(source_folder="INBOX").uid_map == "1:2=1"
+    with imap_server.connect(source) as client:
+        client.select_folder("INBOX")
+        client.set_flags([2], [b"\\Flagged"])
+    _assert_every_message_there(_run(task), 0, 2)
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert {m.sha256: m.flags for m in read(dst, "INBOX")} == {m.sha256: m.flags for m in read(src, "INBOX")}
+
+
+def test_a_source_reporting_sizes_29_bytes_short_is_not_copied_twice(imap_server, imap_task, pushed):
+    # Issue 11 case 6 through a task run: fresh state (the task's rows deleted) finds every copy.
+    from tests.runs.engine.helpers import ResponseRewriter, sizes_short_by
+
+    with ResponseRewriter(imap_server.imap_port, sizes_short_by(29)) as short:
+        task, [(source, destination)] = imap_task(source_port=short.port)
+        total = fill_user(imap_server, source, {"INBOX": 3})
+        _assert_every_message_there(_run(task), total, 0)
+        FolderState.objects.all().delete()
+        _assert_every_message_there(_run(task), 0, total)
+    assert message_count(imap_server, destination) == total

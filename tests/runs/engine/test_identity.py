@@ -7,6 +7,7 @@ source that reports sizes 29 bytes short, and copy state that outlived the desti
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 
 import pytest
@@ -196,3 +197,24 @@ def _recreate_mailbox(server, user) -> None:
         old = client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"]
     # Dovecot takes the time as UIDVALIDITY: a mailbox re-created within the same second would keep it.
     server.set_uidvalidity(user, "INBOX", int(old) + 1000)
+
+
+def _without_uidplus(line: bytes) -> bytes:
+    """A destination without UIDPLUS (RFC 4315): no capability, no APPENDUID in its answers."""
+    return re.sub(rb"\[APPENDUID \d+ \d+\] ?", b"", line.replace(b" UIDPLUS", b""))
+
+
+def test_without_uidplus_the_twins_copies_are_found_by_their_bodies(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    a, b = _twins()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(a, [b"\\Seen"], None), (b, [], None)])
+    with ResponseRewriter(imap_server.imap_port, _without_uidplus) as plain:
+        dst = dataclasses.replace(imap_server.mailbox(destination), port=plain.port)
+        store = MemoryStateStore()
+        assert copy_account(imap_server.mailbox(source), dst, state=store).copied == 2
+        assert store.folders["INBOX"].uid_map == ""  # nothing said where the copies went
+        _set_flags(imap_server, source, 1, [b"\\Flagged"])
+        copy_account(imap_server.mailbox(source), dst, state=store)
+    assert _flags_by_body(imap_server, destination) == _flags_by_body(imap_server, source)
+    assert store.folders["INBOX"].uid_map != ""  # found once, remembered
