@@ -20,16 +20,26 @@ Decisions worth knowing:
   With CONDSTORE a folder whose HIGHESTMODSEQ (STATUS) is unchanged since the last complete run is
   not even opened; otherwise candidates = UID SEARCH ALL − copied. The modseq is only recorded when
   a folder finished without errors, so refused messages are tried again next run.
-- Identity (for a destination that already holds mail, a UIDVALIDITY change, flag sync and the crash
-  window): Message-ID + size, or a hash of Date/From/Subject + size without a Message-ID, matched as
-  a multiset so two identical source messages need two destination copies.
+- State is bound to the destination it was written for (server, user, destination folder and its
+  UIDVALIDITY, folderstate.binding_change): when any of them changes, the folder's record is voided
+  and its messages are matched against what the destination really holds.
+- Identity (a destination that already holds mail, a voided record, the crash window, a copy the
+  UID map does not know): the Message-ID, or a hash of Date/From/Subject without one; never
+  RFC822.SIZE, which servers disagree on. Messages sharing an identity (twins) are told apart by
+  their bodies. Matched as a multiset, so two identical source messages need two copies.
+- UID map: which destination UID each source UID became (APPENDUID, else found by identity once);
+  flag changes follow it, so they land on the right copy of look-alike messages.
+- Totals: every source message is counted once, copied, already there ("skipped") or not copied
+  with a NotCopied reason; the destination folders are counted at the end for the report.
 - Crash window: before a batch is sent, its UIDs and the destination's UIDNEXT are saved as
   pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those messages
   are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was lost is not
   sent twice.
 - Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
   allowed); dropped flags reported once per folder. Changes on the source are carried to the
-  destination copies (found by identity) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
+  destination copies (through the UID map) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
+- Subscriptions: the destination subscribes what the source subscribes (mapped names); nothing is
+  unsubscribed and nothing the source does not subscribe is subscribed.
 """
 
 from __future__ import annotations
@@ -38,7 +48,10 @@ import queue
 import time
 from collections.abc import Callable
 
+from imapclient.exceptions import IMAPClientError
+
 from . import imap as wire
+from .folders import folder_infos, with_counts
 from .folderstate import destination_server
 from .imap import Connection, ConnectionLost
 from .planning import _Planning
@@ -179,6 +192,7 @@ class _Account(_Planning):
         try:
             failure = self.first_connect()
             if failure is not None:
+                self._count_unreached(failure)
                 return failure
             self.plan_all()
             if not self.cancelled and self.fatal is None:
@@ -203,6 +217,20 @@ class _Account(_Planning):
             self.result.reason = "stopped on request; everything copied so far is recorded"
         self.progress()
         return self.result
+
+    def _count_unreached(self, failure: AccountResult) -> None:
+        """The destination could not be used but the source could: count the source's messages,
+        all "account not reached" (issue 11 case 10). Without a source, they stay unknown."""
+        src = self.pair.src
+        if src is None:
+            return
+        try:
+            infos = with_counts(src, [info for info in folder_infos(src) if info.selectable])
+        except (IMAPClientError, *wire.TRANSIENT_ERRORS):
+            return  # not known: the report says "mailbox not read"
+        failure.source_messages = sum(info.messages or 0 for info in infos)
+        if failure.source_messages:
+            failure.not_copied[NotCopied.ACCOUNT_NOT_REACHED] = failure.source_messages
 
     def _count_destination(self, _src: Connection | None, dst: Connection) -> None:
         """Messages in each destination folder once the copy is over (the report compares them)."""

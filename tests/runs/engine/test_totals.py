@@ -181,3 +181,13 @@ def test_a_refusal_the_operator_accepted_is_not_tried_and_not_an_error(imap_serv
         assert (again.copied, again.skipped, again.errors) == (0, 2, 0)
         assert again.not_copied == {NotCopied.ACCEPTED: 1} and again.message_errors == []
         _adds_up(again)
+
+
+def test_a_refused_destination_login_counts_the_source_as_account_not_reached(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    _fill(imap_server, source, {"INBOX": 3, "Projects": 2})
+    wrong = dataclasses.replace(imap_server.mailbox(destination), password="not-the-password")
+    result = copy_account(imap_server.mailbox(source), wrong, state=MemoryStateStore())
+    assert result.outcome == Outcome.FAILED and "destination" in result.reason
+    assert (result.source_messages, result.not_copied) == (5, {NotCopied.ACCOUNT_NOT_REACHED: 5})
+    _adds_up(result)
