@@ -16,6 +16,7 @@ from . import imap as wire
 from .append import AppendItem, AppendOutcome, PendingAppends, append_many
 from .identity import _dest_identities, _section
 from .imap import Connection, ConnectionLost
+from .isolation import BLAMED_IN_A_ROW, Isolation, Suspects, Verdict
 from .messages import (
     Identity,
     filter_flags,
@@ -66,6 +67,8 @@ class _Worker(threading.Thread):
         self.inflight: tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None = None
         self.remaining = UidSet()
         self.connected_once = False
+        self.isolation = Isolation()
+        self.sizes: dict[int, int] = {}  # RFC822.SIZE of the unit's UIDs, as the source reported them
 
     def run(self) -> None:
         try:
@@ -94,6 +97,7 @@ class _Worker(threading.Thread):
         # self.remaining shrinks as batches land (or fail for good), so a reconnect resumes exactly
         # where the broken connection stopped.
         self.remaining = unit.uids
+        self.isolation = Isolation()
         attempts = 0
         idle_passes = 0
         while self.remaining:
@@ -133,8 +137,20 @@ class _Worker(threading.Thread):
                 # The server refused a read command: reconnect and retry, within the same bound.
                 reason, kind = wire.describe(exc), ErrorKind.PROTOCOL
                 wait = wire.throttle_wait(reason) or 0.0
+            verdict = self.isolation.after_break(self.remaining) if not wait else Verdict(counts=True)
+            if verdict.blamed is not None:
+                self._blame(unit.job, verdict, reason)
+            if verdict.give_up:
+                raise _Fatal(
+                    f"gave up: {BLAMED_IN_A_ROW} messages in a row of {unit.job.source!r} broke the connection "
+                    f"even when sent alone: {reason}",
+                    kind,
+                )
             self.pair.drop()
-            attempts = 1 if len(self.remaining) < before else attempts + 1
+            if len(self.remaining) < before:
+                attempts = 1
+            elif verdict.counts:
+                attempts += 1
             if attempts > MAX_ATTEMPTS:
                 raise _Fatal(
                     f"gave up after {MAX_ATTEMPTS} reconnects in {unit.job.source!r}: {reason}",
@@ -144,6 +160,15 @@ class _Worker(threading.Thread):
             if self._pause(max(_backoff(attempts), wait)):
                 return False
         return True
+
+    def _blame(self, job: _Job, verdict: Verdict, reason: str) -> None:
+        """A message broke the connection twice on its own: an error for it, and on with the rest."""
+        assert verdict.blamed is not None
+        text = f"the connection broke each time this message was {verdict.doing}, also alone ({reason}); not copied"
+        error = MessageError(job.source, verdict.blamed, verdict.size, verdict.subject, text)
+        logger.warning("%s UID %s: %s", job.source, verdict.blamed, text)
+        self._report(_Batch(job, errors=[error]))
+        self._drop([verdict.blamed])
 
     def _pause(self, seconds: float) -> bool:
         """Wait before reconnecting; True when a stop was requested meanwhile."""
@@ -180,6 +205,7 @@ class _Worker(threading.Thread):
                 )
             )
             self._drop(vanished)
+        self.sizes = sizes
         self.run_.events.put(("sizes", sum(sizes.values())))
         self._pipeline(src, dst, job, self._cut_batches(src, job, sizes, dst.append_limit))
         return not (self.remaining and self.run_.stop.is_set())
@@ -215,7 +241,9 @@ class _Worker(threading.Thread):
                 self._report(_Batch(job, errors=[error]))
                 self._drop([uid])
                 continue
-            if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
+            if batch and (
+                batch_bytes + size > BATCH_BYTES or len(batch) >= self.isolation.batch_messages(BATCH_MESSAGES)
+            ):
                 batches.append(batch)
                 batch, batch_bytes = [], 0
             batch.append(uid)
@@ -279,10 +307,12 @@ class _Worker(threading.Thread):
     ) -> tuple[list[tuple[int, AppendItem]], _Batch]:
         report = _Batch(job)
         assert tag is not None
+        self.isolation.watch(Suspects("read from the source", uids, {u: (self.sizes.get(u, 0), "") for u in uids}))
         try:
             data = src.fetch_finish(tag, UidSet.from_uids(uids))
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
+        self.isolation.watch(None)
         items: list[tuple[int, AppendItem]] = []
         for uid in uids:
             item = data.get(uid)
@@ -390,6 +420,7 @@ class _Worker(threading.Thread):
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
         self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)
+        self._suspect_stored(items[len(outcomes) :])
         self._report(report, keep_pending=True)
         self._drop(done)
 
@@ -462,10 +493,16 @@ class _Worker(threading.Thread):
             append_many(dst, job.destination, [item], outcome)
         except ConnectionLost:
             self.inflight = (job, [(uid, item)], [], uidnext)
+            self._suspect_stored([(uid, item)])
             raise
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
         return outcome[0]
+
+    def _suspect_stored(self, unconfirmed: list[tuple[int, AppendItem]]) -> None:
+        """The destination broke while storing these: the suspects, should it happen again."""
+        known = {uid: (len(item.raw), subject_of(item.raw)) for uid, item in unconfirmed}
+        self.isolation.watch(Suspects("stored at the destination", [uid for uid, _ in unconfirmed], known))
 
     def _warning(self, job: _Job, uid: int, item: AppendItem, text: str) -> MessageWarning:
         return MessageWarning(job.source, uid, len(item.raw), subject_of(item.raw), text)
@@ -514,4 +551,6 @@ class _Worker(threading.Thread):
                 return
 
     def _report(self, batch: _Batch, *, keep_pending: bool = False) -> None:
+        if batch.landed:
+            self.isolation.landed()
         self.run_.events.put(("batch", self.index, batch, keep_pending))

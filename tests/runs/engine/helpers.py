@@ -21,11 +21,25 @@ class CommandRecorder:
 
     server_filter, when given, rewrites each chunk the server sends (e.g. to hide a capability);
     it sees chunks as they arrive, so use it only on short lines such as CAPABILITY answers.
+    server_cut(chunk) may return the bytes to send instead of that chunk, after which the
+    connection is closed (a server dying mid-answer); client_cut(command line) returning True
+    closes the connection before that command's chunk reaches the server (a resetting proxy).
+    `cuts` counts the connections closed either way.
     """
 
-    def __init__(self, target_port: int, server_filter: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        server_filter: Callable[[bytes], bytes] | None = None,
+        *,
+        server_cut: Callable[[bytes], bytes | None] | None = None,
+        client_cut: Callable[[bytes], bool] | None = None,
+    ) -> None:
         self.target_port = target_port
         self.server_filter = server_filter
+        self.server_cut = server_cut
+        self.client_cut = client_cut
+        self.cuts = 0
         self.commands: list[bytes] = []
         self.sessions: list[list[bytes]] = []  # the same commands, per connection
         self._lock = threading.Lock()
@@ -72,9 +86,21 @@ class CommandRecorder:
                 self.sessions.append(session)
             threading.Thread(target=self._pump_client, args=(client, upstream, session), daemon=True).start()
 
+    def _cut(self, *sockets: socket.socket) -> None:
+        with self._lock:
+            self.cuts += 1
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def _pump_server(self, upstream: socket.socket, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := upstream.recv(65536):
+                last = self.server_cut(data) if self.server_cut else None
+                if last is not None:
+                    client.sendall(last)
+                    self._cut(client, upstream)
+                    return
                 client.sendall(self.server_filter(data) if self.server_filter else data)
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_WR)
@@ -84,6 +110,9 @@ class CommandRecorder:
         skip = 0
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
+                if self.client_cut and any(self.client_cut(line) for line in (buffer + data).split(b"\r\n")):
+                    self._cut(client, upstream)
+                    return
                 upstream.sendall(data)
                 buffer += data
                 while True:

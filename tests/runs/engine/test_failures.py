@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import socket
 from dataclasses import replace
 
@@ -390,13 +391,19 @@ def test_repeated_failures_end_the_account_cleanly(imap_server, make_imap_user):
     _fill_some(imap_server, source, count=20, size=20_000)
     with FaultProxy(imap_server.imap_port) as proxy:
         store = MemoryStateStore()
-        # Every connection dies once the message bodies start flowing: no progress is possible.
-        proxy.cut_after(server_bytes=30_000, connections=None)
+        # Every connection dies once a message body starts flowing (each is 20 KB): no progress is
+        # possible, not even with one message per connection.
+        proxy.cut_after(server_bytes=10_000, connections=None)
         mailbox = replace(imap_server.mailbox(source), port=proxy.port)
-        from runs.engine import work
+        from runs.engine import isolation, work
 
         result = copy_account(mailbox, imap_server.mailbox(destination), state=store, connections=1)
-        assert proxy.accepted <= work.MAX_ATTEMPTS + 3
+        # The batch is halved down to one message (not counted as failed reconnects: each narrows
+        # the search, see isolation.py), messages are blamed alone, and after BLAMED_IN_A_ROW the
+        # account gives up: bounded, no loop.
+        halvings = math.ceil(math.log2(20))
+        blaming = isolation.TIMES_ALONE * isolation.BLAMED_IN_A_ROW
+        assert proxy.accepted <= work.MAX_ATTEMPTS + halvings + blaming
     assert result.outcome == Outcome.FAILED
     assert "gave up" in result.reason
 
