@@ -26,7 +26,7 @@ from .messages import (
     normalise_line_endings,
     subject_of,
 )
-from .types import ErrorKind, MessageError, MessageWarning
+from .types import ErrorKind, MessageError, MessageWarning, NotCopied
 from .uidset import UidSet
 from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
 
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 * 1024 * 1024  # bodies fetched (and held) per batch, per worker
 BATCH_MESSAGES = 250
+READING = "read from the source"  # what the worker was doing when a suspect broke the connection
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -165,7 +166,9 @@ class _Worker(threading.Thread):
         """A message broke the connection twice on its own: an error for it, and on with the rest."""
         assert verdict.blamed is not None
         text = f"the connection broke each time this message was {verdict.doing}, also alone ({reason}); not copied"
-        error = MessageError(job.source, verdict.blamed, verdict.size, verdict.subject, text)
+        # Counted by the side that failed: a source that cannot deliver it, or a destination that will not take it.
+        kind = NotCopied.UNREADABLE if verdict.doing == READING else NotCopied.REFUSED
+        error = MessageError(job.source, verdict.blamed, verdict.size, verdict.subject, text, kind=kind)
         logger.warning("%s UID %s: %s", job.source, verdict.blamed, text)
         self._report(_Batch(job, errors=[error]))
         self._drop([verdict.blamed])
@@ -307,7 +310,7 @@ class _Worker(threading.Thread):
     ) -> tuple[list[tuple[int, AppendItem]], _Batch]:
         report = _Batch(job)
         assert tag is not None
-        self.isolation.watch(Suspects("read from the source", uids, {u: (self.sizes.get(u, 0), "") for u in uids}))
+        self.isolation.watch(Suspects(READING, uids, {u: (self.sizes.get(u, 0), "") for u in uids}))
         try:
             data = src.fetch_finish(tag, UidSet.from_uids(uids))
         except wire.TRANSIENT_ERRORS as exc:
