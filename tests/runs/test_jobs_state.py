@@ -165,3 +165,26 @@ def test_a_source_reporting_sizes_29_bytes_short_is_not_copied_twice(imap_server
         FolderState.objects.all().delete()
         _assert_every_message_there(_run(task), 0, total)
     assert message_count(imap_server, destination) == total
+
+
+def test_a_run_with_an_account_whose_login_failed_never_claims_completeness(
+    imap_server, imap_task, make_imap_user, pushed
+):
+    # Issue 11 case 10: "Every message was copied or already there" for a mailbox never read.
+    good = (make_imap_user(), make_imap_user())
+    bad = (make_imap_user(), make_imap_user())
+    task, _ = imap_task(users=[good, bad])
+    fill_user(imap_server, good[0], {"INBOX": 2})
+    fill_user(imap_server, bad[0], {"INBOX": 4})
+    imap_server.set_password(bad[0], "changed-since-the-test")
+    run = _run(task)
+    summary = run_summary(run)
+    assert run.status == Run.Status.FAILED and not summary.complete
+    assert summary.unread_accounts == [bad[0].username]
+    assert f"mailbox not read for 1 account: {bad[0].username}" in summary.sentence
+    # The destination's login failing instead: the source is read, its 4 messages "account not reached".
+    imap_server.set_password(bad[0], bad[0].password)
+    imap_server.set_password(bad[1], "changed-too")
+    summary = run_summary(_run(task))
+    assert summary.unread_accounts == [] and summary.not_copied == {"account not reached": 4}
+    assert summary.source_messages == 6 and summary.arrived == 2
