@@ -237,7 +237,7 @@ def _open(mailbox: Mailbox, security: Security, context: ssl.SSLContext | None) 
             ErrorKind.UNREACHABLE,
             f"cannot reach {mailbox.host}:{mailbox.port}: {exc.strerror or exc}",
         ) from None
-    except imaplib.IMAP4.error as exc:
+    except (*UNPARSABLE_ANSWERS, imaplib.IMAP4.error) as exc:
         raise ConnectError(ErrorKind.PROTOCOL, f"the server's greeting was not usable: {describe(exc)}") from None
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from imapclient.exceptions import IMAPClientError
 
 from . import imap as wire
-from .append import AppendItem, AppendOutcome, PendingAppends, append_many
+from .append import AppendItem, PendingAppends
 from .identity import _dest_identities, _section
 from .imap import Connection, ConnectionLost
 from .isolation import BLAMED_IN_A_ROW, Isolation, Suspects, Verdict
@@ -23,10 +23,10 @@ from .messages import (
     has_bare_line_endings,
     identity_of_message,
     keywords_may_be_refused,
-    normalise_line_endings,
     subject_of,
 )
-from .types import ErrorKind, MessageError, MessageWarning, NotCopied
+from .retries import _AppendRetries
+from .types import ErrorKind, MessageError, NotCopied
 from .uidset import UidSet
 from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
 
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 BATCH_BYTES = 4 * 1024 * 1024  # bodies fetched (and held) per batch, per worker
 BATCH_MESSAGES = 250
 READING = "read from the source"  # what the worker was doing when a suspect broke the connection
+SETTLE_SECONDS = 0.3  # after a break mid-APPEND: the destination folder must stay unchanged this long ...
+SETTLE_MAX_SECONDS = 5.0  # ... or this long must pass, before the unconfirmed messages are looked for
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -58,7 +60,7 @@ def _release_memory() -> None:
         _malloc_trim(0)
 
 
-class _Worker(threading.Thread):
+class _Worker(_AppendRetries, threading.Thread):
     def __init__(self, index: int, run: _Run, pair: _Pair) -> None:
         super().__init__(name=f"imapcopier-worker-{index}", daemon=True)
         self.index = index
@@ -138,29 +140,37 @@ class _Worker(threading.Thread):
                 # The server refused a read command: reconnect and retry, within the same bound.
                 reason, kind = wire.describe(exc), ErrorKind.PROTOCOL
                 wait = wire.throttle_wait(reason) or 0.0
-            verdict = self.isolation.after_break(self.remaining) if not wait else Verdict(counts=True)
-            if verdict.blamed is not None:
-                self._blame(unit.job, verdict, reason)
-            if verdict.give_up:
-                raise _Fatal(
-                    f"gave up: {BLAMED_IN_A_ROW} messages in a row of {unit.job.source!r} broke the connection "
-                    f"even when sent alone: {reason}",
-                    kind,
-                )
-            self.pair.drop()
-            if len(self.remaining) < before:
-                attempts = 1
-            elif verdict.counts:
-                attempts += 1
-            if attempts > MAX_ATTEMPTS:
-                raise _Fatal(
-                    f"gave up after {MAX_ATTEMPTS} reconnects in {unit.job.source!r}: {reason}",
-                    kind,
-                )
-            logger.info("reconnecting (%s/%s) after: %s", attempts, MAX_ATTEMPTS, reason)
+            attempts = self._after_break(unit.job, reason, kind, wait, attempts, before)
             if self._pause(max(_backoff(attempts), wait)):
                 return False
         return True
+
+    def _after_break(
+        self, job: _Job, reason: str, kind: ErrorKind | None, wait: float, attempts: int, before: int
+    ) -> int:
+        """The connection broke: narrow down or blame a message (isolation.py), drop both
+        connections, and count the reconnect; returns the new count of reconnects without progress.
+
+        Raises _Fatal past MAX_ATTEMPTS, or when isolation says the server itself is unusable.
+        """
+        verdict = self.isolation.after_break(self.remaining) if not wait else Verdict(counts=True)
+        if verdict.blamed is not None:
+            self._blame(job, verdict, reason)
+        if verdict.give_up:
+            raise _Fatal(
+                f"gave up: {BLAMED_IN_A_ROW} messages in a row of {job.source!r} broke the connection "
+                f"even when sent alone: {reason}",
+                kind,
+            )
+        self.pair.drop()
+        if len(self.remaining) < before:
+            attempts = 1
+        elif verdict.counts:
+            attempts += 1
+        if attempts > MAX_ATTEMPTS:
+            raise _Fatal(f"gave up after {MAX_ATTEMPTS} reconnects in {job.source!r}: {reason}", kind)
+        logger.info("reconnecting (%s/%s) after: %s", attempts, MAX_ATTEMPTS, reason)
+        return attempts
 
     def _blame(self, job: _Job, verdict: Verdict, reason: str) -> None:
         """A message broke the connection twice on its own: an error for it, and on with the rest."""
@@ -427,99 +437,13 @@ class _Worker(threading.Thread):
         self._report(report, keep_pending=True)
         self._drop(done)
 
-    def _append_normalised(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
-        """Second try for a refused message with bare CR/LF: the same bytes with CRLF line endings."""
-        report = _Batch(job)
-        fixed = AppendItem(raw=normalise_line_endings(item.raw), flags=item.flags, when=item.when)
-        outcome = self._append_one(dst, job, uid, fixed)
-        if outcome.ok:
-            report.landed.append(uid)
-            report.bytes += len(fixed.raw)
-            if outcome.uid:
-                report.mapped[uid] = outcome.uid
-            report.message_warnings.append(
-                self._warning(
-                    job,
-                    uid,
-                    item,
-                    f"message UID {uid} in {job.source!r}: the destination refused it as is ({refusal}); "
-                    "copied with bare CR/LF rewritten to CRLF",
-                )
-            )
-        else:
-            report.errors.append(self._error(job, uid, item, outcome.text))
-        self._report(report)
-        self._drop([uid])
-
-    def _append_with_fewer_keywords(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
-        """A message refused with keywords: again without the keywords the refusal names, then
-        without any keyword (system flags kept). Copied that way, it gets a warning naming the
-        keywords dropped; refused still, an error with the last refusal."""
-        keywords = [f for f in item.flags if not f.startswith("\\")]
-        named = [k for k in keywords if k.lower() in refusal.lower()]
-        tries = []
-        if named and len(named) < len(keywords):
-            tries.append([f for f in item.flags if f not in named])
-        tries.append([f for f in item.flags if f.startswith("\\")])
-        report = _Batch(job)
-        for flags in tries:
-            outcome = self._append_one(dst, job, uid, AppendItem(raw=item.raw, flags=flags, when=item.when))
-            if outcome.ok:
-                dropped = [k for k in keywords if k not in flags]
-                report.landed.append(uid)
-                report.bytes += len(item.raw)
-                if outcome.uid:
-                    report.mapped[uid] = outcome.uid
-                report.message_warnings.append(
-                    self._warning(
-                        job,
-                        uid,
-                        item,
-                        f"message UID {uid} in {job.source!r}: the destination refused its keywords ({refusal}); "
-                        f"copied without {', '.join(dropped)}",
-                    )
-                )
-                break
-            refusal = outcome.text
-        else:
-            report.errors.append(self._error(job, uid, item, refusal))
-        self._report(report)
-        self._drop([uid])
-
-    def _append_one(self, dst: Connection, job: _Job, uid: int, item: AppendItem) -> AppendOutcome:
-        """APPEND one message now; a connection lost meanwhile leaves it in flight (looked for
-        after the reconnect, so it is never sent twice) and raises ConnectionLost."""
-        outcome: list[AppendOutcome] = []
-        uidnext = 0
-        try:
-            uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
-            append_many(dst, job.destination, [item], outcome)
-        except ConnectionLost:
-            self.inflight = (job, [(uid, item)], [], uidnext)
-            self._suspect_stored([(uid, item)])
-            raise
-        except wire.TRANSIENT_ERRORS as exc:
-            raise wire.lost(exc) from None
-        return outcome[0]
-
-    def _suspect_stored(self, unconfirmed: list[tuple[int, AppendItem]]) -> None:
-        """The destination broke while storing these: the suspects, should it happen again."""
-        known = {uid: (len(item.raw), subject_of(item.raw)) for uid, item in unconfirmed}
-        self.isolation.watch(Suspects("stored at the destination", [uid for uid, _ in unconfirmed], known))
-
-    def _warning(self, job: _Job, uid: int, item: AppendItem, text: str) -> MessageWarning:
-        return MessageWarning(job.source, uid, len(item.raw), subject_of(item.raw), text)
-
-    def _error(self, job: _Job, uid: int, item: AppendItem, reason: str) -> MessageError:
-        """A message the destination refused (NotCopied.REFUSED, the MessageError default)."""
-        return MessageError(job.source, uid, len(item.raw), subject_of(item.raw), reason)
-
     def _resolve_inflight(self, dst: Connection) -> UidSet:
         """After a reconnect: which unconfirmed APPENDs of the broken batch did land anyway."""
         assert self.inflight is not None
         job, unconfirmed, confirmed_ids, uidnext = self.inflight
         report = _Batch(job)
         try:
+            self._wait_until_settled(dst, job.destination)
             dst.examine(job.destination)
             arrived = _dest_identities(dst, uidnext)
             dst.unselect()
@@ -545,6 +469,20 @@ class _Worker(threading.Thread):
         self.inflight = None
         self._report(report)
         return UidSet.from_uids(report.landed)
+
+    def _wait_until_settled(self, dst: Connection, folder: str) -> None:
+        """Wait until the folder stops growing (UIDNEXT unchanged over SETTLE_SECONDS), at most
+        SETTLE_MAX_SECONDS. The broken session's server process may still be storing APPENDs it
+        had read before the connection dropped (Dovecot does): looked for too early, they would
+        seem lost and be sent again, a duplicate each."""
+        previous = None
+        waited = 0.0
+        while waited < SETTLE_MAX_SECONDS:
+            current = int(dst.status(folder, ["UIDNEXT"])["UIDNEXT"])
+            if current == previous or self._pause(SETTLE_SECONDS):
+                return
+            previous = current
+            waited += SETTLE_SECONDS
 
     def _announce(self, job: _Job, uids: UidSet, uidnext: int) -> None:
         ack = threading.Event()

@@ -143,8 +143,9 @@ def test_first_migration_end_to_end(logged_in_page, product, imap_server, make_i
     expect(page.locator("#account-table[hx-trigger]")).to_have_count(0, timeout=10_000)
     screenshot(page, "15-task-tested")
 
-    # With an account on it, the endpoint test logs in and shows the full capability list.
+    # With an account the operator picks, the endpoint test logs in and shows the full capability list.
     page.goto(source_endpoint_url)
+    page.select_option("#probe-account", label=f"{sources[0].username} (Walkthrough migration, source)")
     page.click("button:has-text('Test connection')")
     expect(page.locator("#endpoint-test")).to_contain_text(f"after logging in as {sources[0].username}")
     expect(page.locator("ul.caps li.yes", has_text="UIDPLUS")).to_have_count(1)

@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from tasks.models import Account
+from tasks.services_probe import probe_server
 from tests.factories import AccountFactory, EndpointFactory, TaskFactory
 from tests.runs.engine.helpers import FakeServer
 
@@ -51,3 +52,15 @@ def test_an_unparsable_answer_is_a_failed_test_with_words_on_the_page_and_in_tes
             call_command("testaccounts", task.name, stdout=out)
     assert f"{account.source_user} -> {account.destination_user}: source fail (" in out.getvalue()
     assert "Traceback" not in out.getvalue()
+
+
+def test_the_endpoint_probe_reports_an_undecodable_answer_in_words():
+    def handler(tag: str, command: str) -> list[str]:
+        if command.upper().startswith("CAPABILITY"):
+            return ["* CAPABILITY IMAP4rev1 XÜBER", f"{tag} OK done"]
+        return ["* BYE bye", f"{tag} OK bye"]
+
+    with FakeServer(b"* OK odd server ready\r\n", handler) as server:
+        result = probe_server("127.0.0.1", server.port, "plain", verify_tls=False, timeout=5)
+    assert not result.ok
+    assert result.message.startswith("The server's answer could not be understood")

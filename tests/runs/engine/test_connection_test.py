@@ -51,6 +51,11 @@ CASES = {
     "EXAMINE refused": ({"EXAMINE": ["TAG NO [NONEXISTENT] no INBOX here"]}, ErrorKind.REFUSED_WORK, "no INBOX here"),
     "LOGIN answered BAD": ({"LOGIN": ["TAG BAD [CLIENTBUG] command unknown"]}, ErrorKind.AUTH, "command unknown"),
     "an empty CAPABILITY": ({"CAPABILITY": ["* CAPABILITY", "TAG OK done"]}, ErrorKind.PROTOCOL, "not IMAP4"),
+    "a CAPABILITY with 8-bit bytes": (
+        {"CAPABILITY": ["* CAPABILITY IMAP4rev1 XÜBER", "TAG OK done"]},
+        ErrorKind.PROTOCOL,
+        "greeting was not usable",
+    ),
 }
 
 
