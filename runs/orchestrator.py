@@ -25,22 +25,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from runs import slots
+from runs import q2
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
+from scheduling import breaker  # the one call up the layers: see _after_run
+from tasks import slots
 from tasks.models import Account, Task
 
 logger = logging.getLogger(__name__)
-
-JOB_FUNC = "runs.jobs.copy_account_job"
 
 # A running account run whose heartbeat is older than this is considered dead. Jobs beat about
 # once a second, so this only needs to cover a stalled database or a long GC pause.
 HEARTBEAT_LEASE_SECONDS = 90
 # A queued account run whose job is not in the broker this long after it was enqueued is lost.
 LOST_JOB_GRACE_SECONDS = 600
-# The first word of the reason of a reaped account run and of its run. scheduling.breaker reads it:
-# an interrupted run is resumed by the next run, it does not trip the breaker.
+# The first word of the reason of an interrupted account run and of its run, for the operator. The
+# programs read the `interrupted` field instead (resumed by the next run; the breaker ignores it).
 INTERRUPTED = "interrupted"
 
 MAX_STORED_MESSAGE_ERRORS = 1000
@@ -87,11 +87,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     """
     now = now or timezone.now()
     with transaction.atomic():
-        accounts = list(
-            Account.objects.filter(task_id=task_id)
-            .order_by("source_user")
-            .values_list("pk", "source_user", "source_test_status", "destination_test_status")
-        )
+        accounts = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
         claimed = Task.objects.filter(pk=task_id).exclude(status=Task.Status.RUNNING).update(status=Task.Status.RUNNING)
         if claimed != 1:
             if not Task.objects.filter(pk=task_id).exists():
@@ -100,9 +96,12 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
         # Refusals raise inside the transaction, so the claim above is rolled back with them.
         if not accounts:
             raise NoAccounts(task_id)
-        untested = [
-            user for _pk, user, src, dst in accounts if src != Account.TestStatus.OK or dst != Account.TestStatus.OK
-        ]
+        untested = list(
+            Account.objects.filter(task_id=task_id)
+            .blocking()
+            .order_by("source_user")
+            .values_list("source_user", flat=True)
+        )
         if untested:
             raise AccountsNotTested(task_id, untested, len(accounts))
         try:
@@ -117,7 +116,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
             # The task row said "not running" but a running Run exists (the constraint caught it).
             raise TaskAlreadyRunning(task_id) from None
         account_runs = AccountRun.objects.bulk_create(
-            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk, *_ in accounts
+            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk in accounts
         )
         ids = [ar.pk for ar in account_runs]
         # Enqueue only after commit, so workers can see the rows.
@@ -139,28 +138,14 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     return run
 
 
-def copy_queue() -> str:
-    """The django-q2 queue copy jobs go to: the main cluster's, whoever enqueues (the web, the tick)."""
-    from django_q.conf import Conf
-
-    return Conf.PREFIX
-
-
 def push_jobs(account_run_ids: Iterable[int]) -> None:
     """Hand one job per account run to the broker: ids only, never a password.
 
     A push that fails is logged and left to reap_stale, which re-enqueues lost jobs.
     """
-    from django_q.tasks import async_task
-
     for pk in account_run_ids:
         try:
-            async_task(
-                JOB_FUNC,
-                pk,
-                task_name=f"copy account run {pk}",
-                cluster=copy_queue(),
-            )
+            q2.enqueue(q2.COPY_ACCOUNT_JOB, pk, task_name=f"copy account run {pk}")
         except Exception:
             logger.exception("could not enqueue account run %s; the reaper will retry", pk)
 
@@ -238,10 +223,12 @@ def finish_account_run(
     *,
     now: datetime,
     progress: Progress | None = None,
+    interrupted: bool = False,
 ) -> bool:
     """Record an account's outcome (fenced by `attempt`); the last account to finish finalises the run.
 
-    Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
+    `interrupted`: the copy stopped for the worker's sake (SIGTERM, time limit), not because of the
+    account: it is resumed by the next run and the breaker does not count it. Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
     then nothing is written.
     """
     status = _OUTCOME_STATUS[Outcome(result.outcome)]
@@ -272,6 +259,7 @@ def finish_account_run(
             }
             for f in result.folders
         ],
+        "interrupted": interrupted,
     }
     if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
         fields["last_error"] = "cancelled"
@@ -317,28 +305,24 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         accounts=Count("pk"),
         failed=Count("pk", filter=Q(status=AccountRun.Status.FAILED)),
         cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
-        interrupted=Count(
-            "pk",
-            filter=Q(
-                status=AccountRun.Status.FAILED,
-                last_error__startswith=INTERRUPTED,
-            ),
-        ),
+        interrupted=Count("pk", filter=Q(status=AccountRun.Status.FAILED, interrupted=True)),
     )
     for key in ("copied", "skipped", "errors", "bytes", "not_copied"):
         setattr(run, key, totals[key] or 0)
     failures = list(
         rows.filter(status=AccountRun.Status.FAILED)
-        .exclude(last_error__startswith=INTERRUPTED)
+        .exclude(interrupted=True)
         .order_by("account__source_user")
         .values_list("account__source_user", "last_error")[:3]
     )
     run.status, run.reason = _verdict(run, totals, failures)
+    run.interrupted = totals["interrupted"] > 0
     run.finished_at = now
     run.save(
         update_fields=[
             "status",
             "reason",
+            "interrupted",
             "finished_at",
             "copied",
             "skipped",
@@ -403,13 +387,15 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
 
 
 def _after_run(run: Run) -> None:
-    # The breaker commits with the run's final state (PITFALLS.md §4.4). A bug in it must not keep
-    # the run running forever, so it runs in a savepoint and its failure is logged.
-    from scheduling.breaker import after_run
-
+    # The one import up the layers (runs -> scheduling), kept as an explicit call rather than a registered
+    # hook: the breaker must run inside the transaction that finalises the run, so the run's final state
+    # and the switched-off schedule commit together or not at all, and a reader of this function sees that
+    # it happens. A hook (a signal) would hide both. The import contract (pyproject.toml) allows this one
+    # import and no other. A bug in the breaker must not keep the run running forever, so it runs in a
+    # savepoint and its failure is logged.
     try:
         with transaction.atomic():
-            after_run(run)
+            breaker.after_run(run)
     except Exception:
         logger.exception("breaker failed after run %s", run.pk)
 
@@ -469,6 +455,7 @@ def reap_stale(now: datetime) -> int:
 
 
 def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None) -> bool:
+    """Fail an account run as interrupted (its worker died, or its job was lost): resumable, not judged."""
     with transaction.atomic():
         _lock_run(run_id)
         rows = AccountRun.objects.filter(pk=pk)
@@ -480,6 +467,7 @@ def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attem
             status=AccountRun.Status.FAILED,
             finished_at=now,
             last_error=reason,
+            interrupted=True,
             current_folder="",
         ):
             return False
@@ -496,7 +484,7 @@ def _reap_lost_jobs(now: datetime) -> int:
     )
     if not candidates:
         return 0
-    pending = pending_job_ids()
+    pending = q2.pending_job_ids()
     if pending is None:
         return 0  # the broker cannot be read: decide nothing
     # With Redis, a worker may hold a few jobs it has popped but not started (waiting for a free
@@ -525,43 +513,6 @@ def _reap_lost_jobs(now: datetime) -> int:
     return failed
 
 
-def pending_job_ids() -> set[int] | None:
-    """Account run ids whose copy job is in the broker (waiting or, with the ORM broker, taken).
-
-    None when the broker cannot be inspected.
-    """
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.brokers.redis_broker import Redis
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-    from django_q.signing import SignedPackage
-
-    broker = get_broker(copy_queue())
-    try:
-        if isinstance(broker, ORM):
-            payloads = list(OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key).values_list("payload", flat=True))
-        elif isinstance(broker, Redis):
-            payloads = broker.connection.lrange(broker.list_key, 0, -1)
-        else:
-            return None
-    except Exception:
-        logger.exception("cannot read the job queue")
-        return None
-    ids: set[int] = set()
-    for payload in payloads:
-        try:
-            package = SignedPackage.loads(payload)
-        except Exception:
-            continue
-        if package.get("func") == JOB_FUNC and package.get("args"):
-            try:
-                ids.add(int(package["args"][0]))
-            except (TypeError, ValueError):
-                continue
-    return ids
-
-
 def _free_orphan_tasks() -> None:
     # A task marked running with no running run (only after a manual database edit): give it the
     # status of its last run, so it can start again.
@@ -569,9 +520,7 @@ def _free_orphan_tasks() -> None:
         Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
     )
     for task_id in list(orphans.values_list("pk", flat=True)):
-        last = (
-            Run.objects.filter(task_id=task_id).order_by("-started_at", "-pk").values_list("status", flat=True).first()
-        )
+        last = Run.objects.filter(task_id=task_id).newest_first().values_list("status", flat=True).first()
         Task.objects.filter(pk=task_id, status=Task.Status.RUNNING).exclude(
             Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
         ).update(status=last or Task.Status.IDLE)

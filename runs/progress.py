@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from runs.engine.types import NotCopied
 from runs.models import AccountRun, Run
+from tasks.models import Task
 
 WAITING_FOR_SLOTS = "waiting for a free connection"  # runs.jobs writes it as the folder
 
@@ -38,6 +41,34 @@ _FIELDS = (
     "finished_at",
     "heartbeat_at",
 )
+
+
+def percent(done: int, total_messages: int) -> int | None:
+    """Progress in whole percent (rounded down): messages dealt with out of those found so far.
+
+    `done` counts copied, skipped and not-copied messages alike (a message not copied is dealt with:
+    the report says why). Rounded down, so 100 only when all of the total is done. The total grows while the source is scanned, so it is at least `done`. None while
+    nothing is known. The one rule for every progress bar: task list, task page, run report.
+    """
+    total = max(total_messages, done)
+    return min(100, 100 * done // total) if total else None
+
+
+def running_run_progress() -> dict[str, Subquery]:
+    """Annotations for a Task queryset: `done_messages` and `total_messages` of its running run (or None).
+
+    The same sums as RunProgress (done and total per account, then summed), in SQL, for the task list.
+    """
+    running = (
+        AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING)
+        .order_by()
+        .values("run__task")
+    )
+    done = F("copied") + F("skipped") + F("not_copied_messages")
+    return {
+        "done_messages": Subquery(running.annotate(n=Sum(done)).values("n")[:1]),
+        "total_messages": Subquery(running.annotate(n=Sum(Greatest("total_messages", done))).values("n")[:1]),
+    }
 
 
 @dataclass
@@ -88,10 +119,10 @@ class AccountProgress:
         finished account shows 100 only when every source message it found is at the destination.
         """
         if self.is_active:
-            return min(100, int(100 * self.done / self.total_messages)) if self.total_messages else None
+            return percent(self.done, self.total_messages) if self.total_messages else None
         if not self.total:
             return 100 if self.status == AccountRun.Status.DONE else None
-        return _share(self.arrived, self.total)
+        return percent(self.arrived, self.total)
 
     @property
     def megabytes(self) -> float:
@@ -136,20 +167,14 @@ class RunProgress:
         """As AccountProgress.percent, over every account of the run."""
         total = max(self.total_messages, self.done)
         if self.run.is_running:
-            return min(100, int(100 * self.done / total)) if total else None
+            return percent(self.done, total)
         if not total:
             return 100 if self.run.status == Run.Status.DONE else None
-        return _share(self.arrived, total)
+        return percent(self.arrived, total)
 
     @property
     def megabytes(self) -> float:
         return self.bytes / 1_000_000
-
-
-def _share(part: int, whole: int) -> int:
-    """part/whole in whole percent, rounded down, and never 100 unless part == whole."""
-    percent = int(100 * part / whole)
-    return 99 if percent == 100 and part < whole else min(100, percent)
 
 
 def _rates(row: dict, now: datetime) -> tuple[float | None, float | None]:
@@ -373,3 +398,34 @@ def run_summary(run: Run | int) -> RunSummary:
         shortfalls=shortfalls,
         complete=complete,
     )
+
+
+# A big run lists only the accounts worth watching (running, failed) in the live panel.
+PANEL_ALL_ACCOUNTS_UP_TO = 50
+PANEL_MAX_ROWS = 200
+
+
+def progress_context(run: Run | None, now: datetime) -> dict:
+    """What the live progress panel of a run shows: the run, its progress, the accounts worth listing."""
+    if run is None:
+        return {"run": None, "progress": None}
+    progress = run_progress(run, now=now)
+    shown = progress.accounts
+    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
+        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
+        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
+    return {
+        "run": progress.run,
+        "progress": progress,
+        "shown_accounts": shown,
+        "hidden_accounts": len(progress.accounts) - len(shown),
+    }
+
+
+def run_panel_context(task: Task, now: datetime) -> dict:
+    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
+    recent = list(Run.objects.filter(task=task).newest_first()[:6])
+    return {
+        **progress_context(recent[0] if recent else None, now),
+        "recent_runs": recent[1:],
+    }

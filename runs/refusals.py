@@ -101,6 +101,23 @@ def accept_refusals(
     return added
 
 
+def accept_from_form(run_id: int, form: Any, *, by: Any, now: datetime) -> int:
+    """accept_refusals() with the report's form fields (account_run, folder, uid; each optional).
+
+    Raises ValueError when a number is not a number.
+    """
+    account_run = form.get("account_run") or None
+    uid = form.get("uid") or None
+    return accept_refusals(
+        run_id,
+        by=by,
+        now=now,
+        account_run_id=int(account_run) if account_run is not None else None,
+        folder=form.get("folder") or None,
+        uid=int(uid) if uid is not None else None,
+    )
+
+
 def unaccept(accepted_id: int, *, by: Any) -> bool:
     """Withdraw one acceptance: the next run tries the message again. False when it did not exist."""
     row = AcceptedRefusal.objects.filter(pk=accepted_id).values("account_id", "source_folder").first()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-from datetime import datetime
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,48 +9,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from runs import orchestrator, refusals, reports
 from runs import progress as run_progress_data
-from runs import refusals
-from runs.engine.types import NotCopied
-from runs.models import AccountRun, Run
+from runs.models import Run
 from tasks.models import Task
-
-# A big run lists only the accounts worth watching (running, failed) in the live panel.
-PANEL_ALL_ACCOUNTS_UP_TO = 50
-PANEL_MAX_ROWS = 200
-
-
-def _progress_context(run: Run | None, now: datetime) -> dict:
-    if run is None:
-        return {"run": None, "progress": None}
-    progress = run_progress_data.run_progress(run, now=now)
-    shown = progress.accounts
-    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
-        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
-        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
-    return {
-        "run": progress.run,
-        "progress": progress,
-        "shown_accounts": shown,
-        "hidden_accounts": len(progress.accounts) - len(shown),
-    }
-
-
-def run_panel_context(task: Task, now: datetime) -> dict:
-    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
-    recent = list(task.runs.order_by("-started_at", "-id")[:6])
-    return {
-        **_progress_context(recent[0] if recent else None, now),
-        "recent_runs": recent[1:],
-    }
 
 
 @require_POST
 @login_required
 def run_start(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    from runs import orchestrator
-
     try:
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     except orchestrator.RunRefused as exc:
@@ -67,8 +32,6 @@ def run_start(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    from runs import orchestrator
-
     if not run.is_running:
         messages.info(request, "This run has already ended.")
     else:
@@ -84,7 +47,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    response = render(request, "runs/_progress.html", _progress_context(run, timezone.now()))
+    response = render(request, "runs/_progress.html", run_progress_data.progress_context(run, timezone.now()))
     if request.htmx and not run.is_running:
         # The run ended while the page watched it: reload once, so the buttons, the status and the
         # accounts' last results follow (the reloaded page no longer polls).
@@ -96,33 +59,8 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
-    context = _progress_context(run, timezone.now())
-    details = run.account_runs.order_by("account__source_user", "pk").values_list(
-        "pk", "account__source_user", "message_errors", "warnings"
-    )
-    message_errors = [
-        {**error, "account": user, "account_run_id": pk}
-        for pk, user, errors, _warnings in details
-        for error in (errors or [])
-    ]
-    warnings = {pk: w for pk, _user, _errors, w in details if w}
-    duration = None
-    if run.finished_at:
-        duration = int((run.finished_at - run.started_at).total_seconds())
-    return render(
-        request,
-        "runs/run_report.html",
-        {
-            **context,
-            "task": run.task,
-            "message_errors": message_errors,
-            "summary": run_progress_data.run_summary(run),
-            "accepted": refusals.accepted_for_run(run.pk),
-            "warnings": warnings,
-            "duration": duration,
-            "nav": "tasks",
-        },
-    )
+    context = reports.run_report(run, now=timezone.now())
+    return render(request, "runs/run_report.html", {**context, "nav": "tasks"})
 
 
 @require_POST
@@ -130,26 +68,16 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
 def run_accept_refusals(request: HttpRequest, pk: int) -> HttpResponse:
     """Accept refused messages as not copied: one (account_run, folder, uid), an account's, or the run's."""
     run = get_object_or_404(Run, pk=pk)
-    fields = request.POST
     try:
-        account_run = int(fields["account_run"]) if fields.get("account_run") else None
-        uid = int(fields["uid"]) if fields.get("uid") else None
+        added = refusals.accept_from_form(run.pk, request.POST, by=request.user, now=timezone.now())
     except ValueError:
         messages.error(request, "Nothing accepted: the form was not understood.")
-        return redirect("runs:report", pk=run.pk)
-    added = refusals.accept_refusals(
-        run.pk,
-        by=request.user,
-        now=timezone.now(),
-        account_run_id=account_run,
-        folder=fields.get("folder") or None,
-        uid=uid,
-    )
-    messages.success(
-        request,
-        f"{added} refused message{'s' if added != 1 else ''} accepted as not copied: "
-        "later runs do not try them again and do not count them as errors.",
-    )
+    else:
+        messages.success(
+            request,
+            f"{added} refused message{'s' if added != 1 else ''} accepted as not copied: "
+            "later runs do not try them again and do not count them as errors.",
+        )
     return redirect("runs:report", pk=run.pk)
 
 
@@ -169,82 +97,5 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "source_user",
-            "destination_user",
-            "status",
-            "copied",
-            "skipped",
-            "errors",
-            "bytes",
-            "reason",
-            "folder",
-            "uid",
-            "subject",
-            "size",
-            "source_messages",
-            "not_copied",
-        ]
-    )
-    account_runs = run.account_runs.select_related("account").order_by("account__source_user")
-    for ar in account_runs:
-        account = ar.account
-        writer.writerow(
-            [
-                account.source_user,
-                account.destination_user,
-                ar.status,
-                ar.copied,
-                ar.skipped,
-                ar.errors,
-                ar.bytes,
-                ar.last_error,
-                "",
-                "",
-                "",
-                "",
-                "" if ar.source_messages is None else ar.source_messages,
-                "; ".join(f"{n} {why}" for why, n in sorted((ar.not_copied or {}).items())),
-            ]
-        )
-        for error in ar.message_errors or []:
-            writer.writerow(
-                [
-                    account.source_user,
-                    account.destination_user,
-                    "message error",
-                    "",
-                    "",
-                    "",
-                    "",
-                    error.get("reason", ""),
-                    error.get("folder", ""),
-                    error.get("uid", ""),
-                    error.get("subject", ""),
-                    error.get("size", ""),
-                    "",
-                    error.get("kind", ""),
-                ]
-            )
-    for accepted in refusals.accepted_for_run(run.pk):
-        writer.writerow(
-            [
-                accepted.account.source_user,
-                accepted.account.destination_user,
-                NotCopied.ACCEPTED.value,
-                "",
-                "",
-                "",
-                "",
-                f"{accepted.reason} (accepted by {accepted.accepted_by_name or '?'} at {accepted.accepted_at:%Y-%m-%d %H:%M} UTC)",
-                accepted.source_folder,
-                accepted.uid,
-                accepted.subject,
-                accepted.size,
-                "",
-                NotCopied.ACCEPTED.value,
-            ]
-        )
+    reports.write_run_csv(run, response)
     return response

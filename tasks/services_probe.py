@@ -19,6 +19,7 @@ from imapclient.exceptions import IMAPClientError
 
 from runs.engine import tls_context
 from tasks.models import Account, Endpoint
+from tasks.services import check_login
 
 # The capabilities the operator cares about, in the order the page shows them.
 KNOWN_CAPABILITIES = [
@@ -186,8 +187,6 @@ def probe_endpoint(endpoint: Endpoint, account_id: int | None = None) -> ProbeRe
     )
     if not result.ok or account_id is None:
         return result
-    from tasks.services import check_login
-
     login = _login_for(endpoint, account_id)
     if login is None:
         result.login_error = "that account does not use this endpoint"

@@ -15,9 +15,9 @@ from runs.engine.folderstate import server_key
 from runs.engine.uidset import UidSet
 from runs.models import AccountRun, FolderState, Run
 from runs.progress import run_summary
-from tests.dovecot import read
-from tests.factories import EndpointFactory
 from tests.runs.conftest import fill_user, mail_hashes, message_count
+from tests.support.dovecot import read
+from tests.support.factories import EndpointFactory
 
 pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 
@@ -137,7 +137,7 @@ def test_a_task_copied_before_bindings_were_kept_does_not_copy_again(imap_server
 
 def test_a_flag_change_on_one_twin_lands_on_its_own_copy(imap_server, imap_task, pushed):
     # Issue 11 case 5 / issue 10's twins through the database store: the UID map is kept between runs.
-    from tests.dovecot import fill, make_message
+    from tests.support.dovecot import fill, make_message
 
     task, [(source, destination)] = imap_task()
     a = make_message(message_id="<twins@example.org>", body="body AAAA\n", seed="twins")

@@ -10,8 +10,8 @@ from runs import jobs, orchestrator
 from runs.models import AcceptedRefusal, Run
 from runs.progress import run_summary
 from tasks.models import Task
-from tests.dovecot import fill, make_message
 from tests.runs.conftest import fill_user
+from tests.support.dovecot import fill, make_message
 
 pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 

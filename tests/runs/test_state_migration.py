@@ -8,8 +8,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("runs", "0003_folder_state_pending"), ("tasks", "0001_initial")]
-AFTER = [("runs", "0004_folderstate_destination_binding")]
+BEFORE = [("runs", "0005_interrupted_field"), ("tasks", "0003_task_schedule_waiting_accounts")]
+AFTER = [("runs", "0006_folderstate_destination_binding")]
 
 
 def _migrate(targets):

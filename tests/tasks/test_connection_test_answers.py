@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from tasks.models import Account
 from tasks.services_probe import probe_server
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
 from tests.runs.engine.helpers import FakeServer
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 from runs.engine import connect as connect_module
 from runs.engine import test_connection
 from tasks.services_probe import probe_server
-from tests.dovecot import make_self_signed_certificate
+from tests.support.dovecot import make_self_signed_certificate
 
 pytestmark = pytest.mark.imap
 

@@ -49,10 +49,7 @@ class Command(BaseCommand):
                 "destination_test_status",
                 "destination_test_message",
             ).get(pk=pk)
-            ok = (
-                row["source_test_status"] == Account.TestStatus.OK
-                and row["destination_test_status"] == Account.TestStatus.OK
-            )
+            ok = Account.objects.filter(pk=pk).tested_ok().exists()
             failed += not ok
             style = self.style.SUCCESS if ok else self.style.ERROR
             self.stdout.write(

@@ -11,8 +11,8 @@ from runs.engine import Outcome, copy_account, map_folders
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.imap import Namespace
 from runs.engine.types import FolderInfo
-from tests.dovecot import fill, make_message
 from tests.runs.engine.helpers import assert_same_folder
+from tests.support.dovecot import fill, make_message
 
 pytestmark = pytest.mark.imap
 

@@ -14,8 +14,8 @@ import pytest
 
 from runs.engine import Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
-from tests.dovecot import fill, make_message, read
 from tests.runs.engine.helpers import ResponseRewriter, sizes_short_by
+from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

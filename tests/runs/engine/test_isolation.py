@@ -18,8 +18,8 @@ from runs.engine import NotCopied, Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.isolation import BLAMED_IN_A_ROW, Isolation, Suspects
 from runs.engine.uidset import UidSet
-from tests.dovecot import fill, make_message, read
 from tests.runs.engine.helpers import CommandRecorder
+from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

@@ -17,8 +17,8 @@ from django.core.management import call_command
 
 from runs.engine import ErrorKind, Outcome, copy_account, test_connection
 from runs.engine.filestate import MemoryStateStore
-from tests.dovecot import Dovecot, DovecotError, fill, make_message
 from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
+from tests.support.dovecot import Dovecot, DovecotError, fill, make_message
 
 pytestmark = pytest.mark.imap
 

@@ -13,8 +13,8 @@ import pytest
 from runs.engine import Outcome, copy_account, test_connection
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.imap import NO_SUCH_MAILBOX
-from tests.dovecot import fill, make_message
 from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
+from tests.support.dovecot import fill, make_message
 
 pytestmark = pytest.mark.imap
 

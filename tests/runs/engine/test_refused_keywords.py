@@ -14,8 +14,8 @@ import pytest
 
 from runs.engine import Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
-from tests.dovecot import Dovecot, DovecotError, fill, make_message, read
 from tests.runs.engine.helpers import CommandRecorder
+from tests.support.dovecot import Dovecot, DovecotError, fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

@@ -12,7 +12,7 @@ import pytest
 
 from runs.engine import ErrorKind, test_connection, tls_context
 from runs.engine import connect as connect_module
-from tests.dovecot import make_self_signed_certificate
+from tests.support.dovecot import make_self_signed_certificate
 
 pytestmark = pytest.mark.imap
 

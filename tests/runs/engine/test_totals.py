@@ -13,8 +13,8 @@ import pytest
 from runs.engine import NotCopied, Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.uidset import UidSet
-from tests.dovecot import fill, make_message, read
 from tests.runs.engine.helpers import assert_same_folder
+from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

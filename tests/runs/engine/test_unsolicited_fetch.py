@@ -16,8 +16,8 @@ import pytest
 from runs.engine import Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.imap import by_uid
-from tests.dovecot import fill, make_message, read
 from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
+from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
 

@@ -32,7 +32,7 @@ def bind_existing_states(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0003_folder_state_pending'),
+        ('runs', '0005_interrupted_field'),
         ('tasks', '0001_initial'),
     ]
 

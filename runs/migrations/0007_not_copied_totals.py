@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0004_folderstate_destination_binding'),
+        ('runs', '0006_folderstate_destination_binding'),
     ]
 
     operations = [
