@@ -74,6 +74,11 @@ def test_an_accepted_refusal_is_not_tried_again_and_does_not_trip_the_breaker(
     assert 'id="accepted-refusals"' in page and "the big one" in page and admin_user.username in page
     csv = admin_client.get(reverse("runs:report_csv", args=[second.pk])).content.decode()
     assert "accepted as not copied" in csv and "the big one" in csv
+    api = admin_client.get(f"/api/runs/{second.pk}/not-copied").json()
+    assert api["not_copied"] == {"accepted as not copied": 1} and api["source_messages"] == 4
+    [listed] = api["accepted_as_not_copied"]
+    assert (listed["subject"], listed["accepted_by"]) == ("the big one", admin_user.username)
+    assert listed["accepted_at"].endswith("Z")
 
     # Un-accepted: the next run tries the message again (and the destination refuses it again).
     admin_client.post(reverse("runs:unaccept", args=[second.pk, accepted.pk]))
