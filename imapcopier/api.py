@@ -26,6 +26,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from runs import orchestrator
 from runs.models import Run
+from runs.progress import run_summary
+from runs.refusals import accepted_for_run
 from scheduling.services import (
     ScheduleRefused,
     is_preset,
@@ -181,6 +183,7 @@ def run_json(run: Any) -> dict[str, Any]:
         "total_copied": run.copied,
         "total_skipped": run.skipped,
         "total_errors": run.errors,
+        "total_not_copied": run.not_copied,
     }
 
 
@@ -229,3 +232,37 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if not orchestrator.cancel_run(pk):
         raise ApiError(409, f"run {pk} is not running")
     return JsonResponse({"run_id": pk}, status=202)
+
+
+@api_view("GET")
+def run_not_copied(request: HttpRequest, pk: int) -> HttpResponse:
+    """Where every source message of a run went (runs.progress.run_summary), and the refusals the
+    operator accepted as not copied for its accounts (who and when)."""
+    get_or_404(Run.objects.all(), pk, "run")
+    summary = run_summary(pk)
+    return JsonResponse(
+        {
+            "run_id": pk,
+            "complete": summary.complete,
+            "summary": summary.sentence,
+            "source_messages": summary.source_messages,
+            "copied": summary.copied,
+            "already_there": summary.already_there,
+            "altered": summary.altered,
+            "not_copied": summary.not_copied,
+            "mailbox_not_read": summary.unread_accounts,
+            "accepted_as_not_copied": [
+                {
+                    "source_user": a.account.source_user,
+                    "folder": a.source_folder,
+                    "uid": a.uid,
+                    "subject": a.subject,
+                    "size": a.size,
+                    "reason": a.reason,
+                    "accepted_by": a.accepted_by_name,
+                    "accepted_at": rfc3339(a.accepted_at),
+                }
+                for a in accepted_for_run(pk)
+            ],
+        }
+    )

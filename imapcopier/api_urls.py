@@ -14,4 +14,5 @@ urlpatterns = [
     path("tasks/<int:pk>/runs", api.task_runs, name="task_runs"),
     path("tasks/<int:pk>/run", api.task_run, name="task_run"),
     path("runs/<int:pk>/cancel", api.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/not-copied", api.run_not_copied, name="run_not_copied"),
 ]

@@ -133,6 +133,7 @@ class JobMonitor:
                 bytes=progress.bytes,
                 total_messages=progress.total_messages,
                 total_bytes=progress.total_bytes,
+                not_copied_messages=progress.not_copied,
             )
         else:
             fields["current_folder"] = WAITING_FOR_SLOTS if self.waiting else ""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -35,6 +36,10 @@ class Run(models.Model):
     skipped = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
+    not_copied = models.BigIntegerField(default=0, help_text="Source messages not copied, whatever the reason.")
+    altered = models.BigIntegerField(
+        default=0, help_text="Messages the destination stored differently from what was sent (not in copied)."
+    )
     cancel_requested = models.BooleanField(default=False)
     reason = models.TextField(blank=True, help_text="Why the run failed or was cancelled, in words.")
     interrupted = models.BooleanField(
@@ -103,6 +108,29 @@ class AccountRun(models.Model):
         help_text="Per-message errors: folder, uid, subject, size, reason.",
     )
     warnings = models.JSONField(default=list, blank=True)
+    source_messages = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Messages found on the source when the copy ended; empty: the mailbox was not (fully) read.",
+    )
+    not_copied_messages = models.BigIntegerField(
+        default=0, help_text="Source messages not copied, whatever the reason (the sum of not_copied)."
+    )
+    altered = models.BigIntegerField(
+        default=0,
+        help_text="Messages that landed but that the destination stored differently from what was sent "
+        "(each named in the warnings); counted apart from copied.",
+    )
+    not_copied = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Source messages not copied, by reason (runs.engine.NotCopied values).",
+    )
+    folder_totals = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per folder: source and destination message counts, copied, already there, not copied.",
+    )
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that ran it.")
     attempt = models.PositiveIntegerField(default=0, help_text="Fencing token: bumped on every claim.")
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -147,6 +175,25 @@ class FolderState(models.Model):
         blank=True,
         help_text="The destination folder's UIDNEXT before the pending APPENDs were sent.",
     )
+    destination_server = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text='The destination server the state was written for ("host:port"); empty: not known.',
+    )
+    destination_user = models.CharField(
+        max_length=320,
+        blank=True,
+        help_text="The destination login the state was written for; empty: not known.",
+    )
+    destination_uidvalidity = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="UIDVALIDITY of the destination folder the state was written for; empty: not known.",
+    )
+    uid_map = models.TextField(
+        blank=True,
+        help_text='Source UID → destination UID of the copies ("S:E=D" runs), what flag changes follow.',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -155,3 +202,37 @@ class FolderState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.source_folder}"
+
+
+class AcceptedRefusal(models.Model):
+    """A message the destination refused for good, which the operator accepted as not copied.
+
+    It is no longer attempted nor counted as an error (so a scheduled task with one such message
+    stops tripping the breaker), and every later report lists it as "accepted as not copied".
+    Deleting the row un-accepts it: the next run tries the message again. Tied to the source
+    folder's UIDVALIDITY: when that changes the UID names another message, and the row is ignored.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="accepted_refusals")
+    source_folder = models.CharField(max_length=1000)
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    subject = models.CharField(max_length=300, blank=True)
+    size = models.BigIntegerField(default=0)
+    reason = models.TextField(blank=True, help_text="What the destination said when it refused the message.")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_by_name = models.CharField(max_length=150, blank=True, help_text="Kept if the user is deleted.")
+    accepted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["account", "source_folder", "uid"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "source_folder", "uidvalidity", "uid"], name="accepted_refusal_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.source_folder} UID {self.uid} accepted as not copied"

@@ -244,6 +244,23 @@ def finish_account_run(
         "last_error": result.reason if status != AccountRun.Status.DONE else "",
         "message_errors": [asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]],
         "warnings": [str(w) for w in result.warnings[:MAX_STORED_WARNINGS]],
+        "source_messages": result.source_messages,
+        "not_copied": {str(reason): n for reason, n in result.not_copied.items() if n},
+        "not_copied_messages": result.not_copied_total,
+        "altered": result.altered,
+        "folder_totals": [
+            {
+                "source": f.source,
+                "destination": f.destination,
+                "source_messages": f.source_messages,
+                "destination_messages": f.destination_messages,
+                "copied": f.copied,
+                "skipped": f.skipped,
+                "altered": f.altered,
+                "not_copied": {str(reason): n for reason, n in f.not_copied.items() if n},
+            }
+            for f in result.folders
+        ],
         "interrupted": interrupted,
     }
     if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
@@ -286,12 +303,14 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         skipped=Sum("skipped"),
         errors=Sum("errors"),
         bytes=Sum("bytes"),
+        not_copied=Sum("not_copied_messages"),
+        altered=Sum("altered"),
         accounts=Count("pk"),
         failed=Count("pk", filter=Q(status=AccountRun.Status.FAILED)),
         cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
         interrupted=Count("pk", filter=Q(status=AccountRun.Status.FAILED, interrupted=True)),
     )
-    for key in ("copied", "skipped", "errors", "bytes"):
+    for key in ("copied", "skipped", "errors", "bytes", "not_copied", "altered"):
         setattr(run, key, totals[key] or 0)
     failures = list(
         rows.filter(status=AccountRun.Status.FAILED)
@@ -312,6 +331,8 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
             "skipped",
             "errors",
             "bytes",
+            "not_copied",
+            "altered",
         ]
     )
     Task.objects.filter(pk=run.task_id, status=Task.Status.RUNNING).update(status=Task.Status(run.status))
@@ -361,8 +382,11 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
             Run.Status.FAILED,
             f"{failed} of {accounts} accounts failed: {detail}{more}",
         )
+    not_copied = run.not_copied
+    if not_copied:
+        return Run.Status.DONE, f"{not_copied} message{'s' if not_copied != 1 else ''} not copied"
     if run.errors:
-        return Run.Status.DONE, f"{run.errors} messages could not be copied"
+        return Run.Status.DONE, f"{run.errors} error{'s' if run.errors != 1 else ''}: see the report"
     return Run.Status.DONE, ""
 
 

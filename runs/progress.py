@@ -14,6 +14,7 @@ from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from runs.engine.types import NotCopied
 from runs.models import AccountRun, Run
 from tasks.models import Task
 
@@ -32,6 +33,8 @@ _FIELDS = (
     "bytes",
     "total_messages",
     "total_bytes",
+    "not_copied_messages",
+    "source_messages",
     "last_error",
     "worker",
     "started_at",
@@ -43,8 +46,8 @@ _FIELDS = (
 def percent(done: int, total_messages: int) -> int | None:
     """Progress in whole percent (rounded down): messages dealt with out of those found so far.
 
-    `done` counts copied, skipped and failed messages alike (a failed message is dealt with: it is in
-    the report). The total grows while the source is scanned, so it is at least `done`. None while
+    `done` counts copied, skipped and not-copied messages alike (a message not copied is dealt with:
+    the report says why). Rounded down, so 100 only when all of the total is done. The total grows while the source is scanned, so it is at least `done`. None while
     nothing is known. The one rule for every progress bar: task list, task page, run report.
     """
     total = max(total_messages, done)
@@ -61,7 +64,7 @@ def running_run_progress() -> dict[str, Subquery]:
         .order_by()
         .values("run__task")
     )
-    done = F("copied") + F("skipped") + F("errors")
+    done = F("copied") + F("skipped") + F("not_copied_messages")
     return {
         "done_messages": Subquery(running.annotate(n=Sum(done)).values("n")[:1]),
         "total_messages": Subquery(running.annotate(n=Sum(Greatest("total_messages", done))).values("n")[:1]),
@@ -83,6 +86,8 @@ class AccountProgress:
     bytes: int
     total_messages: int  # found on the source so far; grows while folders are scanned
     total_bytes: int
+    not_copied: int  # source messages counted as not copied (any reason)
+    source_messages: int | None  # once finished: messages on the source; None: mailbox not (fully) read
     last_error: str
     worker: str
     started_at: datetime | None
@@ -93,8 +98,14 @@ class AccountProgress:
     eta_seconds: int | None
 
     @property
+    def arrived(self) -> int:
+        """Source messages at the destination: copied now or already there."""
+        return self.copied + self.skipped
+
+    @property
     def done(self) -> int:
-        return self.copied + self.skipped + self.errors
+        """Source messages dealt with: arrived, or counted as not copied."""
+        return self.arrived + self.not_copied
 
     @property
     def total(self) -> int:
@@ -102,12 +113,16 @@ class AccountProgress:
 
     @property
     def percent(self) -> int | None:
-        """None while nothing is known about the source (queued, connecting, failed to log in)."""
-        if self.status == AccountRun.Status.DONE:
-            return 100
-        if not self.total_messages:
-            return None
-        return percent(self.done, self.total_messages)
+        """Share of the source dealt with while running; once ended, the share that arrived.
+
+        None while nothing is known about the source (queued, connecting, failed to log in). A
+        finished account shows 100 only when every source message it found is at the destination.
+        """
+        if self.is_active:
+            return percent(self.done, self.total_messages) if self.total_messages else None
+        if not self.total:
+            return 100 if self.status == AccountRun.Status.DONE else None
+        return percent(self.arrived, self.total)
 
     @property
     def megabytes(self) -> float:
@@ -137,16 +152,25 @@ class RunProgress:
     rate: float | None
     byte_rate: float | None
     eta_seconds: int | None  # None while accounts wait in the queue (their size is unknown)
+    not_copied: int = 0
+
+    @property
+    def arrived(self) -> int:
+        return self.copied + self.skipped
 
     @property
     def done(self) -> int:
-        return self.copied + self.skipped + self.errors
+        return self.arrived + self.not_copied
 
     @property
     def percent(self) -> int | None:
-        if not self.run.is_running and self.run.status == Run.Status.DONE:
-            return 100
-        return percent(self.done, self.total_messages)
+        """As AccountProgress.percent, over every account of the run."""
+        total = max(self.total_messages, self.done)
+        if self.run.is_running:
+            return percent(self.done, total)
+        if not total:
+            return 100 if self.run.status == Run.Status.DONE else None
+        return percent(self.arrived, total)
 
     @property
     def megabytes(self) -> float:
@@ -168,7 +192,7 @@ def _account(row: dict, now: datetime) -> AccountProgress:
     rate, byte_rate = _rates(row, now)
     running = row["status"] == AccountRun.Status.RUNNING
     waiting = running and row["current_folder"] == WAITING_FOR_SLOTS
-    done = row["copied"] + row["skipped"] + row["errors"]
+    done = row["copied"] + row["skipped"] + row["not_copied_messages"]
     eta = None
     if running and not waiting and rate:
         eta = int(max(row["total_messages"] - done, 0) / rate)
@@ -186,6 +210,8 @@ def _account(row: dict, now: datetime) -> AccountProgress:
         bytes=row["bytes"],
         total_messages=row["total_messages"],
         total_bytes=row["total_bytes"],
+        not_copied=row["not_copied_messages"],
+        source_messages=row["source_messages"],
         last_error=row["last_error"],
         worker=row["worker"],
         started_at=row["started_at"],
@@ -229,6 +255,155 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
         rate=sum(active_rates) if active_rates else None,
         byte_rate=sum(a.byte_rate for a in running if a.byte_rate) or None,
         eta_seconds=eta,
+        not_copied=sum(a.not_copied for a in accounts),
+    )
+
+
+# ------------------------------------------------------------------------ the report's summary
+
+MAILBOX_NOT_READ = "mailbox not read"
+UNACCOUNTED = "not accounted for"  # a finished account whose counts do not add up (never expected)
+
+
+@dataclass
+class FolderShortfall:
+    """A folder whose destination does not hold every source message (or was not counted)."""
+
+    account: str
+    folder: str
+    destination: str | None
+    source_messages: int | None
+    destination_messages: int | None
+    arrived: int
+    not_copied: dict[str, int]
+
+
+@dataclass
+class RunSummary:
+    """Where every source message of a run ended up: the report's summary (issue 11 case 10).
+
+    Each source message counts once: arrived (copied or already there) or not copied by reason.
+    Accounts whose mailbox was not read at all are listed by name in `unread_accounts`, their
+    messages being unknown. `complete` is only True when the run is done, every account was read,
+    nothing was left out, nothing was stored altered, and every folder's destination count is at least its
+    source count.
+    """
+
+    source_messages: int
+    copied: int
+    already_there: int
+    altered: int  # landed, but stored differently from what was sent (apart from copied)
+    not_copied: dict[str, int]
+    unread_accounts: list[str]
+    shortfalls: list[FolderShortfall]
+    complete: bool
+
+    @property
+    def arrived(self) -> int:
+        return self.copied + self.already_there + self.altered
+
+    @property
+    def not_copied_total(self) -> int:
+        return sum(self.not_copied.values())
+
+    @property
+    def sentence(self) -> str:
+        if self.complete:
+            return (
+                f"Every message was copied or already there: {self.arrived} of {self.source_messages} "
+                "source messages are at the destination."
+            )
+        parts = [f"{self.arrived} of {self.source_messages} source messages are at the destination"]
+        if self.altered:
+            parts.append(f"{self.altered} of them stored altered by the destination (see the warnings)")
+        if self.not_copied:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.not_copied.items()))
+            parts.append(f"{self.not_copied_total} not copied ({reasons})")
+        if self.unread_accounts:
+            count = len(self.unread_accounts)
+            parts.append(
+                f"{MAILBOX_NOT_READ} for {count} account{'s' if count != 1 else ''}: {', '.join(self.unread_accounts[:5])}{' …' if count > 5 else ''}"
+            )
+        if self.shortfalls and not self.not_copied:
+            parts.append(f"{len(self.shortfalls)} folder(s) hold fewer messages at the destination than at the source")
+        return "; ".join(parts) + "."
+
+
+_SUMMARY_FIELDS = (
+    "account__source_user",
+    "status",
+    "copied",
+    "skipped",
+    "altered",
+    "total_messages",
+    "source_messages",
+    "not_copied",
+    "not_copied_messages",
+    "folder_totals",
+)
+
+
+def run_summary(run: Run | int) -> RunSummary:
+    """Account for every source message of a run (one query). Never loads a password."""
+    run_id = run.pk if isinstance(run, Run) else run
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
+    rows = AccountRun.objects.filter(run_id=run_id).order_by("account__source_user", "pk").values(*_SUMMARY_FIELDS)
+    source = copied = skipped = altered = 0
+    not_copied: dict[str, int] = {}
+    unread: list[str] = []
+    shortfalls: list[FolderShortfall] = []
+
+    def add(reason: str, count: int) -> None:
+        if count > 0:
+            not_copied[reason] = not_copied.get(reason, 0) + count
+
+    for row in rows:
+        user = row["account__source_user"]
+        arrived = row["copied"] + row["skipped"] + row["altered"]
+        altered += row["altered"]
+        copied += row["copied"]
+        skipped += row["skipped"]
+        for reason, count in (row["not_copied"] or {}).items():
+            add(reason, int(count))
+        counted = arrived + row["not_copied_messages"]
+        known = row["source_messages"]
+        if known is None:
+            # Not read to the end (login refused, interrupted, failed midway, queued when cancelled):
+            # what was found so far is known, the rest of the mailbox is not.
+            known = max(row["total_messages"], counted)
+            if row["status"] != AccountRun.Status.DONE:  # a done account without the count ran before it was kept
+                unread.append(user)
+            add(NotCopied.NOT_ATTEMPTED.value, known - counted)
+        else:
+            add(UNACCOUNTED, known - counted)
+        source += known
+        for folder in row["folder_totals"] or []:
+            if folder.get("destination") is None:
+                continue  # skipped by the folder mapping
+            got = folder.get("copied", 0) + folder.get("skipped", 0) + folder.get("altered", 0)
+            src, dst = folder.get("source_messages"), folder.get("destination_messages")
+            if src is None or dst is None or dst < src or got < src:
+                shortfalls.append(
+                    FolderShortfall(
+                        account=user,
+                        folder=folder.get("source", ""),
+                        destination=folder.get("destination"),
+                        source_messages=src,
+                        destination_messages=dst,
+                        arrived=got,
+                        not_copied=folder.get("not_copied") or {},
+                    )
+                )
+    complete = status == Run.Status.DONE and not unread and not not_copied and not shortfalls and not altered
+    return RunSummary(
+        source_messages=source,
+        copied=copied,
+        already_there=skipped,
+        altered=altered,
+        not_copied=not_copied,
+        unread_accounts=unread,
+        shortfalls=shortfalls,
+        complete=complete,
     )
 
 

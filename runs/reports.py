@@ -6,18 +6,24 @@ import csv
 from datetime import datetime
 from typing import Any, TextIO
 
+from runs.engine.types import NotCopied
 from runs.models import Run
-from runs.progress import progress_context
+from runs.progress import progress_context, run_summary
+from runs.refusals import accepted_for_run
 
 
 def run_report(run: Run, *, now: datetime) -> dict[str, Any]:
     """What the run report page shows: the progress panel, `task`, `message_errors` (each with its
-    `account`), `warnings` by account run id, and `duration` in whole seconds (None while running)."""
+    `account` and `account_run_id`), `summary` (progress.RunSummary: where every source message went),
+    `accepted` (the refusals accepted as not copied), `warnings` by account run id, and `duration` in
+    whole seconds (None while running)."""
     details = run.account_runs.order_by("account__source_user", "pk").values_list(
         "pk", "account__source_user", "message_errors", "warnings"
     )
     message_errors = [
-        {**error, "account": user} for _pk, user, errors, _warnings in details for error in (errors or [])
+        {**error, "account": user, "account_run_id": pk}
+        for pk, user, errors, _warnings in details
+        for error in (errors or [])
     ]
     warnings = {pk: w for pk, _user, _errors, w in details if w}
     duration = None
@@ -27,6 +33,8 @@ def run_report(run: Run, *, now: datetime) -> dict[str, Any]:
         **progress_context(run, now),
         "task": run.task,
         "message_errors": message_errors,
+        "summary": run_summary(run),
+        "accepted": accepted_for_run(run.pk),
         "warnings": warnings,
         "duration": duration,
     }
@@ -49,6 +57,8 @@ def write_run_csv(run: Run, out: TextIO) -> None:
             "uid",
             "subject",
             "size",
+            "source_messages",
+            "not_copied",
         ]
     )
     account_runs = run.account_runs.select_related("account").order_by("account__source_user")
@@ -68,6 +78,8 @@ def write_run_csv(run: Run, out: TextIO) -> None:
                 "",
                 "",
                 "",
+                "" if ar.source_messages is None else ar.source_messages,
+                "; ".join(f"{n} {why}" for why, n in sorted((ar.not_copied or {}).items())),
             ]
         )
         for error in ar.message_errors or []:
@@ -85,5 +97,26 @@ def write_run_csv(run: Run, out: TextIO) -> None:
                     error.get("uid", ""),
                     error.get("subject", ""),
                     error.get("size", ""),
+                    "",
+                    error.get("kind", ""),
                 ]
             )
+    for accepted in accepted_for_run(run.pk):
+        writer.writerow(
+            [
+                accepted.account.source_user,
+                accepted.account.destination_user,
+                NotCopied.ACCEPTED.value,
+                "",
+                "",
+                "",
+                "",
+                f"{accepted.reason} (accepted by {accepted.accepted_by_name or '?'} at {accepted.accepted_at:%Y-%m-%d %H:%M} UTC)",
+                accepted.source_folder,
+                accepted.uid,
+                accepted.subject,
+                accepted.size,
+                "",
+                NotCopied.ACCEPTED.value,
+            ]
+        )

@@ -6,6 +6,10 @@ job's claim (account run id + attempt). While the claim holds, the engine's view
 is. A worker that lost its claim (reaped after a long pause) is told to stop, and what it still
 reports is only merged in: the UIDs it copied and the APPENDs it sent are added to the row, never
 removed, so the next run neither copies them again nor misses them.
+
+A row also says which destination it was written for (server, user, destination folder and its
+UIDVALIDITY) and which destination UID each copied source UID became; the engine voids a row whose
+destination changed (runs.engine.folderstate.binding_change).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 
+from runs.engine.folderstate import UidMap
 from runs.engine.types import FolderStateData
 from runs.engine.uidset import UidSet
 from runs.models import AccountRun, FolderState
+from runs.refusals import accepted_uids
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ class FolderStateStore:
         self.saves = 0
 
     def load(self) -> dict[str, FolderStateData]:
+        """Every folder state of the account, with the refusals the operator accepted (runs.refusals)."""
+        accepted = accepted_uids(self.account_id)
         return {
             row.source_folder: FolderStateData(
                 source_folder=row.source_folder,
@@ -50,6 +58,11 @@ class FolderStateStore:
                 highest_modseq=row.highest_modseq,
                 pending_uids=row.pending_uids,
                 pending_uidnext=row.pending_uidnext,
+                destination_server=row.destination_server,
+                destination_user=row.destination_user,
+                destination_uidvalidity=row.destination_uidvalidity,
+                uid_map=row.uid_map,
+                accepted_uids=str(UidSet.from_uids(accepted.get((row.source_folder, row.uidvalidity), []))),
             )
             for row in FolderState.objects.filter(account_id=self.account_id)
         }
@@ -60,14 +73,7 @@ class FolderStateStore:
                 FolderState.objects.update_or_create(
                     account_id=self.account_id,
                     source_folder=state.source_folder,
-                    defaults={
-                        "destination_folder": state.destination_folder,
-                        "uidvalidity": state.uidvalidity,
-                        "copied_uids": state.copied_uids,
-                        "highest_modseq": state.highest_modseq,
-                        "pending_uids": state.pending_uids,
-                        "pending_uidnext": state.pending_uidnext,
-                    },
+                    defaults=_columns(state),
                 )
             else:
                 try:
@@ -89,17 +95,21 @@ class FolderStateStore:
             FolderState.objects.create(
                 account_id=self.account_id,
                 source_folder=state.source_folder,
-                destination_folder=state.destination_folder,
-                uidvalidity=state.uidvalidity,
-                copied_uids=state.copied_uids,
-                highest_modseq=None,
-                pending_uids=state.pending_uids,
-                pending_uidnext=state.pending_uidnext,
+                **{**_columns(state), "highest_modseq": None},
             )
             return
-        if row.uidvalidity != state.uidvalidity or row.destination_folder != state.destination_folder:
+        if (
+            row.uidvalidity != state.uidvalidity
+            or row.destination_folder != state.destination_folder
+            or (row.destination_server, row.destination_user, row.destination_uidvalidity)
+            != (state.destination_server, state.destination_user, state.destination_uidvalidity)
+        ):
             return  # its UIDs mean something else now
         row.copied_uids = str(UidSet.parse(row.copied_uids) | UidSet.parse(state.copied_uids))
+        # Pairs the row does not know yet are added; the row's own pairs stay as they are.
+        uid_map = UidMap.parse(row.uid_map)
+        uid_map.update((s, d) for s, d in UidMap.parse(state.uid_map).items() if uid_map.get(s) is None)
+        row.uid_map = str(uid_map)
         pending = UidSet.parse(state.pending_uids) - UidSet.parse(row.copied_uids)
         if pending:
             row.pending_uids = str(UidSet.parse(row.pending_uids) | pending)
@@ -142,3 +152,19 @@ class FolderStateStore:
         if self.on_lost:
             self.on_lost()
         return False
+
+
+def _columns(state: FolderStateData) -> dict[str, object]:
+    """The FolderState column values of an engine state (all but the account and source folder)."""
+    return {
+        "destination_folder": state.destination_folder,
+        "uidvalidity": state.uidvalidity,
+        "copied_uids": state.copied_uids,
+        "highest_modseq": state.highest_modseq,
+        "pending_uids": state.pending_uids,
+        "pending_uidnext": state.pending_uidnext,
+        "destination_server": state.destination_server,
+        "destination_user": state.destination_user,
+        "destination_uidvalidity": state.destination_uidvalidity,
+        "uid_map": state.uid_map,
+    }

@@ -12,4 +12,6 @@ urlpatterns = [
     path("runs/<int:pk>/report.csv", views.run_report_csv, name="report_csv"),
     path("runs/<int:pk>/progress/", views.run_progress, name="progress"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
+    path("runs/<int:pk>/accept/", views.run_accept_refusals, name="accept"),
+    path("runs/<int:pk>/unaccept/<int:accepted_pk>/", views.run_unaccept_refusal, name="unaccept"),
 ]

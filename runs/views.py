@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from runs import orchestrator, reports
+from runs import orchestrator, refusals, reports
 from runs import progress as run_progress_data
 from runs.models import Run
 from tasks.models import Task
@@ -61,6 +61,33 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
     context = reports.run_report(run, now=timezone.now())
     return render(request, "runs/run_report.html", {**context, "nav": "tasks"})
+
+
+@require_POST
+@login_required
+def run_accept_refusals(request: HttpRequest, pk: int) -> HttpResponse:
+    """Accept refused messages as not copied: one (account_run, folder, uid), an account's, or the run's."""
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        added = refusals.accept_from_form(run.pk, request.POST, by=request.user, now=timezone.now())
+    except ValueError:
+        messages.error(request, "Nothing accepted: the form was not understood.")
+    else:
+        messages.success(
+            request,
+            f"{added} refused message{'s' if added != 1 else ''} accepted as not copied: "
+            "later runs do not try them again and do not count them as errors.",
+        )
+    return redirect("runs:report", pk=run.pk)
+
+
+@require_POST
+@login_required
+def run_unaccept_refusal(request: HttpRequest, pk: int, accepted_pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    if refusals.unaccept(accepted_pk, by=request.user):
+        messages.success(request, "No longer accepted: the next run tries the message again.")
+    return redirect("runs:report", pk=run.pk)
 
 
 @require_GET

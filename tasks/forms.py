@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 
 from tasks.models import Account, Endpoint, Task
+from tasks.services import forget_endpoint_tests
 
 
 class WriteOnlyPasswordField(forms.CharField):
@@ -105,6 +106,12 @@ class TaskForm(forms.ModelForm):
                 "This task is running: wait for the run to end or cancel it before changing it."
             )
         return data
+
+    def save(self, commit: bool = True) -> Task:
+        task = super().save(commit=commit)
+        if commit:
+            forget_endpoint_tests(task, {"source", "destination"} & set(self.changed_data))
+        return task
 
 
 class AccountForm(AccountAdminForm):

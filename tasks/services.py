@@ -138,6 +138,24 @@ def test_accounts(task: Task) -> int:
     return len(ids)
 
 
+def forget_endpoint_tests(task: Task, sides: set[str]) -> int:
+    """Mark the accounts' tests of the changed side(s) ("source", "destination") as untested.
+
+    A test passed against the old server says nothing about the new one (issue 11 case 11: an
+    account stayed "tested" after the task's destination server changed). Returns accounts changed.
+    """
+    changed = 0
+    for side in sorted(sides & {"source", "destination"}):
+        changed = Account.objects.filter(task=task).update(
+            **{
+                f"{side}_test_status": Account.TestStatus.UNTESTED,
+                f"{side}_test_message": "",
+                f"{side}_tested_at": None,
+            }
+        )
+    return changed
+
+
 def find_task(reference: str) -> Task:
     """A task by id or by exact name (for the commands); Task.DoesNotExist with a clear message."""
     task = None

@@ -20,16 +20,26 @@ Decisions worth knowing:
   With CONDSTORE a folder whose HIGHESTMODSEQ (STATUS) is unchanged since the last complete run is
   not even opened; otherwise candidates = UID SEARCH ALL − copied. The modseq is only recorded when
   a folder finished without errors, so refused messages are tried again next run.
-- Identity (for a destination that already holds mail, a UIDVALIDITY change, flag sync and the crash
-  window): Message-ID + size, or a hash of Date/From/Subject + size without a Message-ID, matched as
-  a multiset so two identical source messages need two destination copies.
+- State is bound to the destination it was written for (server, user, destination folder and its
+  UIDVALIDITY, folderstate.binding_change): when any of them changes, the folder's record is voided
+  and its messages are matched against what the destination really holds.
+- Identity (a destination that already holds mail, a voided record, the crash window, a copy the
+  UID map does not know): the Message-ID, or a hash of Date/From/Subject without one; never
+  RFC822.SIZE, which servers disagree on. Messages sharing an identity (twins) are told apart by
+  their bodies. Matched as a multiset, so two identical source messages need two copies.
+- UID map: which destination UID each source UID became (APPENDUID, else found by identity once);
+  flag changes follow it, so they land on the right copy of look-alike messages.
+- Totals: every source message is counted once, copied, already there ("skipped") or not copied
+  with a NotCopied reason; the destination folders are counted at the end for the report.
 - Crash window: before a batch is sent, its UIDs and the destination's UIDNEXT are saved as
   pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those messages
   are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was lost is not
   sent twice.
 - Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
   allowed); dropped flags reported once per folder. Changes on the source are carried to the
-  destination copies (found by identity) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
+  destination copies (through the UID map) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
+- Subscriptions: the destination subscribes what the source subscribes (mapped names); nothing is
+  unsubscribed and nothing the source does not subscribe is subscribed.
 """
 
 from __future__ import annotations
@@ -38,14 +48,20 @@ import queue
 import time
 from collections.abc import Callable
 
+from imapclient.exceptions import IMAPClientError
+
 from . import imap as wire
+from .folders import folder_infos, with_counts
+from .folderstate import destination_server
 from .imap import Connection, ConnectionLost
 from .planning import _Planning
 from .types import (
     AccountResult,
     ErrorKind,
+    FolderResult,
     Mailbox,
     MessageError,
+    NotCopied,
     Outcome,
     Progress,
     ProgressCallback,
@@ -89,6 +105,9 @@ class _Account(_Planning):
         self.fatal: _Fatal | None = None
         self.pair = _Pair(source, destination)
         self._last_stop_check = 0.0
+        self.destination_key = destination_server(destination)
+        self._failed_destinations: dict[str, str] = {}
+        self.planned = False  # every folder was looked at: the source's message count is known
 
     # ---------------------------------------------------------------- plumbing
 
@@ -107,6 +126,7 @@ class _Account(_Planning):
                 total_messages=self.total_messages,
                 total_bytes=self.total_bytes,
                 rate=r.copied / elapsed,
+                not_copied=r.not_copied_total,
             )
         )
 
@@ -120,6 +140,7 @@ class _Account(_Planning):
 
     def save(self, job: _Job) -> None:
         job.state.copied_uids = str(job.copied)
+        job.state.uid_map = str(job.uid_map)
         pending = UidSet()
         since = None
         for uids, uidnext in job.pending.values():
@@ -139,6 +160,14 @@ class _Account(_Planning):
         job.incomplete = True
         self.result.errors += 1
         self.result.message_errors.append(error)
+        self.count_not_copied(job.result, error.kind, 1)
+
+    def count_not_copied(self, folder: FolderResult, reason: NotCopied, messages: int) -> None:
+        """Count `messages` of `folder` as not copied for `reason`, in the folder and the account."""
+        if messages <= 0:
+            return
+        folder.not_copied[reason] = folder.not_copied.get(reason, 0) + messages
+        self.result.not_copied[reason] = self.result.not_copied.get(reason, 0) + messages
 
     # -------------------------------------------------------------------- run
 
@@ -163,10 +192,13 @@ class _Account(_Planning):
         try:
             failure = self.first_connect()
             if failure is not None:
+                self._count_unreached(failure)
                 return failure
             self.plan_all()
             if not self.cancelled and self.fatal is None:
                 self.copy_all()
+            if not self.cancelled and self.fatal is None:
+                self._retrying("counting the destination folders", self._count_destination, source=False)
         except _Fatal as exc:
             self.fatal = exc
         finally:
@@ -174,6 +206,7 @@ class _Account(_Planning):
             self.run.finished.set()
         for job in self.jobs:
             self.result.folders.append(job.result)
+        self._tally()
         if self.fatal is not None:
             self.result.outcome = Outcome.FAILED
             self.result.reason = self.fatal.reason
@@ -185,11 +218,50 @@ class _Account(_Planning):
         self.progress()
         return self.result
 
-    def _retrying(self, what: str, action: Callable[[Connection, Connection], None]) -> None:
+    def _count_unreached(self, failure: AccountResult) -> None:
+        """The destination could not be used but the source could: count the source's messages,
+        all "account not reached" (issue 11 case 10). Without a source, they stay unknown."""
+        src = self.pair.src
+        if src is None:
+            return
+        try:
+            infos = with_counts(src, [info for info in folder_infos(src) if info.selectable])
+        except (IMAPClientError, *wire.TRANSIENT_ERRORS):
+            return  # not known: the report says "mailbox not read"
+        failure.source_messages = sum(info.messages or 0 for info in infos)
+        if failure.source_messages:
+            failure.not_copied[NotCopied.ACCOUNT_NOT_REACHED] = failure.source_messages
+
+    def _count_destination(self, _src: Connection | None, dst: Connection) -> None:
+        """Messages in each destination folder once the copy is over (the report compares them)."""
+        for job in self.jobs:
+            job.result.destination_messages = int(dst.status(job.destination, ["MESSAGES"]).get("MESSAGES", 0))
+
+    def _tally(self) -> None:
+        """Account for every source message: what no batch reached is counted "not attempted".
+
+        Then copied + altered + skipped + not copied = source messages, per folder and for the account
+        (issue 11 cases 10 and 12). The account's source count stays None when planning did not
+        look at every folder (the account failed or was stopped first): the mailbox was not read.
+        """
+        known = 0
+        for folder in self.result.folders:
+            if folder.destination is None or folder.source_messages is None:
+                continue
+            arrived = folder.copied + folder.altered + folder.skipped
+            rest = folder.source_messages - arrived - sum(folder.not_copied.values())
+            if rest > 0:
+                self.count_not_copied(folder, NotCopied.NOT_ATTEMPTED, rest)
+            known += folder.source_messages
+        self.result.source_messages = known if self.planned else None
+
+    def _retrying(self, what: str, action: Callable[[Connection, Connection], None], *, source: bool = True) -> None:
+        """Run action(src, dst), reconnecting on a broken connection (source=False: the destination
+        alone is needed, and src may be None)."""
         attempts = 0
         while True:
             try:
-                src, dst = self.pair.open()
+                src, dst = self.pair.open(source=source)
                 action(src, dst)
                 return
             except ConnectionLost as exc:
@@ -294,6 +366,9 @@ class _Account(_Planning):
             self.current_folder = job.source
             if not keep_pending:
                 job.pending.pop(index, None)
+            job.uid_map.update(batch.mapped.items())
+            if batch.vanished and job.result.source_messages is not None:
+                job.result.source_messages -= batch.vanished  # no longer at the source
             if batch.landed:
                 job.copied = job.copied | UidSet.from_uids(batch.landed)
                 job.result.copied += len(batch.landed)

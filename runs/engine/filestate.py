@@ -61,7 +61,7 @@ class JsonFileStateStore:
         assert self._folders is not None
         payload = {
             "version": 1,
-            "folders": {name: dataclasses.asdict(state) for name, state in sorted(self._folders.items())},
+            "folders": {name: _saved(state) for name, state in sorted(self._folders.items())},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
@@ -72,6 +72,13 @@ class JsonFileStateStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _saved(state: FolderStateData) -> dict[str, object]:
+    """What is kept of a state: all but the operator's input (accepted_uids)."""
+    data = dataclasses.asdict(state)
+    data.pop("accepted_uids", None)
+    return data
 
 
 class MemoryStateStore:

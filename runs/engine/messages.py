@@ -127,28 +127,36 @@ def parse_headers(block: bytes) -> dict[str, list[bytes]]:
     return fields
 
 
-Identity = tuple[str, bytes, int]
+Identity = tuple[str, bytes]
 
 
-def identity(headers: bytes, size: int) -> Identity:
-    """What makes two copies of a message "the same" across servers.
+def identity(headers: bytes) -> Identity:
+    """What makes two copies of a message "the same" across servers, from its headers alone.
 
-    Message-ID plus size; without a Message-ID, a hash of Date, From and Subject plus size.
-    `headers` may be the full header block or just the identity fields as FETCHed.
+    The Message-ID (RFC 5322 section 3.6.4); without one, a hash of Date, From and Subject
+    (unfolded, so line endings do not matter). Never the size: servers disagree on RFC822.SIZE for
+    the same bytes (issue 11 case 6). `headers` may be the full header block or just the identity
+    fields as FETCHed. Two messages can share an identity (a resent mail, twins): matching then
+    compares their bodies (identity.pair_messages).
     """
     fields = parse_headers(headers)
     message_ids = fields.get("message-id")
     if message_ids and message_ids[0]:
-        return ("mid", message_ids[0], size)
+        return ("mid", message_ids[0])
     digest = hashlib.sha256()
     for name in ("date", "from", "subject"):
         for value in fields.get(name, []):
             digest.update(name.encode() + b":" + value + b"\n")
-    return ("hash", digest.digest(), size)
+    return ("hash", digest.digest())
 
 
 def identity_of_message(raw: bytes) -> Identity:
-    return identity(header_block(raw), len(raw))
+    return identity(header_block(raw))
+
+
+def body_digest(raw: bytes) -> bytes:
+    """sha256 of a message with its line endings made CRLF (servers store bare LF as CRLF)."""
+    return hashlib.sha256(normalise_line_endings(raw)).digest()
 
 
 def subject_of(raw_headers: bytes, limit: int = 200) -> str:

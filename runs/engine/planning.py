@@ -4,7 +4,6 @@ holds and which flags changed; then cut the work into units for the workers."""
 
 from __future__ import annotations
 
-import contextlib
 import imaplib
 
 from imapclient.exceptions import IMAPClientError
@@ -13,10 +12,11 @@ from imapclient.util import to_unicode
 from . import imap as wire
 from .append import encode_folder
 from .folders import MAPPED_SPECIAL_USE, folder_infos, map_folders
-from .identity import _dest_identities, _flag_key, _identities, _match_multiset, _section
+from .folderstate import UidMap, binding_change
+from .identity import _dest_identities, _flag_key, _identities, pair_messages
 from .imap import Connection, ConnectionLost
-from .messages import IDENTITY_FETCH, Identity, filter_flags, identity
-from .types import FolderPlan, FolderResult, FolderStateData
+from .messages import filter_flags
+from .types import FolderPlan, FolderResult, FolderStateData, NotCopied
 from .uidset import UidSet
 from .work import _Job, _Unit
 
@@ -56,9 +56,16 @@ class _Planning:
         taken = {f.special_use for f in listing["dst"] if f.special_use}  # type: ignore[attr-defined]
         uses = {name: use for name, use in uses.items() if use not in taken}
         self._create_destinations(plans, dest_names, dest_ns.delimiter or "/", uses)  # type: ignore[attr-defined]
+        self._retrying("copying subscriptions", lambda src, dst: self._subscribe(src, dst, plans))
         for plan in plans:
             if self.stop_requested():
                 return
+            if plan.conflict:
+                self._retrying(
+                    f"counting {plan.source!r}",
+                    lambda src, dst, plan=plan: self._left_out(src, plan, NotCopied.FOLDER_NOT_CREATED, plan.conflict),
+                )
+                continue
             if plan.destination is None or not plan.selectable or plan.conflict:
                 continue
             self.current_folder = plan.source
@@ -69,11 +76,54 @@ class _Planning:
                 )
             except (IMAPClientError, imaplib.IMAP4.error) as exc:  # aborts are retried inside
                 text = f"{plan.source!r} not copied: the server refused: {wire.describe(exc)}"
-                self.result.folders.append(FolderResult(plan.source, plan.destination, errors=1, warnings=[text]))
+                result = FolderResult(plan.source, plan.destination, errors=1, warnings=[text])
+                self.result.folders.append(result)
                 self.result.errors += 1
                 self.result.warnings.append(text)
                 self.pair.drop()  # the connection may be in any state now
             self.progress()
+        self.planned = True
+
+    def _left_out(self, src: Connection, plan: FolderPlan, reason: NotCopied, why: str) -> None:
+        """Record a folder that is not copied at all, its source messages counted as not copied."""
+        text = f"{plan.source!r} not copied: {why}"
+        result = FolderResult(plan.source, plan.destination, errors=1, warnings=[text])
+        try:
+            if plan.selectable:  # a \Noselect level holds no messages
+                result.source_messages = int(src.status(plan.source, ["MESSAGES"]).get("MESSAGES", 0))
+        except imaplib.IMAP4.abort:
+            raise  # a broken connection, not a refusal: the reconnect logic handles it
+        except IMAPClientError:
+            pass  # its messages are not known; the report lists the folder as not read
+        if result.source_messages:
+            self.total_messages += result.source_messages
+            self.count_not_copied(result, reason, result.source_messages)
+        self.result.folders.append(result)
+        self.result.errors += 1
+        self.result.warnings.append(text)
+
+    def _subscribe(self, src: Connection, dst: Connection, plans: list[FolderPlan]) -> None:
+        """Subscribe at the destination what the source subscribes (mapped names), RFC 3501 6.3.6.
+
+        Nothing is unsubscribed: what the destination user subscribed stays. A folder the source
+        does not subscribe is not subscribed. A refused SUBSCRIBE is a warning.
+        """
+        subscribed = {name for _flags, _delim, name in src.client.list_sub_folders()}
+        already = {name for _flags, _delim, name in dst.client.list_sub_folders()}
+        refused = self._failed_destinations
+        for plan in plans:
+            target = plan.destination
+            if plan.source not in subscribed or not target or plan.conflict or target in refused:
+                continue
+            if target in already or (target.upper() == "INBOX" and "INBOX" in {n.upper() for n in already}):
+                continue
+            try:
+                dst.client.subscribe_folder(target)
+            except imaplib.IMAP4.abort:
+                raise  # a broken connection, not a refusal: the reconnect logic handles it
+            except IMAPClientError as exc:
+                self.result.warnings.append(f"could not subscribe {target!r}: {wire.describe(exc)}")
+            already.add(target)
 
     def _create_destinations(
         self, plans: list[FolderPlan], existing: set[str], delimiter: str, uses: dict[str, str] | None = None
@@ -92,12 +142,7 @@ class _Planning:
             }
         )
         for plan in plans:
-            if plan.conflict:
-                result = FolderResult(plan.source, plan.destination, errors=1, warnings=[plan.conflict])
-                self.result.folders.append(result)
-                self.result.errors += 1
-                self.result.warnings.append(f"{plan.source!r} not copied: {plan.conflict}")
-            elif plan.destination is None:  # skipped by the mapping: listed, nothing copied
+            if plan.destination is None and not plan.conflict:  # skipped by the mapping: listed, nothing copied
                 self.result.folders.append(FolderResult(plan.source, None))
             elif plan.note:  # renamed to fit the destination: said before any message is copied
                 self.result.warnings.append(f"{plan.source!r} {plan.note}")
@@ -130,8 +175,6 @@ class _Planning:
                     if "exists" not in text.lower():
                         self._failed_destinations[name] = text
                         continue
-                with contextlib.suppress(IMAPClientError):
-                    dst.client.subscribe_folder(name)
                 existing_folded.add(name)
 
         self._retrying("creating folders", create)
@@ -156,7 +199,11 @@ class _Planning:
         (imaplib's abort, OSError, ConnectionLost) and _retrying plans the folder again.
         """
         assert plan.destination is not None
-        if self._destination_refused(plan):
+        if plan.destination in self._failed_destinations:
+            why = (
+                f"the destination refused to create {plan.destination!r}: {self._failed_destinations[plan.destination]}"
+            )
+            self._left_out(src, plan, NotCopied.FOLDER_NOT_CREATED, why)
             return
         status = self._folder_status(src, plan)
         if status is None:
@@ -166,8 +213,31 @@ class _Planning:
         uidvalidity = int(status["UIDVALIDITY"])
         modseq = status.get("HIGHESTMODSEQ")
         result = FolderResult(plan.source, plan.destination)
-        previous = self._previous_state(plan, uidvalidity, result)
+        dest_status = dst.status(plan.destination, ["MESSAGES", "UIDVALIDITY"])
+        dest_uidvalidity = int(dest_status["UIDVALIDITY"])
+        loaded = self.states.get(plan.source)
+        previous = self._previous_state(plan, uidvalidity, dest_uidvalidity, result)
         self.result.warnings.extend(result.warnings)
+        state = previous or FolderStateData(
+            source_folder=plan.source,
+            destination_folder=plan.destination,
+            uidvalidity=uidvalidity,
+        )
+        if previous is None and loaded is not None and loaded.uidvalidity == uidvalidity:
+            state.accepted_uids = loaded.accepted_uids  # voided for the destination's sake: same source UIDs
+        # Bind (or re-bind a state written before bindings were kept) to this destination.
+        bound = (self.destination_key, self.destination.username, dest_uidvalidity)
+        rebound = (state.destination_server, state.destination_user, state.destination_uidvalidity) != bound
+        state.destination_server, state.destination_user, state.destination_uidvalidity = bound
+        job = _Job(
+            plan,
+            state,
+            UidSet.parse(state.copied_uids),
+            result,
+            uidvalidity,
+            int(modseq) if modseq is not None else None,
+            uid_map=UidMap.parse(state.uid_map),
+        )
         if (
             previous is not None
             and modseq is not None
@@ -176,27 +246,17 @@ class _Planning:
             and not previous.pending_uids
         ):
             # Nothing was added, removed or re-flagged since the last complete run: every message
-            # of the folder is already at the destination.
-            result.skipped += messages
-            self.result.skipped += messages
-            self.jobs.append(
-                _Job(plan, previous, UidSet.parse(previous.copied_uids), result, uidvalidity, previous.highest_modseq)
-            )
+            # of the folder is already at the destination, but for the refusals the operator accepted.
+            accepted = min(messages, len(UidSet.parse(state.accepted_uids)))
+            self.count_not_copied(result, NotCopied.ACCEPTED, accepted)
+            result.skipped += messages - accepted
+            result.source_messages = messages
+            self.result.skipped += messages - accepted
+            if rebound:
+                self.save(job)
+            self.jobs.append(job)
             return
-        state = previous or FolderStateData(
-            source_folder=plan.source,
-            destination_folder=plan.destination,
-            uidvalidity=uidvalidity,
-        )
-        job = _Job(
-            plan,
-            state,
-            UidSet.parse(state.copied_uids),
-            result,
-            uidvalidity,
-            int(modseq) if modseq is not None else None,
-        )
-        candidates = self._candidates(src, dst, job, previous)
+        candidates = self._candidates(src, dst, job, previous, dest_has_mail=int(dest_status.get("MESSAGES", 0)) > 0)
         if candidates is not None:
             job.state.pending_uids = ""
             job.state.pending_uidnext = None
@@ -205,17 +265,6 @@ class _Planning:
         else:
             self._finish_plan(job)
         self.jobs.append(job)
-
-    def _destination_refused(self, plan: FolderPlan) -> bool:
-        """True (and the folder recorded as not copied) when CREATE of its destination was refused."""
-        refusal = self._failed_destinations.get(plan.destination)
-        if refusal is None:
-            return False
-        text = f"{plan.source!r} not copied: the destination refused to create {plan.destination!r}: {refusal}"
-        self.result.folders.append(FolderResult(plan.source, plan.destination, errors=1, warnings=[text]))
-        self.result.errors += 1
-        self.result.warnings.append(text)
-        return True
 
     def _folder_status(self, src: Connection, plan: FolderPlan) -> dict | None:
         """STATUS of the source folder (with HIGHESTMODSEQ under CONDSTORE, RFC 7162 §3.1.2), or None
@@ -232,52 +281,64 @@ class _Planning:
             self.result.warnings.append(text)
             return None
 
-    def _previous_state(self, plan: FolderPlan, uidvalidity: int, result: FolderResult) -> FolderStateData | None:
-        """The record of earlier runs, or None when there is none or it no longer applies (the
-        source's UIDVALIDITY changed, RFC 9051 §2.3.1.1, or the folder now goes elsewhere): then it
-        is deleted and the folder's messages are matched against the destination again."""
-        source, destination = plan.source, plan.destination
+    def _previous_state(
+        self, plan: FolderPlan, uidvalidity: int, dest_uidvalidity: int, result: FolderResult
+    ) -> FolderStateData | None:
+        """The record of earlier runs, or None when there is none or it no longer applies: the
+        source's UIDVALIDITY changed (RFC 9051 §2.3.1.1), or the destination it was written for did
+        (folderstate.binding_change). Then it is deleted and the folder's messages are matched
+        against what the destination really holds."""
+        source = plan.source
         previous = self.states.get(source)
-        if previous is not None and previous.uidvalidity != uidvalidity:
-            self.store.delete(source)
-            self.states.pop(source, None)
-            result.warnings.append(
-                f"UIDVALIDITY of {source!r} changed ({previous.uidvalidity} → {uidvalidity}): its record was voided "
-                "and its messages are matched against the destination again"
+        if previous is None:
+            return None
+        if previous.uidvalidity != uidvalidity:
+            why = f"UIDVALIDITY of {source!r} changed ({previous.uidvalidity} → {uidvalidity})"
+        else:
+            why = binding_change(
+                previous,
+                server=self.destination_key,
+                user=self.destination.username,
+                folder=plan.destination or "",
+                uidvalidity=dest_uidvalidity,
             )
-            previous = None
-        if previous is not None and previous.destination_folder != destination:
-            self.store.delete(source)
-            self.states.pop(source, None)
-            result.warnings.append(
-                f"{source!r} now goes to {destination!r} instead of {previous.destination_folder!r}: "
-                "its messages are matched against the new destination"
-            )
-            previous = None
-        return previous
+        if not why:
+            return previous
+        self.store.delete(source)
+        self.states.pop(source, None)
+        result.warnings.append(
+            f"{source!r}: {why}; its record was voided and its messages are matched against the destination again"
+        )
+        return None
 
     def _candidates(
-        self, src: Connection, dst: Connection, job: _Job, previous: FolderStateData | None
+        self, src: Connection, dst: Connection, job: _Job, previous: FolderStateData | None, *, dest_has_mail: bool
     ) -> UidSet | None:
         """Source UIDs still to copy; None when there is nothing new and no flag to carry.
 
-        Messages copied by earlier runs count as skipped; on a first run onto a destination that
-        holds mail, and after a run that stopped between APPEND and its answer, messages found at
-        the destination by identity count as copied. Carries flag changes (_sync_flags).
+        Messages copied by earlier runs count as already there ("skipped"); so do messages found at
+        the destination by identity: on a first run onto a destination that holds mail (or after
+        the record was voided), and after a run that stopped between APPEND and its answer. Found
+        copies join the UID map; flags are carried (_sync_flags): changes since the last run, and
+        every re-matched message brought in line with its source.
         """
         source, destination = job.source, job.destination
         info = src.examine(source)
         if int(info.get(b"UIDVALIDITY", 0)) != job.uidvalidity:
             raise ConnectionLost(f"UIDVALIDITY of {source!r} changed while reading it")
         all_uids = src.search_all()
+        job.result.source_messages = len(all_uids)
         candidates = all_uids - job.copied
         # Messages copied by earlier runs count as skipped: "already there" for the operator.
         already = len(job.copied & all_uids)
         job.result.skipped += already
         self.result.skipped += already
+        accepted = UidSet.parse(job.state.accepted_uids) & candidates
+        if accepted:  # refused before, and the operator accepted it: not tried again
+            self.count_not_copied(job.result, NotCopied.ACCEPTED, len(accepted))
+            candidates = candidates - accepted
         pending = UidSet.parse(job.state.pending_uids or "") & candidates
         needs_flags = bool(previous is not None and (job.copied & all_uids))
-        dest_has_mail = int(dst.status(destination, ["MESSAGES"]).get("MESSAGES", 0)) > 0
         if not candidates and not needs_flags:
             src.unselect()
             return None
@@ -285,22 +346,23 @@ class _Planning:
         perm = select.get(b"PERMANENTFLAGS")
         job.permanent_flags = tuple(perm) if perm is not None else None
         try:
+            found = UidSet()
             if previous is None and candidates and dest_has_mail:
-                # First run onto a destination that already holds mail: copy only what is missing.
-                matched = self._match(src, dst, candidates, since=1)
-                if matched:
-                    job.copied = job.copied | matched
-                    job.result.skipped += len(matched)
-                    self.result.skipped += len(matched)
-                    candidates = candidates - matched
+                # A destination that already holds mail: copy only what is missing.
+                found = self._match(src, dst, job, candidates, since=1)
             elif pending and job.state.pending_uidnext:
                 # The last run stopped between sending APPENDs and hearing back: find what landed.
-                landed = self._match(src, dst, pending, since=int(job.state.pending_uidnext))
-                if landed:
-                    job.copied = job.copied | landed
-                    candidates = candidates - landed
+                found = self._match(src, dst, job, pending, since=int(job.state.pending_uidnext))
+            if found:
+                job.copied = job.copied | found
+                job.result.skipped += len(found)
+                self.result.skipped += len(found)
+                candidates = candidates - found
             if needs_flags:
-                self._sync_flags(src, dst, job, previous, all_uids)
+                since = previous.highest_modseq if previous is not None else None
+                self._sync_flags(src, dst, job, job.copied & all_uids, since_modseq=since)
+            if found and previous is None:
+                self._sync_flags(src, dst, job, found, since_modseq=None)
         finally:
             dst.unselect()
             src.unselect()
@@ -311,45 +373,46 @@ class _Planning:
         job.state.uidvalidity = job.uidvalidity
         self.save(job)
 
-    def _match(self, src: Connection, dst: Connection, uids: UidSet, *, since: int) -> UidSet:
-        source_ids = _identities(src, uids)
-        dest_ids = list(_dest_identities(dst, since).values())
-        return UidSet.from_uids(_match_multiset(source_ids, dest_ids))
+    def _match(self, src: Connection, dst: Connection, job: _Job, uids: UidSet, *, since: int) -> UidSet:
+        """Source UIDs among `uids` whose copy is at the destination (UID ≥ since), recorded in the UID map."""
+        taken = {dest for source, dest in job.uid_map.items() if source not in uids}
+        dest_ids = {uid: key for uid, key in _dest_identities(dst, since).items() if uid not in taken}
+        if not dest_ids:
+            return UidSet()
+        pairs = pair_messages(src, dst, _identities(src, uids), dest_ids)
+        job.uid_map.update(pairs.items())
+        return UidSet.from_uids(pairs)
 
     def _sync_flags(
-        self,
-        src: Connection,
-        dst: Connection,
-        job: _Job,
-        previous: FolderStateData | None,
-        all_uids: UidSet,
+        self, src: Connection, dst: Connection, job: _Job, uids: UidSet, *, since_modseq: int | None
     ) -> None:
-        """Carry flag changes of already-copied messages to their destination copies."""
-        copied = job.copied & all_uids
-        if not copied:
+        """Bring the flags of the copies of `uids` in line with the source, through the UID map.
+
+        With CONDSTORE and `since_modseq`, only messages changed since then are read (RFC 7162
+        §3.1.4). A copy the map does not know (copied before the map existed, or by a server
+        without UIDPLUS) is found by identity once and joins the map.
+        """
+        if not uids:
             return
         modifiers = None
-        if src.has("CONDSTORE") and previous is not None and previous.highest_modseq is not None:
-            modifiers = [f"CHANGEDSINCE {previous.highest_modseq}"]
-        changed = src.fetch(copied, ["FLAGS"], modifiers)
+        if since_modseq is not None and src.has("CONDSTORE"):
+            modifiers = [f"CHANGEDSINCE {since_modseq}"]
+        changed = src.fetch(uids, ["FLAGS"], modifiers)
         if not changed:
             return
-        source_ids = _identities(src, UidSet.from_uids(changed))
-        dest_data = dst.fetch_text("1:*", ["FLAGS", "RFC822.SIZE", IDENTITY_FETCH])
-        by_identity: dict[Identity, list[tuple[int, frozenset[str]]]] = {}
-        for uid in sorted(dest_data):
-            item = dest_data[uid]
-            headers = _section(item, b"BODY[HEADER.FIELDS")
-            key = identity(headers, int(item.get(b"RFC822.SIZE", 0)))
-            by_identity.setdefault(key, []).append((uid, _flag_key(item.get(b"FLAGS", ()))))
+        unmapped = UidSet.from_uids(uid for uid in changed if job.uid_map.get(uid) is None)
+        if unmapped:
+            self._match(src, dst, job, unmapped, since=1)
+        targets = {uid: job.uid_map.get(uid) for uid in changed}
+        wanted = UidSet.from_uids(dest for dest in targets.values() if dest is not None)
+        current = dst.fetch(wanted, ["FLAGS"]) if wanted else {}
         stores: dict[tuple[str, ...], list[int]] = {}
         for uid in sorted(changed):
-            key = source_ids.get(uid)
-            if key is None or not by_identity.get(key):
-                continue
-            dest_uid, current = by_identity[key].pop(0)
+            dest_uid = targets[uid]
+            if dest_uid is None or dest_uid not in current:
+                continue  # no copy known, or deleted at the destination since
             kept, _dropped = filter_flags(changed[uid].get(b"FLAGS", ()), job.permanent_flags)
-            if _flag_key(kept) != current:
+            if _flag_key(kept) != _flag_key(current[dest_uid].get(b"FLAGS", ())):
                 stores.setdefault(tuple(sorted(kept)), []).append(dest_uid)
         for flags, dest_uids in stores.items():
             dst.client.set_flags(str(UidSet.from_uids(dest_uids)), list(flags), silent=True)

@@ -36,6 +36,8 @@ class _AppendRetries:
         if outcome.ok:
             report.landed.append(uid)
             report.bytes += len(fixed.raw)
+            if outcome.uid:
+                report.mapped[uid] = outcome.uid
             report.message_warnings.append(
                 self._warning(
                     job,
@@ -67,6 +69,8 @@ class _AppendRetries:
                 dropped = [k for k in keywords if k not in flags]
                 report.landed.append(uid)
                 report.bytes += len(item.raw)
+                if outcome.uid:
+                    report.mapped[uid] = outcome.uid
                 report.message_warnings.append(
                     self._warning(
                         job,

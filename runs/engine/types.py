@@ -93,6 +93,18 @@ class FolderStateData:
     # that protection (at most one batch may then be copied twice after a crash).
     pending_uids: str = ""
     pending_uidnext: int | None = None
+    # The destination this state was written for (folderstate.binding_change): "host:port", the
+    # login, and the destination folder's UIDVALIDITY. Empty / None: not known (a state written
+    # before bindings were kept), adopted as it is by the next run.
+    destination_server: str = ""
+    destination_user: str = ""
+    destination_uidvalidity: int | None = None
+    # Source UID -> destination UID of the copies (folderstate.UidMap text form); flag changes
+    # follow it. Copies without a known UID (no UIDPLUS) are found by identity instead.
+    uid_map: str = ""
+    # Input only (never saved): source UIDs of this folder whose refusal the operator accepted
+    # (same source UIDVALIDITY). They are not attempted, and counted NotCopied.ACCEPTED.
+    accepted_uids: str = ""
 
 
 class StateStore(Protocol):
@@ -105,6 +117,22 @@ class StateStore(Protocol):
     def delete(self, source_folder: str) -> None: ...
 
 
+class NotCopied(enum.StrEnum):
+    """Why a source message is not at the destination after a run (issue 11 case 10).
+
+    Every source message of a finished account is counted once: copied, already there, or not copied
+    for one of these reasons.
+    """
+
+    FOLDER_NOT_CREATED = "folder not created"  # the destination refused CREATE, or cannot hold the name
+    FOLDER_NOT_READ = "folder not read"  # the source refused to open the folder
+    REFUSED = "refused by the destination"  # APPEND refused, too large for APPENDLIMIT
+    UNREADABLE = "unreadable at the source"  # FETCH of the message failed for good
+    NOT_ATTEMPTED = "not attempted"  # the run stopped (cancelled, account failed) before reaching it
+    ACCOUNT_NOT_REACHED = "account not reached"  # login or connection failed before the folder was read
+    ACCEPTED = "accepted as not copied"  # refused before; the operator accepted that: not attempted, not an error
+
+
 @dataclass
 class MessageError:
     folder: str
@@ -113,6 +141,7 @@ class MessageError:
     subject: str
     reason: str  # the server's words
     permanent: bool = True
+    kind: NotCopied = NotCopied.REFUSED  # how it counts in the totals
 
 
 @dataclass
@@ -137,6 +166,7 @@ class Progress:
     total_messages: int  # found on the source so far (grows as folders are scanned)
     total_bytes: int
     rate: float  # messages per second since start
+    not_copied: int = 0  # source messages counted as not copied so far (NotCopied reasons)
 
 
 @dataclass
@@ -149,6 +179,11 @@ class FolderResult:
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
+    # Messages in the source folder (None: never read) and, once the copy is over, in the
+    # destination folder (None: not counted); copied + skipped + not copied = source_messages.
+    source_messages: int | None = None
+    destination_messages: int | None = None
+    not_copied: dict[str, int] = field(default_factory=dict)  # NotCopied value -> messages
 
 
 class Outcome(enum.StrEnum):
@@ -171,10 +206,19 @@ class AccountResult:
     message_warnings: list[MessageWarning] = field(default_factory=list)  # their text is in warnings too
     warnings: list[str] = field(default_factory=list)
     altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
+    # Messages found on the source (None: the mailbox was not read, e.g. the login failed), and
+    # those not copied by reason (NotCopied value -> messages). For an account that was read to the
+    # end, copied + skipped + sum(not_copied) == source_messages.
+    source_messages: int | None = None
+    not_copied: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def failed(cls, reason: str, kind: ErrorKind | None = None) -> AccountResult:
         return cls(outcome=Outcome.FAILED, reason=reason, error_kind=kind, errors=1)
+
+    @property
+    def not_copied_total(self) -> int:
+        return sum(self.not_copied.values())
 
 
 ProgressCallback = Callable[[Progress], None]

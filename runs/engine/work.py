@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .append import AppendItem, PendingAppends
 from .connect import connect
+from .folderstate import UidMap
 from .imap import ConnectError, Connection, ConnectionLost
 from .types import ErrorKind, FolderPlan, FolderResult, FolderStateData, Mailbox, MessageError, MessageWarning
 from .uidset import UidSet
@@ -35,6 +36,7 @@ class _Job:
     incomplete: bool = False
     dropped: Counter[str] = field(default_factory=Counter)
     pending: dict[int, tuple[UidSet, int]] = field(default_factory=dict)
+    uid_map: UidMap = field(default_factory=UidMap)  # source UID -> destination UID of the copies
 
     @property
     def source(self) -> str:
@@ -58,6 +60,7 @@ class _Batch:
 
     job: _Job
     landed: list[int] = field(default_factory=list)
+    mapped: dict[int, int] = field(default_factory=dict)  # landed source UID -> its destination UID
     bytes: int = 0
     errors: list[MessageError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -100,12 +103,13 @@ class _Pair:
         self.src: Connection | None = None
         self.dst: Connection | None = None
 
-    def open(self) -> tuple[Connection, Connection]:
-        if self.src is None:
+    def open(self, *, source: bool = True) -> tuple[Connection, Connection]:
+        """Both connections; with source=False only the destination is (re)opened (src may be None)."""
+        if self.src is None and source:
             self.src = _connect_side(self.source_mailbox, "source", read_only=True)
         if self.dst is None:
             self.dst = _connect_side(self.destination_mailbox, "destination", read_only=False)
-        return self.src, self.dst
+        return self.src, self.dst  # type: ignore[return-value]
 
     def drop(self) -> None:
         for conn in (self.src, self.dst):

@@ -26,7 +26,7 @@ from .messages import (
     subject_of,
 )
 from .retries import _AppendRetries
-from .types import ErrorKind, MessageError
+from .types import ErrorKind, MessageError, NotCopied
 from .uidset import UidSet
 from .verify import alteration_report
 from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 * 1024 * 1024  # bodies fetched (and held) per batch, per worker
 BATCH_MESSAGES = 250
+READING = "read from the source"  # what the worker was doing when a suspect broke the connection
 SETTLE_SECONDS = 0.3  # after a break mid-APPEND: the destination folder must stay unchanged this long ...
 SETTLE_MAX_SECONDS = 5.0  # ... or this long must pass, before the unconfirmed messages are looked for
 
@@ -176,7 +177,9 @@ class _Worker(_AppendRetries, threading.Thread):
         """A message broke the connection twice on its own: an error for it, and on with the rest."""
         assert verdict.blamed is not None
         text = f"the connection broke each time this message was {verdict.doing}, also alone ({reason}); not copied"
-        error = MessageError(job.source, verdict.blamed, verdict.size, verdict.subject, text)
+        # Counted by the side that failed: a source that cannot deliver it, or a destination that will not take it.
+        kind = NotCopied.UNREADABLE if verdict.doing == READING else NotCopied.REFUSED
+        error = MessageError(job.source, verdict.blamed, verdict.size, verdict.subject, text, kind=kind)
         logger.warning("%s UID %s: %s", job.source, verdict.blamed, text)
         self._report(_Batch(job, errors=[error]))
         self._drop([verdict.blamed])
@@ -318,7 +321,7 @@ class _Worker(_AppendRetries, threading.Thread):
     ) -> tuple[list[tuple[int, AppendItem]], _Batch]:
         report = _Batch(job)
         assert tag is not None
-        self.isolation.watch(Suspects("read from the source", uids, {u: (self.sizes.get(u, 0), "") for u in uids}))
+        self.isolation.watch(Suspects(READING, uids, {u: (self.sizes.get(u, 0), "") for u in uids}))
         try:
             data = src.fetch_finish(tag, UidSet.from_uids(uids))
         except wire.TRANSIENT_ERRORS as exc:
@@ -392,6 +395,8 @@ class _Worker(_AppendRetries, threading.Thread):
             if outcome.ok:
                 report.landed.append(uid)
                 report.bytes += len(it.raw)
+                if outcome.uid:
+                    report.mapped[uid] = outcome.uid
             elif asked is not None:  # not refused, only "not now": tried again after the wait
                 throttled.append(uid)
                 wait = max(wait, asked)
@@ -439,6 +444,8 @@ class _Worker(_AppendRetries, threading.Thread):
                 report.landed.append(uid)
                 report.bytes += len(it.raw)
                 confirmed_ids.append(identity_of_message(it.raw))
+                if outcome.uid:
+                    report.mapped[uid] = outcome.uid
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
         self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)
@@ -454,17 +461,27 @@ class _Worker(_AppendRetries, threading.Thread):
         try:
             self._wait_until_settled(dst, job.destination)
             dst.examine(job.destination)
-            found = Counter(_dest_identities(dst, uidnext).values())
+            arrived = _dest_identities(dst, uidnext)
             dst.unselect()
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
+        found = Counter(arrived.values())
         found.subtract(confirmed_ids)
+        # Destination UIDs by identity, oldest first; the confirmed copies took the first ones.
+        spare: dict[object, list[int]] = {}
+        for dest_uid in sorted(arrived):
+            spare.setdefault(arrived[dest_uid], []).append(dest_uid)
+        for key in confirmed_ids:
+            if spare.get(key):
+                spare[key].pop(0)
         for uid, item in unconfirmed:
             key = identity_of_message(item.raw)
             if found[key] > 0:
                 found[key] -= 1
                 report.landed.append(uid)
                 report.bytes += len(item.raw)
+                if spare.get(key):
+                    report.mapped[uid] = spare[key].pop(0)
         self.inflight = None
         self._report(report)
         return UidSet.from_uids(report.landed)

@@ -143,6 +143,7 @@ def test_runs_newest_first_with_totals(admin_client):
         copied=10,
         skipped=2,
         errors=1,
+        not_copied=1,
         status=Run.Status.DONE,
     )
     new = RunFactory(
@@ -163,8 +164,10 @@ def test_runs_newest_first_with_totals(admin_client):
         "total_copied": 0,
         "total_skipped": 0,
         "total_errors": 0,
+        "total_not_copied": 0,
     }
     assert body[1]["total_copied"] == 10 and body[1]["total_skipped"] == 2 and body[1]["total_errors"] == 1
+    assert body[1]["total_not_copied"] == 1
     assert body[1]["finished_at"].endswith("Z")
 
 

@@ -205,6 +205,7 @@ def test_progress_is_the_same_percent_in_the_list_and_on_the_task_page(admin_cli
         total_messages=100,
         copied=40,
         errors=10,
+        not_copied_messages=10,  # each failed message is counted not copied (issue 11 case 10)
     )
     listed = admin_client.get(reverse("tasks:list")).content.decode()
     page = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()

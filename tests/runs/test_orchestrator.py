@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from runs import orchestrator, q2
-from runs.engine.types import AccountResult, MessageError, Outcome
+from runs.engine.types import AccountResult, MessageError, NotCopied, Outcome
 from runs.models import AccountRun, Run
 from tasks import slots
 from tasks.models import Account, ConnectionSlot, ScheduleInterval, Task
@@ -160,16 +160,26 @@ def test_the_last_account_to_finish_finalises_the_run(make_task, pushed):
     errors = [MessageError(folder="INBOX", uid=7, size=10, subject="s", reason="NO too big")]
     assert _finish(
         b,
-        AccountResult(outcome=Outcome.DONE, copied=3, errors=1, bytes=300, message_errors=errors),
+        AccountResult(
+            outcome=Outcome.DONE,
+            copied=3,
+            errors=1,
+            bytes=300,
+            message_errors=errors,
+            source_messages=4,
+            not_copied={NotCopied.REFUSED: 1},
+        ),
     )
     run.refresh_from_db()
     task.refresh_from_db()
     assert run.status == Run.Status.DONE
     assert (run.copied, run.skipped, run.errors, run.bytes) == (8, 1, 1, 800)
     assert run.finished_at is not None
-    assert run.reason == "1 messages could not be copied"
+    assert run.reason == "1 message not copied" and run.not_copied == 1
     assert task.status == Task.Status.DONE
     stored = AccountRun.objects.get(pk=b.pk)
+    assert (stored.source_messages, stored.not_copied) == (4, {"refused by the destination": 1})
+    assert stored.not_copied_messages == 1
     assert stored.message_errors == [
         {
             "folder": "INBOX",
@@ -178,6 +188,7 @@ def test_the_last_account_to_finish_finalises_the_run(make_task, pushed):
             "subject": "s",
             "reason": "NO too big",
             "permanent": True,
+            "kind": "refused by the destination",
         }
     ]
 

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from runs.models import AccountRun, Run
-from runs.progress import WAITING_FOR_SLOTS, run_progress
+from runs.progress import WAITING_FOR_SLOTS, run_progress, run_summary
 from tests.support.factories import AccountFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -102,3 +102,137 @@ def test_a_finished_run_is_re_read():
     Run.objects.filter(pk=run.pk).update(status=Run.Status.DONE, copied=3)
     progress = run_progress(run)
     assert progress.run.status == Run.Status.DONE and progress.percent == 100
+
+
+# ------------------------------------------------------------------ the report's summary (issue 11.10)
+
+
+def _folder(source, src, dst, copied, skipped=0, **not_copied):
+    return {
+        "source": source,
+        "destination": source,
+        "source_messages": src,
+        "destination_messages": dst,
+        "copied": copied,
+        "skipped": skipped,
+        "not_copied": not_copied,
+    }
+
+
+def test_summary_claims_completeness_only_when_every_folder_arrived():
+    run = RunFactory(status=Run.Status.DONE)
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        copied=3,
+        skipped=2,
+        source_messages=5,
+        folder_totals=[_folder("INBOX", 4, 4, 2, 2), _folder("Sent", 1, 1, 1)],
+    )
+    summary = run_summary(run)
+    assert summary.complete and (summary.arrived, summary.source_messages) == (5, 5)
+    assert summary.sentence.startswith("Every message was copied or already there")
+
+
+def test_messages_the_destination_stored_altered_count_as_arrived_but_never_as_complete():
+    # Issue 10 item 4: a message Cyrus rewrote (8-bit header bytes to X) landed, but not as it was sent.
+    run = RunFactory(status=Run.Status.DONE)
+    folder = _folder("INBOX", 3, 3, 2)
+    folder["altered"] = 1
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        copied=2,
+        altered=1,
+        source_messages=3,
+        folder_totals=[folder],
+    )
+    summary = run_summary(run)
+    assert (summary.copied, summary.altered, summary.arrived, summary.source_messages) == (2, 1, 3, 3)
+    assert summary.not_copied == {} and not summary.shortfalls
+    assert not summary.complete
+    assert "1 of them stored altered by the destination" in summary.sentence
+
+
+def test_a_folder_left_out_is_counted_as_not_copied_and_the_summary_says_so():
+    # Issue 11 case 10: "3/3 msgs 100%" while a folder of 5 was left out.
+    run = RunFactory(status=Run.Status.DONE)
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        copied=3,
+        total_messages=8,
+        source_messages=8,
+        not_copied={"folder not created": 5},
+        not_copied_messages=5,
+        folder_totals=[_folder("INBOX", 3, 3, 3), _folder("50% off", 5, None, 0, **{"folder not created": 5})],
+    )
+    summary = run_summary(run)
+    assert not summary.complete
+    assert summary.source_messages == summary.arrived + summary.not_copied_total == 8
+    assert summary.sentence == "3 of 8 source messages are at the destination; 5 not copied (5 folder not created)."
+    assert [f.folder for f in summary.shortfalls] == ["50% off"]
+    progress = run_progress(run)
+    assert progress.accounts[0].percent == 37 and progress.percent == 37
+
+
+def test_an_account_whose_login_failed_is_named_mailbox_not_read():
+    run = RunFactory(status=Run.Status.FAILED)
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        copied=2,
+        source_messages=2,
+        folder_totals=[_folder("INBOX", 2, 2, 2)],
+    )
+    _account_run(run, "b@example.org", status=AccountRun.Status.FAILED, errors=1, last_error="login refused")
+    summary = run_summary(run)
+    assert not summary.complete and summary.unread_accounts == ["b@example.org"]
+    assert "mailbox not read for 1 account: b@example.org" in summary.sentence
+
+
+def test_an_interrupted_account_counts_what_it_had_not_reached_as_not_attempted():
+    run = RunFactory(status=Run.Status.FAILED)
+    _account_run(run, "a@example.org", status=AccountRun.Status.FAILED, copied=168, skipped=55, total_messages=300)
+    summary = run_summary(run)
+    assert summary.not_copied == {"not attempted": 77}
+    assert summary.arrived + summary.not_copied_total == summary.source_messages == 300
+
+
+def test_a_finished_account_whose_counts_do_not_add_up_is_never_called_complete():
+    run = RunFactory(status=Run.Status.DONE)
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        copied=168,
+        skipped=55,
+        source_messages=300,
+        folder_totals=[_folder("INBOX", 300, 300, 168, 55)],
+    )
+    summary = run_summary(run)
+    assert not summary.complete and summary.not_copied == {"not accounted for": 77}
+
+
+def test_the_report_page_shows_the_summary_sentence(admin_client):
+    from django.urls import reverse
+
+    run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
+    _account_run(
+        run,
+        "a@example.org",
+        status=AccountRun.Status.DONE,
+        copied=3,
+        source_messages=8,
+        not_copied={"folder not created": 5},
+        not_copied_messages=5,
+        folder_totals=[_folder("INBOX", 3, 3, 3), _folder("50% off", 5, None, 0, **{"folder not created": 5})],
+    )
+    html = admin_client.get(reverse("runs:report", args=[run.pk])).content.decode()
+    assert "Every message was copied" not in html
+    assert "3 of 8 source messages are at the destination; 5 not copied (5 folder not created)." in html
+    assert 'id="folder-shortfalls"' in html and "50% off" in html

@@ -39,6 +39,10 @@ def test_state_round_trips_with_the_pending_appends(claimed):
             highest_modseq=5,
             pending_uids="11:12",
             pending_uidnext=40,
+            destination_server="imap.example.net:993",
+            destination_user="anna",
+            destination_uidvalidity=555,
+            uid_map="1:10=31",
         )
     )
     store.save(
@@ -58,6 +62,10 @@ def test_state_round_trips_with_the_pending_appends(claimed):
         highest_modseq=5,
         pending_uids="11:12",
         pending_uidnext=40,
+        destination_server="imap.example.net:993",
+        destination_user="anna",
+        destination_uidvalidity=555,
+        uid_map="1:10=31",
     )
     assert loaded["Sent"].copied_uids == "3" and loaded["Sent"].pending_uidnext is None
     store.delete("Sent")
@@ -122,3 +130,17 @@ def test_a_store_without_a_claim_writes_as_told(claimed):
         )
     )
     assert FolderState.objects.get(source_folder="INBOX").copied_uids == "1"
+
+
+def test_a_store_that_lost_its_claim_adds_uid_pairs_but_keeps_the_rows_own(claimed):
+    bound = {"destination_server": "h:143", "destination_user": "anna", "destination_uidvalidity": 9}
+    FolderStateFactory(account_id=claimed.account_id, uidvalidity=77, copied_uids="1:3", uid_map="1:3=11", **bound)
+    AccountRun.objects.filter(pk=claimed.pk).update(status=AccountRun.Status.FAILED)
+    store = _store(claimed, [])
+    state = FolderStateData("INBOX", "INBOX", 77, copied_uids="1:5", uid_map="3=99,4:5=14", **bound)
+    store.save(state)
+    row = FolderState.objects.get(account_id=claimed.account_id, source_folder="INBOX")
+    assert (row.copied_uids, row.uid_map) == ("1:5", "1:5=11")
+    # Written for another destination user: its UIDs name other copies, nothing is merged.
+    store.save(FolderStateData("INBOX", "INBOX", 77, copied_uids="1:9", **{**bound, "destination_user": "bob"}))
+    assert FolderState.objects.get(pk=row.pk).copied_uids == "1:5"

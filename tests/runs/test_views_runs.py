@@ -88,6 +88,9 @@ def test_run_report_csv(admin_client):
         account=account,
         status="done",
         copied=3,
+        source_messages=4,
+        not_copied={"refused by the destination": 1},
+        not_copied_messages=1,
         message_errors=[
             {
                 "folder": "INBOX",
@@ -104,6 +107,8 @@ def test_run_report_csv(admin_client):
     assert lines[0].startswith("source_user,destination_user,status,copied")
     assert lines[1].startswith("a@old,")
     assert ',INBOX,9,"Hi, there",10' in lines[2]
+    assert lines[0].endswith(",source_messages,not_copied")
+    assert lines[1].endswith(",4,1 refused by the destination")
     assert "pw-never-shown" not in body
 
 

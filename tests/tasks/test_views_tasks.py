@@ -59,6 +59,32 @@ def test_edit_task(admin_client):
     assert task.name == "new"
 
 
+def test_changing_the_destination_server_asks_for_new_destination_tests(admin_client):
+    # Issue 11 case 11: a test passed against the old server said nothing about the new one.
+    task = TaskFactory()
+    account = AccountFactory(task=task, tested=True)
+    response = admin_client.post(
+        reverse("tasks:edit", args=[task.pk]),
+        {"name": task.name, "source": task.source_id, "destination": EndpointFactory().pk},
+    )
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.source_test_status == Account.TestStatus.OK
+    assert account.destination_test_status == Account.TestStatus.UNTESTED
+    assert account.destination_tested_at is None
+
+
+def test_renaming_a_task_keeps_its_accounts_tested(admin_client):
+    task = TaskFactory()
+    account = AccountFactory(task=task, tested=True)
+    admin_client.post(
+        reverse("tasks:edit", args=[task.pk]),
+        {"name": "renamed", "source": task.source_id, "destination": task.destination_id},
+    )
+    account.refresh_from_db()
+    assert account.tested_ok
+
+
 def test_delete_confirmation_states_what_is_deleted(admin_client):
     task = TaskFactory()
     AccountFactory.create_batch(3, task=task)

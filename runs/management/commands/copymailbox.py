@@ -93,7 +93,7 @@ class ProgressBar:
         self.draw(progress)
 
     def draw(self, progress: Progress) -> None:
-        done = progress.copied + progress.skipped + progress.errors
+        done = progress.copied + progress.skipped + progress.not_copied
         total = max(progress.total_messages, done)
         fraction = done / total if total else 0.0
         filled = int(fraction * 24)
@@ -243,12 +243,16 @@ class Command(BaseCommand):
         )
         if result.reason:
             out.write(f"reason: {result.reason}")
+        out.write(_accounting(result))
         for folder in result.folders:
             target = folder.destination if folder.destination is not None else "(skipped)"
-            out.write(
+            line = (
                 f"  {folder.source} → {target}: {folder.copied} copied, {folder.skipped} already there, "
                 f"{folder.errors} errors"
             )
+            if folder.not_copied:
+                line += ", not copied: " + ", ".join(f"{n} {why}" for why, n in sorted(folder.not_copied.items()))
+            out.write(line)
         for error in result.message_errors:
             out.write(
                 f"  error: {error.folder} UID {error.uid} ({error.size} bytes, {error.subject!r}): {error.reason}"
@@ -256,6 +260,18 @@ class Command(BaseCommand):
         for warning in result.warnings:
             out.write(f"  warning: {warning}")
         out.write(f"state: {state_path}")
+
+
+def _accounting(result: AccountResult) -> str:
+    """Where every source message ended up, in one line (issue 11 case 10)."""
+    if result.source_messages is None:
+        return "source: mailbox not read to the end; the messages it holds are not known"
+    arrived = result.copied + result.skipped
+    text = f"source: {result.source_messages} messages, {arrived} at the destination"
+    if result.not_copied:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(result.not_copied.items()))
+        text += f", {result.not_copied_total} not copied ({reasons})"
+    return text
 
 
 def _default_state_path(mailboxes: dict[str, Mailbox]) -> str:

@@ -45,11 +45,15 @@ def account_line(a: AccountProgress, name_width: int) -> str:
         return f"{name} {_bar(0)}  {a.status}: {a.last_error[:200]}"
     percent = f"{a.percent:3d}%" if a.percent is not None else "  ?%"
     rate = f"{a.rate:6.1f} msg/s" if a.rate is not None else "     - msg/s"
-    line = f"{name} {_bar(a.percent)} {percent} {a.done:>6}/{a.total:<6} msgs {a.megabytes:8.1f} MB {rate}"
+    # While running: messages dealt with; once ended: messages at the destination.
+    count = a.done if a.is_active else a.arrived
+    line = f"{name} {_bar(a.percent)} {percent} {count:>6}/{a.total:<6} msgs {a.megabytes:8.1f} MB {rate}"
     if a.is_active:
         line += f"  ETA {_duration(a.eta_seconds)}  {a.folder}"
     else:
         line += f"  {a.status}"
+        if a.not_copied:
+            line += f", {a.not_copied} not copied"
         if a.errors:
             line += f", {a.errors} errors"
         if a.last_error:
@@ -61,7 +65,7 @@ def summary_line(p: RunProgress) -> str:
     head = (
         f"run {p.run.pk} of {p.run.task.name}: {p.run.status} · "
         f"{p.finished}/{len(p.accounts)} accounts finished · {p.copied} copied · "
-        f"{p.skipped} skipped · {p.errors} errors · {p.megabytes:.1f} MB"
+        f"{p.skipped} skipped · {p.not_copied} not copied · {p.errors} errors · {p.megabytes:.1f} MB"
     )
     if p.run.finished_at:
         seconds = max((p.run.finished_at - p.run.started_at).total_seconds(), 0.001)

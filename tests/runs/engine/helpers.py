@@ -197,3 +197,77 @@ def assert_same_folder(src: IMAPClient, src_folder: str, dst: IMAPClient, dst_fo
         assert twin is not None, f"{src_folder} UID {m.uid}: flags/date differ ({m.flags}, {m.internaldate})"
         candidates.remove(twin)
     return len(source)
+
+
+class ResponseRewriter:
+    """A loopback relay to a real server that rewrites the server's response lines (never literal
+    contents): a server that answers like some product does, everything else real."""
+
+    def __init__(self, target_port: int, rewrite: Callable[[bytes], bytes]) -> None:
+        self.target_port = target_port
+        self.rewrite = rewrite
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> ResponseRewriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump_server, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump_client, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump_client(client: socket.socket, upstream: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                upstream.sendall(data)
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    def _pump_server(self, upstream: socket.socket, client: socket.socket) -> None:
+        buffer = b""
+        skip = 0
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                buffer += data
+                out = []
+                while buffer:
+                    if skip:
+                        taken = min(skip, len(buffer))
+                        out.append(buffer[:taken])
+                        buffer, skip = buffer[taken:], skip - taken
+                        continue
+                    end = buffer.find(b"\r\n")
+                    if end < 0:
+                        break
+                    line, buffer = buffer[:end], buffer[end + 2 :]
+                    match = _LITERAL.search(line)
+                    if match:
+                        skip = int(match.group(1))
+                    out.append(self.rewrite(line) + b"\r\n")
+                client.sendall(b"".join(out))
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_WR)
+
+
+def sizes_short_by(missing: int) -> Callable[[bytes], bytes]:
+    """A rewrite reporting every RFC822.SIZE `missing` bytes short, as one server product does."""
+    pattern = re.compile(rb"RFC822\.SIZE (\d+)")
+    return lambda line: pattern.sub(lambda m: b"RFC822.SIZE %d" % max(0, int(m.group(1)) - missing), line)

@@ -275,7 +275,7 @@ def test_source_gets_only_read_commands_and_keeps_its_flags(imap_server, make_im
         second = copy_account(mailbox, imap_server.mailbox(destination), state=store)
     assert (first.copied, second.copied) == (15, 1)
     allowed = {
-        "CAPABILITY", "LOGIN", "ENABLE", "NAMESPACE", "LIST", "STATUS", "EXAMINE", "UNSELECT",
+        "CAPABILITY", "LOGIN", "ENABLE", "NAMESPACE", "LIST", "LSUB", "STATUS", "EXAMINE", "UNSELECT",
         "UID FETCH", "UID SEARCH", "LOGOUT", "NOOP",
     }  # fmt: skip
     verbs = recorder.verbs()

@@ -156,3 +156,49 @@ def test_copymailbox_refuses_a_malformed_state_file(monkeypatch, tmp_path):
     )
     assert isinstance(error, CommandError) and "not a copy state file" in str(error)
     assert state.read_text() == "garbage"
+
+
+@pytest.mark.imap
+def test_copymailbox_with_a_state_file_for_another_destination_user_copies_everything(
+    imap_server, make_imap_user, tmp_path, monkeypatch
+):
+    # Issue 11 case 11 through the command: the state file was written for another destination user.
+    source, first, second = make_imap_user(), make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(4)])
+    state = tmp_path / "state.json"
+    monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", source.password)
+
+    def copy_to(user):
+        monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", user.password)
+        return run(
+            "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
+            "--destination", f"imap://{user.username}@127.0.0.1:{imap_server.imap_port}",
+            "--state", str(state), "--no-progress",
+        )  # fmt: skip
+
+    assert copy_to(first)[0] is None
+    error, out, _ = copy_to(second)
+    assert error is None, out
+    assert out.startswith("done: 4 copied, 0 already there, 0 errors")
+    assert "source: 4 messages, 4 at the destination" in out
+    assert "destination user changed" in out
+    with imap_server.connect(source) as src, imap_server.connect(second) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 4
+
+
+@pytest.mark.imap
+def test_copymailbox_says_which_messages_were_not_copied_and_why(imap_server, make_imap_user, tmp_path, monkeypatch):
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(2)])
+        fill(client, "Projects", [(make_message(seed=10 + i), [], WHEN) for i in range(5)])
+    monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", source.password)
+    monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
+    error, out, _ = run(
+        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
+        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
+        "--state", str(tmp_path / "s.json"), "--no-progress", "--map", "Projects=~Projects",
+    )  # fmt: skip
+    assert "source: 7 messages, 2 at the destination, 5 not copied (5 folder not created)" in out
+    assert isinstance(error, CommandError) and error.returncode == 1

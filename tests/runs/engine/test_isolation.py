@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from runs.engine import Outcome, copy_account
+from runs.engine import NotCopied, Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.isolation import BLAMED_IN_A_ROW, Isolation, Suspects
 from runs.engine.uidset import UidSet
@@ -60,6 +60,8 @@ def test_an_unreadable_source_message_is_reported_and_the_rest_copied(imap_serve
     [error] = result.message_errors
     assert (error.folder, error.uid) == ("INBOX", 7)
     assert error.size > 0 and "FETCH failed: Internal error" in error.reason
+    # Counted once, by its reason (issue 11 case 10): 11 source messages, 10 copied, 1 unreadable.
+    assert (result.source_messages, result.not_copied) == (11, {NotCopied.UNREADABLE: 1})
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         source_messages = read(src, "INBOX")
         expected = sorted(m.sha256 for m in source_messages if m.uid != 7)
@@ -94,6 +96,7 @@ def test_a_message_that_breaks_the_destination_connection_is_isolated(imap_serve
     [error] = result.message_errors
     assert (error.folder, error.uid, error.subject) == ("INBOX", 2, "the big one")
     assert error.size > 300_000 and "stored at the destination" in error.reason
+    assert (result.source_messages, result.not_copied) == (22, {NotCopied.REFUSED: 1})
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         expected = sorted(m.sha256 for m in read(src, "INBOX") if m.uid != 2)
         assert _uids(dst, "INBOX") == expected  # each of the 21 exactly once

@@ -205,19 +205,9 @@ def test_connection_test_passes(loaded, name):
     assert result.folder_count >= len(corpus())
 
 
-ENGINE_B_UID_MAP = (
-    "engine-b (issue 'No message lost, none misattributed'): without a source->destination UID map, a flag change "
-    "of one of two twins (same Message-ID and size) lands on the other's copy under CONDSTORE, and without CONDSTORE "
-    "every re-run reads the identity headers of every copied message instead of FLAGS alone"
-)
-
-
 @pytest.mark.parametrize(
     ("source_name", "destination_name"),
-    [
-        pytest.param(s, d, id=f"{s}-to-{d}", marks=pytest.mark.xfail(strict=True, reason=ENGINE_B_UID_MAP))
-        for s, d in PAIRS
-    ],
+    [pytest.param(s, d, id=f"{s}-to-{d}") for s, d in PAIRS],
 )
 def test_flag_changes_land_on_the_right_copy_cheaply(loaded, source_name, destination_name):
     source, destination = loaded[source_name], loaded[destination_name]
