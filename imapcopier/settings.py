@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "tasks",
     "runs",
     "scheduling",
+    "apitokens",
 ]
 
 MIDDLEWARE = [

@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("tasks.urls")),
     path("", include("runs.urls")),
     path("", include("scheduling.urls")),
+    path("", include("apitokens.urls")),
 ]
