@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Iterator
 from datetime import datetime
 
 from django.contrib import messages
@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from runs import progress as run_progress_data
 from runs.models import AccountRun, Run
 from tasks.models import Task
+from tasks.spreadsheet import csv_download
 
 # A big run lists only the accounts worth watching (running, failed) in the live panel.
 PANEL_ALL_ACCOUNTS_UP_TO = 50
@@ -124,59 +125,53 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
 def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """One line per account, then one line per message error; no passwords."""
     run = get_object_or_404(Run, pk=pk)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "source_user",
-            "destination_user",
-            "status",
-            "copied",
-            "skipped",
-            "errors",
-            "bytes",
-            "reason",
-            "folder",
-            "uid",
-            "subject",
-            "size",
-        ]
-    )
+    header = [
+        "source_user",
+        "destination_user",
+        "status",
+        "copied",
+        "skipped",
+        "errors",
+        "bytes",
+        "reason",
+        "folder",
+        "uid",
+        "subject",
+        "size",
+    ]
+    return csv_download(f"run-{run.pk}.csv", header, _report_rows(run))
+
+
+def _report_rows(run: Run) -> Iterator[list[object]]:
     account_runs = run.account_runs.select_related("account").order_by("account__source_user")
     for ar in account_runs:
         account = ar.account
-        writer.writerow(
-            [
+        yield [
+            account.source_user,
+            account.destination_user,
+            ar.status,
+            ar.copied,
+            ar.skipped,
+            ar.errors,
+            ar.bytes,
+            ar.last_error,
+            "",
+            "",
+            "",
+            "",
+        ]
+        for error in ar.message_errors or []:
+            yield [
                 account.source_user,
                 account.destination_user,
-                ar.status,
-                ar.copied,
-                ar.skipped,
-                ar.errors,
-                ar.bytes,
-                ar.last_error,
+                "message error",
                 "",
                 "",
                 "",
                 "",
+                error.get("reason", ""),
+                error.get("folder", ""),
+                error.get("uid", ""),
+                error.get("subject", ""),
+                error.get("size", ""),
             ]
-        )
-        for error in ar.message_errors or []:
-            writer.writerow(
-                [
-                    account.source_user,
-                    account.destination_user,
-                    "message error",
-                    "",
-                    "",
-                    "",
-                    "",
-                    error.get("reason", ""),
-                    error.get("folder", ""),
-                    error.get("uid", ""),
-                    error.get("subject", ""),
-                    error.get("size", ""),
-                ]
-            )
-    return response

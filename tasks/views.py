@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 from datetime import datetime, timedelta
 
 from django.contrib import messages
@@ -28,6 +27,7 @@ from tasks.forms import (
 )
 from tasks.models import Account, Endpoint, Task
 from tasks.services_probe import probe_endpoint
+from tasks.spreadsheet import csv_download
 
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
@@ -390,30 +390,24 @@ def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpRespon
 def account_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The account list as CSV, without passwords (the import columns minus the secrets)."""
     task = get_object_or_404(Task, pk=pk)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-accounts.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "source_user",
-            "destination_user",
-            "source_test",
-            "source_message",
-            "destination_test",
-            "destination_message",
-        ]
-    )
     # values_list: the export has no passwords, so it never decrypts them either.
-    for row in task.accounts.values_list(
+    rows = task.accounts.values_list(
         "source_user",
         "destination_user",
         "source_test_status",
         "source_test_message",
         "destination_test_status",
         "destination_test_message",
-    ):
-        writer.writerow(list(row))
-    return response
+    )
+    header = [
+        "source_user",
+        "destination_user",
+        "source_test",
+        "source_message",
+        "destination_test",
+        "destination_message",
+    ]
+    return csv_download(f"task-{task.pk}-accounts.csv", header, rows.iterator())
 
 
 @require_POST
