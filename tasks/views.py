@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, ProtectedError, Q, QuerySet, Subquery, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -318,15 +318,29 @@ def account_page(task: Task, request: HttpRequest) -> dict:
 def account_table(request: HttpRequest, pk: int) -> HttpResponse:
     """The accounts table alone: polled while "Test all" runs."""
     task = get_object_or_404(Task, pk=pk)
+    until = request.GET.get("until", "")
+    since = _aware_time(until) if until else None
+    if until and since is None:
+        return HttpResponseBadRequest(
+            "until must be an ISO 8601 time with its zone, e.g. 2026-12-01T10:00:00+00:00", content_type="text/plain"
+        )
     context = account_page(task, request)
-    context["until"] = request.GET.get("until", "")
-    context["polling"] = bool(context["until"]) and _tests_pending(task, context["until"])
+    context["until"] = until
+    context["polling"] = since is not None and _tests_pending(task, since)
     return render(request, "tasks/_account_table.html", context)
 
 
-def _tests_pending(task: Task, started: str) -> bool:
-    """True while some account of the task has not been tested since `started` (ISO time)."""
-    since = datetime.fromisoformat(started)
+def _aware_time(text: str) -> datetime | None:
+    """`text` as an ISO 8601 time with a zone, or None when it is malformed or has no zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _tests_pending(task: Task, since: datetime) -> bool:
+    """True while some account of the task has not been tested since `since`."""
     if timezone.now() - since > timedelta(minutes=10):
         return False  # give up polling; a reload shows whatever was recorded
     return task.accounts.filter(
