@@ -65,10 +65,11 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "tasks",
+    # Before django_q: runs' `qcluster` command (django-q2's, plus runs/lifeline.py) takes precedence.
+    "runs",
     "django_q",
     "axes",
-    "tasks",
-    "runs",
     "scheduling",
     "apitokens",
 ]

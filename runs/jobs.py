@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from runs import orchestrator, slots
+from runs import lifeline, orchestrator, slots
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
 from runs.progress import WAITING_FOR_SLOTS
@@ -298,7 +298,9 @@ def copy_account_job(account_run_id: int) -> None:
             slots.release(holder)
     if result.outcome == Outcome.CANCELLED and not monitor.cancelled.is_set():
         # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
-        if monitor.terminated.is_set():
+        if monitor.terminated.is_set() and lifeline.main_gone():
+            why = "the cluster's main process died, so its workers stopped"
+        elif monitor.terminated.is_set():
             why = "the worker was stopped (SIGTERM)"
         elif monitor.timed_out.is_set():
             why = f"the copy reached the job time limit ({time_limit_seconds() / 3600:.1f} h)"
