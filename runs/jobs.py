@@ -299,11 +299,11 @@ def copy_account_job(account_run_id: int) -> None:
     if result.outcome == Outcome.CANCELLED and not monitor.cancelled.is_set():
         # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
         if monitor.terminated.is_set() and lifeline.main_gone():
-            why = "the cluster's main process died, so its workers stopped"
+            why = orchestrator.MAIN_PROCESS_DIED
         elif monitor.terminated.is_set():
-            why = "the worker was stopped (SIGTERM)"
+            why = orchestrator.STOPPED_BY_SIGTERM
         elif monitor.timed_out.is_set():
-            why = f"the copy reached the job time limit ({time_limit_seconds() / 3600:.1f} h)"
+            why = f"{orchestrator.TIME_LIMIT_REACHED} ({time_limit_seconds() / 3600:.1f} h)"
         else:
             why = None
         if why:

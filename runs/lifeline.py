@@ -12,8 +12,8 @@ restart two clusters share the queue. Nothing in django-q2 watches for that, so 
   queue, a copy in flight stops after its batch and is recorded interrupted (runs/jobs.py), and the
   sentinel exits once its workers have;
 - in a worker, pusher or monitor, the watcher notes that the main process is gone (main_gone(), so a
-  job can say why it stopped), and if its own parent dies too it sends itself SIGTERM each second:
-  a copy in flight takes that as a stop after its batch, and an idle process ends.
+  job can say why it stopped), and if its own parent (the sentinel) dies it sends itself SIGTERM each
+  second: a copy in flight takes that as a stop after its batch, and an idle process ends.
 
 Linux-specific where it reads /proc; elsewhere only the sentinel's own check works.
 """
@@ -68,6 +68,16 @@ def parent_of(pid: int) -> int | None:
     return int(fields[1]) if len(fields) > 1 else None
 
 
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet waited for, does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] != "Z"
+
+
 def _watch_as_sentinel(main_pid: int, _parent: int) -> None:
     stop = threading.Event()
     while not stop.wait(CHECK_SECONDS):
@@ -93,7 +103,8 @@ def _watch_as_descendant(main_pid: int, parent: int) -> None:
         if os.getppid() != parent:
             # The sentinel itself is gone: nobody will stop this process, so it stops itself. A copy
             # in flight turns SIGTERM into "stop after this batch"; an idle process just ends.
-            _main_gone.set()
+            if not _alive(main_pid):
+                _main_gone.set()
             os.kill(os.getpid(), signal.SIGTERM)
         elif not _main_gone.is_set() and parent_of(parent) not in (main_pid, None):
             _main_gone.set()  # the sentinel will stop the cluster; jobs can now say why

@@ -42,6 +42,21 @@ LOST_JOB_GRACE_SECONDS = 600
 # The first word of the reason of a reaped account run and of its run. scheduling.breaker reads it:
 # an interrupted run is resumed by the next run, it does not trip the breaker.
 INTERRUPTED = "interrupted"
+# Why an account run was interrupted, as its reason says it (after "interrupted: "), and as its run's
+# reason sums it up. One home for both, so the run can say what happened: a clean stop (SIGTERM) is
+# not a dead worker.
+STOPPED_BY_SIGTERM = "the worker was stopped (SIGTERM)"
+MAIN_PROCESS_DIED = "the cluster's main process died, so its workers stopped"
+TIME_LIMIT_REACHED = "the copy reached the job time limit"
+WORKER_SILENT = "stopped answering"  # the reaper: "the worker <id> stopped answering since <time>"
+JOB_LOST = "the job queue lost this account's job twice"
+INTERRUPTION_CAUSES = {
+    STOPPED_BY_SIGTERM: "stopped cleanly with their worker (SIGTERM)",
+    MAIN_PROCESS_DIED: "stopped because their cluster's main process died",
+    TIME_LIMIT_REACHED: "reached the job time limit",
+    WORKER_SILENT: "lost their worker (it died or hung: no heartbeat)",
+    JOB_LOST: "never started: the job queue lost their jobs",
+}
 
 MAX_STORED_MESSAGE_ERRORS = 1000
 MAX_STORED_WARNINGS = 200
@@ -308,6 +323,14 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
                 last_error__startswith=INTERRUPTED,
             ),
         ),
+        **{
+            f"cause_{n}": Count(
+                "pk",
+                filter=Q(status=AccountRun.Status.FAILED, last_error__startswith=INTERRUPTED)
+                & Q(last_error__contains=marker),
+            )
+            for n, marker in enumerate(INTERRUPTION_CAUSES)
+        },
     )
     for key in ("copied", "skipped", "errors", "bytes"):
         setattr(run, key, totals[key] or 0)
@@ -365,10 +388,18 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
     if cancelled:
         return Run.Status.CANCELLED, "cancelled by the operator"
     if interrupted:
+        causes = [
+            f"{totals[f'cause_{n}']} {phrase}"
+            for n, phrase in enumerate(INTERRUPTION_CAUSES.values())
+            if totals[f"cause_{n}"]
+        ]
+        other = interrupted - sum(totals[f"cause_{n}"] for n in range(len(INTERRUPTION_CAUSES)))
+        if other:
+            causes.append(f"{other} for another reason")
         return (
             Run.Status.FAILED,
             f"{INTERRUPTED}: {interrupted} of {accounts} accounts stopped without finishing "
-            "(a worker died or the job queue lost the job); run the task again to resume",
+            f"({', '.join(causes)}); run the task again to resume",
         )
     if failed:
         detail = "; ".join(f"{user}: {error}" for user, error in failures)
@@ -416,7 +447,7 @@ def reap_stale(now: datetime) -> int:
     ):
         since = f" since {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if heartbeat_at else ""
         reason = (
-            f"{INTERRUPTED}: the worker {worker or '(unknown)'} stopped answering{since}; run the task again to resume"
+            f"{INTERRUPTED}: the worker {worker or '(unknown)'} {WORKER_SILENT}{since}; run the task again to resume"
         )
         if _fail_account_run(pk, run_id, now, reason, attempt=attempt):
             reaped += 1
@@ -495,10 +526,7 @@ def _reap_lost_jobs(now: datetime) -> int:
                 logger.warning("account run %s: its job is not in the queue, enqueued again", pk)
                 push_jobs([pk])
         elif not busy:
-            reason = (
-                f"{INTERRUPTED}: the job queue lost this account's job twice; is "
-                "`manage.py qcluster` running? Run the task again to resume"
-            )
+            reason = f"{INTERRUPTED}: {JOB_LOST}; is `manage.py qcluster` running? Run the task again to resume"
             if _fail_account_run(pk, run_id, now, reason):
                 failed += 1
                 logger.warning("account run %s failed: %s", pk, reason)

@@ -54,7 +54,11 @@ def test_sigkill_of_the_main_process_stops_its_workers_and_the_run_resumes(imap_
             assert 0 < ar.copied < MESSAGES
             assert FolderState.objects.filter(account_id=ar.account_id).exclude(copied_uids="").exists()
         run.refresh_from_db()
-        assert run.status == Run.Status.FAILED and run.reason.startswith("interrupted"), run.reason
+        assert run.status == Run.Status.FAILED
+        assert run.reason == (
+            "interrupted: 2 of 2 accounts stopped without finishing "
+            "(2 stopped because their cluster's main process died); run the task again to resume"
+        )
 
         # A new cluster resumes: every message exactly once.
         proxy.delay = 0

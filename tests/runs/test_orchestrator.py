@@ -313,7 +313,10 @@ def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(make_tas
     assert a.status == AccountRun.Status.FAILED
     assert a.last_error.startswith("interrupted: the worker test:1 stopped answering since ")
     assert run.status == Run.Status.FAILED and run.finished_at == later
-    assert run.reason.startswith("interrupted: 1 of 2 accounts stopped without finishing")
+    assert run.reason == (
+        "interrupted: 1 of 2 accounts stopped without finishing "
+        "(1 lost their worker (it died or hung: no heartbeat)); run the task again to resume"
+    )
     assert run.errors == 2 and run.copied == 13
     assert task.status == Task.Status.FAILED
     # Interrupted, not judged: the breaker stays put even though the run counted errors.
@@ -346,6 +349,10 @@ def test_reap_re_enqueues_a_lost_job_once_then_fails_it(make_task, pushed):
     assert "the job queue lost this account's job twice" in ar.last_error
     assert ar.last_error.startswith("interrupted")
     assert run.status == Run.Status.FAILED
+    assert run.reason == (
+        "interrupted: 1 of 1 accounts stopped without finishing "
+        "(1 never started: the job queue lost their jobs); run the task again to resume"
+    )
     assert Task.objects.get(pk=task.pk).status == Task.Status.FAILED
 
 
