@@ -138,23 +138,3 @@ class FolderState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.source_folder}"
-
-
-class ConnectionSlot(models.Model):
-    """One of an endpoint's `max_connections`, leased by a copy job or a connection test.
-
-    A free slot has an empty holder or an expired lease: a killed worker's slots free themselves.
-    """
-
-    endpoint = models.ForeignKey("tasks.Endpoint", on_delete=models.CASCADE, related_name="connection_slots")
-    number = models.PositiveSmallIntegerField()
-    holder = models.CharField(max_length=100, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["endpoint", "number"]
-        constraints = [models.UniqueConstraint(fields=["endpoint", "number"], name="connection_slot_unique")]
-        indexes = [models.Index(fields=["holder"], name="connection_slot_holder")]
-
-    def __str__(self) -> str:
-        return f"slot {self.number} of endpoint {self.endpoint_id}"

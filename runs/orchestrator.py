@@ -25,14 +25,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from runs import slots
+from runs import q2
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
+from scheduling import breaker  # the one call up the layers: see _after_run
+from tasks import slots
 from tasks.models import Account, Task
 
 logger = logging.getLogger(__name__)
-
-JOB_FUNC = "runs.jobs.copy_account_job"
 
 # A running account run whose heartbeat is older than this is considered dead. Jobs beat about
 # once a second, so this only needs to cover a stalled database or a long GC pause.
@@ -154,28 +154,14 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     return run
 
 
-def copy_queue() -> str:
-    """The django-q2 queue copy jobs go to: the main cluster's, whoever enqueues (the web, the tick)."""
-    from django_q.conf import Conf
-
-    return Conf.PREFIX
-
-
 def push_jobs(account_run_ids: Iterable[int]) -> None:
     """Hand one job per account run to the broker: ids only, never a password.
 
     A push that fails is logged and left to reap_stale, which re-enqueues lost jobs.
     """
-    from django_q.tasks import async_task
-
     for pk in account_run_ids:
         try:
-            async_task(
-                JOB_FUNC,
-                pk,
-                task_name=f"copy account run {pk}",
-                cluster=copy_queue(),
-            )
+            q2.enqueue(q2.COPY_ACCOUNT_JOB, pk, task_name=f"copy account run {pk}")
         except Exception:
             logger.exception("could not enqueue account run %s; the reaper will retry", pk)
 
@@ -414,13 +400,15 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
 
 
 def _after_run(run: Run) -> None:
-    # The breaker commits with the run's final state (PITFALLS.md §4.4). A bug in it must not keep
-    # the run running forever, so it runs in a savepoint and its failure is logged.
-    from scheduling.breaker import after_run
-
+    # The one import up the layers (runs -> scheduling), kept as an explicit call rather than a registered
+    # hook: the breaker must run inside the transaction that finalises the run, so the run's final state
+    # and the switched-off schedule commit together or not at all, and a reader of this function sees that
+    # it happens. A hook (a signal) would hide both. The import contract (pyproject.toml) allows this one
+    # import and no other. A bug in the breaker must not keep the run running forever, so it runs in a
+    # savepoint and its failure is logged.
     try:
         with transaction.atomic():
-            after_run(run)
+            breaker.after_run(run)
     except Exception:
         logger.exception("breaker failed after run %s", run.pk)
 
@@ -507,7 +495,7 @@ def _reap_lost_jobs(now: datetime) -> int:
     )
     if not candidates:
         return 0
-    pending = pending_job_ids()
+    pending = q2.pending_job_ids()
     if pending is None:
         return 0  # the broker cannot be read: decide nothing
     # With Redis, a worker may hold a few jobs it has popped but not started (waiting for a free
@@ -531,43 +519,6 @@ def _reap_lost_jobs(now: datetime) -> int:
                 failed += 1
                 logger.warning("account run %s failed: %s", pk, reason)
     return failed
-
-
-def pending_job_ids() -> set[int] | None:
-    """Account run ids whose copy job is in the broker (waiting or, with the ORM broker, taken).
-
-    None when the broker cannot be inspected.
-    """
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.brokers.redis_broker import Redis
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-    from django_q.signing import SignedPackage
-
-    broker = get_broker(copy_queue())
-    try:
-        if isinstance(broker, ORM):
-            payloads = list(OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key).values_list("payload", flat=True))
-        elif isinstance(broker, Redis):
-            payloads = broker.connection.lrange(broker.list_key, 0, -1)
-        else:
-            return None
-    except Exception:
-        logger.exception("cannot read the job queue")
-        return None
-    ids: set[int] = set()
-    for payload in payloads:
-        try:
-            package = SignedPackage.loads(payload)
-        except Exception:
-            continue
-        if package.get("func") == JOB_FUNC and package.get("args"):
-            try:
-                ids.add(int(package["args"][0]))
-            except (TypeError, ValueError):
-                continue
-    return ids
 
 
 def _free_orphan_tasks() -> None:

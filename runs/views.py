@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from runs import orchestrator
 from runs import progress as run_progress_data
 from runs.models import AccountRun, Run
 from tasks.models import Task
@@ -51,8 +52,6 @@ def run_panel_context(task: Task, now: datetime) -> dict:
 @login_required
 def run_start(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    from runs import orchestrator
-
     try:
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     except orchestrator.RunRefused as exc:
@@ -66,8 +65,6 @@ def run_start(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    from runs import orchestrator
-
     if not run.is_running:
         messages.info(request, "This run has already ended.")
     else:

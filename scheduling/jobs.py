@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from scheduling.models import Ticker
+
 TICK_FUNC = "scheduling.jobs.tick_job"
 # Schedule name -> offset within the minute.
 TICK_SCHEDULES = {
@@ -30,7 +32,8 @@ def control_cluster() -> str:
 
 def tick_job() -> str:
     """Run one tick at the current time. Returns a one-line summary (stored as the job's result)."""
-    # Imported here, not at the top: the data migration imports this module.
+    # Imported here, not at the top: the data migration imports this module, and the ticker pulls in
+    # runs and django-q2, which a migration must not depend on.
     from scheduling.ticker import tick
 
     now = timezone.now()
@@ -45,8 +48,6 @@ def tick_job() -> str:
 
 def record_tick(now: datetime, summary: str = "") -> None:
     """Remember when the tick last ran (the schedule panel warns when it stops)."""
-    from scheduling.models import Ticker
-
     if not Ticker.objects.filter(pk=1).update(last_tick_at=now, last_result=summary):
         try:
             with transaction.atomic():
@@ -57,8 +58,6 @@ def record_tick(now: datetime, summary: str = "") -> None:
 
 def last_tick_at() -> datetime | None:
     """When the scheduler tick last ran, or None if it never has."""
-    from scheduling.models import Ticker
-
     return Ticker.objects.filter(pk=1).values_list("last_tick_at", flat=True).first()
 
 

@@ -201,3 +201,26 @@ class Account(models.Model):
     @property
     def tested_ok(self) -> bool:
         return self.source_test_status == self.TestStatus.OK and self.destination_test_status == self.TestStatus.OK
+
+
+class ConnectionSlot(models.Model):
+    """One of an endpoint's `max_connections`, leased by a copy job or a connection test.
+
+    A free slot has an empty holder or an expired lease: a killed worker's slots free themselves.
+    """
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="connection_slots")
+    number = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # The table was created by the runs app, where the model lived first; the slots moved here so the
+        # connection tests (this app) can take them without importing runs.
+        db_table = "runs_connectionslot"
+        ordering = ["endpoint", "number"]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "number"], name="connection_slot_unique")]
+        indexes = [models.Index(fields=["holder"], name="connection_slot_holder")]
+
+    def __str__(self) -> str:
+        return f"slot {self.number} of endpoint {self.endpoint_id}"

@@ -11,7 +11,9 @@ import logging
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from runs import engine
 from runs.engine.types import ConnectionTestResult, ErrorKind, Mailbox
+from tasks import slots
 from tasks.models import Account, Endpoint, Task
 
 logger = logging.getLogger(__name__)
@@ -49,9 +51,6 @@ def check_login(
     slot_wait_seconds: float | None = None,
 ) -> ConnectionTestResult:
     """LOGIN and LIST on one server, inside one of the endpoint's connection slots."""
-    from runs import slots
-    from runs.engine import test_connection
-
     if slot_wait_seconds is None:
         slot_wait_seconds = TEST_SLOT_WAIT_SECONDS
 
@@ -75,7 +74,7 @@ def check_login(
             ),
         )
     try:
-        return test_connection(mailbox_for(endpoint, username, password))
+        return engine.test_connection(mailbox_for(endpoint, username, password))
     finally:
         slots.release(holder)
 
@@ -121,26 +120,12 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
     )
 
 
-def test_accounts(task: Task, *, background: bool = False) -> int:
-    """Test every account of the task; returns how many.
+def test_accounts(task: Task) -> int:
+    """Test every account of the task, one after the other, here and now; returns how many.
 
-    With background=True, one django-q2 job per account is enqueued (ids only) and this returns at
-    once; the rows show the results as the jobs store them.
+    The pages' "Test all" runs the same test in the background instead: runs.jobs.enqueue_account_tests.
     """
     ids = list(task.accounts.order_by("source_user").values_list("pk", flat=True))
-    if background:
-        from django_q.tasks import async_task
-
-        from runs.orchestrator import copy_queue
-
-        for pk in ids:
-            async_task(
-                "runs.jobs.test_account_job",
-                pk,
-                task_name=f"test account {pk}",
-                cluster=copy_queue(),
-            )
-        return len(ids)
     for pk in ids:
         test_account(Account(pk=pk))
     return len(ids)

@@ -19,7 +19,7 @@ from apitokens.models import ApiToken, digest
 from apitokens.services import create_token
 from runs.models import Run
 from tasks.models import Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

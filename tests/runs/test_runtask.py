@@ -10,8 +10,8 @@ from django.db import connections
 from runs import jobs, orchestrator
 from runs.models import AccountRun, Run
 from tasks.models import Account
-from tests.factories import TaskFactory
 from tests.runs.conftest import fill_user
+from tests.support.factories import TaskFactory
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from django.utils import timezone
 from runs.models import AccountRun, Run
 from scheduling.breaker import after_run, should_break
 from tasks.models import Task
-from tests.factories import AccountRunFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountRunFactory, RunFactory, TaskFactory
 
 S, M = Run.Trigger.SCHEDULED, Run.Trigger.MANUAL
 

@@ -15,7 +15,7 @@ from runs.models import AccountRun, Run
 from scheduling.services import next_run_for, set_schedule
 from scheduling.ticker import tick
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 
 def scheduled_task(*, enabled_at, interval=3600, accounts=2, **kwargs) -> Task:

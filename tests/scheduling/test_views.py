@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from runs.models import Run
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}

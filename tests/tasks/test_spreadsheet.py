@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from tasks.csv_import import parse_accounts_csv
 from tasks.spreadsheet import neutralise, restore
-from tests.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
 
 PAYLOADS = [
     "=cmd|' /C calc'!A0",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.production.conftest import process_tree
+from tests.e2e.conftest import process_tree
 
 pytestmark = pytest.mark.cluster
 

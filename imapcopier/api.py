@@ -1,4 +1,4 @@
-"""JSON API for tasks (DESIGN.md, "JSON API"), and the plumbing every api.py shares.
+"""The JSON API: tasks, their schedules and runs, and the plumbing its views share.
 
 Authentication (apitokens.auth): an API token for scripts (`Authorization: Bearer <token>`, no CSRF token
 needed), or the browser's session, whose state-changing requests need the CSRF token and are refused when
@@ -25,6 +25,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apitokens.auth import BEARER_CHALLENGE, bearer_token, foreign_origin
 from apitokens.services import user_for_token
+from runs import orchestrator
+from runs.models import Run
 from scheduling.services import (
     ScheduleRefused,
     is_preset,
@@ -249,3 +251,25 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
 def task_runs(request: HttpRequest, pk: int) -> HttpResponse:
     get_or_404(Task.objects.all(), pk, "task")
     return JsonResponse([run_json(r) for r in runs_newest_first(pk)], safe=False)
+
+
+@api_view("POST")
+def task_run(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start a manual run of the task: 202 {"run_id": N}, or 409 with the reason it cannot start."""
+    get_or_404(Task.objects.all(), pk, "task")
+    try:
+        run = orchestrator.start_run(pk, trigger=Run.Trigger.MANUAL)
+    except orchestrator.RunRefused as refusal:
+        raise ApiError(409, str(refusal)) from None
+    except Task.DoesNotExist:
+        raise ApiError(404, f"task {pk} not found") from None
+    return JsonResponse({"run_id": run.pk}, status=202)
+
+
+@api_view("POST")
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask a running run to stop: 202; the run ends `cancelled` once its jobs have stopped."""
+    get_or_404(Run.objects.all(), pk, "run")
+    if not orchestrator.cancel_run(pk):
+        raise ApiError(409, f"run {pk} is not running")
+    return JsonResponse({"run_id": pk}, status=202)

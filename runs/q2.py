@@ -1,0 +1,112 @@
+"""The one module that talks to django-q2: the queue copy jobs go to, and handing a job to the broker.
+
+Jobs are named by the dotted path of their function (django-q2 stores the name in the broker and imports
+it in the worker); the names are the constants below, so a rename shows up here and in the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from django_q import brokers as q2_brokers
+from django_q import tasks as q2_tasks
+from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
+from django_q.cluster import Sentinel
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+logger = logging.getLogger(__name__)
+
+# django-q2 entry points (runs/jobs.py), as django-q2 stores them in the broker.
+COPY_ACCOUNT_JOB = "runs.jobs.copy_account_job"
+TEST_ACCOUNT_JOB = "runs.jobs.test_account_job"
+
+
+def copy_queue() -> str:
+    """The django-q2 queue copy and test jobs go to: the main cluster's, whoever enqueues (the web, the tick)."""
+    return Conf.PREFIX
+
+
+def enqueue(job: str, *args: int, task_name: str) -> None:
+    """Hand one job to the copy queue's broker: `args` are ids, never a password.
+
+    Raises whatever the broker raises when it cannot take the job (callers decide what that means).
+    """
+    # Looked up on the module at call time, so a test can replace django_q.tasks.async_task.
+    q2_tasks.async_task(job, *args, task_name=task_name, cluster=copy_queue())
+
+
+def pending_job_ids() -> set[int] | None:
+    """Account run ids whose copy job is in the broker (waiting or, with the ORM broker, taken).
+
+    None when the broker cannot be inspected.
+    """
+    broker = q2_brokers.get_broker(copy_queue())
+    try:
+        if isinstance(broker, ORM):
+            payloads = list(OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key).values_list("payload", flat=True))
+        elif isinstance(broker, Redis):
+            payloads = broker.connection.lrange(broker.list_key, 0, -1)
+        else:
+            return None
+    except Exception:
+        logger.exception("cannot read the job queue")
+        return None
+    ids: set[int] = set()
+    for payload in payloads:
+        try:
+            package = SignedPackage.loads(payload)
+        except Exception:
+            continue
+        if package.get("func") == COPY_ACCOUNT_JOB and package.get("args"):
+            try:
+                ids.add(int(package["args"][0]))
+            except (TypeError, ValueError):
+                continue
+    return ids
+
+
+_cluster_stop: tuple[int, object | None] | None = None  # (pid, the cluster's stop event) once looked up
+
+
+def cluster_stop_event() -> object | None:
+    """The stop event of the django-q2 cluster this process works for, or None outside a cluster.
+
+    A worker is forked from the cluster's sentinel, so the Sentinel object is on the call stack this
+    process inherited. Its stop event is set when the cluster's main process gets SIGTERM or SIGINT;
+    the sentinel then waits for its workers to finish their jobs, however long they take.
+    """
+    global _cluster_stop
+    if _cluster_stop is None or _cluster_stop[0] != os.getpid():
+        event = None
+        try:
+            frame = sys._getframe(1)
+            while frame is not None and event is None:
+                candidate = frame.f_locals.get("self")
+                if isinstance(candidate, Sentinel):
+                    event = candidate.stop_event
+                frame = frame.f_back
+        except Exception:
+            logger.exception("cannot find the cluster's stop event")
+        _cluster_stop = (os.getpid(), event)
+    return _cluster_stop[1]
+
+
+def _is_set_without_waiting(event: object) -> bool:
+    # multiprocessing.Event.is_set() takes the event's lock, which a sentinel killed while waiting on
+    # the event holds for ever (a process manager signalling the whole group); the count of its
+    # semaphore answers without that lock.
+    try:
+        return event._flag.get_value() > 0  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def cluster_stopping() -> bool:
+    """True when the django-q2 cluster this worker process belongs to was told to stop (False outside one)."""
+    event = cluster_stop_event()
+    return event is not None and _is_set_without_waiting(event)
