@@ -352,11 +352,31 @@ def test_account_job(account_id: int) -> None:
 
 
 def enqueue_account_tests(task: Task) -> int:
-    """Test every account of the task in the background: one test_account_job per account; returns how many.
+    """Test every account of the task in the background; returns how many accounts it has.
 
-    Returns at once; the account rows show the results as the jobs store them. Only ids go to the broker.
+    Returns at once: one fan-out job (fan_out_tests_job) enqueues a test_account_job per account, so
+    "Test all" on 1,000 accounts does not wait for 1,000 enqueues. The account rows show the results
+    as the jobs store them; the caller keeps the time it asked (its `until`) to see which are done.
     """
-    ids = list(task.accounts.order_by("source_user").values_list("pk", flat=True))
-    for pk in ids:
-        q2.enqueue(q2.TEST_ACCOUNT_JOB, pk, task_name=f"test account {pk}")
-    return len(ids)
+    q2.enqueue(q2.FAN_OUT_TESTS_JOB, task.pk, task_name=f"test the accounts of task {task.pk}")
+    return task.accounts.count()
+
+
+def fan_out_tests_job(task_id: int) -> None:
+    """Enqueue one test_account_job per account of the task (ids only). Never raises."""
+    try:
+        ids = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
+        for pk in ids:
+            q2.enqueue(q2.TEST_ACCOUNT_JOB, pk, task_name=f"test account {pk}")
+    except Exception:
+        logger.exception("task %s: could not enqueue its account tests", task_id)
+
+
+def fan_out_run_job(run_id: int) -> None:
+    """Enqueue the copy jobs of a run that start_run recorded (orchestrator.fan_out). Never raises: an
+    account run left unqueued is enqueued by the reaper."""
+    try:
+        count = orchestrator.fan_out(run_id)
+        logger.info("run %s: %s copy jobs enqueued", run_id, count)
+    except Exception:
+        logger.exception("run %s: could not enqueue its copy jobs; the reaper will", run_id)

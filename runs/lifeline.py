@@ -27,6 +27,8 @@ import sys
 import threading
 from pathlib import Path
 
+from runs import q2
+
 logger = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
@@ -112,12 +114,4 @@ def _watch_as_descendant(main_pid: int, parent: int) -> None:
 
 def _sentinel_stop_event() -> object | None:
     """The stop event of the Sentinel running on this process's main thread, or None."""
-    from django_q.cluster import Sentinel
-
-    frame = sys._current_frames().get(threading.main_thread().ident)
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, Sentinel):
-            return candidate.stop_event
-        frame = frame.f_back
-    return None
+    return q2.sentinel_stop_event_in(sys._current_frames().get(threading.main_thread().ident))

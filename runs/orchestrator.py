@@ -58,6 +58,9 @@ INTERRUPTION_CAUSES = {
     JOB_LOST: "never started: the job queue lost their jobs",
 }
 
+# Account runs created, marked and pushed per round by start_run and fan_out.
+FAN_OUT_BATCH = 500
+
 MAX_STORED_MESSAGE_ERRORS = 1000
 MAX_STORED_WARNINGS = 200
 
@@ -131,27 +134,63 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
         except IntegrityError:
             # The task row said "not running" but a running Run exists (the constraint caught it).
             raise TaskAlreadyRunning(task_id) from None
-        account_runs = AccountRun.objects.bulk_create(
-            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk, *_ in accounts
+        # enqueued_at/enqueues count the fan-out job's hand-over: the reaper's clock starts now.
+        AccountRun.objects.bulk_create(
+            (AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk, *_ in accounts),
+            batch_size=FAN_OUT_BATCH,
         )
-        ids = [ar.pk for ar in account_runs]
-        # Enqueue only after commit, so workers can see the rows.
-        transaction.on_commit(lambda: push_jobs(ids))
+        # After commit, so the job sees the rows. One job, however many accounts: the request that
+        # starts a run of 1,000 accounts answers at once, not after 1,000 enqueues.
+        run_id = run.pk
+        transaction.on_commit(lambda: push_fan_out(run_id))
     logger.info(
         "run %s of task %s started (%s, %s accounts)",
         run.pk,
         task_id,
         trigger,
-        len(ids),
+        len(accounts),
         extra={
             "event": "run.started",
             "run_id": run.pk,
             "task_id": task_id,
             "trigger": str(trigger),
-            "accounts": len(ids),
+            "accounts": len(accounts),
         },
     )
     return run
+
+
+def push_fan_out(run_id: int) -> None:
+    """Hand the run's fan-out job (runs.jobs.fan_out_run_job) to the broker.
+
+    A push that fails is logged: the reaper enqueues account runs that were never enqueued once
+    LOST_JOB_GRACE_SECONDS have passed, so the run still starts.
+    """
+    try:
+        q2.enqueue(q2.FAN_OUT_RUN_JOB, run_id, task_name=f"start run {run_id}")
+    except Exception:
+        logger.exception("could not enqueue the start of run %s; the reaper will enqueue its accounts", run_id)
+
+
+def fan_out(run_id: int) -> int:
+    """Enqueue the copy job of every account run of the run still queued; returns how many.
+
+    Called by runs.jobs.fan_out_run_job, in a worker. Account runs cancelled or already taken
+    meanwhile are skipped; a job pushed twice (a second delivery of the fan-out job, or the reaper
+    after a fan-out that waited too long) does nothing the second time (claim_account_run).
+    """
+    pushed, after = 0, 0
+    while True:
+        batch = list(
+            AccountRun.objects.filter(run_id=run_id, status=AccountRun.Status.QUEUED, pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:FAN_OUT_BATCH]
+        )
+        if not batch:
+            return pushed
+        push_jobs(batch)
+        pushed += len(batch)
+        after = batch[-1]
 
 
 def push_jobs(account_run_ids: Iterable[int]) -> None:
@@ -496,7 +535,8 @@ def _reap_lost_jobs(now: datetime) -> int:
     if not candidates:
         return 0
     pending = q2.pending_job_ids()
-    if pending is None:
+    starting = q2.pending_fan_out_run_ids()
+    if pending is None or starting is None:
         return 0  # the broker cannot be read: decide nothing
     # With Redis, a worker may hold a few jobs it has popped but not started (waiting for a free
     # worker). While some account is being copied, a job missing from the broker may be one of
@@ -504,8 +544,8 @@ def _reap_lost_jobs(now: datetime) -> int:
     busy = AccountRun.objects.filter(status=AccountRun.Status.RUNNING).exists()
     failed = 0
     for pk, run_id, enqueued_at, enqueues in candidates:
-        if pk in pending:
-            continue
+        if pk in pending or run_id in starting:
+            continue  # its job, or its run's fan-out job, is waiting in the broker
         if enqueues < 2:
             again = AccountRun.objects.filter(pk=pk, status=AccountRun.Status.QUEUED, enqueued_at=enqueued_at).update(
                 enqueued_at=now, enqueues=F("enqueues") + 1

@@ -6,6 +6,7 @@ The task list and the task page show runs and schedules too: they are the site's
 from __future__ import annotations
 
 import base64
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, ProtectedError, Q

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from runs.models import AccountRun, FolderState, Run
-from tests.support.faultproxy import FaultProxy
 from tests.e2e.conftest import fill_user, mail_hashes, site_env, wait_until, worker_pid
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 

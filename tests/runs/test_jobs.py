@@ -392,7 +392,10 @@ def test_test_all_in_the_background_enqueues_ids_only():
     accounts = [AccountFactory(task=task) for _ in range(2)]
     with mock.patch("django_q.tasks.async_task") as async_task:
         assert jobs.enqueue_account_tests(task) == 2
-    assert [c.args for c in async_task.call_args_list] == [
+        # The request enqueues one job, whatever the number of accounts; a worker fans out.
+        assert [c.args for c in async_task.call_args_list] == [(q2.FAN_OUT_TESTS_JOB, task.pk)]
+        jobs.fan_out_tests_job(task.pk)
+    assert [c.args for c in async_task.call_args_list[1:]] == [
         (q2.TEST_ACCOUNT_JOB, a.pk) for a in sorted(accounts, key=lambda a: a.source_user)
     ]
     passwords = {a.source_password for a in accounts} | {a.destination_password for a in accounts}

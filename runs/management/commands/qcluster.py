@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_q.management.commands.qcluster import Command as Q2Command
-
-from runs import lifeline
+from runs import lifeline, q2
 
 
-class Command(Q2Command):
+class Command(q2.ClusterCommand):
     help = "Start a django-q2 cluster (copy jobs, or the scheduler tick with Q_CLUSTER_NAME=control)."
 
     def handle(self, *args: Any, **options: Any) -> None:
