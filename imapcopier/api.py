@@ -20,6 +20,7 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
+from django.views import defaults as django_defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
@@ -111,6 +112,31 @@ def api_view(*methods: str) -> Callable[[View], View]:
         return csrf_exempt(login_not_required(never_cache(wrapper)))
 
     return decorate
+
+
+def _under_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: JSON under /api/ (a disallowed Host, a body too large to read), Django's page elsewhere."""
+    if _under_api(request):
+        return error(400, "bad request")
+    return django_defaults.bad_request(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: JSON under /api/, Django's page elsewhere."""
+    if _under_api(request):
+        return error(404, "no such API endpoint")
+    return django_defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: JSON under /api/ (the details are in the log, never in the answer), Django's page elsewhere."""
+    if _under_api(request):
+        return error(500, "internal error")
+    return django_defaults.server_error(request)
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:

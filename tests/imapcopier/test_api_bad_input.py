@@ -86,3 +86,30 @@ def test_bad_page_parameters_are_json_errors(admin_client, query, status, messag
     response = admin_client.get(f"/api/tasks/{task.pk}?{query}")
     assert response.status_code == status
     assert response.json() == {"error": message}
+
+
+def test_an_unknown_api_url_is_404_json(admin_client):
+    response = admin_client.get("/api/nothing/here")
+    assert response.status_code == 404
+    assert response.json() == {"error": "no such API endpoint"}
+    assert admin_client.get("/no/such/page").headers["Content-Type"].startswith("text/html")
+
+
+def test_a_disallowed_host_under_api_is_400_json(client):
+    response = client.get("/api/tasks/1", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "bad request"}
+
+
+def test_a_crash_under_api_is_500_json_without_details(admin_user, monkeypatch):
+    from django.test import Client
+
+    from imapcopier import api
+
+    task = TaskFactory()
+    monkeypatch.setattr(api, "task_json", lambda task: 1 / 0)
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)
+    response = client.get(f"/api/tasks/{task.pk}")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error"}

@@ -183,7 +183,7 @@ def _in_threads(n, target):
 
 @pytest.mark.django_db(transaction=True)
 def test_ticks_at_once_start_each_due_task_once(monkeypatch):
-    monkeypatch.setattr(orchestrator, "push_jobs", lambda ids: None)  # no broker in this test
+    monkeypatch.setattr(orchestrator, "push_fan_out", lambda run_id: None)  # no broker in this test
     now = timezone.now()
     tasks = [scheduled_task(enabled_at=now - timedelta(hours=2), name=f"t{i}") for i in range(3)]
     results = _in_threads(6, lambda i: tick(now))
@@ -196,7 +196,7 @@ def test_ticks_at_once_start_each_due_task_once(monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_tick_racing_manual_starts_gives_one_run(monkeypatch):
-    monkeypatch.setattr(orchestrator, "push_jobs", lambda ids: None)
+    monkeypatch.setattr(orchestrator, "push_fan_out", lambda run_id: None)
     now = timezone.now()
     task = scheduled_task(enabled_at=now - timedelta(hours=2))
 
