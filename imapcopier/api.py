@@ -31,10 +31,11 @@ from runs.models import Run
 from scheduling.services import (
     ScheduleRefused,
     is_preset,
-    next_run_for,
+    presets_phrase,
     runs_newest_first,
+    schedule_state,
     set_schedule,
-    with_last_finished,
+    with_schedule_facts,
 )
 from scheduling.timing import rfc3339
 from tasks.models import Account, Endpoint, Task
@@ -226,6 +227,7 @@ def account_page_json(task: Task, request: HttpRequest) -> dict[str, Any]:
 
 
 def task_json(task: Task) -> dict[str, Any]:
+    schedule = schedule_state(task)
     return {
         "id": task.pk,
         "name": task.name,
@@ -235,7 +237,9 @@ def task_json(task: Task) -> dict[str, Any]:
         "folder_mapping": task.folder_mapping,
         "schedule_interval_seconds": task.schedule_interval_seconds,
         "broken": task.broken,
-        "next_run_at": rfc3339(next_run_for(task)),
+        "schedule_state": schedule.state,
+        "schedule_note": schedule.note,
+        "next_run_at": rfc3339(schedule.next_run),
     }
 
 
@@ -256,7 +260,7 @@ def run_json(run: Any) -> dict[str, Any]:
 @api_view("GET")
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The task and one page of its accounts (see account_page_json)."""
-    task = get_or_404(with_last_finished(Task.objects.select_related("source", "destination")), pk, "task")
+    task = get_or_404(with_schedule_facts(Task.objects.select_related("source", "destination")), pk, "task")
     return JsonResponse({**task_json(task), **account_page_json(task, request)})
 
 
@@ -265,7 +269,7 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_or_404(Task.objects.all(), pk, "task")
     seconds = json_body(request).get("interval_seconds")
     if not is_preset(seconds):
-        raise ApiError(400, "interval_seconds must be one of 0, 3600, 10800, 21600, 43200, 86400")
+        raise ApiError(400, f"interval_seconds must be one of {presets_phrase()}")
     try:
         set_schedule(task, seconds, now=timezone.now())
     except ScheduleRefused as refusal:

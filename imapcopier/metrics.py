@@ -24,6 +24,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from runs import q2
 from runs.models import AccountRun, Run
 from scheduling.jobs import last_tick_at
 from tasks.models import Task
@@ -79,6 +80,12 @@ class DatabaseCollector:
         for status in (AccountRun.Status.QUEUED, AccountRun.Status.RUNNING):
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
+
+        yield GaugeMetricFamily(
+            "imapcopier_job_queue_readable",
+            "1 when the job queue (the django-q2 broker) can be read, 0 when not: the reaper then cannot find lost jobs",
+            value=1 if q2.queue_readable() else 0,
+        )
 
         last_tick = last_tick_at()
         if last_tick is not None:

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_LEASE_SECONDS = 90
 # A queued account run whose job is not in the broker this long after it was enqueued is lost.
 LOST_JOB_GRACE_SECONDS = 600
-# The first word of the reason of a reaped account run and of its run. scheduling.breaker reads it:
-# an interrupted run is resumed by the next run, it does not trip the breaker.
+# The first word of the reason of an interrupted account run and of its run, for the operator. The
+# programs read the `interrupted` field instead (resumed by the next run; the breaker ignores it).
 INTERRUPTED = "interrupted"
 # Why an account run was interrupted, as its reason says it (after "interrupted: "), and as its run's
 # reason sums it up. One home for both, so the run can say what happened: a clean stop (SIGTERM) is
@@ -105,11 +105,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     """
     now = now or timezone.now()
     with transaction.atomic():
-        accounts = list(
-            Account.objects.filter(task_id=task_id)
-            .order_by("source_user")
-            .values_list("pk", "source_user", "source_test_status", "destination_test_status")
-        )
+        accounts = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
         claimed = Task.objects.filter(pk=task_id).exclude(status=Task.Status.RUNNING).update(status=Task.Status.RUNNING)
         if claimed != 1:
             if not Task.objects.filter(pk=task_id).exists():
@@ -118,9 +114,12 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
         # Refusals raise inside the transaction, so the claim above is rolled back with them.
         if not accounts:
             raise NoAccounts(task_id)
-        untested = [
-            user for _pk, user, src, dst in accounts if src != Account.TestStatus.OK or dst != Account.TestStatus.OK
-        ]
+        untested = list(
+            Account.objects.filter(task_id=task_id)
+            .blocking()
+            .order_by("source_user")
+            .values_list("source_user", flat=True)
+        )
         if untested:
             raise AccountsNotTested(task_id, untested, len(accounts))
         try:
@@ -136,7 +135,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
             raise TaskAlreadyRunning(task_id) from None
         # enqueued_at/enqueues count the fan-out job's hand-over: the reaper's clock starts now.
         AccountRun.objects.bulk_create(
-            (AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk, *_ in accounts),
+            (AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk in accounts),
             batch_size=FAN_OUT_BATCH,
         )
         # After commit, so the job sees the rows. One job, however many accounts: the request that
@@ -278,10 +277,12 @@ def finish_account_run(
     *,
     now: datetime,
     progress: Progress | None = None,
+    interrupted: bool = False,
 ) -> bool:
     """Record an account's outcome (fenced by `attempt`); the last account to finish finalises the run.
 
-    Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
+    `interrupted`: the copy stopped for the worker's sake (SIGTERM, time limit), not because of the
+    account: it is resumed by the next run and the breaker does not count it. Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
     then nothing is written.
     """
     status = _OUTCOME_STATUS[Outcome(result.outcome)]
@@ -297,6 +298,7 @@ def finish_account_run(
         "last_error": result.reason if status != AccountRun.Status.DONE else "",
         "message_errors": [asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]],
         "warnings": [str(w) for w in result.warnings[:MAX_STORED_WARNINGS]],
+        "interrupted": interrupted,
     }
     if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
         fields["last_error"] = "cancelled"
@@ -341,36 +343,33 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         accounts=Count("pk"),
         failed=Count("pk", filter=Q(status=AccountRun.Status.FAILED)),
         cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
-        interrupted=Count(
-            "pk",
-            filter=Q(
-                status=AccountRun.Status.FAILED,
-                last_error__startswith=INTERRUPTED,
-            ),
-        ),
-        **{
-            f"cause_{n}": Count(
-                "pk",
-                filter=Q(status=AccountRun.Status.FAILED, last_error__startswith=INTERRUPTED)
-                & Q(last_error__contains=marker),
-            )
-            for n, marker in enumerate(INTERRUPTION_CAUSES)
-        },
+        interrupted=Count("pk", filter=Q(status=AccountRun.Status.FAILED, interrupted=True)),
+    )
+    # Why the interrupted ones stopped (a second query: `interrupted` is also the name of a total above).
+    totals.update(
+        rows.filter(status=AccountRun.Status.FAILED, interrupted=True).aggregate(
+            **{
+                f"cause_{n}": Count("pk", filter=Q(last_error__contains=marker))
+                for n, marker in enumerate(INTERRUPTION_CAUSES)
+            }
+        )
     )
     for key in ("copied", "skipped", "errors", "bytes"):
         setattr(run, key, totals[key] or 0)
     failures = list(
         rows.filter(status=AccountRun.Status.FAILED)
-        .exclude(last_error__startswith=INTERRUPTED)
+        .exclude(interrupted=True)
         .order_by("account__source_user")
         .values_list("account__source_user", "last_error")[:3]
     )
     run.status, run.reason = _verdict(run, totals, failures)
+    run.interrupted = totals["interrupted"] > 0
     run.finished_at = now
     run.save(
         update_fields=[
             "status",
             "reason",
+            "interrupted",
             "finished_at",
             "copied",
             "skipped",
@@ -507,6 +506,7 @@ def reap_stale(now: datetime) -> int:
 
 
 def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None) -> bool:
+    """Fail an account run as interrupted (its worker died, or its job was lost): resumable, not judged."""
     with transaction.atomic():
         _lock_run(run_id)
         rows = AccountRun.objects.filter(pk=pk)
@@ -518,6 +518,7 @@ def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attem
             status=AccountRun.Status.FAILED,
             finished_at=now,
             last_error=reason,
+            interrupted=True,
             current_folder="",
         ):
             return False
@@ -568,9 +569,7 @@ def _free_orphan_tasks() -> None:
         Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
     )
     for task_id in list(orphans.values_list("pk", flat=True)):
-        last = (
-            Run.objects.filter(task_id=task_id).order_by("-started_at", "-pk").values_list("status", flat=True).first()
-        )
+        last = Run.objects.filter(task_id=task_id).newest_first().values_list("status", flat=True).first()
         Task.objects.filter(pk=task_id, status=Task.Status.RUNNING).exclude(
             Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
         ).update(status=last or Task.Status.IDLE)

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from runs.models import AccountRun, Run
+from tasks.models import Task
 
 WAITING_FOR_SLOTS = "waiting for a free connection"  # runs.jobs writes it as the folder
 
@@ -35,6 +38,34 @@ _FIELDS = (
     "finished_at",
     "heartbeat_at",
 )
+
+
+def percent(done: int, total_messages: int) -> int | None:
+    """Progress in whole percent (rounded down): messages dealt with out of those found so far.
+
+    `done` counts copied, skipped and failed messages alike (a failed message is dealt with: it is in
+    the report). The total grows while the source is scanned, so it is at least `done`. None while
+    nothing is known. The one rule for every progress bar: task list, task page, run report.
+    """
+    total = max(total_messages, done)
+    return min(100, 100 * done // total) if total else None
+
+
+def running_run_progress() -> dict[str, Subquery]:
+    """Annotations for a Task queryset: `done_messages` and `total_messages` of its running run (or None).
+
+    The same sums as RunProgress (done and total per account, then summed), in SQL, for the task list.
+    """
+    running = (
+        AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING)
+        .order_by()
+        .values("run__task")
+    )
+    done = F("copied") + F("skipped") + F("errors")
+    return {
+        "done_messages": Subquery(running.annotate(n=Sum(done)).values("n")[:1]),
+        "total_messages": Subquery(running.annotate(n=Sum(Greatest("total_messages", done))).values("n")[:1]),
+    }
 
 
 @dataclass
@@ -76,7 +107,7 @@ class AccountProgress:
             return 100
         if not self.total_messages:
             return None
-        return min(100, int(100 * self.done / self.total_messages))
+        return percent(self.done, self.total_messages)
 
     @property
     def megabytes(self) -> float:
@@ -115,8 +146,7 @@ class RunProgress:
     def percent(self) -> int | None:
         if not self.run.is_running and self.run.status == Run.Status.DONE:
             return 100
-        total = max(self.total_messages, self.done)
-        return min(100, int(100 * self.done / total)) if total else None
+        return percent(self.done, self.total_messages)
 
     @property
     def megabytes(self) -> float:
@@ -200,3 +230,34 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
         byte_rate=sum(a.byte_rate for a in running if a.byte_rate) or None,
         eta_seconds=eta,
     )
+
+
+# A big run lists only the accounts worth watching (running, failed) in the live panel.
+PANEL_ALL_ACCOUNTS_UP_TO = 50
+PANEL_MAX_ROWS = 200
+
+
+def progress_context(run: Run | None, now: datetime) -> dict:
+    """What the live progress panel of a run shows: the run, its progress, the accounts worth listing."""
+    if run is None:
+        return {"run": None, "progress": None}
+    progress = run_progress(run, now=now)
+    shown = progress.accounts
+    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
+        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
+        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
+    return {
+        "run": progress.run,
+        "progress": progress,
+        "shown_accounts": shown,
+        "hidden_accounts": len(progress.accounts) - len(shown),
+    }
+
+
+def run_panel_context(task: Task, now: datetime) -> dict:
+    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
+    recent = list(Run.objects.filter(task=task).newest_first()[:6])
+    return {
+        **progress_context(recent[0] if recent else None, now),
+        "recent_runs": recent[1:],
+    }

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,40 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from runs import orchestrator
+from runs import orchestrator, reports
 from runs import progress as run_progress_data
-from runs.models import AccountRun, Run
+from runs.models import Run
 from tasks.models import Task
-from tasks.spreadsheet import csv_download
-
-# A big run lists only the accounts worth watching (running, failed) in the live panel.
-PANEL_ALL_ACCOUNTS_UP_TO = 50
-PANEL_MAX_ROWS = 200
-
-
-def _progress_context(run: Run | None, now: datetime) -> dict:
-    if run is None:
-        return {"run": None, "progress": None}
-    progress = run_progress_data.run_progress(run, now=now)
-    shown = progress.accounts
-    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
-        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
-        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
-    return {
-        "run": progress.run,
-        "progress": progress,
-        "shown_accounts": shown,
-        "hidden_accounts": len(progress.accounts) - len(shown),
-    }
-
-
-def run_panel_context(task: Task, now: datetime) -> dict:
-    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
-    recent = list(task.runs.order_by("-started_at", "-id")[:6])
-    return {
-        **_progress_context(recent[0] if recent else None, now),
-        "recent_runs": recent[1:],
-    }
 
 
 @require_POST
@@ -80,7 +47,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task"), pk=pk)
-    response = render(request, "runs/_progress.html", _progress_context(run, timezone.now()))
+    response = render(request, "runs/_progress.html", run_progress_data.progress_context(run, timezone.now()))
     if request.htmx and not run.is_running:
         # The run ended while the page watched it: reload once, so the buttons, the status and the
         # accounts' last results follow (the reloaded page no longer polls).
@@ -92,29 +59,8 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
-    context = _progress_context(run, timezone.now())
-    details = run.account_runs.order_by("account__source_user", "pk").values_list(
-        "pk", "account__source_user", "message_errors", "warnings"
-    )
-    message_errors = [
-        {**error, "account": user} for _pk, user, errors, _warnings in details for error in (errors or [])
-    ]
-    warnings = {pk: w for pk, _user, _errors, w in details if w}
-    duration = None
-    if run.finished_at:
-        duration = int((run.finished_at - run.started_at).total_seconds())
-    return render(
-        request,
-        "runs/run_report.html",
-        {
-            **context,
-            "task": run.task,
-            "message_errors": message_errors,
-            "warnings": warnings,
-            "duration": duration,
-            "nav": "tasks",
-        },
-    )
+    context = reports.run_report(run, now=timezone.now())
+    return render(request, "runs/run_report.html", {**context, "nav": "tasks"})
 
 
 @require_GET
@@ -122,53 +68,7 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
 def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """One line per account, then one line per message error; no passwords."""
     run = get_object_or_404(Run, pk=pk)
-    header = [
-        "source_user",
-        "destination_user",
-        "status",
-        "copied",
-        "skipped",
-        "errors",
-        "bytes",
-        "reason",
-        "folder",
-        "uid",
-        "subject",
-        "size",
-    ]
-    return csv_download(f"run-{run.pk}.csv", header, _report_rows(run))
-
-
-def _report_rows(run: Run) -> Iterator[list[object]]:
-    account_runs = run.account_runs.select_related("account").order_by("account__source_user")
-    for ar in account_runs:
-        account = ar.account
-        yield [
-            account.source_user,
-            account.destination_user,
-            ar.status,
-            ar.copied,
-            ar.skipped,
-            ar.errors,
-            ar.bytes,
-            ar.last_error,
-            "",
-            "",
-            "",
-            "",
-        ]
-        for error in ar.message_errors or []:
-            yield [
-                account.source_user,
-                account.destination_user,
-                "message error",
-                "",
-                "",
-                "",
-                "",
-                error.get("reason", ""),
-                error.get("folder", ""),
-                error.get("uid", ""),
-                error.get("subject", ""),
-                error.get("size", ""),
-            ]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
+    reports.write_run_csv(run, response)
+    return response

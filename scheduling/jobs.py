@@ -1,8 +1,9 @@
 """django-q2 entry points of the scheduler, and the schedules that drive the tick.
 
 The tick should run about every 30 s. A django-q2 schedule repeats at most once a minute and the
-cluster's scheduler looks for due schedules about every 30 s (PITFALLS.md §1.4), so two one-minute
-schedules half a minute apart drive it. They belong to the `control` cluster (settings.Q_CLUSTER,
+cluster's scheduler looks for due schedules about every 30 s (django-q2 checks its Schedule table on
+each guard cycle, not at the second a schedule is due), so two one-minute schedules half a minute apart
+drive it. They belong to the `control` cluster (settings.Q_CLUSTER,
 ALT_CLUSTERS): one small worker that long copy jobs can never occupy, started with
 `Q_CLUSTER_NAME=control manage.py qcluster` beside the copy cluster.
 """

@@ -109,9 +109,17 @@ class Endpoint(models.Model):
 
 
 class TaskQuerySet(models.QuerySet):
+    def schedule_on(self) -> TaskQuerySet:
+        """Tasks whose schedule is on: an interval chosen and the breaker not tripped (Task.schedule_on)."""
+        return self.filter(schedule_interval_seconds__gt=0, broken=False)
+
     def schedulable(self) -> TaskQuerySet:
-        """Tasks that may start by themselves: schedule on, not broken, not running."""
-        return self.filter(schedule_interval_seconds__gt=0, broken=False).exclude(status=Task.Status.RUNNING)
+        """Tasks that may start by themselves: schedule on and not running."""
+        return self.schedule_on().exclude(status=Task.Status.RUNNING)
+
+    def using_endpoint(self, endpoint: Endpoint) -> TaskQuerySet:
+        """Tasks that copy from or to `endpoint`."""
+        return self.filter(Q(source=endpoint) | Q(destination=endpoint))
 
 
 class Task(models.Model):
@@ -138,6 +146,12 @@ class Task(models.Model):
     )
     schedule_anchor = models.DateTimeField(null=True, blank=True)
     broken = models.BooleanField(default=False)
+    schedule_waiting_accounts = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Set by the scheduler tick while the schedule is on but cannot start: how many accounts need "
+        "a connection test (0: the task has no accounts). None when not waiting. Kept so each change is logged once.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -163,6 +177,37 @@ class Task(models.Model):
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
 
+    @property
+    def schedule_on(self) -> bool:
+        """The schedule is on: an interval chosen and the breaker not tripped (TaskQuerySet.schedule_on)."""
+        return self.schedule_interval_seconds > 0 and not self.broken
+
+
+class AccountQuerySet(models.QuerySet):
+    def tested_ok(self) -> AccountQuerySet:
+        """Accounts whose last connection test passed on both sides: the only ones a run or a schedule accepts."""
+        return self.filter(**Account.TESTED_OK)
+
+    def blocking(self) -> AccountQuerySet:
+        """Accounts that keep their task from running and its schedule from starting: not tested OK on both sides."""
+        return self.exclude(**Account.TESTED_OK)
+
+    def failed(self) -> AccountQuerySet:
+        """Accounts whose last test failed on at least one side."""
+        return self.filter(_failed())
+
+    def test_counts(self) -> dict[str, int]:
+        """`total`, `ok` (as tested_ok()) and `failed` (as failed()) accounts, in one query."""
+        return self.aggregate(
+            total=models.Count("pk"),
+            ok=models.Count("pk", filter=Q(**Account.TESTED_OK)),
+            failed=models.Count("pk", filter=_failed()),
+        )
+
+
+def _failed() -> Q:
+    return Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
+
 
 class Account(models.Model):
     """One mailbox pair of a task: a source login and the destination login it is copied to."""
@@ -171,6 +216,9 @@ class Account(models.Model):
         UNTESTED = "untested", "Untested"
         OK = "ok", "OK"
         FAIL = "fail", "Failed"
+
+    # Tested OK on both sides, the rule behind tested_ok() and blocking().
+    TESTED_OK = {"source_test_status": TestStatus.OK, "destination_test_status": TestStatus.OK}
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="accounts")
     source_user = models.CharField(max_length=255)
@@ -186,6 +234,8 @@ class Account(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AccountQuerySet.as_manager()
+
     class Meta:
         ordering = ["source_user"]
         constraints = [
@@ -200,7 +250,8 @@ class Account(models.Model):
 
     @property
     def tested_ok(self) -> bool:
-        return self.source_test_status == self.TestStatus.OK and self.destination_test_status == self.TestStatus.OK
+        """This account's last test passed on both sides (AccountQuerySet.tested_ok, for one row in memory)."""
+        return all(getattr(self, name) == value for name, value in self.TESTED_OK.items())
 
 
 class ConnectionSlot(models.Model):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.http import HttpResponse
 
@@ -37,12 +38,17 @@ def cell(value: Cell) -> Cell:
     return neutralise(value) if isinstance(value, str) else value
 
 
-def csv_download(filename: str, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> HttpResponse:
-    """An attachment `filename` (UTF-8 CSV, RFC 4180 quoting): the header, then the rows, every text
-    cell neutralised. `filename` is ours (ASCII, no quotes); cells may be anything."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
+def write_csv(out: Any, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
+    """Write CSV (RFC 4180 quoting) to `out` (anything with write(str): a file, an HttpResponse): the
+    header, then the rows, every text cell neutralised. Every CSV export goes through here."""
+    writer = csv.writer(out)
     writer.writerow(header)
     writer.writerows([cell(value) for value in row] for row in rows)
+
+
+def csv_download(filename: str, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> HttpResponse:
+    """An attachment `filename` (UTF-8 CSV) written by write_csv(). `filename` is ours (ASCII, no quotes)."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    write_csv(response, header, rows)
     return response

@@ -9,7 +9,6 @@ import base64
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from imapcopier import crypto
-from tasks import csv_import
+from tasks import csv_import, services
 from tasks.folders import folder_overview
 from tasks.forms import (
     AccountForm,
@@ -27,9 +26,7 @@ from tasks.forms import (
     TaskForm,
 )
 from tasks.models import Account, Endpoint, Task
-from tasks.services import test_account
 from tasks.services_probe import probe_endpoint
-from tasks.spreadsheet import csv_download
 
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
@@ -45,15 +42,7 @@ def _posted(request: HttpRequest, files: bool = False) -> tuple:
 @require_GET
 @login_required
 def endpoint_list(request: HttpRequest) -> HttpResponse:
-    endpoints = Endpoint.objects.annotate(
-        source_count=Count("source_tasks", distinct=True),
-        destination_count=Count("destination_tasks", distinct=True),
-    )
-    return render(
-        request,
-        "tasks/endpoint_list.html",
-        {"endpoints": endpoints, "nav": "endpoints"},
-    )
+    return render(request, "tasks/endpoint_list.html", {"endpoints": services.endpoint_list(), "nav": "endpoints"})
 
 
 @require_http_methods(["GET", "POST"])
@@ -81,11 +70,10 @@ def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form.save()
         messages.success(request, f"Endpoint “{endpoint.label}” saved.")
         return redirect("tasks:endpoint_list")
-    tasks = Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint))
     return render(
         request,
         "tasks/endpoint_form.html",
-        {"form": form, "endpoint": endpoint, "tasks": tasks, "nav": "endpoints"},
+        {"form": form, "endpoint": endpoint, "tasks": services.tasks_using(endpoint), "nav": "endpoints"},
         status=400 if form.errors else 200,
     )
 
@@ -94,11 +82,9 @@ def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    users = Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint))
     if request.method == "POST":
-        try:
-            endpoint.delete()
-        except ProtectedError:
+        users = services.delete_endpoint(endpoint)
+        if users:
             messages.error(
                 request,
                 f"“{endpoint.label}” is used by {_tasks_phrase(users)} and cannot be deleted. "
@@ -110,7 +96,7 @@ def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "tasks/endpoint_delete.html",
-        {"endpoint": endpoint, "users": users, "nav": "endpoints"},
+        {"endpoint": endpoint, "users": services.tasks_using(endpoint), "nav": "endpoints"},
     )
 
 
@@ -133,7 +119,7 @@ def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
         {
             **context,
             "form": EndpointForm(instance=endpoint),
-            "tasks": Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint)),
+            "tasks": services.tasks_using(endpoint),
             "nav": "endpoints",
         },
     )
@@ -180,25 +166,21 @@ def task_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
     if request.method == "POST":
-        if task.is_running:
+        name = task.name
+        try:
+            services.delete_task(task)
+        except services.TaskIsRunning:
             messages.error(
                 request,
                 f"“{task.name}” is running. Cancel the run and wait for it to stop before deleting the task.",
             )
             return redirect("tasks:delete", pk=task.pk)
-        name = task.name
-        task.delete()
         messages.success(request, f"Task “{name}” deleted.")
         return redirect("tasks:list")
     return render(
         request,
         "tasks/task_delete.html",
-        {
-            "task": task,
-            "account_count": task.accounts.count(),
-            "run_count": task.runs.count(),
-            "nav": "tasks",
-        },
+        {"task": task, **services.deletion_summary(task), "nav": "tasks"},
     )
 
 
@@ -245,10 +227,11 @@ def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
 @login_required
 def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
     account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
-    if account.task.is_running:
+    try:
+        services.remove_account(account)
+    except services.TaskIsRunning:
         messages.error(request, "The task is running: accounts cannot be removed until it ends.")
     else:
-        account.delete()
         messages.success(request, f"Account {account.source_user} removed.")
     return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
 
@@ -258,24 +241,10 @@ def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpRespon
 def account_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The account list as CSV, without passwords (the import columns minus the secrets)."""
     task = get_object_or_404(Task, pk=pk)
-    # values_list: the export has no passwords, so it never decrypts them either.
-    rows = task.accounts.values_list(
-        "source_user",
-        "destination_user",
-        "source_test_status",
-        "source_test_message",
-        "destination_test_status",
-        "destination_test_message",
-    )
-    header = [
-        "source_user",
-        "destination_user",
-        "source_test",
-        "source_message",
-        "destination_test",
-        "destination_message",
-    ]
-    return csv_download(f"task-{task.pk}-accounts.csv", header, rows.iterator())
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-accounts.csv"'
+    services.write_accounts_csv(task, response)
+    return response
 
 
 @require_POST
@@ -286,8 +255,7 @@ def account_test(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
         pk=account_pk,
         task_id=pk,
     )
-    test_account(account)
-    account.refresh_from_db()
+    account = services.test_account(account)
     if request.htmx:
         return render(
             request,
@@ -389,7 +357,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task.objects.select_related("source", "destination"), pk=pk)
-    account = task.accounts.first()
+    account = services.first_account(task)
     overview = folder_overview(task, account) if account else None
     form = None
     if overview and overview.ok:
@@ -400,10 +368,7 @@ def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
             infos=overview.infos,
         )
         if request.method == "POST" and form.is_valid():
-            listed = {plan.source for plan in overview.plans}
-            kept = {k: v for k, v in task.folder_mapping.items() if k not in listed}
-            task.folder_mapping = {**kept, **form.mapping()}
-            task.save(update_fields=["folder_mapping", "updated_at"])
+            services.save_folder_mapping(task, {plan.source for plan in overview.plans}, form.mapping())
             messages.success(request, "Folder mapping saved.")
             return redirect("tasks:folders", pk=task.pk)
     return render(

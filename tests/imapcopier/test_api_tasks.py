@@ -67,6 +67,7 @@ def test_next_run_at_is_null_when_running_or_broken(admin_client):
     running = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, status=Task.Status.RUNNING)
     broken = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, broken=True)
     on = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now)
+    AccountFactory(task=on, tested=True)  # without a tested account the schedule would wait
     assert admin_client.get(f"/api/tasks/{running.pk}").json()["next_run_at"] is None
     assert admin_client.get(f"/api/tasks/{broken.pk}").json()["next_run_at"] is None
     assert admin_client.get(f"/api/tasks/{on.pk}").json()["next_run_at"] is not None
@@ -215,3 +216,18 @@ def test_session_requests_that_change_state_need_the_csrf_token(admin_user):
         headers={"X-CSRFToken": token},
     )
     assert response.status_code == 204
+
+
+def test_the_api_says_when_a_schedule_waits_for_account_tests(admin_client):
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now())
+    AccountFactory(task=task)  # untested
+    body = admin_client.get(f"/api/tasks/{task.pk}").json()
+    assert (body["schedule_state"], body["schedule_note"]) == ("waiting", "waiting: 1 account needs a test")
+    assert body["next_run_at"] is None
+
+
+def test_a_schedule_that_is_on_says_on(admin_client):
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now())
+    AccountFactory(task=task, tested=True)
+    body = admin_client.get(f"/api/tasks/{task.pk}").json()
+    assert (body["schedule_state"], body["schedule_note"]) == ("on", "")

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from runs.models import Run
+from runs.models import AccountRun, Run
 from tasks.models import Account, Task
 from tests.support.factories import (
     AccountFactory,
@@ -86,7 +86,8 @@ def test_unknown_task_is_404(admin_client):
 
 def test_task_list_shows_the_next_scheduled_run(admin_client):
     anchor = timezone.now().replace(microsecond=0)
-    TaskFactory(name="scheduled", schedule_interval_seconds=3600, schedule_anchor=anchor)
+    task = TaskFactory(name="scheduled", schedule_interval_seconds=3600, schedule_anchor=anchor)
+    AccountFactory(task=task, tested=True)  # without a tested account the schedule would wait
     html = admin_client.get("/").content.decode()
     expected = (anchor + timedelta(hours=1)).isoformat()
     assert f'<time datetime="{expected}">' in html
@@ -162,3 +163,50 @@ def test_listing_accounts_never_decrypts_a_password(admin_client, monkeypatch):
     assert admin_client.get(reverse("tasks:detail", args=[task.pk])).status_code == 200
     assert admin_client.get(reverse("tasks:account_table", args=[task.pk])).status_code == 200
     assert admin_client.get(reverse("tasks:list")).status_code == 200
+
+
+def test_a_waiting_schedule_says_so_in_the_list_and_on_the_task_page(admin_client):
+    # R3: a schedule whose accounts are not all tested OK cannot start: list and page say why.
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now() - timedelta(hours=2))
+    AccountFactory(task=task, tested=True)
+    AccountFactory(task=task)  # untested
+    AccountFactory(task=task, source_test_status=Account.TestStatus.FAIL)
+    for url in (reverse("tasks:list"), reverse("tasks:detail", args=[task.pk])):
+        html = admin_client.get(url).content.decode()
+        assert "waiting: 2 accounts need a test" in html, url
+        assert "Next run: <time" not in html
+
+
+@pytest.mark.parametrize("until", ["garbage", "2026-01-01T00:00:00"])
+def test_a_bad_until_on_the_accounts_table_is_400(admin_client, until):
+    # R6: both used to be a 500 (ValueError, then TypeError comparing a naive time with an aware one).
+    task = TaskFactory()
+    response = admin_client.get(reverse("tasks:account_table", args=[task.pk]), {"until": until})
+    assert response.status_code == 400
+    assert "time zone" in response.content.decode()
+
+
+def test_a_good_until_polls_while_an_account_waits_for_its_test(admin_client):
+    task = TaskFactory()
+    AccountFactory(task=task)
+    url = reverse("tasks:account_table", args=[task.pk])
+    html = admin_client.get(url, {"until": timezone.now().isoformat()}).content.decode()
+    assert 'hx-trigger="every 2s"' in html
+
+
+def test_progress_is_the_same_percent_in_the_list_and_on_the_task_page(admin_client):
+    # R5: 100 messages, 40 copied and 10 failed showed 40 % in the list and 50 % on the page.
+    task = TaskFactory(status=Task.Status.RUNNING)
+    run = RunFactory(task=task, status=Run.Status.RUNNING)
+    AccountRunFactory(
+        run=run,
+        account=AccountFactory(task=task, tested=True),
+        status=AccountRun.Status.RUNNING,
+        total_messages=100,
+        copied=40,
+        errors=10,
+    )
+    listed = admin_client.get(reverse("tasks:list")).content.decode()
+    page = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
+    assert 'aria-valuenow="50"' in listed and 'aria-valuenow="40"' not in listed
+    assert '<span style="width: 50%">' in page and "(50%)" in page

@@ -339,7 +339,7 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
         signal.signal(signal.SIGTERM, previous)
     ar = AccountRun.objects.get(pk=pk)
     assert ar.status == AccountRun.Status.FAILED
-    assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)")
+    assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)") and ar.interrupted
     # The run says what happened: a clean stop, not a dead worker.
     assert Run.objects.get(pk=run.pk).reason == (
         "interrupted: 1 of 1 accounts stopped without finishing "
@@ -368,7 +368,7 @@ def test_a_copy_that_reaches_the_time_limit_stops_resumably(imap_server, imap_ta
         jobs.copy_account_job(pk)
     ar = AccountRun.objects.get(pk=pk)
     assert ar.status == AccountRun.Status.FAILED
-    assert ar.last_error.startswith("interrupted: the copy reached the job time limit")
+    assert ar.last_error.startswith("interrupted: the copy reached the job time limit") and ar.interrupted
     assert message_count(imap_server, destination) < 1500
     monkeypatch.undo()
     task.source.port = imap_server.imap_port

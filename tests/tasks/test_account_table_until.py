@@ -17,7 +17,7 @@ def test_a_malformed_or_zone_less_until_is_400(admin_client, until):
     task = TaskFactory()
     response = admin_client.get(reverse("tasks:account_table", args=[task.pk]), {"until": until})
     assert response.status_code == 400
-    assert b"ISO 8601 time with its zone" in response.content
+    assert b"ISO 8601 time with a time zone" in response.content
     assert b"<script>" not in response.content
 
 
