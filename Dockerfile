@@ -14,6 +14,7 @@ COPY imapcopier ./imapcopier
 COPY tasks ./tasks
 COPY runs ./runs
 COPY scheduling ./scheduling
+COPY apitokens ./apitokens
 COPY templates ./templates
 COPY static ./static
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
@@ -25,7 +26,9 @@ RUN pip install --no-cache-dir . \
 USER imapcopier
 VOLUME ["/data"]
 EXPOSE 8000
+# /healthz answers this local check before the host check and the HTTPS redirect (imapcopier/health.py),
+# so it passes under the production settings too (ALLOWED_HOSTS=<your host>, SECURE_SSL_REDIRECT=1).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
+    CMD python -c "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4).status == 200 else 1)"
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["web"]

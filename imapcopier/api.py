@@ -1,29 +1,31 @@
 """The JSON API: tasks, their schedules and runs, and the plumbing its views share.
 
-Authentication: the browser's session (unsafe methods then need the CSRF token, as for any form), or
-HTTP Basic with a Django user's name and password for scripts (no cookie, so no CSRF token either).
-Failed Basic logins count towards the login lockout like failed form logins. Errors are JSON:
-{"error": "..."} with 400, 401, 403, 404, 405 or 409. No answer ever contains a password.
+Authentication (apitokens.auth): an API token for scripts (`Authorization: Bearer <token>`, no CSRF token
+needed), or the browser's session, whose state-changing requests need the CSRF token and are refused when
+the browser says they come from another site. HTTP Basic is not accepted, and no answer asks for it.
+Errors are JSON: {"error": "..."} with 400, 401, 403, 404, 405, 409 or 413. No answer ever contains a
+password or a token.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.db import models
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
+from django.views import defaults as django_defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from apitokens.auth import BEARER_CHALLENGE, bearer_token, foreign_origin
+from apitokens.services import user_for_token
 from runs import orchestrator
 from runs.models import Run
 from runs.progress import run_summary
@@ -57,26 +59,41 @@ def error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic" or not token:
-        return None
-    try:
-        username, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return ("", "")
-    return (username, password) if sep else ("", "")
-
-
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     check = CsrfViewMiddleware(lambda _request: HttpResponse())
     check.process_request(request)
     return check.process_view(request, lambda _request: HttpResponse(), (), {})
 
 
+def _unauthorized(message: str) -> JsonResponse:
+    response = error(401, message)
+    # RFC 9110 §15.5.2 wants a challenge with a 401; a Bearer one never makes a browser prompt.
+    response["WWW-Authenticate"] = BEARER_CHALLENGE
+    return response
+
+
+def _authenticate(request: HttpRequest) -> HttpResponse | None:
+    """Set request.user from the API token, or check the session request; the refusal, or None."""
+    token = bearer_token(request)
+    if token is not None:
+        user = user_for_token(token, now=timezone.now())
+        if user is None:
+            return _unauthorized("invalid or revoked API token")
+        request.user = user
+        return None
+    if not request.user.is_authenticated:
+        return _unauthorized("authentication required: send an API token (Authorization: Bearer <token>)")
+    if request.method in SAFE_METHODS:
+        return None
+    if foreign_origin(request) is not None:
+        return error(403, "cross-site request refused: a request from another site needs an API token")
+    if _csrf_failure(request) is not None:
+        return error(403, "CSRF token missing or incorrect")
+    return None
+
+
 def api_view(*methods: str) -> Callable[[View], View]:
-    """Wrap a JSON view: allowed methods, authentication (session + CSRF, or HTTP Basic), JSON errors."""
+    """Wrap a JSON view: allowed methods, authentication (API token, or session + same site + CSRF), JSON errors."""
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -85,28 +102,44 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 response = error(405, f"method {request.method} not allowed")
                 response["Allow"] = ", ".join(methods)
                 return response
-            credentials = _basic_credentials(request)
-            if credentials is not None:
-                user = authenticate(request, username=credentials[0], password=credentials[1])
-                if user is None or not user.is_active:
-                    response = error(401, "invalid credentials")
-                    response["WWW-Authenticate"] = 'Basic realm="imapcopier", charset="UTF-8"'
-                    return response
-                request.user = user
-            elif not request.user.is_authenticated:
-                response = error(401, "authentication required")
-                response["WWW-Authenticate"] = 'Basic realm="imapcopier", charset="UTF-8"'
-                return response
-            elif request.method not in SAFE_METHODS and _csrf_failure(request) is not None:
-                return error(403, "CSRF token missing or incorrect")
             try:
+                refusal = _authenticate(request)
+                if refusal is not None:
+                    return refusal
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return error(exc.status, exc.message)
+            except RequestDataTooBig:
+                return error(413, "request body is too large")
 
         return csrf_exempt(login_not_required(never_cache(wrapper)))
 
     return decorate
+
+
+def _under_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: JSON under /api/ (a disallowed Host, a body too large to read), Django's page elsewhere."""
+    if _under_api(request):
+        return error(400, "bad request")
+    return django_defaults.bad_request(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: JSON under /api/, Django's page elsewhere."""
+    if _under_api(request):
+        return error(404, "no such API endpoint")
+    return django_defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: JSON under /api/ (the details are in the log, never in the answer), Django's page elsewhere."""
+    if _under_api(request):
+        return error(500, "internal error")
+    return django_defaults.server_error(request)
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
@@ -115,6 +148,9 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         body = json.loads(request.body or b"")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "request body is not valid JSON") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level: thousands of "[" exhaust the stack.
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body
@@ -154,6 +190,44 @@ def account_json(account: Account) -> dict[str, Any]:
     }
 
 
+ACCOUNTS_PER_PAGE = 500
+MAX_ACCOUNTS_PER_PAGE = 5000
+
+
+def positive_int_param(request: HttpRequest, name: str, default: int, maximum: int) -> int:
+    """A positive integer query parameter (at most `maximum`), or ApiError 400."""
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number") from None
+    if not 1 <= value <= maximum:
+        raise ApiError(400, f"{name} must be between 1 and {maximum}")
+    return value
+
+
+def account_page_json(task: Task, request: HttpRequest) -> dict[str, Any]:
+    """One page of the task's accounts, oldest first: `accounts` and `accounts_page` (page, per_page,
+    total, pages, next: the URL of the next page or null). Query: `page` (from 1), `per_page`."""
+    per_page = positive_int_param(request, "per_page", ACCOUNTS_PER_PAGE, MAX_ACCOUNTS_PER_PAGE)
+    page = positive_int_param(request, "page", 1, 10**9)
+    accounts = task.accounts.defer("source_password", "destination_password").order_by("pk")
+    total = accounts.count()
+    pages = max(1, -(-total // per_page))
+    if page > pages:
+        raise ApiError(404, f"page {page} not found: the accounts fill {pages} page(s)")
+    rows = accounts[(page - 1) * per_page : page * per_page]
+    next_url = None
+    if page < pages:
+        next_url = request.build_absolute_uri(f"{request.path}?page={page + 1}&per_page={per_page}")
+    return {
+        "accounts": [account_json(a) for a in rows],
+        "accounts_page": {"page": page, "per_page": per_page, "total": total, "pages": pages, "next": next_url},
+    }
+
+
 def task_json(task: Task) -> dict[str, Any]:
     schedule = schedule_state(task)
     return {
@@ -168,7 +242,6 @@ def task_json(task: Task) -> dict[str, Any]:
         "schedule_state": schedule.state,
         "schedule_note": schedule.note,
         "next_run_at": rfc3339(schedule.next_run),
-        "accounts": [account_json(a) for a in task.accounts.all()],
     }
 
 
@@ -189,8 +262,9 @@ def run_json(run: Any) -> dict[str, Any]:
 
 @api_view("GET")
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tasks = with_schedule_facts(Task.objects.select_related("source", "destination").prefetch_related("accounts"))
-    return JsonResponse(task_json(get_or_404(tasks, pk, "task")))
+    """The task and one page of its accounts (see account_page_json)."""
+    task = get_or_404(with_schedule_facts(Task.objects.select_related("source", "destination")), pk, "task")
+    return JsonResponse({**task_json(task), **account_page_json(task, request)})
 
 
 @api_view("PUT")

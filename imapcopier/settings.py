@@ -65,14 +65,18 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "tasks",
+    # Before django_q: runs' `qcluster` command (django-q2's, plus runs/lifeline.py) takes precedence.
+    "runs",
     "django_q",
     "axes",
-    "tasks",
-    "runs",
     "scheduling",
+    "apitokens",
 ]
 
 MIDDLEWARE = [
+    # First: /healthz answers the container's local check before the host check and the HTTPS redirect.
+    "imapcopier.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

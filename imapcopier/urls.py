@@ -27,4 +27,10 @@ urlpatterns = [
     path("", include((task_pages + tasks_urls.urlpatterns, tasks_urls.app_name))),
     path("", include("runs.urls")),
     path("", include("scheduling.urls")),
+    path("", include("apitokens.urls")),
 ]
+
+# Under /api/ the errors Django answers itself (an unknown URL, a bad Host, a crash) are JSON too.
+handler400 = "imapcopier.api.bad_request"
+handler404 = "imapcopier.api.page_not_found"
+handler500 = "imapcopier.api.server_error"

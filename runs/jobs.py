@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from runs import engine, orchestrator, q2
+from runs import engine, lifeline, orchestrator, q2
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
 from runs.progress import WAITING_FOR_SLOTS
@@ -287,13 +287,16 @@ def _copy_watched(account_run: AccountRun, attempt: int) -> tuple[AccountResult,
 
 
 def _interruption(result: AccountResult, monitor: JobMonitor) -> str | None:
-    """Why the copy stopped for the worker's sake (SIGTERM, time limit), or None (done, failed, cancelled)."""
+    """Why the copy stopped for the worker's sake (SIGTERM, its cluster's main process died, time limit),
+    or None (done, failed, cancelled)."""
     if result.outcome != Outcome.CANCELLED or monitor.cancelled.is_set():
         return None  # finished by itself, or cancelled by the operator
+    if monitor.terminated.is_set() and lifeline.main_gone():
+        return orchestrator.MAIN_PROCESS_DIED
     if monitor.terminated.is_set():
-        return "the worker was stopped (SIGTERM)"
+        return orchestrator.STOPPED_BY_SIGTERM
     if monitor.timed_out.is_set():
-        return f"the copy reached the job time limit ({time_limit_seconds() / 3600:.1f} h)"
+        return f"{orchestrator.TIME_LIMIT_REACHED} ({time_limit_seconds() / 3600:.1f} h)"
     return None
 
 
@@ -367,11 +370,31 @@ def test_account_job(account_id: int) -> None:
 
 
 def enqueue_account_tests(task: Task) -> int:
-    """Test every account of the task in the background: one test_account_job per account; returns how many.
+    """Test every account of the task in the background; returns how many accounts it has.
 
-    Returns at once; the account rows show the results as the jobs store them. Only ids go to the broker.
+    Returns at once: one fan-out job (fan_out_tests_job) enqueues a test_account_job per account, so
+    "Test all" on 1,000 accounts does not wait for 1,000 enqueues. The account rows show the results
+    as the jobs store them; the caller keeps the time it asked (its `until`) to see which are done.
     """
-    ids = list(task.accounts.order_by("source_user").values_list("pk", flat=True))
-    for pk in ids:
-        q2.enqueue(q2.TEST_ACCOUNT_JOB, pk, task_name=f"test account {pk}")
-    return len(ids)
+    q2.enqueue(q2.FAN_OUT_TESTS_JOB, task.pk, task_name=f"test the accounts of task {task.pk}")
+    return task.accounts.count()
+
+
+def fan_out_tests_job(task_id: int) -> None:
+    """Enqueue one test_account_job per account of the task (ids only). Never raises."""
+    try:
+        ids = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
+        for pk in ids:
+            q2.enqueue(q2.TEST_ACCOUNT_JOB, pk, task_name=f"test account {pk}")
+    except Exception:
+        logger.exception("task %s: could not enqueue its account tests", task_id)
+
+
+def fan_out_run_job(run_id: int) -> None:
+    """Enqueue the copy jobs of a run that start_run recorded (orchestrator.fan_out). Never raises: an
+    account run left unqueued is enqueued by the reaper."""
+    try:
+        count = orchestrator.fan_out(run_id)
+        logger.info("run %s: %s copy jobs enqueued", run_id, count)
+    except Exception:
+        logger.exception("run %s: could not enqueue its copy jobs; the reaper will", run_id)

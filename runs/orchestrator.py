@@ -42,6 +42,24 @@ LOST_JOB_GRACE_SECONDS = 600
 # The first word of the reason of an interrupted account run and of its run, for the operator. The
 # programs read the `interrupted` field instead (resumed by the next run; the breaker ignores it).
 INTERRUPTED = "interrupted"
+# Why an account run was interrupted, as its reason says it (after "interrupted: "), and as its run's
+# reason sums it up. One home for both, so the run can say what happened: a clean stop (SIGTERM) is
+# not a dead worker.
+STOPPED_BY_SIGTERM = "the worker was stopped (SIGTERM)"
+MAIN_PROCESS_DIED = "the cluster's main process died, so its workers stopped"
+TIME_LIMIT_REACHED = "the copy reached the job time limit"
+WORKER_SILENT = "stopped answering"  # the reaper: "the worker <id> stopped answering since <time>"
+JOB_LOST = "the job queue lost this account's job twice"
+INTERRUPTION_CAUSES = {
+    STOPPED_BY_SIGTERM: "stopped cleanly with their worker (SIGTERM)",
+    MAIN_PROCESS_DIED: "stopped because their cluster's main process died",
+    TIME_LIMIT_REACHED: "reached the job time limit",
+    WORKER_SILENT: "lost their worker (it died or hung: no heartbeat)",
+    JOB_LOST: "never started: the job queue lost their jobs",
+}
+
+# Account runs created, marked and pushed per round by start_run and fan_out.
+FAN_OUT_BATCH = 500
 
 MAX_STORED_MESSAGE_ERRORS = 1000
 MAX_STORED_WARNINGS = 200
@@ -115,27 +133,63 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
         except IntegrityError:
             # The task row said "not running" but a running Run exists (the constraint caught it).
             raise TaskAlreadyRunning(task_id) from None
-        account_runs = AccountRun.objects.bulk_create(
-            AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk in accounts
+        # enqueued_at/enqueues count the fan-out job's hand-over: the reaper's clock starts now.
+        AccountRun.objects.bulk_create(
+            (AccountRun(run=run, account_id=pk, enqueued_at=now, enqueues=1) for pk in accounts),
+            batch_size=FAN_OUT_BATCH,
         )
-        ids = [ar.pk for ar in account_runs]
-        # Enqueue only after commit, so workers can see the rows.
-        transaction.on_commit(lambda: push_jobs(ids))
+        # After commit, so the job sees the rows. One job, however many accounts: the request that
+        # starts a run of 1,000 accounts answers at once, not after 1,000 enqueues.
+        run_id = run.pk
+        transaction.on_commit(lambda: push_fan_out(run_id))
     logger.info(
         "run %s of task %s started (%s, %s accounts)",
         run.pk,
         task_id,
         trigger,
-        len(ids),
+        len(accounts),
         extra={
             "event": "run.started",
             "run_id": run.pk,
             "task_id": task_id,
             "trigger": str(trigger),
-            "accounts": len(ids),
+            "accounts": len(accounts),
         },
     )
     return run
+
+
+def push_fan_out(run_id: int) -> None:
+    """Hand the run's fan-out job (runs.jobs.fan_out_run_job) to the broker.
+
+    A push that fails is logged: the reaper enqueues account runs that were never enqueued once
+    LOST_JOB_GRACE_SECONDS have passed, so the run still starts.
+    """
+    try:
+        q2.enqueue(q2.FAN_OUT_RUN_JOB, run_id, task_name=f"start run {run_id}")
+    except Exception:
+        logger.exception("could not enqueue the start of run %s; the reaper will enqueue its accounts", run_id)
+
+
+def fan_out(run_id: int) -> int:
+    """Enqueue the copy job of every account run of the run still queued; returns how many.
+
+    Called by runs.jobs.fan_out_run_job, in a worker. Account runs cancelled or already taken
+    meanwhile are skipped; a job pushed twice (a second delivery of the fan-out job, or the reaper
+    after a fan-out that waited too long) does nothing the second time (claim_account_run).
+    """
+    pushed, after = 0, 0
+    while True:
+        batch = list(
+            AccountRun.objects.filter(run_id=run_id, status=AccountRun.Status.QUEUED, pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:FAN_OUT_BATCH]
+        )
+        if not batch:
+            return pushed
+        push_jobs(batch)
+        pushed += len(batch)
+        after = batch[-1]
 
 
 def push_jobs(account_run_ids: Iterable[int]) -> None:
@@ -310,6 +364,15 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
         interrupted=Count("pk", filter=Q(status=AccountRun.Status.FAILED, interrupted=True)),
     )
+    # Why the interrupted ones stopped (a second query: `interrupted` is also the name of a total above).
+    totals.update(
+        rows.filter(status=AccountRun.Status.FAILED, interrupted=True).aggregate(
+            **{
+                f"cause_{n}": Count("pk", filter=Q(last_error__contains=marker))
+                for n, marker in enumerate(INTERRUPTION_CAUSES)
+            }
+        )
+    )
     for key in ("copied", "skipped", "errors", "bytes", "not_copied", "altered"):
         setattr(run, key, totals[key] or 0)
     failures = list(
@@ -370,10 +433,18 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
     if cancelled:
         return Run.Status.CANCELLED, "cancelled by the operator"
     if interrupted:
+        causes = [
+            f"{totals[f'cause_{n}']} {phrase}"
+            for n, phrase in enumerate(INTERRUPTION_CAUSES.values())
+            if totals[f"cause_{n}"]
+        ]
+        other = interrupted - sum(totals[f"cause_{n}"] for n in range(len(INTERRUPTION_CAUSES)))
+        if other:
+            causes.append(f"{other} for another reason")
         return (
             Run.Status.FAILED,
             f"{INTERRUPTED}: {interrupted} of {accounts} accounts stopped without finishing "
-            "(a worker died or the job queue lost the job); run the task again to resume",
+            f"({', '.join(causes)}); run the task again to resume",
         )
     if failed:
         detail = "; ".join(f"{user}: {error}" for user, error in failures)
@@ -426,7 +497,7 @@ def reap_stale(now: datetime) -> int:
     ):
         since = f" since {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if heartbeat_at else ""
         reason = (
-            f"{INTERRUPTED}: the worker {worker or '(unknown)'} stopped answering{since}; run the task again to resume"
+            f"{INTERRUPTED}: the worker {worker or '(unknown)'} {WORKER_SILENT}{since}; run the task again to resume"
         )
         if _fail_account_run(pk, run_id, now, reason, attempt=attempt):
             reaped += 1
@@ -489,7 +560,8 @@ def _reap_lost_jobs(now: datetime) -> int:
     if not candidates:
         return 0
     pending = q2.pending_job_ids()
-    if pending is None:
+    starting = q2.pending_fan_out_run_ids()
+    if pending is None or starting is None:
         return 0  # the broker cannot be read: decide nothing
     # With Redis, a worker may hold a few jobs it has popped but not started (waiting for a free
     # worker). While some account is being copied, a job missing from the broker may be one of
@@ -497,8 +569,8 @@ def _reap_lost_jobs(now: datetime) -> int:
     busy = AccountRun.objects.filter(status=AccountRun.Status.RUNNING).exists()
     failed = 0
     for pk, run_id, enqueued_at, enqueues in candidates:
-        if pk in pending:
-            continue
+        if pk in pending or run_id in starting:
+            continue  # its job, or its run's fan-out job, is waiting in the broker
         if enqueues < 2:
             again = AccountRun.objects.filter(pk=pk, status=AccountRun.Status.QUEUED, enqueued_at=enqueued_at).update(
                 enqueued_at=now, enqueues=F("enqueues") + 1
@@ -507,10 +579,7 @@ def _reap_lost_jobs(now: datetime) -> int:
                 logger.warning("account run %s: its job is not in the queue, enqueued again", pk)
                 push_jobs([pk])
         elif not busy:
-            reason = (
-                f"{INTERRUPTED}: the job queue lost this account's job twice; is "
-                "`manage.py qcluster` running? Run the task again to resume"
-            )
+            reason = f"{INTERRUPTED}: {JOB_LOST}; is `manage.py qcluster` running? Run the task again to resume"
             if _fail_account_run(pk, run_id, now, reason):
                 failed += 1
                 logger.warning("account run %s failed: %s", pk, reason)

@@ -30,6 +30,7 @@ from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
 from django_q.cluster import Sentinel
 from django_q.conf import Conf
+from django_q.management.commands.qcluster import Command as ClusterCommand  # noqa: F401  (runs' qcluster)
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
@@ -40,6 +41,8 @@ CHECKED_AGAINST = "1.11.1"
 # django-q2 entry points (runs/jobs.py), as django-q2 stores them in the broker.
 COPY_ACCOUNT_JOB = "runs.jobs.copy_account_job"
 TEST_ACCOUNT_JOB = "runs.jobs.test_account_job"
+FAN_OUT_RUN_JOB = "runs.jobs.fan_out_run_job"
+FAN_OUT_TESTS_JOB = "runs.jobs.fan_out_tests_job"
 
 
 def copy_queue() -> str:
@@ -82,6 +85,16 @@ def pending_job_ids() -> set[int] | None:
     None when the broker cannot be read: that is logged as an ERROR, and /metrics shows
     imapcopier_job_queue_readable 0.
     """
+    return _pending_ids(COPY_ACCOUNT_JOB)
+
+
+def pending_fan_out_run_ids() -> set[int] | None:
+    """Run ids whose fan-out job (it enqueues the run's copy jobs) is in the broker; None when unreadable."""
+    return _pending_ids(FAN_OUT_RUN_JOB)
+
+
+def _pending_ids(job: str) -> set[int] | None:
+    """The first argument (an id) of every `job` in the copy queue's broker, or None when unreadable."""
     payloads = _queue_payloads()
     if payloads is None:
         return None
@@ -91,7 +104,7 @@ def pending_job_ids() -> set[int] | None:
             package = SignedPackage.loads(payload)
         except Exception:
             continue  # another site's job (other signing key) or garbage: not ours
-        if package.get("func") == COPY_ACCOUNT_JOB and package.get("args"):
+        if package.get("func") == job and package.get("args"):
             try:
                 ids.add(int(package["args"][0]))
             except (TypeError, ValueError):
@@ -147,3 +160,17 @@ def cluster_stopping() -> bool:
     """True when the django-q2 cluster this worker process belongs to was told to stop (False outside one)."""
     event = cluster_stop_event()
     return event is not None and event_is_set_without_waiting(event)
+
+
+def sentinel_stop_event_in(frame: object | None) -> object | None:
+    """The stop event of the Sentinel whose method is running in `frame` or below it, or None.
+
+    The sentinel process's main thread runs inside Sentinel.guard(): runs/lifeline.py sets this event
+    when the cluster's main process is gone, as SIGTERM to the main process would.
+    """
+    while frame is not None:
+        candidate = frame.f_locals.get("self")  # type: ignore[attr-defined]
+        if isinstance(candidate, Sentinel):
+            return candidate.stop_event
+        frame = frame.f_back  # type: ignore[attr-defined]
+    return None

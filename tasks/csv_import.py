@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks.models import Account, Task
+from tasks.spreadsheet import restore
 
 COLUMNS = ["source_user", "source_password", "destination_user", "destination_password"]
 MAX_LENGTH = {
@@ -117,10 +118,12 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
         if problem:
             preview.errors.append(LineError(line, problem))
             continue
+        # A user name our exports wrote as '=... reads back as =... (tasks/spreadsheet.py). Passwords
+        # are never exported, so a leading quote in one is part of the password and stays.
         source_user, source_password, destination_user = (
-            record[0].strip(),
+            restore(record[0].strip()),
             record[1],
-            record[2].strip(),
+            restore(record[2].strip()),
         )
         destination_password = record[3] if len(record) > 3 else ""
         if source_user in seen:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -16,6 +20,41 @@ class ScheduleInterval(models.IntegerChoices):
     HOURS_6 = 21600, "Every 6h"
     HOURS_12 = 43200, "Every 12h"
     HOURS_24 = 86400, "Every 24h"
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def host_problem(host: str) -> str:
+    """Why `host` is not a bare IMAP server name or address, or "" when it is one.
+
+    Accepted: a DNS name (RFC 1123 labels; an internationalised name is checked in its IDNA form), an
+    IPv4 address or an IPv6 address without brackets. Refused: a port (it has its own field), a URL,
+    spaces, CR/LF or other control characters, which would otherwise fail only at the connection test.
+    """
+    if not host:
+        return "Enter the server's host name or address."
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in host):
+        return "The host name cannot contain spaces, line breaks or control characters."
+    if "://" in host or "/" in host or "@" in host:
+        return "Enter only the server's host name (e.g. imap.example.com), not a URL."
+    try:
+        ipaddress.ip_address(host)
+        return ""
+    except ValueError:
+        pass
+    if host.startswith("[") or host.count(":") > 1:
+        return "Enter an IPv6 address without brackets or port, e.g. 2001:db8::1."
+    if ":" in host:
+        return "Enter the port in the Port field, not after the host name."
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "This is not a valid host name."
+    name = ascii_name[:-1] if ascii_name.endswith(".") else ascii_name
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+        return "This is not a valid host name: letters, digits, hyphens and dots only."
+    return ""
 
 
 class Endpoint(models.Model):
@@ -60,6 +99,13 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.host}:{self.port})"
+
+    def clean(self) -> None:
+        """Run by every model form (the endpoint form, the admin): the host must be a bare host name."""
+        super().clean()
+        problem = host_problem(self.host)
+        if problem:
+            raise ValidationError({"host": problem})
 
 
 class TaskQuerySet(models.QuerySet):

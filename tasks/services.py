@@ -7,7 +7,6 @@ copies do. Then what the tasks app's pages read and change (the views only parse
 
 from __future__ import annotations
 
-import csv
 import logging
 from typing import Any, TextIO
 
@@ -19,6 +18,7 @@ from runs import engine
 from runs.engine.types import ConnectionTestResult, ErrorKind, Mailbox
 from tasks import slots
 from tasks.models import Account, Endpoint, Task
+from tasks.spreadsheet import write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -229,11 +229,8 @@ EXPORT_COLUMNS = {
 
 def write_accounts_csv(task: Task, out: TextIO) -> None:
     """The task's accounts as CSV (the import's columns without the passwords, plus the test results)."""
-    writer = csv.writer(out)
-    writer.writerow(list(EXPORT_COLUMNS))
     # values_list: the export has no passwords, so it never decrypts them either.
-    for row in task.accounts.values_list(*EXPORT_COLUMNS.values()):
-        writer.writerow(list(row))
+    write_csv(out, list(EXPORT_COLUMNS), task.accounts.values_list(*EXPORT_COLUMNS.values()).iterator())
 
 
 def first_account(task: Task) -> Account | None:

@@ -8,9 +8,11 @@ from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 @pytest.fixture
 def pushed(monkeypatch) -> list[int]:
-    """Account run ids handed to the broker (nothing is really enqueued)."""
+    """Account run ids handed to the broker (nothing is really enqueued). The fan-out job a started run
+    enqueues runs at once, as a worker would run it (tests/runs/test_fan_out.py tests it on its own)."""
     ids: list[int] = []
     monkeypatch.setattr(orchestrator, "push_jobs", lambda pks: ids.extend(pks))
+    monkeypatch.setattr(orchestrator, "push_fan_out", orchestrator.fan_out)
     return ids
 
 

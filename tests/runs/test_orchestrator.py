@@ -6,7 +6,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from runs import orchestrator, q2
+from runs import jobs, orchestrator, q2
 from runs.engine.types import AccountResult, MessageError, NotCopied, Outcome
 from runs.models import AccountRun, Run
 from tasks import slots
@@ -48,6 +48,7 @@ def test_start_run_creates_the_run_and_one_account_run_per_account(
 
 
 def test_jobs_are_enqueued_only_after_commit_with_ids_only(make_task, django_capture_on_commit_callbacks):
+
     task = make_task(accounts=2)
     with mock.patch("django_q.tasks.async_task") as async_task:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -55,10 +56,14 @@ def test_jobs_are_enqueued_only_after_commit_with_ids_only(make_task, django_cap
         assert async_task.call_count == 0
         assert len(callbacks) == 1
         callbacks[0]()
-    assert async_task.call_count == 2
+        # The start enqueues one job, whatever the number of accounts: the fan-out runs in a worker.
+        assert async_task.call_count == 1
+        assert async_task.call_args.args == ("runs.jobs.fan_out_run_job", run.pk)
+        jobs.fan_out_run_job(run.pk)
+    assert async_task.call_count == 3
     ids = set(run.account_runs.values_list("pk", flat=True))
     passwords = {a.source_password for a in task.accounts.all()} | {a.destination_password for a in task.accounts.all()}
-    for call in async_task.call_args_list:
+    for call in async_task.call_args_list[1:]:
         assert call.args[0] == "runs.jobs.copy_account_job"
         assert len(call.args) == 2 and call.args[1] in ids
         assert call.kwargs["cluster"] == "imapcopier"
@@ -126,13 +131,14 @@ def test_start_run_does_not_decrypt_passwords(make_task, pushed):
 
 def test_a_failed_push_is_logged_not_raised(make_task, django_capture_on_commit_callbacks, caplog):
     task = make_task(accounts=1)
-    with (
-        mock.patch("django_q.tasks.async_task", side_effect=ConnectionError("broker down")),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    with mock.patch("django_q.tasks.async_task", side_effect=ConnectionError("broker down")):
+        with django_capture_on_commit_callbacks(execute=True):
+            run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+        assert run.account_runs.get().status == AccountRun.Status.QUEUED
+        assert "the reaper will enqueue its accounts" in caplog.text  # the fan-out job
+        orchestrator.fan_out(run.pk)
+        assert "the reaper will retry" in caplog.text  # a copy job
     assert run.account_runs.get().status == AccountRun.Status.QUEUED
-    assert "the reaper will retry" in caplog.text
 
 
 # --- claim and finish ----------------------------------------------------------------------------
@@ -325,7 +331,10 @@ def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(make_tas
     assert a.status == AccountRun.Status.FAILED and a.interrupted
     assert a.last_error.startswith("interrupted: the worker test:1 stopped answering since ")
     assert run.status == Run.Status.FAILED and run.finished_at == later and run.interrupted
-    assert run.reason.startswith("interrupted: 1 of 2 accounts stopped without finishing")
+    assert run.reason == (
+        "interrupted: 1 of 2 accounts stopped without finishing "
+        "(1 lost their worker (it died or hung: no heartbeat)); run the task again to resume"
+    )
     assert run.errors == 2 and run.copied == 13
     assert task.status == Task.Status.FAILED
     # Interrupted, not judged: the breaker stays put even though the run counted errors.
@@ -358,6 +367,10 @@ def test_reap_re_enqueues_a_lost_job_once_then_fails_it(make_task, pushed):
     assert "the job queue lost this account's job twice" in ar.last_error
     assert ar.last_error.startswith("interrupted") and ar.interrupted
     assert run.status == Run.Status.FAILED
+    assert run.reason == (
+        "interrupted: 1 of 1 accounts stopped without finishing "
+        "(1 never started: the job queue lost their jobs); run the task again to resume"
+    )
     assert Task.objects.get(pk=task.pk).status == Task.Status.FAILED
 
 
@@ -435,6 +448,13 @@ def test_a_job_deleted_from_the_orm_broker_is_enqueued_again(make_task, django_c
     start = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, now=start)
+    assert q2.pending_fan_out_run_ids() == {run.pk}
+    # A worker takes the fan-out job from the broker and runs it.
+    OrmQ.objects.filter(
+        pk__in=[row.pk for row in OrmQ.objects.all() if row.task["func"] == q2.FAN_OUT_RUN_JOB]
+    ).delete()
+    jobs.fan_out_run_job(run.pk)
+    assert q2.pending_fan_out_run_ids() == set()
     lost, kept = run.account_runs.order_by("pk")
     assert q2.pending_job_ids() == {lost.pk, kept.pk}
     # The broker loses one job (a flushed queue, a payload whose signature no longer checks out).

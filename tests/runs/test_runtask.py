@@ -33,6 +33,7 @@ def jobs_in_threads(monkeypatch):
             thread.start()
 
     monkeypatch.setattr(orchestrator, "push_jobs", push)
+    monkeypatch.setattr(orchestrator, "push_fan_out", orchestrator.fan_out)  # the fan-out job, run at once
     yield threads
     for thread in threads:
         thread.join(60)

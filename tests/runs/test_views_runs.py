@@ -131,7 +131,7 @@ def test_run_start_refused_with_untested_accounts_says_why(admin_client):
 
 def test_run_start_creates_the_run(admin_client, django_capture_on_commit_callbacks, monkeypatch):
     pushed = []
-    monkeypatch.setattr("runs.orchestrator.push_jobs", lambda ids: pushed.extend(ids))
+    monkeypatch.setattr("runs.orchestrator.push_fan_out", lambda run_id: pushed.append(run_id))
     task = TaskFactory()
     AccountFactory(task=task, tested=True)
     with django_capture_on_commit_callbacks(execute=True):
@@ -139,7 +139,7 @@ def test_run_start_creates_the_run(admin_client, django_capture_on_commit_callba
     assert response.status_code == 302
     run = Run.objects.get(task=task)
     assert run.trigger == Run.Trigger.MANUAL and run.is_running
-    assert len(pushed) == 1
+    assert pushed == [run.pk]  # the run's fan-out job; the copy jobs are enqueued by it
 
 
 def test_run_start_needs_post(admin_client):

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 def pushed(monkeypatch) -> list[int]:
     ids: list[int] = []
     monkeypatch.setattr(orchestrator, "push_jobs", lambda pks: ids.extend(pks))
+    monkeypatch.setattr(orchestrator, "push_fan_out", orchestrator.fan_out)  # the fan-out job, run at once
     return ids
 
 

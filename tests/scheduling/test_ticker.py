@@ -60,8 +60,8 @@ def test_the_scheduled_run_jobs_go_to_the_copy_queue_after_commit(django_capture
     with django_capture_on_commit_callbacks(execute=True):
         tick(now)
     run = Run.objects.get(task=task)
-    assert sorted(a[1] for a, _ in pushed) == sorted(run.account_runs.values_list("pk", flat=True))
-    # The main cluster's queue, not the control cluster the tick runs in.
+    assert [a for a, _ in pushed] == [("runs.jobs.fan_out_run_job", run.pk)]
+    # The main cluster's queue, not the control cluster the tick runs in; the copy jobs follow it there.
     assert {kw["cluster"] for _, kw in pushed} == {settings.Q_CLUSTER["name"]}
 
 
@@ -230,7 +230,7 @@ def _in_threads(n, target):
 
 @pytest.mark.django_db(transaction=True)
 def test_ticks_at_once_start_each_due_task_once(monkeypatch):
-    monkeypatch.setattr(orchestrator, "push_jobs", lambda ids: None)  # no broker in this test
+    monkeypatch.setattr(orchestrator, "push_fan_out", lambda run_id: None)  # no broker in this test
     now = timezone.now()
     tasks = [scheduled_task(enabled_at=now - timedelta(hours=2), name=f"t{i}") for i in range(3)]
     results = _in_threads(6, lambda i: tick(now))
@@ -243,7 +243,7 @@ def test_ticks_at_once_start_each_due_task_once(monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_tick_racing_manual_starts_gives_one_run(monkeypatch):
-    monkeypatch.setattr(orchestrator, "push_jobs", lambda ids: None)
+    monkeypatch.setattr(orchestrator, "push_fan_out", lambda run_id: None)
     now = timezone.now()
     task = scheduled_task(enabled_at=now - timedelta(hours=2))
 

@@ -39,6 +39,7 @@ def _account(task, source, destination) -> Account:
 
 
 @pytest.mark.imap
+@pytest.mark.django_db(transaction=True)  # the accounts are tested in threads, each with its own connection
 def test_testaccounts_tests_and_stores_every_account(dovecot_task, make_imap_user):
     task = dovecot_task()
     good = _account(task, make_imap_user(), make_imap_user())
@@ -63,6 +64,7 @@ def test_testaccounts_tests_and_stores_every_account(dovecot_task, make_imap_use
 
 
 @pytest.mark.imap
+@pytest.mark.django_db(transaction=True)
 def test_testaccounts_exits_zero_when_all_pass_and_can_pick_accounts(dovecot_task, make_imap_user):
     task = dovecot_task()
     chosen = _account(task, make_imap_user(), make_imap_user())
@@ -72,6 +74,31 @@ def test_testaccounts_exits_zero_when_all_pass_and_can_pick_accounts(dovecot_tas
     assert "1 of 1 accounts OK on both sides" in out.getvalue()
     other.refresh_from_db()
     assert other.source_test_status == Account.TestStatus.UNTESTED
+
+
+@pytest.mark.imap
+@pytest.mark.django_db(transaction=True)
+def test_testaccounts_tests_in_parallel_within_the_connection_caps(imap_server, make_imap_user):
+    from tests.support.faultproxy import FaultProxy
+
+    # Each server answers slowly (0.1 s a round trip), so tests that run at once overlap.
+    with FaultProxy(imap_server.imap_port, delay=0.1) as source, FaultProxy(imap_server.imap_port, delay=0.1) as dest:
+        common = {"host": imap_server.host, "security": "plain", "verify_tls": False}
+        task = TaskFactory(
+            source=EndpointFactory(port=source.port, max_connections=3, **common),
+            destination=EndpointFactory(port=dest.port, max_connections=4, **common),
+        )
+        accounts = [_account(task, make_imap_user(), make_imap_user()) for _ in range(8)]
+        out = io.StringIO()
+        call_command("testaccounts", task.name, "--parallel", "10", stdout=out)
+        # Several at once, never more than the smaller cap (3): slots hold each endpoint to its own.
+        assert 2 <= source.max_concurrent <= 3
+        assert 2 <= dest.max_concurrent <= 3
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "8 of 8 accounts OK on both sides"
+    # The report keeps the accounts' order, however the tests interleaved.
+    assert [line.split(" -> ")[0] for line in lines[:-1]] == sorted(a.source_user for a in accounts)
+    assert all(Account.objects.get(pk=a.pk).tested_ok for a in accounts)
 
 
 def test_testaccounts_refuses_an_unknown_task_or_account():

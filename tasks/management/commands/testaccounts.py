@@ -1,10 +1,16 @@
-"""`manage.py testaccounts <task>`: LOGIN and LIST on both sides of every account of a task."""
+"""`manage.py testaccounts <task>`: LOGIN and LIST on both sides of every account of a task.
+
+The accounts are tested in parallel, as many at once as the endpoints' max connections allow (each test
+holds one connection slot at a time, tasks/slots.py, so running copies and page tests keep their share).
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from tasks.models import Account, Task
 from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, find_task, test_account
@@ -26,6 +32,13 @@ class Command(BaseCommand):
             metavar="SOURCE_USER",
             help="test only this account (repeatable)",
         )
+        parser.add_argument(
+            "--parallel",
+            type=int,
+            default=0,
+            metavar="N",
+            help="test at most N accounts at once (default: the smaller max connections of the two endpoints)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -38,27 +51,48 @@ class Command(BaseCommand):
         ids = list(accounts.values_list("pk", flat=True))
         if not ids:
             raise CommandError(f"task {task.name!r} has no such accounts")
+        if options["parallel"] < 0:
+            raise CommandError("--parallel must be 1 or more")
+        cap = min(task.source.max_connections, task.destination.max_connections)
+        parallel = max(1, min(options["parallel"] or cap, len(ids)))
         failed = 0
-        for pk in ids:
-            test_account(Account(pk=pk), slot_wait_seconds=BACKGROUND_TEST_SLOT_WAIT_SECONDS)
-            row = Account.objects.values(
-                "source_user",
-                "destination_user",
-                "source_test_status",
-                "source_test_message",
-                "destination_test_status",
-                "destination_test_message",
-            ).get(pk=pk)
-            ok = Account.objects.filter(pk=pk).tested_ok().exists()
-            failed += not ok
-            style = self.style.SUCCESS if ok else self.style.ERROR
-            self.stdout.write(
-                style(
-                    f"{row['source_user']} -> {row['destination_user']}: "
-                    f"source {row['source_test_status']} ({row['source_test_message']}) · "
-                    f"destination {row['destination_test_status']} ({row['destination_test_message']})"
-                )
-            )
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="testaccounts") as pool:
+            # map() yields in the order of `ids`, so the report reads the same however the tests interleave.
+            for pk in pool.map(_test_one, ids):
+                failed += not self._report(pk)
         self.stdout.write(f"{len(ids) - failed} of {len(ids)} accounts OK on both sides")
         if failed:
             raise CommandError(f"{failed} accounts failed the test", returncode=1)
+
+    def _report(self, pk: int) -> bool:
+        """Write one account's result line; True when both sides passed."""
+        row = Account.objects.values(
+            "source_user",
+            "destination_user",
+            "source_test_status",
+            "source_test_message",
+            "destination_test_status",
+            "destination_test_message",
+        ).get(pk=pk)
+        ok = (
+            row["source_test_status"] == Account.TestStatus.OK
+            and row["destination_test_status"] == Account.TestStatus.OK
+        )
+        style = self.style.SUCCESS if ok else self.style.ERROR
+        self.stdout.write(
+            style(
+                f"{row['source_user']} -> {row['destination_user']}: "
+                f"source {row['source_test_status']} ({row['source_test_message']}) · "
+                f"destination {row['destination_test_status']} ({row['destination_test_message']})"
+            )
+        )
+        return ok
+
+
+def _test_one(pk: int) -> int:
+    """Test one account in a pool thread; returns its pk. The thread's database connection is closed after."""
+    try:
+        test_account(Account(pk=pk), slot_wait_seconds=BACKGROUND_TEST_SLOT_WAIT_SECONDS)
+    finally:
+        connections.close_all()
+    return pk
