@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator, MinValueValidator
+import re
+
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -62,6 +64,17 @@ class Endpoint(models.Model):
         return f"{self.label} ({self.host}:{self.port})"
 
 
+def parse_recipients(raw: str) -> list[str]:
+    """The addresses of a recipients field: separated by commas, semicolons, spaces or new lines.
+
+    Raises django.core.exceptions.ValidationError naming the first address that is not one.
+    """
+    addresses = [part for part in re.split(r"[\s,;]+", raw or "") if part]
+    for address in addresses:
+        validate_email(address)
+    return list(dict.fromkeys(addresses))
+
+
 class TaskQuerySet(models.QuerySet):
     def schedulable(self) -> TaskQuerySet:
         """Tasks that may start by themselves: schedule on, not broken, not running."""
@@ -92,6 +105,12 @@ class Task(models.Model):
     )
     schedule_anchor = models.DateTimeField(null=True, blank=True)
     broken = models.BooleanField(default=False)
+    notify_emails = models.TextField(
+        "notify by e-mail",
+        blank=True,
+        help_text="Addresses told when a run fails or ends with errors, the schedule breaks or waits "
+        "(separated by commas or new lines).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
