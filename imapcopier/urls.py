@@ -17,3 +17,5 @@ urlpatterns = [
     path("", include("runs.urls")),
     path("", include("scheduling.urls")),
 ]
+
+handler404 = "imapcopier.views.not_found"

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from django.core.mail import EmailMessage
 
+from tasks.wording import plural
+
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Imapcopier-Signature"
@@ -46,12 +48,6 @@ def clean_text(text: str, limit: int = 2000) -> str:
 def one_line(text: str, limit: int = 200) -> str:
     """Text for a mail header: one line (a newline would be header injection), bounded."""
     return " ".join(clean_text(text, limit).split())
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """'1 error', '2 errors' (the count written with thousands separators)."""
-    word = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count:,} {word}"
 
 
 def compose(

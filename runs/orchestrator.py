@@ -29,6 +29,7 @@ from runs import slots
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
 from tasks.models import Account, Task
+from tasks.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
     if interrupted:
         return (
             Run.Status.FAILED,
-            f"{INTERRUPTED}: {interrupted} of {accounts} accounts stopped without finishing "
+            f"{INTERRUPTED}: {interrupted} of {plural(accounts, 'account')} stopped without finishing "
             "(a worker died or the job queue lost the job); run the task again to resume",
         )
     if failed:
@@ -375,10 +376,10 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
         more = " …" if failed > len(failures) else ""
         return (
             Run.Status.FAILED,
-            f"{failed} of {accounts} accounts failed: {detail}{more}",
+            f"{failed} of {plural(accounts, 'account')} failed: {detail}{more}",
         )
     if run.errors:
-        return Run.Status.DONE, f"{run.errors} messages could not be copied"
+        return Run.Status.DONE, f"{plural(run.errors, 'message')} could not be copied"
     return Run.Status.DONE, ""
 
 

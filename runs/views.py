@@ -133,7 +133,7 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
             "destination_user",
             "status",
             "copied",
-            "skipped",
+            "already_there",
             "errors",
             "bytes",
             "reason",

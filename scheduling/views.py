@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -20,7 +21,7 @@ from scheduling.services import (
 from scheduling.templatetags.schedule_tags import panel_state
 from tasks.models import ScheduleInterval, Task
 
-RUN_LOG_LIMIT = 200
+RUN_LOG_PAGE_SIZE = 50
 
 
 def _panel_task(pk: int) -> Task:
@@ -83,12 +84,8 @@ def set_schedule_view(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_log(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    runs = list(runs_newest_first(pk)[: RUN_LOG_LIMIT + 1])
-    more = 0
-    if len(runs) > RUN_LOG_LIMIT:
-        more = runs_newest_first(pk).count() - RUN_LOG_LIMIT
-        runs = runs[:RUN_LOG_LIMIT]
-    context = {"task": task, "runs": runs, "more": more}
+    page = Paginator(runs_newest_first(pk), RUN_LOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"task": task, "runs": page.object_list, "page": page}
     if request.htmx:
         return render(request, "scheduling/_run_log.html", context)
     return render(request, "scheduling/run_log.html", context)

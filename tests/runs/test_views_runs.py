@@ -184,3 +184,25 @@ def test_progress_of_a_big_run_lists_only_running_and_failed_accounts(admin_clie
     assert html.count("data-account-run=") == 4
     assert "56 other accounts (20 queued) are in the" in html
     assert 'Accounts done</div><div class="value">37 / 60' in html
+
+
+def test_skipped_messages_have_one_name_in_the_report_and_its_csv(admin_client):
+    run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now(), skipped=4)
+    AccountRunFactory(run=run, status="done", skipped=4)
+    html = admin_client.get(reverse("runs:report", args=[run.pk])).content.decode()
+    assert "Already there" in html and "Skipped" not in html
+    header = admin_client.get(reverse("runs:report_csv", args=[run.pk])).content.decode().splitlines()[0]
+    assert ",already_there," in header and "skipped" not in header
+
+
+def test_a_failed_run_report_does_not_claim_every_message_arrived(admin_client):
+    run = RunFactory(status=Run.Status.FAILED, finished_at=timezone.now(), reason="1 of 1 account failed: a@old: login")
+    AccountRunFactory(run=run, status="failed", last_error="login refused")
+    html = admin_client.get(reverse("runs:report", args=[run.pk])).content.decode()
+    assert "Every message was copied" not in html
+    assert "the run failed: see the accounts above" in html
+    done = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
+    assert (
+        "Every message was copied or already there"
+        in admin_client.get(reverse("runs:report", args=[done.pk])).content.decode()
+    )

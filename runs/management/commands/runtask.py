@@ -16,6 +16,7 @@ from runs.models import Run
 from runs.progress import AccountProgress, RunProgress, run_progress
 from tasks.models import Task
 from tasks.services import find_task
+from tasks.wording import human_bytes, plural
 
 BAR_WIDTH = 20
 MAX_LINES = 40  # accounts shown at once on a terminal; the rest are summed up
@@ -51,7 +52,7 @@ def account_line(a: AccountProgress, name_width: int) -> str:
     else:
         line += f"  {a.status}"
         if a.errors:
-            line += f", {a.errors} errors"
+            line += f", {plural(a.errors, 'error')}"
         if a.last_error:
             line += f": {a.last_error[:200]}"
     return line
@@ -61,7 +62,7 @@ def summary_line(p: RunProgress) -> str:
     head = (
         f"run {p.run.pk} of {p.run.task.name}: {p.run.status} · "
         f"{p.finished}/{len(p.accounts)} accounts finished · {p.copied} copied · "
-        f"{p.skipped} skipped · {p.errors} errors · {p.megabytes:.1f} MB"
+        f"{p.skipped:,} already there · {plural(p.errors, 'error')} · {human_bytes(p.bytes)}"
     )
     if p.run.finished_at:
         seconds = max((p.run.finished_at - p.run.started_at).total_seconds(), 0.001)
@@ -113,7 +114,7 @@ class Command(BaseCommand):
             self.stdout.write(final.run.reason)
         if final.run.status != Run.Status.DONE or final.run.errors:
             raise CommandError(
-                f"run {run.pk} ended {final.run.status} with {final.run.errors} errors",
+                f"run {run.pk} ended {final.run.status} with {plural(final.run.errors, 'error')}",
                 returncode=1,
             )
 
