@@ -40,7 +40,9 @@ if not IMAPCOPIER_FERNET_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
             "IMAPCOPIER_FERNET_KEYS is not set: IMAP passwords are encrypted with it. "
-            "Set it to one or more Fernet keys, newest first, comma-separated "
+            "For the installation bin/start made, run commands with `bin/manage <command>`: it loads "
+            "the keys from data/secrets.env (a new key would not read the stored passwords). Otherwise "
+            "set it to one or more Fernet keys, newest first, comma-separated "
             "(make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), "
             "or set DEBUG=1 to have a development key generated into IMAPCOPIER_DATA_DIR."
         )
