@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, QuerySet
 
 from runs.models import Run
 from scheduling.timing import next_run_at
 from tasks.models import Account, ScheduleInterval, Task
+from tasks.wording import plural
 
 SCHEDULE_REFUSED_MESSAGE = "all accounts must pass connection tests before scheduling"
 
@@ -20,6 +21,8 @@ class ScheduleRefused(Exception):
     def __init__(self, message: str = SCHEDULE_REFUSED_MESSAGE) -> None:
         super().__init__(message)
         self.message = message
+        self.blocking = 0  # active accounts that need a test
+        self.detail = ""  # "10 of 500 active accounts need a test"
 
 
 def is_preset(seconds: object) -> bool:
@@ -28,10 +31,22 @@ def is_preset(seconds: object) -> bool:
 
 
 def accounts_ready(task_id: int) -> bool:
-    """At least one account, and every account tested ok on both sides."""
-    accounts = Account.objects.filter(task_id=task_id)
-    not_ok = ~Q(source_test_status=Account.TestStatus.OK) | ~Q(destination_test_status=Account.TestStatus.OK)
-    return accounts.exists() and not accounts.filter(not_ok).exists()
+    """At least one active (not parked) account, and every active account tested ok on both sides."""
+    accounts = Account.objects.filter(task_id=task_id).active()
+    return accounts.exists() and not accounts.needs_test().exists()
+
+
+def refusal(task_id: int) -> ScheduleRefused:
+    """The refusal of enabling the schedule, naming how many active accounts block it."""
+    active = Account.objects.filter(task_id=task_id).active()
+    blocking, total = active.needs_test().count(), active.count()
+    if not total:
+        detail = "the task has no active accounts" if Account.objects.filter(task_id=task_id).exists() else ""
+    else:
+        detail = f"{blocking} of {plural(total, 'active account')} need a test"
+    refused = ScheduleRefused()
+    refused.blocking, refused.detail = blocking, detail
+    return refused
 
 
 def set_schedule(task: Task, seconds: int, *, now: datetime) -> Task:
@@ -50,7 +65,7 @@ def set_schedule(task: Task, seconds: int, *, now: datetime) -> Task:
         }
         if seconds > 0:
             if not accounts_ready(task.pk):
-                raise ScheduleRefused()
+                raise refusal(task.pk)
             fields["schedule_anchor"] = now
         Task.objects.filter(pk=task.pk).update(**fields)
     for name, value in fields.items():

@@ -137,6 +137,38 @@ class Task(models.Model):
         return self.status == self.Status.RUNNING
 
 
+class AccountQuerySet(models.QuerySet):
+    def active(self) -> AccountQuerySet:
+        """Accounts not parked: the ones runs copy, tests test and the gates count (issue 12)."""
+        return self.filter(paused=False)
+
+    def parked(self) -> AccountQuerySet:
+        """Accounts an operator has paused, with a reason: skipped by runs, tests and gates."""
+        return self.filter(paused=True)
+
+    def needs_test(self) -> AccountQuerySet:
+        """Active accounts not tested OK on both sides yet: untested or failed on either side."""
+        ok = Account.TestStatus.OK
+        return self.active().exclude(source_test_status=ok, destination_test_status=ok)
+
+    def with_test_state(self, state: str) -> AccountQuerySet:
+        """Filter by the combined test state of both sides (TEST_STATES): "ok" both OK, "failed" either
+        side failed, "untested" neither failed and at least one side untested. Raises ValueError otherwise."""
+        ok, fail, untested = Account.TestStatus.OK, Account.TestStatus.FAIL, Account.TestStatus.UNTESTED
+        if state == "ok":
+            return self.filter(source_test_status=ok, destination_test_status=ok)
+        if state == "failed":
+            return self.filter(Q(source_test_status=fail) | Q(destination_test_status=fail))
+        if state == "untested":
+            return self.exclude(Q(source_test_status=fail) | Q(destination_test_status=fail)).filter(
+                Q(source_test_status=untested) | Q(destination_test_status=untested)
+            )
+        raise ValueError(f"unknown test state {state!r}")
+
+
+TEST_STATES = {"ok": "Tested OK", "failed": "Test failed", "untested": "Not tested"}
+
+
 class Account(models.Model):
     """One mailbox pair of a task: a source login and the destination login it is copied to."""
 
@@ -156,8 +188,15 @@ class Account(models.Model):
     destination_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     destination_test_message = models.TextField(blank=True)
     destination_tested_at = models.DateTimeField(null=True, blank=True)
+    paused = models.BooleanField(
+        default=False, help_text="Parked: skipped by runs, connection tests and the run and schedule gates."
+    )
+    paused_reason = models.CharField(max_length=500, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["source_user"]

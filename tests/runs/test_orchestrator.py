@@ -105,7 +105,7 @@ def test_untested_accounts_are_refused_with_their_names(make_task, pushed):
     with pytest.raises(orchestrator.AccountsNotTested) as refused:
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     message = str(refused.value)
-    assert message.startswith("2 of 4 accounts have not passed the connection test")
+    assert message.startswith("2 of 4 active accounts have not passed the connection test")
     assert "never-tested@example.org" in message and "half-tested@example.org" in message
     assert isinstance(refused.value, orchestrator.RunRefused)
     assert Task.objects.get(pk=task.pk).status == Task.Status.IDLE
@@ -166,7 +166,7 @@ def test_the_last_account_to_finish_finalises_the_run(make_task, pushed):
     assert run.status == Run.Status.DONE
     assert (run.copied, run.skipped, run.errors, run.bytes) == (8, 1, 1, 800)
     assert run.finished_at is not None
-    assert run.reason == "1 messages could not be copied"
+    assert run.reason == "1 message could not be copied"
     assert task.status == Task.Status.DONE
     stored = AccountRun.objects.get(pk=b.pk)
     assert stored.message_errors == [
