@@ -127,7 +127,7 @@ def test_accounts(task: Task, *, background: bool = False) -> int:
     With background=True, one django-q2 job per account is enqueued (ids only) and this returns at
     once; the rows show the results as the jobs store them.
     """
-    ids = list(task.accounts.order_by("source_user").values_list("pk", flat=True))
+    ids = list(task.accounts.active().order_by("source_user").values_list("pk", flat=True))
     if background:
         from django_q.tasks import async_task
 

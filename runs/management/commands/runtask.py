@@ -84,6 +84,12 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="watch the run until it ends")
         parser.add_argument("--cancel", action="store_true", help="cancel the task's running run")
         parser.add_argument(
+            "--only",
+            choices=[orchestrator.ONLY_ALL, orchestrator.ONLY_FAILED],
+            default=orchestrator.ONLY_ALL,
+            help="failed: run only the active accounts whose last result failed or had errors, or that never ran",
+        )
+        parser.add_argument(
             "--interval",
             type=float,
             default=1.0,
@@ -102,10 +108,10 @@ class Command(BaseCommand):
             self.stdout.write(f"run {run.pk}: cancel requested; each account stops after its current batch")
         else:
             try:
-                run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+                run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, only=options["only"])
             except orchestrator.RunRefused as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"run {run.pk} of {task.name!r} started: {run.account_runs.count()} accounts")
+            self.stdout.write(f"run {run.pk} of {task.name!r} started: {plural(run.account_runs.count(), 'account')}")
         if not options["wait"]:
             return
         # The last picture drawn by watch() is the final state; add why it ended, if not clean.

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tasks.models import Account, Task
 from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, find_task, test_account
+from tasks.wording import plural
 
 
 class Command(BaseCommand):
@@ -26,18 +27,27 @@ class Command(BaseCommand):
             metavar="SOURCE_USER",
             help="test only this account (repeatable)",
         )
+        parser.add_argument(
+            "--only",
+            choices=["all", "needs-test"],
+            default="all",
+            help="needs-test: only the active accounts not tested OK yet (untested or failed). "
+            "Parked accounts are never tested.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             task = find_task(options["task"])
         except Task.DoesNotExist as exc:
             raise CommandError(str(exc)) from None
-        accounts = task.accounts.order_by("source_user").only("pk", "source_user")
+        accounts = task.accounts.active().order_by("source_user").only("pk", "source_user")
+        if options["only"] == "needs-test":
+            accounts = accounts.needs_test()
         if options["account"]:
             accounts = accounts.filter(source_user__in=options["account"])
         ids = list(accounts.values_list("pk", flat=True))
         if not ids:
-            raise CommandError(f"task {task.name!r} has no such accounts")
+            raise CommandError(f"task {task.name!r} has no such active accounts")
         failed = 0
         for pk in ids:
             test_account(Account(pk=pk), slot_wait_seconds=BACKGROUND_TEST_SLOT_WAIT_SECONDS)
@@ -62,6 +72,6 @@ class Command(BaseCommand):
                     f"destination {row['destination_test_status']} ({row['destination_test_message']})"
                 )
             )
-        self.stdout.write(f"{len(ids) - failed} of {len(ids)} accounts OK on both sides")
+        self.stdout.write(f"{len(ids) - failed} of {plural(len(ids), 'account')} OK on both sides")
         if failed:
-            raise CommandError(f"{failed} accounts failed the test", returncode=1)
+            raise CommandError(f"{plural(failed, 'account')} failed the test", returncode=1)
