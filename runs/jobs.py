@@ -380,6 +380,12 @@ def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: st
     )
 
 
+def push_jobs_job(account_run_ids: list[int]) -> str:
+    """Fan-out: push the copy job of each account run (orchestrator.enqueue_account_runs sends big runs here)."""
+    orchestrator.push_jobs(account_run_ids)
+    return f"enqueued {len(account_run_ids)} account runs"
+
+
 def test_account_job(account_id: int) -> None:
     """Test both logins of one account (the pages' "Test all"). Never raises."""
     from tasks.models import Account

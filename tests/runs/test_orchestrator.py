@@ -455,3 +455,31 @@ def test_pending_jobs_are_read_from_a_redis_queue_too(make_task, pushed, monkeyp
     finally:
         broker.delete_queue()
     assert orchestrator.pending_job_ids() == set()
+
+
+def test_a_big_run_is_enqueued_through_one_fan_out_job(make_task, django_capture_on_commit_callbacks):
+    """ "Run now" on many accounts puts one job in the real (ORM) broker; a worker pushes the rest."""
+    from django_q.models import OrmQ
+
+    from runs import jobs
+
+    task = make_task(accounts=orchestrator.FAN_OUT_ABOVE + 5)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    ids = set(run.account_runs.values_list("pk", flat=True))
+    assert OrmQ.objects.count() == 1
+    assert orchestrator.pending_job_ids() == ids  # the reaper sees them as queued, not lost
+    OrmQ.objects.all().delete()  # as if a worker took the fan-out job
+    assert jobs.push_jobs_job(sorted(ids)) == f"enqueued {len(ids)} account runs"
+    assert OrmQ.objects.count() == len(ids)
+    assert orchestrator.pending_job_ids() == ids
+
+
+def test_a_small_run_pushes_its_jobs_directly(make_task, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    task = make_task(accounts=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    assert OrmQ.objects.count() == 3
+    assert orchestrator.pending_job_ids() == set(run.account_runs.values_list("pk", flat=True))
