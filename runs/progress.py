@@ -13,6 +13,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from runs.models import AccountRun, Run
+from tasks.wording import plural
 
 WAITING_FOR_SLOTS = "waiting for a free connection"  # runs.jobs writes it as the folder
 
@@ -91,6 +92,31 @@ class AccountProgress:
         return AccountRun.Status(self.status).label
 
 
+def overall_percent(*, accounts: int, finished: int, running_parts: list[float]) -> int | None:
+    """How far a run is, 0-100, driven by accounts (issue 12, item 7).
+
+    Each finished account counts 1; each running account counts the share of its messages known so
+    far that it has done (`running_parts`, each 0..1), at most 0.99 until it finishes; queued accounts
+    count 0. Messages "found so far" alone would show 99 % with a quarter of the accounts done.
+    None for a run without accounts.
+    """
+    if accounts <= 0:
+        return None
+    partial = sum(min(max(part, 0.0), 0.99) for part in running_parts)
+    return min(100, int(100 * (finished + partial) / accounts))
+
+
+def run_eta_seconds(*, accounts: int, finished: int, elapsed_seconds: float) -> int | None:
+    """Whole-run ETA from the account rate: remaining accounts / (finished accounts / elapsed).
+
+    None until an account has finished (no rate yet) or when nothing remains.
+    """
+    remaining = accounts - finished
+    if finished <= 0 or remaining <= 0 or elapsed_seconds <= 0:
+        return None
+    return int(remaining * elapsed_seconds / finished)
+
+
 @dataclass
 class RunProgress:
     run: Run
@@ -105,18 +131,22 @@ class RunProgress:
     total_messages: int
     rate: float | None
     byte_rate: float | None
-    eta_seconds: int | None  # None while accounts wait in the queue (their size is unknown)
+    eta_seconds: int | None  # whole run: from the account rate, or the running accounts' own ETAs
+    percent: int | None = None  # overall_percent(): accounts done + the running ones' known share
 
     @property
     def done(self) -> int:
         return self.copied + self.skipped + self.errors
 
     @property
-    def percent(self) -> int | None:
-        if not self.run.is_running and self.run.status == Run.Status.DONE:
-            return 100
-        total = max(self.total_messages, self.done)
-        return min(100, int(100 * self.done / total)) if total else None
+    def summary(self) -> str:
+        """What the bar counts, in words: "132 of 500 accounts; 2 running; 366 waiting"."""
+        text = f"{self.finished:,} of {plural(len(self.accounts), 'account')}"
+        if self.running:
+            text += f"; {self.running:,} running"
+        if self.queued:
+            text += f"; {self.queued:,} waiting"
+        return text
 
     @property
     def megabytes(self) -> float:
@@ -180,17 +210,27 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
     running = [a for a in accounts if a.status == AccountRun.Status.RUNNING]
     queued = sum(a.status == AccountRun.Status.QUEUED for a in accounts)
     active_rates = [a.rate for a in running if a.rate]
+    finished = len(accounts) - queued - len(running)
     eta = None
-    if run.is_running and not queued and running:
-        etas = [a.eta_seconds for a in running]
-        if all(e is not None for e in etas):
-            eta = max(etas)
+    if run.is_running:
+        eta = run_eta_seconds(
+            accounts=len(accounts), finished=finished, elapsed_seconds=(now - run.started_at).total_seconds()
+        )
+        if eta is None and not queued and running:
+            etas = [a.eta_seconds for a in running]
+            if all(e is not None for e in etas):
+                eta = max(etas)
+    if run.status == Run.Status.DONE:
+        percent = 100
+    else:
+        parts = [a.done / a.total_messages if a.total_messages else 0.0 for a in running]
+        percent = overall_percent(accounts=len(accounts), finished=finished, running_parts=parts)
     return RunProgress(
         run=run,
         accounts=accounts,
         queued=queued,
         running=len(running),
-        finished=len(accounts) - queued - len(running),
+        finished=finished,
         copied=sum(a.copied for a in accounts),
         skipped=sum(a.skipped for a in accounts),
         errors=sum(a.errors for a in accounts),
@@ -199,4 +239,5 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
         rate=sum(active_rates) if active_rates else None,
         byte_rate=sum(a.byte_rate for a in running if a.byte_rate) or None,
         eta_seconds=eta,
+        percent=percent,
     )

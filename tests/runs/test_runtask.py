@@ -72,7 +72,7 @@ def test_runtask_wait_exits_zero_on_a_clean_run(imap_server, imap_task, jobs_in_
     fill_user(imap_server, users[0][0], {"INBOX": 3})
     out = io.StringIO()
     call_command("runtask", task.name, "--wait", "--interval", "0.1", stdout=out)
-    assert "done · 1/1 accounts finished · 3 copied" in out.getvalue()
+    assert "done · 1 of 1 account · 3 copied · 0 already there · 0 errors" in out.getvalue()
 
 
 @pytest.mark.django_db

@@ -61,7 +61,7 @@ def account_line(a: AccountProgress, name_width: int) -> str:
 def summary_line(p: RunProgress) -> str:
     head = (
         f"run {p.run.pk} of {p.run.task.name}: {p.run.status} · "
-        f"{p.finished}/{len(p.accounts)} accounts finished · {p.copied} copied · "
+        f"{p.summary}{f' ({p.percent}%)' if p.percent is not None and p.run.is_running else ''} · {p.copied:,} copied · "
         f"{p.skipped:,} already there · {plural(p.errors, 'error')} · {human_bytes(p.bytes)}"
     )
     if p.run.finished_at:
