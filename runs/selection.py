@@ -7,7 +7,7 @@ errors), running (queued or running now), or never (no run has taken it yet).
 
 from __future__ import annotations
 
-from django.db.models import Case, CharField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, CharField, Count, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from runs.models import AccountRun
 from tasks.models import Account
@@ -24,6 +24,28 @@ LAST_RESULTS = {
 RETRY_RESULTS = ("failed", "errors", "never")
 
 
+# How one AccountRun's outcome is named (its status and errors), shared by "last result" and the
+# run report's filter: these conditions are the only place the rule is written.
+RUN_RESULTS = ("failed", "errors", "done", "running")
+
+
+def result_condition(result: str, prefix: str = "") -> Q:
+    """The condition on an AccountRun's `status` and `errors` (named `prefix + field`) for a RUN_RESULTS key.
+
+    Raises ValueError on an unknown key.
+    """
+    status, errors = f"{prefix}status", f"{prefix}errors"
+    if result == "failed":
+        return Q(**{f"{status}__in": [AccountRun.Status.FAILED, AccountRun.Status.CANCELLED]})
+    if result == "running":
+        return Q(**{f"{status}__in": [AccountRun.Status.QUEUED, AccountRun.Status.RUNNING]})
+    if result == "errors":
+        return Q(**{status: AccountRun.Status.DONE, f"{errors}__gt": 0})
+    if result == "done":
+        return Q(**{status: AccountRun.Status.DONE, f"{errors}__lte": 0})
+    raise ValueError(f"unknown result {result!r}")
+
+
 def with_last_result(accounts: QuerySet[Account]) -> QuerySet[Account]:
     """Annotate `last_result` (a LAST_RESULTS key) and `last_account_run_id` on each account, in the same query."""
     latest = AccountRun.objects.filter(account=OuterRef("pk")).order_by("-run__started_at", "-pk")
@@ -34,13 +56,8 @@ def with_last_result(accounts: QuerySet[Account]) -> QuerySet[Account]:
     ).annotate(
         last_result=Case(
             When(last_status__isnull=True, then=Value("never")),
-            When(
-                last_status__in=[AccountRun.Status.FAILED, AccountRun.Status.CANCELLED],
-                then=Value("failed"),
-            ),
-            When(last_status__in=[AccountRun.Status.QUEUED, AccountRun.Status.RUNNING], then=Value("running")),
-            When(Q(last_status=AccountRun.Status.DONE, last_errors__gt=0), then=Value("errors")),
-            default=Value("done"),
+            *(When(result_condition(key, "last_"), then=Value(key)) for key in RUN_RESULTS),
+            default=Value("never"),
             output_field=CharField(),
         )
     )
@@ -57,3 +74,33 @@ def filter_last_result(accounts: QuerySet[Account], *results: str) -> QuerySet[A
 def accounts_to_retry(task_id: int) -> QuerySet[Account]:
     """The active accounts "Run failed accounts" takes: last result failed, done with errors, or never run."""
     return filter_last_result(Account.objects.filter(task_id=task_id).active(), *RETRY_RESULTS)
+
+
+REPORT_SORTS = {"": "by account", "errors": "most errors first"}
+
+
+def report_filter(result: str | None, sort: str | None) -> tuple[str, str]:
+    """The run report's filter from the query string: unknown values mean "all" and "by account"."""
+    result = result if result in RUN_RESULTS else ""
+    sort = sort if sort in REPORT_SORTS else ""
+    return result, sort
+
+
+def report_account_runs(run_id: int, *, result: str = "", sort: str = "") -> QuerySet[AccountRun]:
+    """The run's account runs the report lists: those with `result` (RUN_RESULTS key, "" = all),
+    by source user, or with sort="errors" most errors first. Passwords are never loaded."""
+    rows = AccountRun.objects.filter(run_id=run_id)
+    if result:
+        rows = rows.filter(result_condition(result))
+    order = ("-errors", "account__source_user", "pk") if sort == "errors" else ("account__source_user", "pk")
+    return rows.order_by(*order)
+
+
+def report_counts(run_id: int) -> dict[str, int]:
+    """How many of the run's accounts have each result, and "all": the report's filter links."""
+    rows = AccountRun.objects.filter(run_id=run_id)
+    # Named n_<key>: an aggregate may not share its name with a field ("errors").
+    counts = rows.aggregate(
+        n_all=Count("pk"), **{f"n_{key}": Count("pk", filter=result_condition(key)) for key in RUN_RESULTS}
+    )
+    return {name.removeprefix("n_"): value for name, value in counts.items()}

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from runs import progress as run_progress_data
+from runs import selection
 from runs.models import AccountRun, Run
 from tasks.models import Task
 
@@ -95,9 +96,11 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
     context = _progress_context(run, timezone.now())
-    details = run.account_runs.order_by("account__source_user", "pk").values_list(
-        "pk", "account__source_user", "message_errors", "warnings"
-    )
+    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
+    listed = selection.report_account_runs(run.pk, result=result, sort=sort)
+    by_id = {a.account_run_id: a for a in context["progress"].accounts}
+    accounts = [by_id[pk] for pk in listed.values_list("pk", flat=True) if pk in by_id]
+    details = listed.values_list("pk", "account__source_user", "message_errors", "warnings")
     message_errors = [
         {**error, "account": user} for _pk, user, errors, _warnings in details for error in (errors or [])
     ]
@@ -114,6 +117,11 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
             "message_errors": message_errors,
             "warnings": warnings,
             "duration": duration,
+            "accounts": accounts,
+            "result": result,
+            "sort": sort,
+            "results": selection.LAST_RESULTS,
+            "counts": selection.report_counts(run.pk),
             "nav": "tasks",
         },
     )
@@ -122,10 +130,11 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    """One line per account, then one line per message error; no passwords."""
+    """One line per account, then one line per message error; no passwords. Filtered and sorted like the report."""
     run = get_object_or_404(Run, pk=pk)
+    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}{"-" + result if result else ""}.csv"'
     writer = csv.writer(response)
     writer.writerow(
         [
@@ -143,7 +152,7 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
             "size",
         ]
     )
-    account_runs = run.account_runs.select_related("account").order_by("account__source_user")
+    account_runs = selection.report_account_runs(run.pk, result=result, sort=sort).select_related("account")
     for ar in account_runs:
         account = ar.account
         writer.writerow(

@@ -42,3 +42,9 @@ def rate(value: float | None) -> str:
     if not value:
         return "–"
     return f"{value:,.1f}/s" if value < 10 else f"{value:,.0f}/s"
+
+
+@register.filter
+def get_item(mapping: dict | None, key: str) -> object:
+    """{{ counts|get_item:key }}: a dictionary value by a variable key; empty when missing."""
+    return (mapping or {}).get(key, "")

@@ -206,3 +206,38 @@ def test_a_failed_run_report_does_not_claim_every_message_arrived(admin_client):
         "Every message was copied or already there"
         in admin_client.get(reverse("runs:report", args=[done.pk])).content.decode()
     )
+
+
+def _report_run():
+    run = RunFactory(status=Run.Status.FAILED, finished_at=timezone.now())
+    for user, status, errors in [
+        ("a-done@x", "done", 0),
+        ("b-errors@x", "done", 2),
+        ("c-failed@x", "failed", 1),
+        ("d-errors@x", "done", 7),
+    ]:
+        AccountRunFactory(run=run, account__source_user=user, status=status, errors=errors)
+    return run
+
+
+def test_the_run_report_filters_by_result_and_sorts_by_errors(admin_client):
+    run = _report_run()
+    url = reverse("runs:report", args=[run.pk])
+    html = admin_client.get(url).content.decode()
+    assert "All 4" in html and "Failed 1" in html and "Done with errors 2" in html and "Done 1" in html
+    filtered = admin_client.get(url, {"result": "errors"}).content.decode()
+    assert "b-errors@x" in filtered and "d-errors@x" in filtered
+    assert "a-done@x" not in filtered and "c-failed@x" not in filtered
+    sorted_html = admin_client.get(url, {"result": "errors", "sort": "errors"}).content.decode()
+    assert sorted_html.index("d-errors@x") < sorted_html.index("b-errors@x")
+    assert f"{reverse('runs:report_csv', args=[run.pk])}?result=errors&amp;sort=errors" in sorted_html
+    anything = admin_client.get(url, {"result": "<script>", "sort": "bogus"})
+    assert anything.status_code == 200 and b"c-failed@x" in anything.content
+
+
+def test_the_report_csv_exports_what_the_filter_shows(admin_client):
+    run = _report_run()
+    response = admin_client.get(reverse("runs:report_csv", args=[run.pk]), {"result": "errors", "sort": "errors"})
+    lines = response.content.decode().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["d-errors@x", "b-errors@x"]
+    assert response["Content-Disposition"] == f'attachment; filename="run-{run.pk}-errors.csv"'
