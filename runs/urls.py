@@ -12,4 +12,6 @@ urlpatterns = [
     path("runs/<int:pk>/report.csv", views.run_report_csv, name="report_csv"),
     path("runs/<int:pk>/progress/", views.run_progress, name="progress"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
+    path("tasks/<int:pk>/watch/", views.task_watch, name="task_watch"),
+    path("tasks/watch/", views.tasks_watch, name="tasks_watch"),
 ]

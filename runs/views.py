@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from runs import progress as run_progress_data
-from runs import selection
+from runs import selection, watch
 from runs.models import AccountRun, Run
 from tasks.models import Task
 
@@ -189,3 +189,27 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
                 ]
             )
     return response
+
+
+def _unchanged_or_refresh(shown: str | None, token: str) -> HttpResponse:
+    if shown == token:
+        return HttpResponse(status=204)
+    # Something changed under the open page (a run started by the scheduler or another user, or one
+    # ended): reload it, so every part of it (status, buttons, panels) is current together.
+    response = HttpResponse(status=200)
+    response["HX-Refresh"] = "true"
+    return response
+
+
+@require_GET
+@login_required
+def task_watch(request: HttpRequest, pk: int) -> HttpResponse:
+    """Polled by an open task page with ?shown=<token>: 204 while its runs are as shown, else a reload."""
+    return _unchanged_or_refresh(request.GET.get("shown"), watch.task_token(pk))
+
+
+@require_GET
+@login_required
+def tasks_watch(request: HttpRequest) -> HttpResponse:
+    """Polled by the open task list with ?shown=<token>: 204 while nothing it shows changed, else a reload."""
+    return _unchanged_or_refresh(request.GET.get("shown"), watch.tasks_token())

@@ -181,8 +181,11 @@ def task_rows(queryset: object | None = None) -> list[Task]:
 @login_required
 def task_list(request: HttpRequest) -> HttpResponse:
     rows = task_rows()
+    from runs.watch import tasks_token  # the list notices runs it did not start
+
     context = {
         "tasks": rows,
+        "watch_token": tasks_token(),
         "any_running": any(t.is_running for t in rows),
         "endpoint_count": Endpoint.objects.count(),
         "nav": "tasks",
@@ -256,6 +259,7 @@ def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     from runs.views import run_panel_context  # the task page shows its run panel
+    from runs.watch import task_token
     from scheduling.services import with_last_finished
 
     task = get_object_or_404(with_last_finished(Task.objects.select_related("source", "destination")), pk=pk)
@@ -265,6 +269,7 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **account_page(task, request),
         "nav": "tasks",
         **run_panel_context(task, timezone.now()),
+        "watch_token": task_token(task.pk),
     }
     return render(request, "tasks/task_detail.html", context)
 
