@@ -28,6 +28,7 @@ from tasks.forms import (
 )
 from tasks.models import Account, Endpoint, Task
 from tasks.services_probe import probe_endpoint
+from tasks.wording import plural
 
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
@@ -308,7 +309,14 @@ def account_page(task: Task, request: HttpRequest) -> dict:
     page = Paginator(with_last_results(accounts), ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
     ok = Q(source_test_status=Account.TestStatus.OK, destination_test_status=Account.TestStatus.OK)
     failed = Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
-    counts = task.accounts.aggregate(total=Count("pk"), ok=Count("pk", filter=ok), failed=Count("pk", filter=failed))
+    active = Q(paused=False)
+    counts = task.accounts.aggregate(
+        total=Count("pk"),
+        active=Count("pk", filter=active),
+        parked=Count("pk", filter=~active),
+        ok=Count("pk", filter=ok & active),
+        failed=Count("pk", filter=failed & active),
+    )
     return {
         "task": task,
         "accounts": attach_last_results(list(page.object_list)),
@@ -584,3 +592,50 @@ def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
             "nav": "tasks",
         },
     )
+
+
+# ---------------------------------------------------------------- parking (issue 12, item 1)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def account_park(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+    """Park one account with a reason (GET: the form), or, with ?failed=1, every active account whose test failed."""
+    from tasks.parking import ParkRefused, park_accounts
+
+    task = get_object_or_404(Task, pk=pk)
+    account = (
+        get_object_or_404(Account.objects.defer("source_password", "destination_password"), pk=account_pk, task=task)
+        if account_pk
+        else None
+    )
+    targets = [account] if account else list(task.accounts.active().with_test_state("failed").only("pk", "source_user"))
+    error = ""
+    if request.method == "POST":
+        try:
+            parked = park_accounts(
+                task, [a.pk for a in targets], reason=request.POST.get("reason", ""), now=timezone.now()
+            )
+        except ParkRefused as refusal:
+            error = str(refusal)
+        else:
+            messages.success(request, f"{plural(parked, 'account')} parked: runs, tests and the schedule skip them.")
+            return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
+    return render(
+        request,
+        "tasks/account_park.html",
+        {"task": task, "account": account, "targets": targets, "error": error, "nav": "tasks"},
+        status=400 if error else 200,
+    )
+
+
+@require_POST
+@login_required
+def account_resume(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+    from tasks.parking import resume_accounts
+
+    task = get_object_or_404(Task, pk=pk)
+    account = get_object_or_404(Account.objects.only("pk", "source_user", "task"), pk=account_pk, task=task)
+    if resume_accounts(task, [account.pk]):
+        messages.success(request, f"{account.source_user} is active again: test it, then run the failed accounts.")
+    return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
