@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db.models import Case, CharField, Count, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from runs.models import AccountRun
-from tasks.models import Account
+from tasks.models import TEST_STATES, Account
 
 LAST_RESULTS = {
     "failed": "Failed",
@@ -47,14 +47,14 @@ def result_condition(result: str, prefix: str = "") -> Q:
 
 
 def with_last_result(accounts: QuerySet[Account]) -> QuerySet[Account]:
-    """Annotate `last_result` (a LAST_RESULTS key) and `last_account_run_id` on each account, in the same query."""
+    """Annotate `last_outcome` (a LAST_RESULTS key) and `last_account_run_id` on each account, in the same query."""
     latest = AccountRun.objects.filter(account=OuterRef("pk")).order_by("-run__started_at", "-pk")
     return accounts.annotate(
         last_account_run_id=Subquery(latest.values("pk")[:1]),
         last_status=Subquery(latest.values("status")[:1]),
         last_errors=Subquery(latest.values("errors")[:1]),
     ).annotate(
-        last_result=Case(
+        last_outcome=Case(
             When(last_status__isnull=True, then=Value("never")),
             *(When(result_condition(key, "last_"), then=Value(key)) for key in RUN_RESULTS),
             default=Value("never"),
@@ -68,7 +68,7 @@ def filter_last_result(accounts: QuerySet[Account], *results: str) -> QuerySet[A
     unknown = set(results) - set(LAST_RESULTS)
     if unknown:
         raise ValueError(f"unknown last result {sorted(unknown)!r}")
-    return with_last_result(accounts).filter(last_result__in=results)
+    return with_last_result(accounts).filter(last_outcome__in=results)
 
 
 def accounts_to_retry(task_id: int) -> QuerySet[Account]:
@@ -104,3 +104,42 @@ def report_counts(run_id: int) -> dict[str, int]:
         n_all=Count("pk"), **{f"n_{key}": Count("pk", filter=result_condition(key)) for key in RUN_RESULTS}
     )
     return {name.removeprefix("n_"): value for name, value in counts.items()}
+
+
+ACCOUNT_FILTERS = ("test", "result", "parked")
+
+
+def account_filter(params: dict) -> dict[str, str]:
+    """The accounts table's filter from the query string (unknown values are dropped):
+    test = ok | failed | untested (tasks.models.TEST_STATES), result = a LAST_RESULTS key,
+    parked = yes | no."""
+    chosen = {}
+    if params.get("test") in TEST_STATES:
+        chosen["test"] = params["test"]
+    if params.get("result") in LAST_RESULTS:
+        chosen["result"] = params["result"]
+    if params.get("parked") in ("yes", "no"):
+        chosen["parked"] = params["parked"]
+    return chosen
+
+
+def filter_accounts(accounts: QuerySet[Account], chosen: dict[str, str]) -> QuerySet[Account]:
+    """Apply account_filter()'s choice; the result is annotated with `last_outcome` (with_last_result)."""
+    if chosen.get("test"):
+        accounts = accounts.with_test_state(chosen["test"])
+    if chosen.get("parked") == "yes":
+        accounts = accounts.parked()
+    elif chosen.get("parked") == "no":
+        accounts = accounts.active()
+    accounts = with_last_result(accounts)
+    if chosen.get("result"):
+        accounts = accounts.filter(last_outcome=chosen["result"])
+    return accounts
+
+
+def last_result_counts(task_id: int) -> dict[str, int]:
+    """How many of the task's accounts have each last result (LAST_RESULTS keys): the counters' links."""
+    rows = with_last_result(Account.objects.filter(task_id=task_id)).values("last_outcome").annotate(n=Count("pk"))
+    counts = dict.fromkeys(LAST_RESULTS, 0)
+    counts.update({row["last_outcome"]: row["n"] for row in rows})
+    return counts

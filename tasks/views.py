@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -306,7 +307,10 @@ def account_page(task: Task, request: HttpRequest) -> dict:
     accounts = task.accounts.defer("source_password", "destination_password").order_by("source_user", "pk")
     if q:
         accounts = accounts.filter(Q(source_user__icontains=q) | Q(destination_user__icontains=q))
-    page = Paginator(with_last_results(accounts), ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
+    from runs import selection  # the last result of each account comes from its runs
+
+    chosen = selection.account_filter(request.GET)
+    page = Paginator(selection.filter_accounts(accounts, chosen), ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
     ok = Q(source_test_status=Account.TestStatus.OK, destination_test_status=Account.TestStatus.OK)
     failed = Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
     active = Q(paused=False)
@@ -323,6 +327,15 @@ def account_page(task: Task, request: HttpRequest) -> dict:
         "page": page,
         "q": q,
         "counts": counts,
+        "chosen": chosen,
+        "test_links": [
+            ("ok", "OK", counts["ok"]),
+            ("failed", "Failed", counts["failed"]),
+            ("untested", "Not tested", counts["active"] - counts["ok"] - counts["failed"]),
+        ],
+        "filter_query": urlencode(chosen),
+        "result_counts": selection.last_result_counts(task.pk),
+        "results": selection.LAST_RESULTS,
     }
 
 

@@ -77,7 +77,7 @@ def _history():
 
 def test_each_account_has_its_latest_result():
     task, _accounts = _history()
-    results = dict(with_last_result(Account.objects.filter(task=task)).values_list("source_user", "last_result"))
+    results = dict(with_last_result(Account.objects.filter(task=task)).values_list("source_user", "last_outcome"))
     assert results == {
         "failed@x": "failed",
         "errors@x": "errors",

@@ -56,3 +56,45 @@ def test_parking_another_tasks_account_is_404(admin_client):
         admin_client.post(reverse("tasks:account_park", args=[task.pk, account.pk]), {"reason": "x"}).status_code == 404
     )
     assert admin_client.post(reverse("tasks:account_resume", args=[task.pk, account.pk])).status_code == 404
+
+
+def test_the_accounts_table_filters_by_test_state_last_result_and_parked(admin_client):
+    from django.utils import timezone
+
+    from runs.models import AccountRun
+    from tasks.parking import park_accounts
+    from tests.factories import AccountRunFactory, RunFactory
+
+    task = TaskFactory()
+    ok = AccountFactory(task=task, tested=True, source_user="ok@x")
+    failed_test = AccountFactory(task=task, source_test_status=Account.TestStatus.FAIL, source_user="badlogin@x")
+    untested = AccountFactory(task=task, source_user="untested@x")
+    run_failed = AccountFactory(task=task, tested=True, source_user="runfailed@x")
+    parked = AccountFactory(task=task, source_user="parked@x")
+    park_accounts(task, [parked.pk], reason="later", now=timezone.now())
+    run = RunFactory(task=task)
+    AccountRunFactory(run=run, account=ok, status=AccountRun.Status.DONE)
+    AccountRunFactory(run=run, account=run_failed, status=AccountRun.Status.FAILED)
+    url = reverse("tasks:detail", args=[task.pk])
+    table = reverse("tasks:account_table", args=[task.pk])
+
+    def users(params):
+        html = admin_client.get(table, params).content.decode()
+        return {
+            u
+            for u in ("ok@x", "badlogin@x", "untested@x", "runfailed@x", "parked@x")
+            if f"<strong>{u}</strong>" in html
+        }
+
+    assert users({"test": "failed", "parked": "no"}) == {"badlogin@x"}
+    assert users({"test": "untested", "parked": "no"}) == {"untested@x"}
+    assert users({"result": "failed"}) == {"runfailed@x"}
+    assert users({"result": "never"}) == {"badlogin@x", "untested@x", "parked@x"}
+    assert users({"parked": "yes"}) == {"parked@x"}
+    assert users({"test": "bogus"}) == {"ok@x", "badlogin@x", "untested@x", "runfailed@x", "parked@x"}
+    page = admin_client.get(url).content.decode()
+    # The counters are links to the same filters.
+    assert f'href="{url}?test=failed&amp;parked=no#accounts" data-filter-link="failed">1 failed</a>' in page
+    assert f'href="{url}?parked=yes#accounts" data-filter-link="parked">1 parked</a>' in page
+    assert ">Failed 1</a>" in page and ">Never run 3</a>" in page
+    assert ok and failed_test and untested  # made for the counts above
