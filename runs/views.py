@@ -16,6 +16,7 @@ from runs import progress as run_progress_data
 from runs import selection, watch
 from runs.models import AccountRun, Run
 from tasks.models import Task
+from tasks.wording import plural
 
 # A big run lists only the accounts worth watching (running, failed) in the live panel.
 PANEL_ALL_ACCOUNTS_UP_TO = 50
@@ -54,11 +55,16 @@ def run_start(request: HttpRequest, pk: int) -> HttpResponse:
     from runs import orchestrator
 
     try:
-        orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+        only = orchestrator.ONLY_FAILED if request.POST.get("only") == "failed" else orchestrator.ONLY_ALL
+        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, only=only)
     except orchestrator.RunRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Run of “{task.name}” started.")
+        if only == orchestrator.ONLY_FAILED:
+            taken = plural(run.account_runs.count(), "failed or new account")
+            messages.success(request, f"Run of “{task.name}” started for {taken}.")
+        else:
+            messages.success(request, f"Run of “{task.name}” started.")
     return redirect("tasks:detail", pk=task.pk)
 
 

@@ -121,13 +121,15 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
     )
 
 
-def test_accounts(task: Task, *, background: bool = False) -> int:
-    """Test every account of the task; returns how many.
+def test_accounts(task: Task, *, background: bool = False, only_needing_test: bool = False) -> int:
+    """Test every active (not parked) account of the task, or with only_needing_test=True only those
+    not tested OK yet ("Test untested and failed accounts"); returns how many.
 
     With background=True, one django-q2 job per account is enqueued (ids only) and this returns at
     once; the rows show the results as the jobs store them.
     """
-    ids = list(task.accounts.active().order_by("source_user").values_list("pk", flat=True))
+    accounts = task.accounts.needs_test() if only_needing_test else task.accounts.active()
+    ids = list(accounts.order_by("source_user").values_list("pk", flat=True))
     if background:
         from django_q.tasks import async_task
 

@@ -346,16 +346,23 @@ def account_table(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
     context = account_page(task, request)
     context["until"] = request.GET.get("until", "")
-    context["polling"] = bool(context["until"]) and _tests_pending(task, context["until"])
+    context["only"] = "needs-test" if request.GET.get("only") == "needs-test" else ""
+    context["polling"] = bool(context["until"]) and _tests_pending(task, context["until"], bool(context["only"]))
     return render(request, "tasks/_account_table.html", context)
 
 
-def _tests_pending(task: Task, started: str) -> bool:
-    """True while some account of the task has not been tested since `started` (ISO time)."""
+def _tests_pending(task: Task, started: str, only_needing_test: bool = False) -> bool:
+    """True while some active account of the task has not been tested since `started` (ISO time);
+    with only_needing_test, accounts already tested OK before are not waited for."""
     since = datetime.fromisoformat(started)
     if timezone.now() - since > timedelta(minutes=10):
         return False  # give up polling; a reload shows whatever was recorded
-    return task.accounts.filter(
+    accounts = task.accounts.active()
+    if only_needing_test:
+        accounts = accounts.exclude(
+            source_test_status=Account.TestStatus.OK, destination_test_status=Account.TestStatus.OK
+        )
+    return accounts.filter(
         Q(source_tested_at__isnull=True)
         | Q(source_tested_at__lt=since)
         | Q(destination_tested_at__isnull=True)
@@ -474,15 +481,20 @@ def account_test_all(request: HttpRequest, pk: int) -> HttpResponse:
     from tasks.services import test_accounts
 
     started = timezone.now()
-    test_accounts(task, background=True)
+    only = "needs-test" if request.POST.get("only") == "needs-test" else ""
+    count = test_accounts(task, background=True, only_needing_test=bool(only))
     if request.htmx:
         context = account_page(task, request)
-        context["polling"] = True
+        context["polling"] = bool(count)
         context["until"] = started.isoformat()
+        context["only"] = only
+        context["testing"] = count
         return render(request, "tasks/_account_table.html", context)
     messages.info(
         request,
-        f"Testing {task.accounts.count()} accounts in the background; reload to see the results.",
+        f"Testing {plural(count, 'account')} in the background; reload to see the results."
+        if count
+        else "No active account needs a test.",
     )
     return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
 

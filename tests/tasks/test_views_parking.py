@@ -98,3 +98,44 @@ def test_the_accounts_table_filters_by_test_state_last_result_and_parked(admin_c
     assert f'href="{url}?parked=yes#accounts" data-filter-link="parked">1 parked</a>' in page
     assert ">Failed 1</a>" in page and ">Never run 3</a>" in page
     assert ok and failed_test and untested  # made for the counts above
+
+
+def test_run_failed_accounts_from_the_page(admin_client, django_capture_on_commit_callbacks, monkeypatch):
+    from runs import orchestrator
+    from runs.models import AccountRun, Run
+    from tests.factories import AccountRunFactory, RunFactory
+
+    monkeypatch.setattr(orchestrator, "enqueue_account_runs", lambda ids: None)
+    task = TaskFactory()
+    done, failed = AccountFactory(task=task, tested=True), AccountFactory(task=task, tested=True)
+    earlier = RunFactory(task=task)
+    AccountRunFactory(run=earlier, account=done, status=AccountRun.Status.DONE)
+    AccountRunFactory(run=earlier, account=failed, status=AccountRun.Status.FAILED)
+    page = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
+    assert "data-run-failed" in page
+    response = admin_client.post(reverse("runs:start", args=[task.pk]), {"only": "failed"}, follow=True)
+    assert "started for 1 failed or new account." in response.content.decode()
+    run = Run.objects.exclude(pk=earlier.pk).get()
+    assert list(run.account_runs.values_list("account_id", flat=True)) == [failed.pk]
+    assert run.trigger == Run.Trigger.MANUAL
+
+
+def test_test_untested_and_failed_tests_only_those(admin_client, monkeypatch):
+    from django_q import tasks as q_tasks
+
+    enqueued = []
+    monkeypatch.setattr(q_tasks, "async_task", lambda func, pk, **kw: enqueued.append(pk))
+    task = TaskFactory()
+    AccountFactory(task=task, tested=True)
+    failed = AccountFactory(task=task, source_test_status=Account.TestStatus.FAIL)
+    untested = AccountFactory(task=task)
+    parked = AccountFactory(task=task, paused=True, paused_reason="later")
+    page = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
+    assert "data-test-needed" in page
+    response = admin_client.post(
+        reverse("tasks:account_test_all", args=[task.pk]), {"only": "needs-test"}, headers={"HX-Request": "true"}
+    )
+    assert sorted(enqueued) == sorted([failed.pk, untested.pk])
+    assert parked.pk not in enqueued
+    assert "Testing the logins of 2 accounts" in response.content.decode()
+    assert "only=needs-test" in response.content.decode()
