@@ -22,7 +22,12 @@ def task_token(task_id: int) -> str:
     """The task's status and its latest run (id, status): changes when a run starts or ends, whoever started it."""
     status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first() or "gone"
     latest = Run.objects.filter(task_id=task_id).order_by("-started_at", "-id").values_list("pk", "status").first()
-    return f"{status}-{latest[0]}-{latest[1]}" if latest else f"{status}-none"
+    return token_of(status, *(latest or (None, None)))
+
+
+def token_of(task_status: str, run_id: int | None, run_status: str | None) -> str:
+    """task_token() from values a page has already loaded (the task page: its task and latest run)."""
+    return f"{task_status}-{run_id}-{run_status}" if run_id else f"{task_status}-none"
 
 
 def tasks_token() -> str:

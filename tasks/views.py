@@ -261,7 +261,7 @@ def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     from runs.views import run_panel_context  # the task page shows its run panel
-    from runs.watch import task_token
+    from runs.watch import token_of
     from scheduling.services import with_last_finished
 
     task = get_object_or_404(with_last_finished(Task.objects.select_related("source", "destination")), pk=pk)
@@ -271,8 +271,9 @@ def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **account_page(task, request),
         "nav": "tasks",
         **run_panel_context(task, timezone.now()),
-        "watch_token": task_token(task.pk),
     }
+    latest = context["run"]  # the watch token from what the page shows: no extra query
+    context["watch_token"] = token_of(task.status, latest.pk if latest else None, latest.status if latest else None)
     return render(request, "tasks/task_detail.html", context)
 
 
