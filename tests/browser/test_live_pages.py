@@ -31,11 +31,12 @@ def test_open_pages_follow_a_run_the_scheduler_starts_and_its_end(live_page, liv
 
     assert tick(timezone.now()).started  # the scheduler starts it, not the open pages
 
-    expect(page.locator("#task-status-badges .badge").first).to_have_text("Running")
+    # The pages ask every 5 s (runs.watch.WATCH_SECONDS), so allow three rounds.
+    expect(page.locator("#task-status-badges .badge").first).to_have_text("Running", timeout=15_000)
     expect(page.locator("#run-progress")).to_contain_text("Scheduled run started")
-    expect(other.locator(f"tr[data-task='{task.pk}']")).to_contain_text("Running")
+    expect(other.locator(f"tr[data-task='{task.pk}']")).to_contain_text("Running", timeout=15_000)
 
     orchestrator.cancel_run(Run.objects.get(task=task).pk)  # another user cancels it
-    expect(page.locator("#task-status-badges .badge").first).to_have_text("Cancelled")
-    expect(other.locator(f"tr[data-task='{task.pk}']")).to_contain_text("Cancelled")
+    expect(page.locator("#task-status-badges .badge").first).to_have_text("Cancelled", timeout=15_000)
+    expect(other.locator(f"tr[data-task='{task.pk}']")).to_contain_text("Cancelled", timeout=15_000)
     other.close()
