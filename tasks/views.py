@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from imapcopier import crypto
 from tasks import csv_import
@@ -463,11 +464,13 @@ def account_test(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
     test_account(account)
     account.refresh_from_db()
     if request.htmx:
-        return render(
+        response = render(
             request,
             "tasks/_account_row.html",
             {"account": account, "task": account.task},
         )
+        # The table's counters ("2 of 3 tested OK", the filters) refresh on this event.
+        return trigger_client_event(response, "accounts-changed")
     if account.tested_ok:
         messages.success(request, f"{account.source_user}: both logins work.")
     else:

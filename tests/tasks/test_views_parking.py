@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -139,3 +141,20 @@ def test_test_untested_and_failed_tests_only_those(admin_client, monkeypatch):
     assert parked.pk not in enqueued
     assert "Testing the logins of 2 accounts" in response.content.decode()
     assert "only=needs-test" in response.content.decode()
+
+
+def test_a_rows_test_refreshes_the_tables_counters(admin_client):
+    """The row is swapped alone; the HX-Trigger makes the table (its "N of M tested OK") follow."""
+    from tests.factories import EndpointFactory
+
+    closed = EndpointFactory(host="127.0.0.1", port=1, security="plain")  # nothing listens: the test fails fast
+    task = TaskFactory(source=closed, destination=closed)
+    account = AccountFactory(task=task)
+    response = admin_client.post(
+        reverse("tasks:account_test", args=[task.pk, account.pk]), headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert json.loads(response["HX-Trigger"]) == {"accounts-changed": {}}
+    table = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
+    assert 'hx-trigger="accounts-changed from:body"' in table
+    assert "0 of 1 active tested OK" in table and "1 failed" in table
