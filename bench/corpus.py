@@ -263,9 +263,9 @@ def messages(items: list[Spec]) -> Iterator[tuple[Spec, bytes]]:
 
 
 def load(server, user, items: list[Spec], *, connections: int = 2) -> dict[str, int]:  # noqa: ANN001
-    """APPEND the corpus into `user`'s mailbox on `server` (a tests.dovecot.Dovecot), folders in
+    """APPEND the corpus into `user`'s mailbox on `server` (a tests.support.dovecot.Dovecot), folders in
     parallel over `connections` connections. Returns {folder: message count}."""
-    from tests.dovecot import fill
+    from tests.support.dovecot import fill
 
     by_index = {s.index: s for s in items}
     by_folder: dict[str, list[Spec]] = {}

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.run_bench                      # 5,000 messages, about 400 MB
     .venv/bin/python -m bench.run_bench --messages 20000     # how cost grows
 
-One run: start Dovecot (tests/dovecot.py), load the corpus (bench/corpus.py) into a source user, then
+One run: start Dovecot (tests/support/dovecot.py), load the corpus (bench/corpus.py) into a source user, then
 time (a) the engine's full copy into a fresh user, (b) the baseline (bench/baseline.py) into another,
 (c) the engine's no-op re-run, (d) the engine after 50 new messages. Each copy runs in its own
 process, so its peak RSS (VmHWM) is its own; "engine s" is the time spent inside copy_account(),
@@ -223,7 +223,7 @@ def _counts(server, user) -> dict[str, int]:  # noqa: ANN001
 
 
 def _digests(server, user) -> dict[str, list[str]]:  # noqa: ANN001
-    from tests.dovecot import read
+    from tests.support.dovecot import read
 
     client = server.connect(user, timeout=300)
     try:
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from bench import corpus
-    from tests.dovecot import Dovecot
+    from tests.support.dovecot import Dovecot
 
     workdir = Path(tempfile.mkdtemp(prefix="imapcopier-bench-"))
     workdir.chmod(0o755)  # Dovecot's unprivileged processes must reach the directory below

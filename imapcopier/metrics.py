@@ -24,12 +24,14 @@ from prometheus_client.core import (
     Metric,
 )
 
+from runs import q2
+from runs.models import AccountRun, Run
+from scheduling.jobs import last_tick_at
+from tasks.models import Task
+
 
 class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
-        from runs.models import AccountRun, Run
-        from tasks.models import Task
-
         runs = GaugeMetricFamily("imapcopier_runs", "Runs by status", labels=["status"])
         counts = dict(Run.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
         for status in Run.Status.values:
@@ -79,21 +81,19 @@ class DatabaseCollector:
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
 
-        last_tick = _last_tick_at()
+        yield GaugeMetricFamily(
+            "imapcopier_job_queue_readable",
+            "1 when the job queue (the django-q2 broker) can be read, 0 when not: the reaper then cannot find lost jobs",
+            value=1 if q2.queue_readable() else 0,
+        )
+
+        last_tick = last_tick_at()
         if last_tick is not None:
             yield GaugeMetricFamily(
                 "imapcopier_tick_age_seconds",
                 "Seconds since the scheduler tick last ran",
                 value=(timezone.now() - last_tick).total_seconds(),
             )
-
-
-def _last_tick_at():  # noqa: ANN202
-    try:
-        from scheduling.ticker import last_tick_at
-    except ImportError:
-        return None
-    return last_tick_at()
 
 
 @require_GET

@@ -185,9 +185,10 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
 Q_WORKERS = env_int("Q_WORKERS", 4, minimum=1, maximum=256)
 
-# django-q2, configured for long copy jobs (PITFALLS.md §1): our Run rows are the truth, the broker
-# only rings the bell. retry > timeout so a running copy is never handed out twice; failures are
-# acknowledged and never retried by the broker; no replay of missed schedule slots after downtime.
+# django-q2, configured for long copy jobs (hours, where django-q2's defaults assume seconds): our Run rows
+# are the truth, the broker only rings the bell. retry > timeout so a running copy is never handed out
+# twice; failures are acknowledged and never retried by the broker; no replay of missed schedule slots
+# after downtime. The job timeout is defined here once; runs.jobs.time_limit_seconds() reads it.
 COPY_JOB_TIMEOUT_SECONDS = 6 * 3600
 Q_CLUSTER = {
     # The site's name: queue names and Redis keys derive from it, and it salts the job signatures.
@@ -205,8 +206,9 @@ Q_CLUSTER = {
     "poll": 0.5,
     "label": "Background jobs",
     # The scheduler tick runs in its own small cluster, so long copy jobs can never hold it up
-    # (PITFALLS.md §1.4): `Q_CLUSTER_NAME=control manage.py qcluster`. Jobs must name their queue
-    # (`async_task(..., cluster=Q_CLUSTER["name"])`), or a copy enqueued by the tick lands here.
+    # (a cluster whose workers all copy would run the tick only when a copy ends):
+    # `Q_CLUSTER_NAME=control manage.py qcluster`. Jobs must name their queue (runs.q2.enqueue
+    # does), or a copy enqueued by the tick would land here.
     "ALT_CLUSTERS": {"control": {"workers": 1, "timeout": 300, "retry": 420, "queue_limit": 1}},
 }
 Q_CONTROL_CLUSTER = "control"

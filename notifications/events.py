@@ -17,8 +17,6 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-JOB_FUNC = "notifications.jobs.send_notification_job"
-
 
 class Event(StrEnum):
     """The notification kinds; the value is the webhook's `event` field."""
@@ -71,13 +69,11 @@ def announce(event: Event, *, task_id: int, run_id: int | None = None, detail: s
 
 
 def _push(args: tuple) -> None:
-    from django_q.tasks import async_task
-
-    from runs.orchestrator import copy_queue
+    from runs import q2
 
     try:
         # The copy cluster's queue: webhook retries may wait a while, and must never delay the tick.
-        async_task(JOB_FUNC, *args, task_name=f"notify {args[0]} task {args[1]}", cluster=copy_queue())
+        q2.enqueue(q2.NOTIFY_JOB, *args, task_name=f"notify {args[0]} task {args[1]}")
     except Exception:
         logger.exception("could not enqueue the %s notification of task %s", args[0], args[1])
 

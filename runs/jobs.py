@@ -29,7 +29,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,11 +37,14 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from runs import orchestrator, slots
+from runs import engine, orchestrator, q2
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
 from runs.progress import WAITING_FOR_SLOTS
 from runs.state import FolderStateStore
+from tasks import slots
+from tasks.models import Account, Task
+from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, mailbox_for, test_account
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,9 @@ SLOT_RENEW_SECONDS = 10.0
 
 
 def time_limit_seconds() -> float:
-    """How long one copy job may run: django-q2's timeout minus a margin to finish the batch in flight."""
-    timeout = settings.Q_CLUSTER.get("timeout") or 6 * 3600
+    """How long one copy job may run: django-q2's timeout (settings.COPY_JOB_TIMEOUT_SECONDS) minus a margin
+    to finish the batch in flight."""
+    timeout = settings.Q_CLUSTER["timeout"]
     return max(60.0, timeout - max(60.0, min(600.0, timeout * 0.05)))
 
 
@@ -64,50 +67,13 @@ def worker_id() -> str:
 
 # Set once this worker process got SIGTERM: the copy in flight stops, and no other starts here.
 _SIGTERM_RECEIVED = threading.Event()
-_cluster_stop: tuple[int, object | None] | None = None  # (pid, the cluster's stop event) once looked up
-
-
-def _cluster_stop_event() -> object | None:
-    """The stop event of the django-q2 cluster this process works for, or None outside a cluster.
-
-    A worker is forked from the cluster's sentinel, so the Sentinel object is on the call stack this
-    process inherited. Its stop event is set when the cluster's main process gets SIGTERM or SIGINT;
-    the sentinel then waits for its workers to finish their jobs, however long they take.
-    """
-    global _cluster_stop
-    if _cluster_stop is None or _cluster_stop[0] != os.getpid():
-        event = None
-        try:
-            from django_q.cluster import Sentinel
-
-            frame = sys._getframe(1)
-            while frame is not None and event is None:
-                candidate = frame.f_locals.get("self")
-                if isinstance(candidate, Sentinel):
-                    event = candidate.stop_event
-                frame = frame.f_back
-        except Exception:
-            logger.exception("cannot find the cluster's stop event")
-        _cluster_stop = (os.getpid(), event)
-    return _cluster_stop[1]
-
-
-def _is_set_without_waiting(event: object) -> bool:
-    # multiprocessing.Event.is_set() takes the event's lock, which a sentinel killed while waiting on
-    # the event holds for ever (a process manager signalling the whole group); the count of its
-    # semaphore answers without that lock.
-    try:
-        return event._flag.get_value() > 0  # type: ignore[attr-defined]
-    except Exception:
-        return False
 
 
 def worker_stopping() -> bool:
     """True when this worker should not copy any more: it got SIGTERM, or its cluster is stopping."""
     if _SIGTERM_RECEIVED.is_set():
         return True
-    event = _cluster_stop_event()
-    return event is not None and _is_set_without_waiting(event)
+    return q2.cluster_stopping()
 
 
 class JobMonitor:
@@ -296,6 +262,7 @@ def copy_account_job(account_run_id: int) -> None:
         monitor.stop()
         with contextlib.suppress(Exception):
             slots.release(holder)
+    interrupted = False
     if result.outcome == Outcome.CANCELLED and not monitor.cancelled.is_set():
         # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
         if monitor.terminated.is_set():
@@ -307,9 +274,10 @@ def copy_account_job(account_run_id: int) -> None:
         if why:
             result.outcome = Outcome.FAILED
             result.reason = f"{orchestrator.INTERRUPTED}: {why}; run the task again to resume"
+            interrupted = True
     try:
         recorded = orchestrator.finish_account_run(
-            account_run, attempt, result, now=timezone.now(), progress=monitor.latest
+            account_run, attempt, result, now=timezone.now(), progress=monitor.latest, interrupted=interrupted
         )
     except Exception:
         # The row stays running without a heartbeat: the reaper finalises it as interrupted.
@@ -338,16 +306,10 @@ def copy_account_job(account_run_id: int) -> None:
 
 
 def _source_user(account_id: int) -> str:
-    from tasks.models import Account
-
     return Account.objects.filter(pk=account_id).values_list("source_user", flat=True).first() or ""
 
 
 def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: str) -> AccountResult:
-    from runs.engine import copy_account
-    from tasks.models import Account
-    from tasks.services import mailbox_for
-
     try:
         needs, per_side = slot_needs(account_run)
     except slots.SlotsImpossible as exc:
@@ -369,7 +331,7 @@ def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: st
         attempt=attempt,
         on_lost=monitor.lost.set,
     )
-    return copy_account(
+    return engine.copy_account(
         source,
         destination,
         state=store,
@@ -388,12 +350,22 @@ def push_jobs_job(account_run_ids: list[int]) -> str:
 
 def test_account_job(account_id: int) -> None:
     """Test both logins of one account (the pages' "Test all"). Never raises."""
-    from tasks.models import Account
-    from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, test_account
-
     try:
         test_account(Account(pk=account_id), slot_wait_seconds=BACKGROUND_TEST_SLOT_WAIT_SECONDS)
     except Account.DoesNotExist:
         logger.info("account %s: gone before its test ran", account_id)
     except Exception:
         logger.exception("account %s: connection test failed", account_id)
+
+
+def enqueue_account_tests(task: Task, *, only_needing_test: bool = False) -> int:
+    """Test the task's active (not parked) accounts in the background, or only the blocking ones
+    (untested or failed: "Test untested and failed"): one test_account_job per account; returns how many.
+
+    Returns at once; the account rows show the results as the jobs store them. Only ids go to the broker.
+    """
+    accounts = task.accounts.blocking() if only_needing_test else task.accounts.active()
+    ids = list(accounts.order_by("source_user").values_list("pk", flat=True))
+    for pk in ids:
+        q2.enqueue(q2.TEST_ACCOUNT_JOB, pk, task_name=f"test account {pk}")
+    return len(ids)

@@ -7,6 +7,12 @@ from django.utils import timezone
 from tasks.models import Account, Task
 
 
+class RunQuerySet(models.QuerySet):
+    def newest_first(self) -> RunQuerySet:
+        """Latest start first; the id breaks ties between runs started in the same instant (Run.Meta.ordering)."""
+        return self.order_by(*Run._meta.ordering)
+
+
 class Run(models.Model):
     """One execution of a task: every account of the task copied once, in parallel."""
 
@@ -31,9 +37,16 @@ class Run(models.Model):
     bytes = models.BigIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     reason = models.TextField(blank=True, help_text="Why the run failed or was cancelled, in words.")
+    interrupted = models.BooleanField(
+        default=False,
+        help_text="Some account stopped without finishing (worker stopped or died, job lost, time limit): "
+        "the next run resumes it, and the schedule breaker does not count it.",
+    )
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-started_at", "-id"]
+        ordering = ["-started_at", "-id"]  # newest first: RunQuerySet.newest_first says so explicitly
         indexes = [models.Index(fields=["task", "-started_at"], name="run_task_started")]
         constraints = [
             models.UniqueConstraint(
@@ -80,6 +93,10 @@ class AccountRun(models.Model):
     total_bytes = models.BigIntegerField(default=0)
     current_folder = models.CharField(max_length=1000, blank=True)
     last_error = models.TextField(blank=True)
+    interrupted = models.BooleanField(
+        default=False,
+        help_text="Stopped without finishing for the worker's sake (stopped, died, lost job, time limit): resumable.",
+    )
     message_errors = models.JSONField(
         default=list,
         blank=True,
@@ -138,23 +155,3 @@ class FolderState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.source_folder}"
-
-
-class ConnectionSlot(models.Model):
-    """One of an endpoint's `max_connections`, leased by a copy job or a connection test.
-
-    A free slot has an empty holder or an expired lease: a killed worker's slots free themselves.
-    """
-
-    endpoint = models.ForeignKey("tasks.Endpoint", on_delete=models.CASCADE, related_name="connection_slots")
-    number = models.PositiveSmallIntegerField()
-    holder = models.CharField(max_length=100, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["endpoint", "number"]
-        constraints = [models.UniqueConstraint(fields=["endpoint", "number"], name="connection_slot_unique")]
-        indexes = [models.Index(fields=["holder"], name="connection_slot_holder")]
-
-    def __str__(self) -> str:
-        return f"slot {self.number} of endpoint {self.endpoint_id}"

@@ -16,7 +16,6 @@ late worker) see exactly one winner, on SQLite and on PostgreSQL:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -26,28 +25,28 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from runs import slots
+from runs import q2
 from runs.engine.types import AccountResult, Outcome, Progress
 from runs.models import AccountRun, Run
+from scheduling import breaker  # the one call up the layers: see _after_run
+from tasks import slots
 from tasks.models import Account, Task
 from tasks.wording import plural
 
 logger = logging.getLogger(__name__)
 
-JOB_FUNC = "runs.jobs.copy_account_job"
-# A run of more accounts than this hands its jobs to one fan-out job (runs.jobs.push_jobs_job) that
-# pushes them from a worker, so "Run now" answers at once whatever the size of the task (issue 12:
+# A run of more accounts than this hands its jobs to one fan-out job (q2.FAN_OUT_JOB, runs.jobs.push_jobs_job)
+# that pushes them from a worker, so "Run now" answers at once whatever the size of the task (issue 12:
 # pushing 1,000 jobs one by one through the ORM broker took the request 18 s, bench/enqueue.py).
 FAN_OUT_ABOVE = 20
-FAN_OUT_FUNC = "runs.jobs.push_jobs_job"
 
 # A running account run whose heartbeat is older than this is considered dead. Jobs beat about
 # once a second, so this only needs to cover a stalled database or a long GC pause.
 HEARTBEAT_LEASE_SECONDS = 90
 # A queued account run whose job is not in the broker this long after it was enqueued is lost.
 LOST_JOB_GRACE_SECONDS = 600
-# The first word of the reason of a reaped account run and of its run. scheduling.breaker reads it:
-# an interrupted run is resumed by the next run, it does not trip the breaker.
+# The first word of the reason of an interrupted account run and of its run, for the operator. The
+# programs read the `interrupted` field instead (resumed by the next run; the breaker ignores it).
 INTERRUPTED = "interrupted"
 
 MAX_STORED_MESSAGE_ERRORS = 1000
@@ -121,7 +120,7 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     now = now or timezone.now()
     with transaction.atomic():
         active = Account.objects.filter(task_id=task_id).active()
-        untested = list(active.needs_test().order_by("source_user").values_list("source_user", flat=True))
+        untested = list(active.blocking().order_by("source_user").values_list("source_user", flat=True))
         active_count = active.count()
         taken = accounts_to_retry(task_id) if only == ONLY_FAILED else active
         accounts = list(taken.order_by("source_user").values_list("pk", flat=True))
@@ -173,32 +172,18 @@ def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None 
     return run
 
 
-def copy_queue() -> str:
-    """The django-q2 queue copy jobs go to: the main cluster's, whoever enqueues (the web, the tick)."""
-    from django_q.conf import Conf
-
-    return Conf.PREFIX
-
-
 def enqueue_account_runs(account_run_ids: list[int]) -> None:
     """Enqueue the copy jobs of a new run: directly when few, else through one fan-out job.
 
     If the fan-out job cannot be enqueued, the jobs are pushed here after all; a fan-out job the
-    broker loses is covered by reap_stale, which re-enqueues lost jobs (pending_job_ids counts the
+    broker loses is covered by reap_stale, which re-enqueues lost jobs (q2.pending_job_ids counts the
     ids a waiting fan-out job carries).
     """
     if len(account_run_ids) <= FAN_OUT_ABOVE:
         push_jobs(account_run_ids)
         return
-    from django_q.tasks import async_task
-
     try:
-        async_task(
-            FAN_OUT_FUNC,
-            list(account_run_ids),
-            task_name=f"enqueue {len(account_run_ids)} account runs",
-            cluster=copy_queue(),
-        )
+        q2.enqueue(q2.FAN_OUT_JOB, list(account_run_ids), task_name=f"enqueue {len(account_run_ids)} account runs")
     except Exception:
         logger.exception("could not enqueue the fan-out job; pushing the %s jobs here", len(account_run_ids))
         push_jobs(account_run_ids)
@@ -209,16 +194,9 @@ def push_jobs(account_run_ids: Iterable[int]) -> None:
 
     A push that fails is logged and left to reap_stale, which re-enqueues lost jobs.
     """
-    from django_q.tasks import async_task
-
     for pk in account_run_ids:
         try:
-            async_task(
-                JOB_FUNC,
-                pk,
-                task_name=f"copy account run {pk}",
-                cluster=copy_queue(),
-            )
+            q2.enqueue(q2.COPY_ACCOUNT_JOB, pk, task_name=f"copy account run {pk}")
         except Exception:
             logger.exception("could not enqueue account run %s; the reaper will retry", pk)
 
@@ -296,10 +274,12 @@ def finish_account_run(
     *,
     now: datetime,
     progress: Progress | None = None,
+    interrupted: bool = False,
 ) -> bool:
     """Record an account's outcome (fenced by `attempt`); the last account to finish finalises the run.
 
-    Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
+    `interrupted`: the copy stopped for the worker's sake (SIGTERM, time limit), not because of the
+    account: it is resumed by the next run and the breaker does not count it. Returns False when the job had lost its claim (reaped, or cancelled and finalised meanwhile):
     then nothing is written.
     """
     status = _OUTCOME_STATUS[Outcome(result.outcome)]
@@ -315,6 +295,7 @@ def finish_account_run(
         "last_error": result.reason if status != AccountRun.Status.DONE else "",
         "message_errors": [asdict(e) for e in result.message_errors[:MAX_STORED_MESSAGE_ERRORS]],
         "warnings": [str(w) for w in result.warnings[:MAX_STORED_WARNINGS]],
+        "interrupted": interrupted,
     }
     if status == AccountRun.Status.CANCELLED and not fields["last_error"]:
         fields["last_error"] = "cancelled"
@@ -359,28 +340,24 @@ def _finalise_if_complete(run_id: int, now: datetime) -> Run | None:
         accounts=Count("pk"),
         failed=Count("pk", filter=Q(status=AccountRun.Status.FAILED)),
         cancelled=Count("pk", filter=Q(status=AccountRun.Status.CANCELLED)),
-        interrupted=Count(
-            "pk",
-            filter=Q(
-                status=AccountRun.Status.FAILED,
-                last_error__startswith=INTERRUPTED,
-            ),
-        ),
+        interrupted=Count("pk", filter=Q(status=AccountRun.Status.FAILED, interrupted=True)),
     )
     for key in ("copied", "skipped", "errors", "bytes"):
         setattr(run, key, totals[key] or 0)
     failures = list(
         rows.filter(status=AccountRun.Status.FAILED)
-        .exclude(last_error__startswith=INTERRUPTED)
+        .exclude(interrupted=True)
         .order_by("account__source_user")
         .values_list("account__source_user", "last_error")[:3]
     )
     run.status, run.reason = _verdict(run, totals, failures)
+    run.interrupted = totals["interrupted"] > 0
     run.finished_at = now
     run.save(
         update_fields=[
             "status",
             "reason",
+            "interrupted",
             "finished_at",
             "copied",
             "skipped",
@@ -441,13 +418,15 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
 
 
 def _after_run(run: Run) -> None:
-    # The breaker commits with the run's final state (PITFALLS.md §4.4). A bug in it must not keep
-    # the run running forever, so it runs in a savepoint and its failure is logged.
-    from scheduling.breaker import after_run
-
+    # The one import up the layers (runs -> scheduling), kept as an explicit call rather than a registered
+    # hook: the breaker must run inside the transaction that finalises the run, so the run's final state
+    # and the switched-off schedule commit together or not at all, and a reader of this function sees that
+    # it happens. A hook (a signal) would hide both. The import contract (pyproject.toml) allows this one
+    # import and no other. A bug in the breaker must not keep the run running forever, so it runs in a
+    # savepoint and its failure is logged.
     try:
         with transaction.atomic():
-            after_run(run)
+            breaker.after_run(run)
     except Exception:
         logger.exception("breaker failed after run %s", run.pk)
 
@@ -507,6 +486,7 @@ def reap_stale(now: datetime) -> int:
 
 
 def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attempt: int | None = None) -> bool:
+    """Fail an account run as interrupted (its worker died, or its job was lost): resumable, not judged."""
     with transaction.atomic():
         _lock_run(run_id)
         rows = AccountRun.objects.filter(pk=pk)
@@ -518,6 +498,7 @@ def _fail_account_run(pk: int, run_id: int, now: datetime, reason: str, *, attem
             status=AccountRun.Status.FAILED,
             finished_at=now,
             last_error=reason,
+            interrupted=True,
             current_folder="",
         ):
             return False
@@ -534,7 +515,7 @@ def _reap_lost_jobs(now: datetime) -> int:
     )
     if not candidates:
         return 0
-    pending = pending_job_ids()
+    pending = q2.pending_job_ids()
     if pending is None:
         return 0  # the broker cannot be read: decide nothing
     # With Redis, a worker may hold a few jobs it has popped but not started (waiting for a free
@@ -563,46 +544,6 @@ def _reap_lost_jobs(now: datetime) -> int:
     return failed
 
 
-def pending_job_ids() -> set[int] | None:
-    """Account run ids whose copy job is in the broker (waiting or, with the ORM broker, taken).
-
-    None when the broker cannot be inspected.
-    """
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.brokers.redis_broker import Redis
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-    from django_q.signing import SignedPackage
-
-    broker = get_broker(copy_queue())
-    try:
-        if isinstance(broker, ORM):
-            payloads = list(OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key).values_list("payload", flat=True))
-        elif isinstance(broker, Redis):
-            payloads = broker.connection.lrange(broker.list_key, 0, -1)
-        else:
-            return None
-    except Exception:
-        logger.exception("cannot read the job queue")
-        return None
-    ids: set[int] = set()
-    for payload in payloads:
-        try:
-            package = SignedPackage.loads(payload)
-        except Exception:
-            continue
-        if package.get("func") == JOB_FUNC and package.get("args"):
-            try:
-                ids.add(int(package["args"][0]))
-            except (TypeError, ValueError):
-                continue
-        elif package.get("func") == FAN_OUT_FUNC and package.get("args"):
-            with contextlib.suppress(TypeError, ValueError):
-                ids.update(int(pk) for pk in package["args"][0])
-    return ids
-
-
 def _free_orphan_tasks() -> None:
     # A task marked running with no running run (only after a manual database edit): give it the
     # status of its last run, so it can start again.
@@ -610,9 +551,7 @@ def _free_orphan_tasks() -> None:
         Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
     )
     for task_id in list(orphans.values_list("pk", flat=True)):
-        last = (
-            Run.objects.filter(task_id=task_id).order_by("-started_at", "-pk").values_list("status", flat=True).first()
-        )
+        last = Run.objects.filter(task_id=task_id).newest_first().values_list("status", flat=True).first()
         Task.objects.filter(pk=task_id, status=Task.Status.RUNNING).exclude(
             Exists(Run.objects.filter(task_id=OuterRef("pk"), status=Run.Status.RUNNING))
         ).update(status=last or Task.Status.IDLE)

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Count, F, OuterRef, Subquery, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from runs.models import AccountRun, Run
+from tasks.models import Task
 from tasks.wording import plural
 
 WAITING_FOR_SLOTS = "waiting for a free connection"  # runs.jobs writes it as the folder
@@ -36,6 +39,51 @@ _FIELDS = (
     "finished_at",
     "heartbeat_at",
 )
+
+
+def percent(done: int, total_messages: int) -> int | None:
+    """One account's progress in whole percent (rounded down): messages dealt with out of those found so far.
+
+    `done` counts copied, skipped and failed messages alike (a failed message is dealt with: it is in
+    the report). The total grows while the source is scanned, so it is at least `done`. None while
+    nothing is known. The rule for an account's bar; a run's bar counts accounts (overall_percent).
+    """
+    total = max(total_messages, done)
+    return min(100, 100 * done // total) if total else None
+
+
+def running_run_progress() -> dict[str, Subquery]:
+    """Annotations for a Task queryset, about its running run (None when none runs): `run_accounts`,
+    `run_finished` (accounts no longer queued or running), `running_accounts`, and `running_done` /
+    `running_total`, the messages dealt with and known within the running accounts. task_percent()
+    turns them into the same bar as RunProgress.percent, in SQL for the task list.
+    """
+    rows = AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING).order_by()
+    running = rows.filter(status=AccountRun.Status.RUNNING)
+    done = F("copied") + F("skipped") + F("errors")
+
+    def total(queryset: object, value: object) -> Subquery:
+        return Subquery(queryset.values("run__task").annotate(n=value).values("n")[:1])
+
+    return {
+        "run_accounts": total(rows, Count("pk")),
+        "run_finished": total(
+            rows.exclude(status__in=[AccountRun.Status.QUEUED, AccountRun.Status.RUNNING]), Count("pk")
+        ),
+        "running_accounts": total(running, Count("pk")),
+        "running_done": total(running, Sum(done)),
+        "running_total": total(running, Sum(Greatest("total_messages", done))),
+    }
+
+
+def task_percent(task: object) -> int | None:
+    """The running run's bar for a task annotated by running_run_progress() (overall_percent, the running
+    accounts' share taken from their summed messages). None when nothing runs."""
+    if not task.run_accounts:
+        return None
+    running = task.running_accounts or 0
+    share = (task.running_done or 0) / task.running_total if task.running_total else 0.0
+    return overall_percent(accounts=task.run_accounts, finished=task.run_finished or 0, running_parts=[share] * running)
 
 
 @dataclass
@@ -77,7 +125,7 @@ class AccountProgress:
             return 100
         if not self.total_messages:
             return None
-        return min(100, int(100 * self.done / self.total_messages))
+        return percent(self.done, self.total_messages)
 
     @property
     def megabytes(self) -> float:
@@ -221,10 +269,10 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
             if all(e is not None for e in etas):
                 eta = max(etas)
     if run.status == Run.Status.DONE:
-        percent = 100
+        overall = 100
     else:
         parts = [a.done / a.total_messages if a.total_messages else 0.0 for a in running]
-        percent = overall_percent(accounts=len(accounts), finished=finished, running_parts=parts)
+        overall = overall_percent(accounts=len(accounts), finished=finished, running_parts=parts)
     return RunProgress(
         run=run,
         accounts=accounts,
@@ -239,5 +287,36 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
         rate=sum(active_rates) if active_rates else None,
         byte_rate=sum(a.byte_rate for a in running if a.byte_rate) or None,
         eta_seconds=eta,
-        percent=percent,
+        percent=overall,
     )
+
+
+# A big run lists only the accounts worth watching (running, failed) in the live panel.
+PANEL_ALL_ACCOUNTS_UP_TO = 50
+PANEL_MAX_ROWS = 200
+
+
+def progress_context(run: Run | None, now: datetime) -> dict:
+    """What the live progress panel of a run shows: the run, its progress, the accounts worth listing."""
+    if run is None:
+        return {"run": None, "progress": None}
+    progress = run_progress(run, now=now)
+    shown = progress.accounts
+    if len(shown) > PANEL_ALL_ACCOUNTS_UP_TO:
+        watch = (AccountRun.Status.RUNNING, AccountRun.Status.FAILED, AccountRun.Status.CANCELLED)
+        shown = [a for a in shown if a.status in watch][:PANEL_MAX_ROWS]
+    return {
+        "run": progress.run,
+        "progress": progress,
+        "shown_accounts": shown,
+        "hidden_accounts": len(progress.accounts) - len(shown),
+    }
+
+
+def run_panel_context(task: Task, now: datetime) -> dict:
+    """What the task page's run panel shows: the latest run, its accounts' progress, earlier runs."""
+    recent = list(Run.objects.filter(task=task).newest_first()[:6])
+    return {
+        **progress_context(recent[0] if recent else None, now),
+        "recent_runs": recent[1:],
+    }

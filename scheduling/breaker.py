@@ -1,7 +1,8 @@
 """The schedule breaker: a scheduled run that ends with errors switches its task's schedule off.
 
 `runs.orchestrator` calls `after_run(run)` inside the transaction that finalises the run, so the run's
-final state and the breaker commit together (PITFALLS.md §4.4).
+final state and the breaker commit together: a crash between the two can neither leave a failed scheduled
+run with its schedule still on, nor switch a schedule off for a run that is still recorded as running.
 """
 
 from __future__ import annotations
@@ -13,17 +14,6 @@ from runs.models import Run
 from tasks.models import ScheduleInterval, Task
 
 logger = logging.getLogger(__name__)
-
-# How runs/orchestrator.py marks a run whose worker died (the reaper): the run's reason, and each
-# reaped AccountRun's last_error, start with this word. Such a run is resumed, not judged.
-INTERRUPTED = "interrupted"
-
-
-def is_interrupted(run: Run) -> bool:
-    """True when the run ended because a worker died (reaped), not because of the copy itself."""
-    if run.reason.strip().lower().startswith(INTERRUPTED):
-        return True
-    return run.account_runs.filter(last_error__istartswith=INTERRUPTED).exists()
 
 
 def should_break(*, trigger: str, status: str, errors: int, interrupted: bool = False) -> bool:
@@ -54,7 +44,7 @@ def _trip(run: Run) -> bool:
         trigger=run.trigger,
         status=run.status,
         errors=run.errors,
-        interrupted=run.trigger == Run.Trigger.SCHEDULED and is_interrupted(run),
+        interrupted=run.interrupted,
     ):
         return False
     Task.objects.filter(pk=run.task_id).update(broken=True, schedule_interval_seconds=ScheduleInterval.OFF)

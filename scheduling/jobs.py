@@ -1,8 +1,9 @@
 """django-q2 entry points of the scheduler, and the schedules that drive the tick.
 
 The tick should run about every 30 s. A django-q2 schedule repeats at most once a minute and the
-cluster's scheduler looks for due schedules about every 30 s (PITFALLS.md §1.4), so two one-minute
-schedules half a minute apart drive it. They belong to the `control` cluster (settings.Q_CLUSTER,
+cluster's scheduler looks for due schedules about every 30 s (django-q2 checks its Schedule table on
+each guard cycle, not at the second a schedule is due), so two one-minute schedules half a minute apart
+drive it. They belong to the `control` cluster (settings.Q_CLUSTER,
 ALT_CLUSTERS): one small worker that long copy jobs can never occupy, started with
 `Q_CLUSTER_NAME=control manage.py qcluster` beside the copy cluster.
 """
@@ -14,6 +15,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+from scheduling.models import Ticker
 
 TICK_FUNC = "scheduling.jobs.tick_job"
 # Schedule name -> offset within the minute.
@@ -30,7 +33,8 @@ def control_cluster() -> str:
 
 def tick_job() -> str:
     """Run one tick at the current time. Returns a one-line summary (stored as the job's result)."""
-    # Imported here, not at the top: the data migration imports this module.
+    # Imported here, not at the top: the data migration imports this module, and the ticker pulls in
+    # runs and django-q2, which a migration must not depend on.
     from scheduling.ticker import tick
 
     now = timezone.now()
@@ -45,8 +49,6 @@ def tick_job() -> str:
 
 def record_tick(now: datetime, summary: str = "") -> None:
     """Remember when the tick last ran (the schedule panel warns when it stops)."""
-    from scheduling.models import Ticker
-
     if not Ticker.objects.filter(pk=1).update(last_tick_at=now, last_result=summary):
         try:
             with transaction.atomic():
@@ -57,8 +59,6 @@ def record_tick(now: datetime, summary: str = "") -> None:
 
 def last_tick_at() -> datetime | None:
     """When the scheduler tick last ran, or None if it never has."""
-    from scheduling.models import Ticker
-
     return Ticker.objects.filter(pk=1).values_list("last_tick_at", flat=True).first()
 
 

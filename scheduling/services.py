@@ -1,18 +1,29 @@
-"""Scheduling rules shared by the pages, the JSON API and the tick."""
+"""Scheduling rules shared by the pages, the JSON API and the tick: plain functions, `now` passed in."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Count, IntegerField, Max, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
+from notifications.events import Event, announce
 from runs.models import Run
+from scheduling.jobs import last_tick_at
 from scheduling.timing import next_run_at
 from tasks.models import Account, ScheduleInterval, Task
 from tasks.wording import plural
 
+logger = logging.getLogger(__name__)
+
 SCHEDULE_REFUSED_MESSAGE = "all accounts must pass connection tests before scheduling"
+# The tick runs about every 30 s; this long without one means nothing drives it.
+TICK_STALE_SECONDS = 150
 
 
 class ScheduleRefused(Exception):
@@ -30,16 +41,22 @@ def is_preset(seconds: object) -> bool:
     return isinstance(seconds, int) and not isinstance(seconds, bool) and seconds in ScheduleInterval.values
 
 
+def presets_phrase() -> str:
+    """The presets in words for an error message: "0, 3600, 10800, 21600, 43200 or 86400" (from the choices)."""
+    values = [str(v) for v in ScheduleInterval.values]
+    return ", ".join(values[:-1]) + " or " + values[-1]
+
+
 def accounts_ready(task_id: int) -> bool:
     """At least one active (not parked) account, and every active account tested ok on both sides."""
     accounts = Account.objects.filter(task_id=task_id).active()
-    return accounts.exists() and not accounts.needs_test().exists()
+    return accounts.exists() and not accounts.blocking().exists()
 
 
 def refusal(task_id: int) -> ScheduleRefused:
     """The refusal of enabling the schedule, naming how many active accounts block it."""
     active = Account.objects.filter(task_id=task_id).active()
-    blocking, total = active.needs_test().count(), active.count()
+    blocking, total = active.blocking().count(), active.count()
     if not total:
         detail = "the task has no active accounts" if Account.objects.filter(task_id=task_id).exists() else ""
     else:
@@ -54,7 +71,8 @@ def set_schedule(task: Task, seconds: int, *, now: datetime) -> Task:
 
     Enabling needs at least one account and every account tested ok on both sides, otherwise it
     raises ScheduleRefused and changes nothing. Enabling stamps the anchor (the first scheduled run is
-    one interval later); any explicit change clears `broken`; switching off is always allowed.
+    one interval later); any explicit change clears `broken` and the waiting mark; switching off is
+    always allowed. ValueError for a value that is not a preset.
     """
     if not is_preset(seconds):
         raise ValueError(f"not a schedule preset: {seconds!r}")
@@ -62,6 +80,7 @@ def set_schedule(task: Task, seconds: int, *, now: datetime) -> Task:
         fields: dict[str, object] = {
             "schedule_interval_seconds": seconds,
             "broken": False,
+            "schedule_waiting_accounts": None,
         }
         if seconds > 0:
             if not accounts_ready(task.pk):
@@ -78,9 +97,25 @@ def with_last_finished(queryset: QuerySet[Task]) -> QuerySet[Task]:
     return queryset.annotate(last_finished_at=Max("runs__finished_at"))
 
 
+def with_schedule_facts(queryset: QuerySet[Task]) -> QuerySet[Task]:
+    """Annotate tasks with what schedule_state() needs: `last_finished_at`, `account_count`, `blocking_count`.
+
+    Subqueries, so a list of tasks costs one query whatever its length.
+    """
+
+    def count(accounts: QuerySet[Account]) -> Coalesce:
+        counted = accounts.filter(task=OuterRef("pk")).order_by().values("task").annotate(n=Count("pk")).values("n")
+        return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+    return with_last_finished(queryset).annotate(
+        account_count=count(Account.objects.active()),
+        blocking_count=count(Account.objects.blocking()),
+    )
+
+
 def next_run_for(task: Task) -> datetime | None:
     """The task's next scheduled start, or None. Uses `last_finished_at` when annotated."""
-    if task.schedule_interval_seconds <= 0 or task.broken or task.is_running:
+    if not task.schedule_on or task.is_running:
         return None
     # A list view annotates last_finished_at (with_last_finished) to save a query per task.
     annotated = hasattr(task, "last_finished_at")
@@ -94,6 +129,82 @@ def next_run_for(task: Task) -> datetime | None:
     )
 
 
+@dataclass(frozen=True)
+class ScheduleState:
+    """What a task's schedule is doing, for the task list, the task page and the API.
+
+    `state`: "off", "broken" (the breaker switched it off), "waiting" (on, but it cannot start: some
+    accounts need a connection test, or there are none), or "on". `next_run`: the next scheduled start
+    (UTC) while on and not running. `waiting_accounts`: while waiting, how many active accounts need a
+    test; `account_count`: the task's active (not parked) accounts.
+    """
+
+    state: str
+    next_run: datetime | None = None
+    waiting_accounts: int | None = None
+    account_count: int = 0
+
+    OFF = "off"
+    BROKEN = "broken"
+    WAITING = "waiting"
+    ON = "on"
+
+    @property
+    def note(self) -> str:
+        """The waiting reason in words ("waiting: 2 accounts need a test"), or ""."""
+        if self.state != self.WAITING:
+            return ""
+        if not self.account_count:
+            return "waiting: the task has no active accounts"
+        n = self.waiting_accounts
+        return f"waiting: {n} account{'s' if n != 1 else ''} need{'s' if n == 1 else ''} a test"
+
+
+def schedule_state(task: Task) -> ScheduleState:
+    """The state of the task's schedule. Uses the annotations of with_schedule_facts() when present.
+
+    Waiting is decided here and nowhere else: the schedule is on, and the task has no accounts or
+    some of them are not tested OK on both sides (Account.objects.blocking()).
+    """
+    if task.broken:
+        return ScheduleState(ScheduleState.BROKEN)
+    if not task.schedule_on:
+        return ScheduleState(ScheduleState.OFF)
+    if hasattr(task, "blocking_count"):
+        accounts, blocking = task.account_count, task.blocking_count
+    else:
+        accounts = Account.objects.filter(task=task).active().count()
+        blocking = Account.objects.filter(task=task).blocking().count()
+    if not accounts or blocking:
+        return ScheduleState(ScheduleState.WAITING, waiting_accounts=blocking, account_count=accounts)
+    return ScheduleState(ScheduleState.ON, next_run=next_run_for(task), account_count=accounts)
+
+
+def record_waiting(task: Task, state: ScheduleState) -> bool:
+    """Store whether the task's schedule waits (and for how many accounts); log it once per change.
+
+    Returns True when this call changed it. Two ticks at once change (and log) it once: the UPDATE
+    is conditional on the value read.
+    """
+    waiting = state.waiting_accounts if state.state == ScheduleState.WAITING else None
+    was = task.schedule_waiting_accounts
+    if waiting == was:
+        return False
+    changed = Task.objects.filter(pk=task.pk, schedule_waiting_accounts=task.schedule_waiting_accounts).update(
+        schedule_waiting_accounts=waiting
+    )
+    task.schedule_waiting_accounts = waiting
+    if changed:
+        if waiting is None:
+            logger.info("schedule of task %s no longer waiting: its accounts are tested OK", task.pk)
+        else:
+            logger.warning("schedule of task %s is %s; it starts once they pass", task.pk, state.note)
+        if was is None and waiting is not None:
+            # Once per stall, not per tick and not when the count changes while it waits.
+            announce(Event.SCHEDULE_STALLED, task_id=task.pk, detail=state.note.removeprefix("waiting: "))
+    return bool(changed)
+
+
 def last_finished_at(task_id: int) -> datetime | None:
     """When the task's latest finished run finished, or None if none has."""
     return Run.objects.filter(task_id=task_id).aggregate(last=Max("finished_at"))["last"]
@@ -101,14 +212,49 @@ def last_finished_at(task_id: int) -> datetime | None:
 
 def runs_newest_first(task_id: int) -> QuerySet[Run]:
     """The task's runs, newest first (the run log)."""
-    return Run.objects.filter(task_id=task_id).order_by("-started_at", "-id")
+    return Run.objects.filter(task_id=task_id).newest_first()
+
+
+RUN_LOG_PAGE_SIZE = 50
+
+
+def run_log(task_id: int, *, page: str | int | None = None) -> dict[str, Any]:
+    """One page of the task's run log, newest first: `runs` (at most RUN_LOG_PAGE_SIZE) and `page` (a
+    Django Page: numbers, previous and next). A page number out of range gives the last page."""
+    shown = Paginator(runs_newest_first(task_id), RUN_LOG_PAGE_SIZE).get_page(page)
+    return {"runs": shown.object_list, "page": shown}
 
 
 def due_tasks(now: datetime) -> list[Task]:
-    """Schedulable tasks whose next run is at or before `now`, oldest due first."""
+    """Schedulable tasks whose next run is at or before `now`, oldest due first.
+
+    Schedules that wait for account tests are not due; their waiting is recorded (record_waiting).
+    """
     due = []
-    for task in with_last_finished(Task.objects.schedulable()).order_by("pk"):
-        moment = next_run_for(task)
-        if moment is not None and moment <= now:
-            due.append((moment, task.pk, task))
+    for task in with_schedule_facts(Task.objects.schedulable()).order_by("pk"):
+        state = schedule_state(task)
+        record_waiting(task, state)
+        if state.next_run is not None and state.next_run <= now:
+            due.append((state.next_run, task.pk, task))
     return [task for _, _, task in sorted(due, key=lambda item: item[:2])]
+
+
+def panel_state(task: Task, *, now: datetime) -> dict[str, Any]:
+    """What the task page's schedule panel shows for `task`, and a token that changes when any of it does."""
+    state = schedule_state(task)
+    polling = task.schedule_on
+    last_tick = last_tick_at() if polling else None
+    stale = polling and (last_tick is None or now - last_tick > timedelta(seconds=TICK_STALE_SECONDS))
+    next_run = state.next_run
+    return {
+        "state": state,
+        "next_run": next_run,
+        "presets": ScheduleInterval.choices,
+        "polling": polling,
+        "scheduler_stale": stale,
+        "last_tick": last_tick,
+        "token": (
+            f"{task.schedule_interval_seconds}-{int(task.broken)}-{task.status}-"
+            f"{next_run.isoformat() if next_run else 'none'}-{int(stale)}-{state.note}"
+        ),
+    }

@@ -25,11 +25,6 @@ def next_run_at(
     return start + timedelta(seconds=interval_seconds)
 
 
-def is_due(next_run: datetime | None, now: datetime) -> bool:
-    """Whether a task with this next run time should start at `now`."""
-    return next_run is not None and next_run <= now
-
-
 def rfc3339(moment: datetime | None) -> str | None:
     """An aware datetime as RFC 3339 in UTC with a "Z" (whole seconds), or None."""
     if moment is None:

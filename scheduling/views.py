@@ -4,46 +4,44 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import trigger_client_event
 
 from scheduling.services import (
     ScheduleRefused,
     is_preset,
-    runs_newest_first,
+    panel_state,
+    run_log,
     set_schedule,
-    with_last_finished,
+    with_schedule_facts,
 )
-from scheduling.templatetags.schedule_tags import panel_state
 from tasks.models import ScheduleInterval, Task
 
-RUN_LOG_PAGE_SIZE = 50
 
-
-def _panel_task(pk: int) -> Task:
-    return get_object_or_404(with_last_finished(Task.objects.all()), pk=pk)
+def _panel(pk: int, **extra: object) -> dict:
+    """The schedule panel's context: the task and what its panel shows."""
+    task = get_object_or_404(with_schedule_facts(Task.objects.all()), pk=pk)
+    return {"task": task, "panel": panel_state(task, now=timezone.now()), **extra}
 
 
 @require_GET
 @login_required
 def schedule(request: HttpRequest, pk: int) -> HttpResponse:
     """The schedule panel. Polled with ?shown=<token>: 204 while nothing changed."""
-    task = _panel_task(pk)
+    context = _panel(pk)
     shown = request.GET.get("shown")
     if shown is not None:
-        if shown == panel_state(task)["token"]:
+        if shown == context["panel"]["token"]:
             return HttpResponse(status=204)
-        if task.broken:
+        if context["task"].broken:
             # The breaker tripped while the page was open: reload it, so the status and the run
             # panel around this partial are current too.
             response = HttpResponse(status=200)
             response["HX-Refresh"] = "true"
             return response
-    return render(request, "scheduling/_schedule.html", {"task": task})
+    return render(request, "scheduling/_schedule.html", context)
 
 
 @require_POST
@@ -65,27 +63,26 @@ def set_schedule_view(request: HttpRequest, pk: int) -> HttpResponse:
             return render(
                 request,
                 "scheduling/_schedule.html",
-                {"task": _panel_task(pk), "refusal": refusal.message},
+                _panel(pk, refusal=refusal.message),
                 status=409,
             )
         messages.error(request, f"Schedule not changed: {refusal.message}.")
         return redirect("tasks:detail", pk=pk)
     label = ScheduleInterval(seconds).label
     if request.htmx:
-        response = render(request, "scheduling/_schedule.html", {"task": _panel_task(pk)})
+        response = render(request, "scheduling/_schedule.html", _panel(pk))
         if was_broken:
             response["HX-Refresh"] = "true"  # the broken badge beside the status goes too
-        return trigger_client_event(response, "schedule-changed")
+        return response
     messages.success(request, f"Schedule set to {label.lower()}.")
     return redirect("tasks:detail", pk=pk)
 
 
 @require_GET
 @login_required
-def run_log(request: HttpRequest, pk: int) -> HttpResponse:
+def run_log_view(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    page = Paginator(runs_newest_first(pk), RUN_LOG_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"task": task, "runs": page.object_list, "page": page}
+    context = {"task": task, **run_log(pk, page=request.GET.get("page"))}
     if request.htmx:
         return render(request, "scheduling/_run_log.html", context)
     return render(request, "scheduling/run_log.html", context)

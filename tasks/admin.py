@@ -48,7 +48,18 @@ class TaskAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "broken", "schedule_interval_seconds"]
     search_fields = ["name", "source__label", "destination__label"]
-    readonly_fields = ["status", "schedule_anchor", "created_at", "updated_at"]
+    # The schedule is read-only here: it changes only through scheduling.services.set_schedule (the task
+    # page, the API), which refuses untested accounts and stamps the anchor. Edited here, it would show
+    # "Every 1h" and never run.
+    readonly_fields = [
+        "status",
+        "schedule_interval_seconds",
+        "schedule_anchor",
+        "broken",
+        "schedule_waiting_accounts",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [AccountInline]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runs.engine import list_folders, plan_folders
 from runs.engine.types import FolderInfo, FolderPlan
 from tasks.models import Account, Task
 from tasks.services import mailbox_for
@@ -45,8 +46,6 @@ def folder_overview(task: Task, account: Account) -> FolderOverview:
     Talks to both servers (outside the endpoints' connection slots: two short connections, like
     a login test); a failure to connect or log in comes back as `error`, in words.
     """
-    from runs.engine import list_folders, plan_folders
-
     source = mailbox_for(task.source, account.source_user, account.source_password)
     destination = mailbox_for(task.destination, account.destination_user, account.destination_password)
     try:

@@ -76,9 +76,17 @@ def parse_recipients(raw: str) -> list[str]:
 
 
 class TaskQuerySet(models.QuerySet):
+    def schedule_on(self) -> TaskQuerySet:
+        """Tasks whose schedule is on: an interval chosen and the breaker not tripped (Task.schedule_on)."""
+        return self.filter(schedule_interval_seconds__gt=0, broken=False)
+
     def schedulable(self) -> TaskQuerySet:
-        """Tasks that may start by themselves: schedule on, not broken, not running."""
-        return self.filter(schedule_interval_seconds__gt=0, broken=False).exclude(status=Task.Status.RUNNING)
+        """Tasks that may start by themselves: schedule on and not running."""
+        return self.schedule_on().exclude(status=Task.Status.RUNNING)
+
+    def using_endpoint(self, endpoint: Endpoint) -> TaskQuerySet:
+        """Tasks that copy from or to `endpoint`."""
+        return self.filter(Q(source=endpoint) | Q(destination=endpoint))
 
 
 class Task(models.Model):
@@ -111,6 +119,12 @@ class Task(models.Model):
         help_text="Addresses told when a run fails or ends with errors, the schedule breaks or waits "
         "(separated by commas or new lines).",
     )
+    schedule_waiting_accounts = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Set by the scheduler tick while the schedule is on but cannot start: how many accounts need "
+        "a connection test (0: the task has no accounts). None when not waiting. Kept so each change is logged once.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,6 +150,11 @@ class Task(models.Model):
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
 
+    @property
+    def schedule_on(self) -> bool:
+        """The schedule is on: an interval chosen and the breaker not tripped (TaskQuerySet.schedule_on)."""
+        return self.schedule_interval_seconds > 0 and not self.broken
+
 
 class AccountQuerySet(models.QuerySet):
     def active(self) -> AccountQuerySet:
@@ -146,24 +165,46 @@ class AccountQuerySet(models.QuerySet):
         """Accounts an operator has paused, with a reason: skipped by runs, tests and gates."""
         return self.filter(paused=True)
 
-    def needs_test(self) -> AccountQuerySet:
-        """Active accounts not tested OK on both sides yet: untested or failed on either side."""
-        ok = Account.TestStatus.OK
-        return self.active().exclude(source_test_status=ok, destination_test_status=ok)
+    def tested_ok(self) -> AccountQuerySet:
+        """Accounts whose last connection test passed on both sides: the only ones a run or a schedule accepts."""
+        return self.filter(**Account.TESTED_OK)
+
+    def blocking(self) -> AccountQuerySet:
+        """Accounts that keep their task from running and its schedule from starting: active (not parked)
+        and not tested OK on both sides (untested, or failed on either side). "Test untested and failed" tests these."""
+        return self.active().exclude(**Account.TESTED_OK)
+
+    def failed(self) -> AccountQuerySet:
+        """Accounts whose last test failed on at least one side."""
+        return self.filter(_failed())
+
+    def test_counts(self) -> dict[str, int]:
+        """In one query: `total`, `active` and `parked` accounts; of the active ones, `ok` (as tested_ok())
+        and `failed` (as failed())."""
+        active = Q(paused=False)
+        return self.aggregate(
+            total=models.Count("pk"),
+            active=models.Count("pk", filter=active),
+            parked=models.Count("pk", filter=~active),
+            ok=models.Count("pk", filter=active & Q(**Account.TESTED_OK)),
+            failed=models.Count("pk", filter=active & _failed()),
+        )
 
     def with_test_state(self, state: str) -> AccountQuerySet:
         """Filter by the combined test state of both sides (TEST_STATES): "ok" both OK, "failed" either
         side failed, "untested" neither failed and at least one side untested. Raises ValueError otherwise."""
-        ok, fail, untested = Account.TestStatus.OK, Account.TestStatus.FAIL, Account.TestStatus.UNTESTED
+        untested = Account.TestStatus.UNTESTED
         if state == "ok":
-            return self.filter(source_test_status=ok, destination_test_status=ok)
+            return self.tested_ok()
         if state == "failed":
-            return self.filter(Q(source_test_status=fail) | Q(destination_test_status=fail))
+            return self.failed()
         if state == "untested":
-            return self.exclude(Q(source_test_status=fail) | Q(destination_test_status=fail)).filter(
-                Q(source_test_status=untested) | Q(destination_test_status=untested)
-            )
+            return self.exclude(_failed()).filter(Q(source_test_status=untested) | Q(destination_test_status=untested))
         raise ValueError(f"unknown test state {state!r}")
+
+
+def _failed() -> Q:
+    return Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
 
 
 TEST_STATES = {"ok": "Tested OK", "failed": "Test failed", "untested": "Not tested"}
@@ -176,6 +217,9 @@ class Account(models.Model):
         UNTESTED = "untested", "Untested"
         OK = "ok", "OK"
         FAIL = "fail", "Failed"
+
+    # Tested OK on both sides, the rule behind tested_ok() and blocking().
+    TESTED_OK = {"source_test_status": TestStatus.OK, "destination_test_status": TestStatus.OK}
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="accounts")
     source_user = models.CharField(max_length=255)
@@ -212,4 +256,28 @@ class Account(models.Model):
 
     @property
     def tested_ok(self) -> bool:
-        return self.source_test_status == self.TestStatus.OK and self.destination_test_status == self.TestStatus.OK
+        """This account's last test passed on both sides (AccountQuerySet.tested_ok, for one row in memory)."""
+        return all(getattr(self, name) == value for name, value in self.TESTED_OK.items())
+
+
+class ConnectionSlot(models.Model):
+    """One of an endpoint's `max_connections`, leased by a copy job or a connection test.
+
+    A free slot has an empty holder or an expired lease: a killed worker's slots free themselves.
+    """
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="connection_slots")
+    number = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # The table was created by the runs app, where the model lived first; the slots moved here so the
+        # connection tests (this app) can take them without importing runs.
+        db_table = "runs_connectionslot"
+        ordering = ["endpoint", "number"]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "number"], name="connection_slot_unique")]
+        indexes = [models.Index(fields=["holder"], name="connection_slot_holder")]
+
+    def __str__(self) -> str:
+        return f"slot {self.number} of endpoint {self.endpoint_id}"

@@ -1,17 +1,23 @@
-"""Rules the views, the API and the commands share about accounts: connection tests.
+"""Rules the views, the API and the commands share about endpoints, tasks and accounts.
 
-A test logs in on both sides and LISTs the folders (a server may accept a login and then refuse
-all work). Each test connection counts against its endpoint's max connections like the copies do.
+Connection tests: a test logs in on both sides and LISTs the folders (a server may accept a login and
+then refuse all work). Each test connection counts against its endpoint's max connections like the
+copies do. Then what the tasks app's pages read and change (the views only parse and render).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+from typing import Any, TextIO
 
+from django.db.models import Count, ProtectedError, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from runs import engine
 from runs.engine.types import ConnectionTestResult, ErrorKind, Mailbox
+from tasks import slots
 from tasks.models import Account, Endpoint, Task
 
 logger = logging.getLogger(__name__)
@@ -49,9 +55,6 @@ def check_login(
     slot_wait_seconds: float | None = None,
 ) -> ConnectionTestResult:
     """LOGIN and LIST on one server, inside one of the endpoint's connection slots."""
-    from runs import slots
-    from runs.engine import test_connection
-
     if slot_wait_seconds is None:
         slot_wait_seconds = TEST_SLOT_WAIT_SECONDS
 
@@ -75,7 +78,7 @@ def check_login(
             ),
         )
     try:
-        return test_connection(mailbox_for(endpoint, username, password))
+        return engine.test_connection(mailbox_for(endpoint, username, password))
     finally:
         slots.release(holder)
 
@@ -89,12 +92,13 @@ def _message(result: ConnectionTestResult) -> str:
     return (result.message or (result.kind or "failed"))[:MAX_MESSAGE_LENGTH]
 
 
-def test_account(account: Account, *, slot_wait_seconds: float | None = None) -> None:
-    """Test both logins of an account (LOGIN and LIST) and store status, the server's words and the time.
+def test_account(account: Account, *, slot_wait_seconds: float | None = None) -> Account:
+    """Test both logins of an account (LOGIN and LIST), store status, the server's words and the time.
 
-    The passwords are read from the database here, just before use. When all of an endpoint's
-    connections are in use, it waits up to `slot_wait_seconds` (default TEST_SLOT_WAIT_SECONDS)
-    and then records that as the failure.
+    Returns the account as stored afterwards (with its task and endpoints). The passwords are read
+    from the database here, just before use. When all of an endpoint's connections are in use, it
+    waits up to `slot_wait_seconds` (default TEST_SLOT_WAIT_SECONDS) and then records that as the
+    failure. Account.DoesNotExist when the account is gone.
     """
     account = Account.objects.select_related("task__source", "task__destination").get(pk=account.pk)
     task = account.task
@@ -119,30 +123,18 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
         "ok" if source.ok else f"failed ({source.kind})",
         "ok" if destination.ok else f"failed ({destination.kind})",
     )
+    account.refresh_from_db()
+    return account
 
 
-def test_accounts(task: Task, *, background: bool = False, only_needing_test: bool = False) -> int:
-    """Test every active (not parked) account of the task, or with only_needing_test=True only those
-    not tested OK yet ("Test untested and failed accounts"); returns how many.
+def test_accounts(task: Task, *, only_needing_test: bool = False) -> int:
+    """Test every active (not parked) account of the task, one after the other, here and now, or with
+    only_needing_test=True only the blocking ones (untested or failed); returns how many.
 
-    With background=True, one django-q2 job per account is enqueued (ids only) and this returns at
-    once; the rows show the results as the jobs store them.
+    The pages' "Test all" runs the same test in the background instead: runs.jobs.enqueue_account_tests.
     """
-    accounts = task.accounts.needs_test() if only_needing_test else task.accounts.active()
+    accounts = task.accounts.blocking() if only_needing_test else task.accounts.active()
     ids = list(accounts.order_by("source_user").values_list("pk", flat=True))
-    if background:
-        from django_q.tasks import async_task
-
-        from runs.orchestrator import copy_queue
-
-        for pk in ids:
-            async_task(
-                "runs.jobs.test_account_job",
-                pk,
-                task_name=f"test account {pk}",
-                cluster=copy_queue(),
-            )
-        return len(ids)
     for pk in ids:
         test_account(Account(pk=pk))
     return len(ids)
@@ -158,3 +150,83 @@ def find_task(reference: str) -> Task:
     if task is None:
         raise Task.DoesNotExist(f"no task with id or name {reference!r}")
     return task
+
+
+# ---------------------------------------------------------------- what the tasks app's pages read and change
+
+
+def endpoint_list() -> QuerySet[Endpoint]:
+    """Every endpoint, with `source_count` and `destination_count`: how many tasks copy from and to it."""
+    return Endpoint.objects.annotate(
+        source_count=Count("source_tasks", distinct=True),
+        destination_count=Count("destination_tasks", distinct=True),
+    )
+
+
+def tasks_using(endpoint: Endpoint) -> list[Task]:
+    """The tasks that copy from or to `endpoint`."""
+    return list(Task.objects.using_endpoint(endpoint))
+
+
+def delete_endpoint(endpoint: Endpoint) -> list[Task]:
+    """Delete the endpoint unless a task uses it; returns those tasks ([] when it was deleted)."""
+    try:
+        endpoint.delete()
+    except ProtectedError:
+        return tasks_using(endpoint)
+    return []
+
+
+class TaskIsRunning(Exception):
+    """The task runs: it (or its accounts) cannot be deleted until the run ends."""
+
+
+def deletion_summary(task: Task) -> dict[str, int]:
+    """What deleting the task also deletes: `account_count`, `run_count`."""
+    # task.runs: the reverse relation of runs.Run, counted without importing the runs app above this one.
+    return {"account_count": task.accounts.count(), "run_count": task.runs.count()}
+
+
+def delete_task(task: Task) -> None:
+    """Delete the task with its accounts and runs; TaskIsRunning while it runs."""
+    if task.is_running:
+        raise TaskIsRunning(task.name)
+    task.delete()
+
+
+def remove_account(account: Account) -> None:
+    """Delete an account; TaskIsRunning while its task runs."""
+    if account.task.is_running:
+        raise TaskIsRunning(account.task.name)
+    account.delete()
+
+
+EXPORT_COLUMNS = {
+    "source_user": "source_user",
+    "destination_user": "destination_user",
+    "source_test": "source_test_status",
+    "source_message": "source_test_message",
+    "destination_test": "destination_test_status",
+    "destination_message": "destination_test_message",
+}
+
+
+def write_accounts_csv(task: Task, out: TextIO) -> None:
+    """The task's accounts as CSV (the import's columns without the passwords, plus the test results)."""
+    writer = csv.writer(out)
+    writer.writerow(list(EXPORT_COLUMNS))
+    # values_list: the export has no passwords, so it never decrypts them either.
+    for row in task.accounts.values_list(*EXPORT_COLUMNS.values()):
+        writer.writerow(list(row))
+
+
+def first_account(task: Task) -> Account | None:
+    """The account the folder overview logs in with: the task's first, or None."""
+    return task.accounts.first()
+
+
+def save_folder_mapping(task: Task, listed: set[str], mapping: dict[str, Any]) -> None:
+    """Store the mapping chosen for the `listed` source folders; entries for folders not listed stay."""
+    kept = {k: v for k, v in task.folder_mapping.items() if k not in listed}
+    task.folder_mapping = {**kept, **mapping}
+    task.save(update_fields=["folder_mapping", "updated_at"])

@@ -17,6 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from imapclient.exceptions import IMAPClientError
 
 from tasks.models import Account, Endpoint
+from tasks.services import check_login
 
 # The capabilities the operator cares about, in the order the page shows them.
 KNOWN_CAPABILITIES = [
@@ -173,8 +174,6 @@ def probe_endpoint(endpoint: Endpoint) -> ProbeResult:
     )
     if not result.ok:
         return result
-    from tasks.services import check_login
-
     login = _first_login(endpoint)
     if login is None:
         return result

@@ -4,23 +4,20 @@ from django.urls import path
 
 from tasks import views
 
+# The site adds the task list and the task page to this namespace (imapcopier/urls.py).
 app_name = "tasks"
 
 urlpatterns = [
-    path("", views.task_list, name="list"),
     path("tasks/new/", views.task_create, name="create"),
-    path("tasks/<int:pk>/", views.task_detail, name="detail"),
     path("tasks/<int:pk>/edit/", views.task_edit, name="edit"),
     path("tasks/<int:pk>/delete/", views.task_delete, name="delete"),
     path("tasks/<int:pk>/folders/", views.folder_mapping, name="folders"),
-    path("tasks/<int:pk>/accounts/", views.account_table, name="account_table"),
     path("tasks/<int:pk>/accounts/new/", views.account_create, name="account_create"),
     path(
         "tasks/<int:pk>/accounts/export.csv",
         views.account_export,
         name="account_export",
     ),
-    path("tasks/<int:pk>/accounts/test/", views.account_test_all, name="account_test_all"),
     path("tasks/<int:pk>/accounts/import/", views.account_import, name="import"),
     path(
         "tasks/<int:pk>/accounts/import/preview/",

@@ -1,16 +1,14 @@
-"""The operator's pages for endpoints, tasks and accounts (HTML; the JSON API is in api.py)."""
+"""The operator's pages that show nothing but endpoints, tasks and accounts (HTML).
+
+The task list and the task page show runs and schedules too: they are the site's (imapcopier/views.py).
+"""
 
 from __future__ import annotations
 
 import base64
-import csv
-from datetime import datetime, timedelta
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, ProtectedError, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,7 +18,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from imapcopier import crypto
-from tasks import csv_import
+from tasks import csv_import, services
+from tasks.folders import folder_overview
 from tasks.forms import (
     AccountForm,
     CsvUploadForm,
@@ -46,15 +45,7 @@ def _posted(request: HttpRequest, files: bool = False) -> tuple:
 @require_GET
 @login_required
 def endpoint_list(request: HttpRequest) -> HttpResponse:
-    endpoints = Endpoint.objects.annotate(
-        source_count=Count("source_tasks", distinct=True),
-        destination_count=Count("destination_tasks", distinct=True),
-    )
-    return render(
-        request,
-        "tasks/endpoint_list.html",
-        {"endpoints": endpoints, "nav": "endpoints"},
-    )
+    return render(request, "tasks/endpoint_list.html", {"endpoints": services.endpoint_list(), "nav": "endpoints"})
 
 
 @require_http_methods(["GET", "POST"])
@@ -82,11 +73,10 @@ def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form.save()
         messages.success(request, f"Endpoint “{endpoint.label}” saved.")
         return redirect("tasks:endpoint_list")
-    tasks = Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint))
     return render(
         request,
         "tasks/endpoint_form.html",
-        {"form": form, "endpoint": endpoint, "tasks": tasks, "nav": "endpoints"},
+        {"form": form, "endpoint": endpoint, "tasks": services.tasks_using(endpoint), "nav": "endpoints"},
         status=400 if form.errors else 200,
     )
 
@@ -95,11 +85,9 @@ def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    users = Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint))
     if request.method == "POST":
-        try:
-            endpoint.delete()
-        except ProtectedError:
+        users = services.delete_endpoint(endpoint)
+        if users:
             messages.error(
                 request,
                 f"“{endpoint.label}” is used by {_tasks_phrase(users)} and cannot be deleted. "
@@ -111,7 +99,7 @@ def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "tasks/endpoint_delete.html",
-        {"endpoint": endpoint, "users": users, "nav": "endpoints"},
+        {"endpoint": endpoint, "users": services.tasks_using(endpoint), "nav": "endpoints"},
     )
 
 
@@ -134,68 +122,13 @@ def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
         {
             **context,
             "form": EndpointForm(instance=endpoint),
-            "tasks": Task.objects.filter(Q(source=endpoint) | Q(destination=endpoint)),
+            "tasks": services.tasks_using(endpoint),
             "nav": "endpoints",
         },
     )
 
 
 # ---------------------------------------------------------------- tasks
-
-
-def task_rows(queryset: object | None = None) -> list[Task]:
-    """Tasks with what the list shows, in a fixed number of queries (no per-row queries)."""
-    # The list shows runs and schedules, which build on tasks: imported here, not at the top.
-    from runs.models import AccountRun, Run
-    from scheduling.services import next_run_for
-
-    last_run = Run.objects.filter(task=OuterRef("pk")).order_by("-started_at", "-id")
-    finished = Run.objects.filter(task=OuterRef("pk"), finished_at__isnull=False)
-    running = AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING).values("run__task")
-    tasks = (
-        (queryset if queryset is not None else Task.objects.all())
-        .select_related("source", "destination")
-        .annotate(
-            account_count=Count("accounts", distinct=True),
-            untested_count=Count(
-                "accounts",
-                filter=~Q(accounts__source_test_status=Account.TestStatus.OK)
-                | ~Q(accounts__destination_test_status=Account.TestStatus.OK),
-                distinct=True,
-            ),
-            last_run_id=Subquery(last_run.values("pk")[:1]),
-            last_run_status=Subquery(last_run.values("status")[:1]),
-            last_run_started_at=Subquery(last_run.values("started_at")[:1]),
-            last_run_errors=Subquery(last_run.values("errors")[:1]),
-            last_finished_at=Subquery(finished.order_by("-finished_at").values("finished_at")[:1]),
-            done_messages=Subquery(running.annotate(n=Sum("copied") + Sum("skipped")).values("n")[:1]),
-            total_messages=Subquery(running.annotate(n=Sum("total_messages")).values("n")[:1]),
-        )
-    )
-    rows = list(tasks)
-    for task in rows:
-        task.next_run_at = next_run_for(task)  # uses the annotated last_finished_at
-        total = task.total_messages or 0
-        task.percent = min(100, round(100 * (task.done_messages or 0) / total)) if total else None
-    return rows
-
-
-@require_GET
-@login_required
-def task_list(request: HttpRequest) -> HttpResponse:
-    rows = task_rows()
-    from runs.watch import tasks_token  # the list notices runs it did not start
-
-    context = {
-        "tasks": rows,
-        "watch_token": tasks_token(),
-        "any_running": any(t.is_running for t in rows),
-        "endpoint_count": Endpoint.objects.count(),
-        "nav": "tasks",
-    }
-    if request.htmx:
-        return render(request, "tasks/_task_table.html", context)
-    return render(request, "tasks/task_list.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -236,140 +169,25 @@ def task_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
     if request.method == "POST":
-        if task.is_running:
+        name = task.name
+        try:
+            services.delete_task(task)
+        except services.TaskIsRunning:
             messages.error(
                 request,
                 f"“{task.name}” is running. Cancel the run and wait for it to stop before deleting the task.",
             )
             return redirect("tasks:delete", pk=task.pk)
-        name = task.name
-        task.delete()
         messages.success(request, f"Task “{name}” deleted.")
         return redirect("tasks:list")
     return render(
         request,
         "tasks/task_delete.html",
-        {
-            "task": task,
-            "account_count": task.accounts.count(),
-            "run_count": task.runs.count(),
-            "nav": "tasks",
-        },
+        {"task": task, **services.deletion_summary(task), "nav": "tasks"},
     )
-
-
-@require_GET
-@login_required
-def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    from runs.views import run_panel_context  # the task page shows its run panel
-    from runs.watch import token_of
-    from scheduling.services import with_last_finished
-
-    task = get_object_or_404(with_last_finished(Task.objects.select_related("source", "destination")), pk=pk)
-
-    context = {
-        "task": task,
-        **account_page(task, request),
-        "nav": "tasks",
-        **run_panel_context(task, timezone.now()),
-    }
-    latest = context["run"]  # the watch token from what the page shows: no extra query
-    context["watch_token"] = token_of(task.status, latest.pk if latest else None, latest.status if latest else None)
-    return render(request, "tasks/task_detail.html", context)
 
 
 # ---------------------------------------------------------------- accounts
-
-
-ACCOUNTS_PER_PAGE = 100
-
-
-def with_last_results(accounts: QuerySet[Account]) -> QuerySet[Account]:
-    """Annotate accounts with `last_account_run_id`, the pk of their latest AccountRun."""
-    from runs.models import AccountRun
-
-    latest = AccountRun.objects.filter(account=OuterRef("pk")).order_by("-run__started_at", "-pk")
-    return accounts.annotate(last_account_run_id=Subquery(latest.values("pk")[:1]))
-
-
-def attach_last_results(accounts: list[Account]) -> list[Account]:
-    """Set `last_result` (an AccountRun or None) on accounts annotated by with_last_results(): one query."""
-    from runs.models import AccountRun
-
-    runs = AccountRun.objects.in_bulk([a.last_account_run_id for a in accounts if a.last_account_run_id])
-    for account in accounts:
-        account.last_result = runs.get(account.last_account_run_id)
-    return accounts
-
-
-def account_page(task: Task, request: HttpRequest) -> dict:
-    """One page of the task's accounts (search `q`, `page`), with their last results and the task's counts."""
-    q = request.GET.get("q", "").strip()
-    # The passwords are not needed to list accounts: never load (or decrypt) them here.
-    accounts = task.accounts.defer("source_password", "destination_password").order_by("source_user", "pk")
-    if q:
-        accounts = accounts.filter(Q(source_user__icontains=q) | Q(destination_user__icontains=q))
-    from runs import selection  # the last result of each account comes from its runs
-
-    chosen = selection.account_filter(request.GET)
-    page = Paginator(selection.filter_accounts(accounts, chosen), ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
-    ok = Q(source_test_status=Account.TestStatus.OK, destination_test_status=Account.TestStatus.OK)
-    failed = Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
-    active = Q(paused=False)
-    counts = task.accounts.aggregate(
-        total=Count("pk"),
-        active=Count("pk", filter=active),
-        parked=Count("pk", filter=~active),
-        ok=Count("pk", filter=ok & active),
-        failed=Count("pk", filter=failed & active),
-    )
-    return {
-        "task": task,
-        "accounts": attach_last_results(list(page.object_list)),
-        "page": page,
-        "q": q,
-        "counts": counts,
-        "chosen": chosen,
-        "test_links": [
-            ("ok", "OK", counts["ok"]),
-            ("failed", "Failed", counts["failed"]),
-            ("untested", "Not tested", counts["active"] - counts["ok"] - counts["failed"]),
-        ],
-        "filter_query": urlencode(chosen),
-        "result_counts": selection.last_result_counts(task.pk),
-        "results": selection.LAST_RESULTS,
-    }
-
-
-@require_GET
-@login_required
-def account_table(request: HttpRequest, pk: int) -> HttpResponse:
-    """The accounts table alone: polled while "Test all" runs."""
-    task = get_object_or_404(Task, pk=pk)
-    context = account_page(task, request)
-    context["until"] = request.GET.get("until", "")
-    context["only"] = "needs-test" if request.GET.get("only") == "needs-test" else ""
-    context["polling"] = bool(context["until"]) and _tests_pending(task, context["until"], bool(context["only"]))
-    return render(request, "tasks/_account_table.html", context)
-
-
-def _tests_pending(task: Task, started: str, only_needing_test: bool = False) -> bool:
-    """True while some active account of the task has not been tested since `started` (ISO time);
-    with only_needing_test, accounts already tested OK before are not waited for."""
-    since = datetime.fromisoformat(started)
-    if timezone.now() - since > timedelta(minutes=10):
-        return False  # give up polling; a reload shows whatever was recorded
-    accounts = task.accounts.active()
-    if only_needing_test:
-        accounts = accounts.exclude(
-            source_test_status=Account.TestStatus.OK, destination_test_status=Account.TestStatus.OK
-        )
-    return accounts.filter(
-        Q(source_tested_at__isnull=True)
-        | Q(source_tested_at__lt=since)
-        | Q(destination_tested_at__isnull=True)
-        | Q(destination_tested_at__lt=since)
-    ).exists()
 
 
 @require_http_methods(["GET", "POST"])
@@ -412,10 +230,11 @@ def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
 @login_required
 def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
     account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
-    if account.task.is_running:
+    try:
+        services.remove_account(account)
+    except services.TaskIsRunning:
         messages.error(request, "The task is running: accounts cannot be removed until it ends.")
     else:
-        account.delete()
         messages.success(request, f"Account {account.source_user} removed.")
     return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
 
@@ -427,27 +246,7 @@ def account_export(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-accounts.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "source_user",
-            "destination_user",
-            "source_test",
-            "source_message",
-            "destination_test",
-            "destination_message",
-        ]
-    )
-    # values_list: the export has no passwords, so it never decrypts them either.
-    for row in task.accounts.values_list(
-        "source_user",
-        "destination_user",
-        "source_test_status",
-        "source_test_message",
-        "destination_test_status",
-        "destination_test_message",
-    ):
-        writer.writerow(list(row))
+    services.write_accounts_csv(task, response)
     return response
 
 
@@ -459,10 +258,7 @@ def account_test(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
         pk=account_pk,
         task_id=pk,
     )
-    from tasks.services import test_account
-
-    test_account(account)
-    account.refresh_from_db()
+    account = services.test_account(account)
     if request.htmx:
         response = render(
             request,
@@ -475,31 +271,6 @@ def account_test(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
         messages.success(request, f"{account.source_user}: both logins work.")
     else:
         messages.warning(request, f"{account.source_user}: a login test failed.")
-    return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
-
-
-@require_POST
-@login_required
-def account_test_all(request: HttpRequest, pk: int) -> HttpResponse:
-    task = get_object_or_404(Task, pk=pk)
-    from tasks.services import test_accounts
-
-    started = timezone.now()
-    only = "needs-test" if request.POST.get("only") == "needs-test" else ""
-    count = test_accounts(task, background=True, only_needing_test=bool(only))
-    if request.htmx:
-        context = account_page(task, request)
-        context["polling"] = bool(count)
-        context["until"] = started.isoformat()
-        context["only"] = only
-        context["testing"] = count
-        return render(request, "tasks/_account_table.html", context)
-    messages.info(
-        request,
-        f"Testing {plural(count, 'account')} in the background; reload to see the results."
-        if count
-        else "No active account needs a test.",
-    )
     return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
 
 
@@ -591,9 +362,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task.objects.select_related("source", "destination"), pk=pk)
-    from tasks.folders import folder_overview
-
-    account = task.accounts.first()
+    account = services.first_account(task)
     overview = folder_overview(task, account) if account else None
     form = None
     if overview and overview.ok:
@@ -604,10 +373,7 @@ def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
             infos=overview.infos,
         )
         if request.method == "POST" and form.is_valid():
-            listed = {plan.source for plan in overview.plans}
-            kept = {k: v for k, v in task.folder_mapping.items() if k not in listed}
-            task.folder_mapping = {**kept, **form.mapping()}
-            task.save(update_fields=["folder_mapping", "updated_at"])
+            services.save_folder_mapping(task, {plan.source for plan in overview.plans}, form.mapping())
             messages.success(request, "Folder mapping saved.")
             return redirect("tasks:folders", pk=task.pk)
     return render(

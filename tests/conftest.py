@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 # IMAP test bed (a private Dovecot on loopback) lives in its own module.
-pytest_plugins = ["tests.imap_fixtures"]
+pytest_plugins = ["tests.support.imap_fixtures"]
 
 
 @pytest.fixture

@@ -85,11 +85,6 @@
     document.getElementById(toggle.getAttribute("aria-controls")).classList.toggle("open", open);
   });
 
-  // A successful change inside a dialog answers with HX-Trigger: schedule-changed.
-  document.addEventListener("schedule-changed", function () {
-    document.querySelectorAll("dialog[data-autoshow][open]").forEach(function (d) { d.close(); });
-  });
-
   // <button data-confirm="..."> asks before submitting (the server still checks everything).
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-confirm]");

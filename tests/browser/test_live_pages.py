@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from runs import orchestrator
 from runs.models import Run
 from scheduling.ticker import tick
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
-from tests.dovecot import fill, make_message
+from tests.support.dovecot import fill, make_message
 
 pytestmark = [pytest.mark.browser, pytest.mark.imap]
 

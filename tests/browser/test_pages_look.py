@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from runs.models import Run
 from tasks.models import Account, Task
 from tests.browser.conftest import screenshot
-from tests.factories import (
+from tests.support.factories import (
     AccountFactory,
     AccountRunFactory,
     EndpointFactory,

@@ -27,8 +27,8 @@ from scheduling.jobs import record_tick
 from scheduling.ticker import tick
 from tasks.models import Account, Task
 from tests.browser.conftest import screenshot
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
 from tests.runs.conftest import fill_user
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.imap]
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from runs.models import Run
 from tasks.models import Account, Task
 from tests.browser.conftest import VIEWPORT, log_in, screenshot
-from tests.factories import AccountFactory, AccountRunFactory, EndpointFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, AccountRunFactory, EndpointFactory, RunFactory, TaskFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

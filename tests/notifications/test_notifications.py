@@ -24,12 +24,12 @@ from notifications import events
 from notifications.events import Event, run_event
 from notifications.jobs import send_notification_job
 from notifications.services import SIGNATURE_HEADER, WebhookFailed, compose, post_webhook
-from runs import orchestrator
+from runs import orchestrator, q2
 from runs.engine.types import AccountResult, Outcome
 from runs.models import Run
 from tasks.forms import TaskForm
 from tasks.models import Task
-from tests.factories import AccountFactory, EndpointFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, EndpointFactory, RunFactory, TaskFactory
 
 WEBHOOK_SECRET = "shared-secret-for-the-test-receiver"
 
@@ -278,14 +278,14 @@ def test_nothing_is_enqueued_before_the_run_commits(settings, django_capture_on_
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     [ar] = run.account_runs.all()
     claimed = orchestrator.claim_account_run(ar.pk, worker="test:1", now=timezone.now())
-    with mock.patch("django_q.tasks.async_task") as async_task:
+    with mock.patch("django_q.tasks.async_task") as async_task:  # runs.q2.enqueue calls it
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             orchestrator.finish_account_run(claimed, claimed.attempt, AccountResult.failed("boom"), now=timezone.now())
         assert async_task.call_count == 0
         for callback in callbacks:
             callback()
     [call] = async_task.call_args_list
-    assert call.args[0] == events.JOB_FUNC
+    assert call.args[0] == q2.NOTIFY_JOB == "notifications.jobs.send_notification_job"
     assert call.args[1:4] == ("run.failed", task.pk, run.pk)
     assert "s3cret" not in repr(call)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from runs import orchestrator
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def imap_task(imap_server, make_imap_user):
 
 def fill_user(server, user, folders: dict[str, int], *, size: int = 0, seed: str = "") -> int:
     """Put `count` distinct messages in each folder of a Dovecot user; returns the total."""
-    from tests.dovecot import fill, make_message
+    from tests.support.dovecot import fill, make_message
 
     client = server.connect(user)
     try:
@@ -99,7 +99,7 @@ def fill_user(server, user, folders: dict[str, int], *, size: int = 0, seed: str
 
 def mail_hashes(server, user) -> dict[str, list[str]]:
     """Every folder's message hashes (sha256 of BODY[]), sorted: compare two mailboxes with ==."""
-    from tests.dovecot import read
+    from tests.support.dovecot import read
 
     client = server.connect(user)
     try:

@@ -21,11 +21,11 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from runs import orchestrator
+from runs import orchestrator, q2
 from runs.models import AccountRun, Run
 from tasks.models import Task
-from tests.faultproxy import FaultProxy
 from tests.runs.conftest import fill_user, mail_hashes
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [
     pytest.mark.cluster,
@@ -153,7 +153,7 @@ def test_a_run_completes_through_a_cluster_with_the_orm_broker(imap_server, imap
     # The jobs carried ids only, and no password reached the cluster's log or its results.
     from django_q.models import Task as QTask
 
-    done = QTask.objects.filter(func=orchestrator.JOB_FUNC)
+    done = QTask.objects.filter(func=q2.COPY_ACCOUNT_JOB)
     assert sorted(t.args for t in done) == sorted((pk,) for pk in run.account_runs.values_list("pk", flat=True))
     secrets = [u.password for pair in users for u in pair]
     seen = cluster.log() + "".join(f"{t.args}{t.kwargs}{t.result}" for t in done)

@@ -13,11 +13,12 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from runs import orchestrator, slots
+from runs import orchestrator
 from runs.engine.types import AccountResult, Outcome
 from runs.models import AccountRun, Run
+from tasks import slots
 from tasks.models import Task
-from tests.factories import EndpointFactory
+from tests.support.factories import EndpointFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

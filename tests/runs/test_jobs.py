@@ -18,12 +18,15 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from runs import jobs, orchestrator, slots
-from runs.models import AccountRun, ConnectionSlot, FolderState, Run
+from runs import jobs, orchestrator, q2
+from runs.engine.types import ConnectionTestResult
+from runs.models import AccountRun, FolderState, Run
 from runs.progress import WAITING_FOR_SLOTS
-from tasks.models import Account, Task
-from tests.faultproxy import FaultProxy
+from tasks import slots
+from tasks.models import Account, ConnectionSlot, Task
 from tests.runs.conftest import fill_user, mail_hashes, message_count
+from tests.support.factories import AccountFactory, TaskFactory
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 
@@ -281,7 +284,7 @@ def test_an_unexpected_error_fails_the_account_and_the_job_returns(imap_task, pu
 
 
 def test_one_server_with_a_single_connection_cannot_be_both_sides(imap_server, pushed):
-    from tests.factories import AccountFactory, EndpointFactory, TaskFactory
+    from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
     endpoint = EndpointFactory(
         host=imap_server.host,
@@ -336,10 +339,10 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
         signal.signal(signal.SIGTERM, previous)
     ar = AccountRun.objects.get(pk=pk)
     assert ar.status == AccountRun.Status.FAILED
-    assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)")
+    assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)") and ar.interrupted
     assert Run.objects.get(pk=run.pk).reason.startswith("interrupted")
     assert 0 < message_count(imap_server, destination) < 1500
-    # A worker process that got SIGTERM starts no other copy (tests/production/test_graceful_stop.py);
+    # A worker process that got SIGTERM starts no other copy (tests/e2e/test_graceful_stop.py);
     # this test process goes on.
     assert jobs.worker_stopping()
     jobs._SIGTERM_RECEIVED.clear()
@@ -361,7 +364,7 @@ def test_a_copy_that_reaches_the_time_limit_stops_resumably(imap_server, imap_ta
         jobs.copy_account_job(pk)
     ar = AccountRun.objects.get(pk=pk)
     assert ar.status == AccountRun.Status.FAILED
-    assert ar.last_error.startswith("interrupted: the copy reached the job time limit")
+    assert ar.last_error.startswith("interrupted: the copy reached the job time limit") and ar.interrupted
     assert message_count(imap_server, destination) < 1500
     monkeypatch.undo()
     task.source.port = imap_server.imap_port
@@ -377,3 +380,36 @@ def test_the_time_limit_stays_inside_the_django_q2_timeout():
 
     timeout = settings.Q_CLUSTER["timeout"]
     assert 0 < timeout - jobs.time_limit_seconds() <= 600
+
+
+@pytest.mark.django_db
+def test_test_all_in_the_background_enqueues_ids_only():
+    task = TaskFactory()
+    accounts = [AccountFactory(task=task) for _ in range(2)]
+    with mock.patch("django_q.tasks.async_task") as async_task:
+        assert jobs.enqueue_account_tests(task) == 2
+    assert [c.args for c in async_task.call_args_list] == [
+        (q2.TEST_ACCOUNT_JOB, a.pk) for a in sorted(accounts, key=lambda a: a.source_user)
+    ]
+    passwords = {a.source_password for a in accounts} | {a.destination_password for a in accounts}
+    for call in async_task.call_args_list:
+        assert not passwords & {str(v) for v in call.kwargs.values()}
+    assert not Account.objects.filter(source_test_status="ok").exists()
+
+
+@pytest.mark.django_db
+def test_the_background_job_tests_the_account_and_never_raises(caplog):
+    account = AccountFactory()
+    with mock.patch("runs.engine.test_connection") as test_connection:
+        test_connection.return_value = ConnectionTestResult(
+            ok=False, kind="auth", message="[AUTHENTICATIONFAILED] Authentication failed."
+        )
+        jobs.test_account_job(account.pk)
+        jobs.test_account_job(987654)
+        test_connection.side_effect = RuntimeError("boom")
+        jobs.test_account_job(account.pk)
+    account.refresh_from_db()
+    assert account.source_test_status == Account.TestStatus.FAIL
+    assert account.source_test_message == "[AUTHENTICATIONFAILED] Authentication failed."
+    assert "account 987654: gone before its test ran" in caplog.text
+    assert "connection test failed" in caplog.text

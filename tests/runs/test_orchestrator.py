@@ -6,11 +6,12 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from runs import orchestrator, slots
+from runs import orchestrator, q2
 from runs.engine.types import AccountResult, MessageError, Outcome
-from runs.models import AccountRun, ConnectionSlot, Run
-from tasks.models import Account, ScheduleInterval, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from runs.models import AccountRun, Run
+from tasks import slots
+from tasks.models import Account, ConnectionSlot, ScheduleInterval, Task
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -310,9 +311,9 @@ def test_reap_marks_a_silent_account_run_interrupted_and_frees_the_task(make_tas
     a.refresh_from_db()
     run.refresh_from_db()
     task.refresh_from_db()
-    assert a.status == AccountRun.Status.FAILED
+    assert a.status == AccountRun.Status.FAILED and a.interrupted
     assert a.last_error.startswith("interrupted: the worker test:1 stopped answering since ")
-    assert run.status == Run.Status.FAILED and run.finished_at == later
+    assert run.status == Run.Status.FAILED and run.finished_at == later and run.interrupted
     assert run.reason.startswith("interrupted: 1 of 2 accounts stopped without finishing")
     assert run.errors == 2 and run.copied == 13
     assert task.status == Task.Status.FAILED
@@ -332,7 +333,7 @@ def test_reap_re_enqueues_a_lost_job_once_then_fails_it(make_task, pushed):
     ar = run.account_runs.get()
     pushed.clear()
     grace = timedelta(seconds=orchestrator.LOST_JOB_GRACE_SECONDS + 1)
-    with mock.patch.object(orchestrator, "pending_job_ids", return_value=set()):
+    with mock.patch.object(q2, "pending_job_ids", return_value=set()):
         assert orchestrator.reap_stale(start + grace / 2) == 0
         assert pushed == []
         assert orchestrator.reap_stale(start + grace) == 0
@@ -344,7 +345,7 @@ def test_reap_re_enqueues_a_lost_job_once_then_fails_it(make_task, pushed):
     run.refresh_from_db()
     assert ar.status == AccountRun.Status.FAILED
     assert "the job queue lost this account's job twice" in ar.last_error
-    assert ar.last_error.startswith("interrupted")
+    assert ar.last_error.startswith("interrupted") and ar.interrupted
     assert run.status == Run.Status.FAILED
     assert Task.objects.get(pk=task.pk).status == Task.Status.FAILED
 
@@ -356,8 +357,8 @@ def test_reap_leaves_a_job_that_is_in_the_broker_alone(make_task, pushed):
     ar = run.account_runs.get()
     from django_q.tasks import async_task
 
-    async_task(orchestrator.JOB_FUNC, ar.pk, cluster=orchestrator.copy_queue())
-    assert orchestrator.pending_job_ids() == {ar.pk}
+    async_task(q2.COPY_ACCOUNT_JOB, ar.pk, cluster=q2.copy_queue())
+    assert q2.pending_job_ids() == {ar.pk}
     later = start + timedelta(seconds=10 * orchestrator.LOST_JOB_GRACE_SECONDS)
     assert orchestrator.reap_stale(later) == 0
     ar.refresh_from_db()
@@ -372,7 +373,7 @@ def test_reap_does_not_fail_lost_jobs_while_workers_are_busy(make_task, pushed):
     AccountRun.objects.filter(pk=waiting.pk).update(enqueues=2)
     later = start + timedelta(seconds=orchestrator.LOST_JOB_GRACE_SECONDS + 1)
     orchestrator.claim_account_run(busy.pk, worker="w:1", now=later)
-    with mock.patch.object(orchestrator, "pending_job_ids", return_value=set()):
+    with mock.patch.object(q2, "pending_job_ids", return_value=set()):
         assert orchestrator.reap_stale(later) == 0
     assert AccountRun.objects.get(pk=waiting.pk).status == AccountRun.Status.QUEUED
 
@@ -382,7 +383,7 @@ def test_reap_decides_nothing_when_the_broker_cannot_be_read(make_task, pushed):
     start = timezone.now()
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, now=start)
     AccountRun.objects.filter(run=run).update(enqueues=5)
-    with mock.patch.object(orchestrator, "pending_job_ids", return_value=None):
+    with mock.patch.object(q2, "pending_job_ids", return_value=None):
         assert orchestrator.reap_stale(start + timedelta(days=1)) == 0
     assert run.account_runs.get().status == AccountRun.Status.QUEUED
 
@@ -424,37 +425,18 @@ def test_a_job_deleted_from_the_orm_broker_is_enqueued_again(make_task, django_c
     with django_capture_on_commit_callbacks(execute=True):
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, now=start)
     lost, kept = run.account_runs.order_by("pk")
-    assert orchestrator.pending_job_ids() == {lost.pk, kept.pk}
+    assert q2.pending_job_ids() == {lost.pk, kept.pk}
     # The broker loses one job (a flushed queue, a payload whose signature no longer checks out).
     for row in OrmQ.objects.all():
         if row.task["args"] == (lost.pk,):
             row.delete()
-    assert orchestrator.pending_job_ids() == {kept.pk}
+    assert q2.pending_job_ids() == {kept.pk}
     later = start + timedelta(seconds=orchestrator.LOST_JOB_GRACE_SECONDS + 1)
     assert orchestrator.reap_stale(later) == 0
-    assert orchestrator.pending_job_ids() == {lost.pk, kept.pk}
+    assert q2.pending_job_ids() == {lost.pk, kept.pk}
     lost.refresh_from_db()
     assert lost.enqueues == 2 and lost.enqueued_at == later
     assert AccountRun.objects.get(pk=kept.pk).enqueues == 1
-
-
-def test_pending_jobs_are_read_from_a_redis_queue_too(make_task, pushed, monkeypatch):
-    import uuid
-
-    from django_q.brokers.redis_broker import Redis
-    from django_q.tasks import async_task
-
-    broker = Redis(list_key=f"ic-test-{uuid.uuid4().hex[:10]}")
-    monkeypatch.setattr("django_q.brokers.get_broker", lambda list_key=None: broker)
-    try:
-        async_task(orchestrator.JOB_FUNC, 41, broker=broker)
-        async_task(orchestrator.JOB_FUNC, 42, broker=broker)
-        async_task("runs.jobs.test_account_job", 43, broker=broker)
-        broker.connection.rpush(broker.list_key, b"not a signed package")
-        assert orchestrator.pending_job_ids() == {41, 42}
-    finally:
-        broker.delete_queue()
-    assert orchestrator.pending_job_ids() == set()
 
 
 def test_a_big_run_is_enqueued_through_one_fan_out_job(make_task, django_capture_on_commit_callbacks):
@@ -468,11 +450,11 @@ def test_a_big_run_is_enqueued_through_one_fan_out_job(make_task, django_capture
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     ids = set(run.account_runs.values_list("pk", flat=True))
     assert OrmQ.objects.count() == 1
-    assert orchestrator.pending_job_ids() == ids  # the reaper sees them as queued, not lost
+    assert q2.pending_job_ids() == ids  # the reaper sees them as queued, not lost
     OrmQ.objects.all().delete()  # as if a worker took the fan-out job
     assert jobs.push_jobs_job(sorted(ids)) == f"enqueued {len(ids)} account runs"
     assert OrmQ.objects.count() == len(ids)
-    assert orchestrator.pending_job_ids() == ids
+    assert q2.pending_job_ids() == ids
 
 
 def test_a_small_run_pushes_its_jobs_directly(make_task, django_capture_on_commit_callbacks):
@@ -482,4 +464,4 @@ def test_a_small_run_pushes_its_jobs_directly(make_task, django_capture_on_commi
     with django_capture_on_commit_callbacks(execute=True):
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     assert OrmQ.objects.count() == 3
-    assert orchestrator.pending_job_ids() == set(run.account_runs.values_list("pk", flat=True))
+    assert q2.pending_job_ids() == set(run.account_runs.values_list("pk", flat=True))

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from runs.models import AccountRun, Run
 from runs.progress import WAITING_FOR_SLOTS, run_progress
-from tests.factories import AccountFactory, AccountRunFactory, RunFactory
+from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from django.db import connections
 from runs import jobs, orchestrator
 from runs.models import AccountRun, Run
 from tasks.models import Account
-from tests.factories import TaskFactory
 from tests.runs.conftest import fill_user
+from tests.support.factories import TaskFactory
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_runtask_cancel_stops_the_running_run(make_task, pushed):
 @pytest.mark.django_db
 def test_runtask_only_failed_runs_the_accounts_to_retry(make_task, pushed):
     from runs.models import AccountRun
-    from tests.factories import AccountRunFactory, RunFactory
+    from tests.support.factories import AccountRunFactory, RunFactory
 
     task = make_task(accounts=3)
     ok, failed, errors = task.accounts.order_by("source_user")

@@ -10,7 +10,7 @@ from runs.models import AccountRun, Run
 from runs.selection import accounts_to_retry, filter_last_result, with_last_result
 from tasks.models import Account
 from tasks.parking import ParkRefused, park_accounts, resume_accounts
-from tests.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

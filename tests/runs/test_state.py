@@ -7,7 +7,7 @@ from runs import orchestrator
 from runs.engine.types import FolderStateData
 from runs.models import AccountRun, FolderState, Run
 from runs.state import FolderStateStore
-from tests.factories import FolderStateFactory
+from tests.support.factories import FolderStateFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from runs import orchestrator
 from runs.models import Run
 from runs.watch import task_token, tasks_token
 from scheduling.ticker import tick
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 from runs.models import AccountRun, Run
 from scheduling.breaker import after_run, should_break
 from tasks.models import Task
-from tests.factories import AccountRunFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountRunFactory, RunFactory, TaskFactory
 
 S, M = Run.Trigger.SCHEDULED, Run.Trigger.MANUAL
 
@@ -78,12 +78,27 @@ def test_an_interrupted_scheduled_run_does_not_break_the_task():
         status=Run.Status.FAILED,
         errors=1,
         finished_at=timezone.now(),
+        interrupted=True,
     )
     AccountRunFactory(
         run=run,
         status=AccountRun.Status.FAILED,
         last_error="interrupted: worker stopped",
+        interrupted=True,
     )
     assert after_run(run) is False
     task.refresh_from_db()
     assert task.broken is False and task.schedule_interval_seconds == 3600
+
+
+@pytest.mark.django_db
+def test_a_server_error_that_says_interrupted_still_breaks_the_task():
+    # Interrupted is a field set by the reaper and the job, not a word in the server's message.
+    task = scheduled_task()
+    run = RunFactory(task=task, trigger=S, status=Run.Status.FAILED, errors=1, finished_at=timezone.now())
+    AccountRunFactory(
+        run=run, status=AccountRun.Status.FAILED, last_error="Interrupted system call while fetching", errors=1
+    )
+    assert after_run(run) is True
+    task.refresh_from_db()
+    assert task.broken is True

@@ -12,8 +12,8 @@ from runs.models import AccountRun, Run
 from scheduling.services import next_run_for, set_schedule
 from scheduling.ticker import tick
 from tasks.models import Task
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
 from tests.runs.conftest import fill_user
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 

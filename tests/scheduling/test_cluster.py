@@ -27,7 +27,7 @@ from runs.models import Run
 from scheduling.jobs import TICK_FUNC, TICK_SCHEDULES, install_tick_schedules
 from scheduling.models import Ticker
 from scheduling.services import set_schedule
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 

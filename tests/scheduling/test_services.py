@@ -15,7 +15,7 @@ from scheduling.services import (
     with_last_finished,
 )
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -198,6 +198,8 @@ def test_due_selection():
         status=Task.Status.RUNNING,
     )
 
+    for task in Task.objects.all():
+        AccountFactory(task=task, tested=True)  # a schedule whose task has no accounts waits
     assert due_tasks(NOW) == [due, exactly]
 
 

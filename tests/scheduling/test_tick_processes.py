@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from runs.models import AccountRun, Run
 from scheduling.services import set_schedule
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

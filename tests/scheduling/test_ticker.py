@@ -15,7 +15,7 @@ from runs.models import AccountRun, Run
 from scheduling.services import next_run_for, set_schedule
 from scheduling.ticker import tick
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 
 def scheduled_task(*, enabled_at, interval=3600, accounts=2, **kwargs) -> Task:
@@ -104,11 +104,19 @@ def test_tick_skips_a_running_task(no_enqueue):
 
 
 @pytest.mark.django_db
-def test_a_refused_task_is_logged_and_the_tick_goes_on(no_enqueue, caplog):
+def test_a_refused_task_is_logged_and_the_tick_goes_on(no_enqueue, caplog, monkeypatch):
     now = timezone.now()
     refused = scheduled_task(enabled_at=now - timedelta(hours=3), name="a refused")
-    Account.objects.filter(task=refused).update(destination_test_status=Account.TestStatus.FAIL)
     fine = scheduled_task(enabled_at=now - timedelta(hours=2), name="b fine")
+    real = orchestrator.start_run
+
+    def racing(task_id, **kwargs):
+        # An account of the first task was edited (untested) between the tick's reading and the start.
+        if task_id == refused.pk:
+            Account.objects.filter(task_id=task_id).update(destination_test_status=Account.TestStatus.UNTESTED)
+        return real(task_id, **kwargs)
+
+    monkeypatch.setattr(orchestrator, "start_run", racing)
     with caplog.at_level(logging.WARNING, logger="scheduling.ticker"):
         report = tick(now)
     assert report.refused == [refused.pk]
@@ -116,6 +124,45 @@ def test_a_refused_task_is_logged_and_the_tick_goes_on(no_enqueue, caplog):
     assert f"scheduled run of task {refused.pk} refused" in caplog.text
     refused.refresh_from_db()
     assert refused.status != Task.Status.RUNNING  # the refused claim was rolled back
+
+
+@pytest.mark.django_db
+def test_a_schedule_whose_account_needs_a_test_waits_and_says_so_once(no_enqueue, caplog):
+    # R3: an account edited after the schedule was enabled (untested again) used to leave the schedule
+    # on, not broken, with its next run in the past, and a refusal in the log every 30 s for ever.
+    now = timezone.now()
+    task = scheduled_task(enabled_at=now - timedelta(hours=3))
+    edited = Account.objects.filter(task=task).first()
+    Account.objects.filter(pk=edited.pk).update(source_test_status=Account.TestStatus.UNTESTED)
+    with caplog.at_level(logging.INFO):
+        for i in range(4):
+            report = tick(now + timedelta(seconds=30 * i))
+            assert (report.started, report.refused) == ([], [])
+    said = [r for r in caplog.records if "waiting" in r.getMessage()]
+    assert [r.getMessage() for r in said] == [
+        f"schedule of task {task.pk} is waiting: 1 account needs a test; it starts once they pass"
+    ]
+    task.refresh_from_db()
+    assert (task.schedule_interval_seconds, task.broken, task.schedule_waiting_accounts) == (3600, False, 1)
+
+    Account.objects.filter(pk=edited.pk).update(source_test_status=Account.TestStatus.OK)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        report = tick(now + timedelta(minutes=3))
+    assert len(report.started) == 1  # due since long ago: it starts at the first tick after the test
+    assert f"schedule of task {task.pk} no longer waiting" in caplog.text
+    task.refresh_from_db()
+    assert task.schedule_waiting_accounts is None
+
+
+@pytest.mark.django_db
+def test_a_schedule_without_accounts_waits_too(no_enqueue):
+    task = scheduled_task(enabled_at=timezone.now() - timedelta(hours=3))
+    Account.objects.filter(task=task).delete()
+    report = tick(timezone.now())
+    assert (report.started, report.refused) == ([], [])
+    task.refresh_from_db()
+    assert task.schedule_waiting_accounts == 0
 
 
 @pytest.mark.django_db

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from scheduling.timing import is_due, next_run_at, rfc3339
+from scheduling.timing import next_run_at, rfc3339
 
 ANCHOR = datetime(2026, 7, 3, 10, 0, tzinfo=UTC)
 HOUR = 3600
@@ -91,14 +91,6 @@ def test_none_without_an_anchor():
         )
         is None
     )
-
-
-def test_is_due_at_and_after_the_moment_only():
-    moment = ANCHOR + timedelta(hours=1)
-    assert not is_due(moment, moment - timedelta(seconds=1))
-    assert is_due(moment, moment)
-    assert is_due(moment, moment + timedelta(hours=5))
-    assert not is_due(None, moment)
 
 
 def test_rfc3339_is_utc_with_z():

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tasks.models import Account
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 
 from tasks.csv_import import ImportRefused, apply_import, parse_accounts_csv
 from tasks.models import Account
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

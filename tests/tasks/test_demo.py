@@ -6,7 +6,7 @@ from django.core.management import call_command
 from runs.models import Run
 from tasks.management.commands.demo import MAILBOXES, TASK_NAME
 from tasks.models import Account, Endpoint, Task
-from tests.factories import RunFactory
+from tests.support.factories import RunFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.imap]
 

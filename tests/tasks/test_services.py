@@ -6,10 +6,9 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from runs import jobs, slots
-from tasks import services
+from tasks import services, slots
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, EndpointFactory, TaskFactory
+from tests.support.factories import AccountFactory, EndpointFactory, TaskFactory
 
 
 @pytest.fixture
@@ -125,39 +124,6 @@ def test_test_accounts_tests_every_account():
     logins = {call.args[0].username for call in test_connection.call_args_list}
     assert logins == {a.source_user for a in accounts} | {a.destination_user for a in accounts}
     assert set(task.accounts.values_list("source_test_message", flat=True)) == {"OK: 4 folders"}
-
-
-@pytest.mark.django_db
-def test_test_accounts_in_the_background_enqueues_ids_only():
-    task = TaskFactory()
-    accounts = [AccountFactory(task=task) for _ in range(2)]
-    with mock.patch("django_q.tasks.async_task") as async_task:
-        assert services.test_accounts(task, background=True) == 2
-    assert [c.args for c in async_task.call_args_list] == [
-        ("runs.jobs.test_account_job", a.pk) for a in sorted(accounts, key=lambda a: a.source_user)
-    ]
-    passwords = {a.source_password for a in accounts} | {a.destination_password for a in accounts}
-    for call in async_task.call_args_list:
-        assert not passwords & {str(v) for v in call.kwargs.values()}
-    assert not Account.objects.filter(source_test_status="ok").exists()
-
-
-@pytest.mark.django_db
-def test_the_background_job_tests_the_account_and_never_raises(caplog):
-    account = AccountFactory()
-    with mock.patch("runs.engine.test_connection") as test_connection:
-        test_connection.return_value = services.ConnectionTestResult(
-            ok=False, kind="auth", message="[AUTHENTICATIONFAILED] Authentication failed."
-        )
-        jobs.test_account_job(account.pk)
-        jobs.test_account_job(987654)
-        test_connection.side_effect = RuntimeError("boom")
-        jobs.test_account_job(account.pk)
-    account.refresh_from_db()
-    assert account.source_test_status == Account.TestStatus.FAIL
-    assert account.source_test_message == "[AUTHENTICATIONFAILED] Authentication failed."
-    assert "account 987654: gone before its test ran" in caplog.text
-    assert "connection test failed" in caplog.text
 
 
 @pytest.mark.django_db

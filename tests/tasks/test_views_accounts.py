@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -109,32 +109,6 @@ def test_delete_account_of_running_task_is_refused(admin_client):
     assert "cannot be removed" in response.content.decode()
 
 
-def test_accounts_table_shows_test_results_with_the_servers_words(admin_client):
-    task = TaskFactory()
-    AccountFactory(
-        task=task,
-        source_test_status=Account.TestStatus.FAIL,
-        source_test_message="[AUTHENTICATIONFAILED] Authentication failed.",
-        destination_test_status=Account.TestStatus.OK,
-    )
-    html = admin_client.get(reverse("tasks:account_table", args=[task.pk])).content.decode()
-    assert "[AUTHENTICATIONFAILED] Authentication failed." in html
-    assert 'class="badge fail"' in html and 'class="badge ok"' in html
-    assert "every 2s" not in html
-
-
-def test_accounts_table_shows_the_last_result(admin_client):
-    task = TaskFactory()
-    account = AccountFactory(task=task)
-    old = RunFactory(task=task)
-    new = RunFactory(task=task)
-    AccountRunFactory(run=old, account=account, status="failed")
-    AccountRunFactory(run=new, account=account, status="done", copied=42)
-    html = admin_client.get(reverse("tasks:account_table", args=[task.pk])).content.decode()
-    assert "42 copied" in html
-    assert reverse("runs:report", args=[new.pk]) in html
-
-
 def test_export_has_the_accounts_and_no_passwords(admin_client):
     task = TaskFactory()
     AccountFactory(
@@ -151,35 +125,6 @@ def test_export_has_the_accounts_and_no_passwords(admin_client):
     assert body.splitlines()[0].startswith("source_user,destination_user")
     assert "a@old,a@new,untested" in body
     assert SECRET not in body
-
-
-def test_accounts_are_paged_and_searchable(admin_client):
-    task = TaskFactory()
-    for n in range(105):
-        AccountFactory(task=task, source_user=f"user{n:03d}@old", destination_user=f"user{n:03d}@new")
-    first = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
-    assert "user099@old" in first and "user100@old" not in first
-    assert "Accounts 1–100 of 105" in first
-    second = admin_client.get(reverse("tasks:account_table", args=[task.pk]) + "?page=2").content.decode()
-    assert "user100@old" in second and "user099@old" not in second
-    found = admin_client.get(reverse("tasks:account_table", args=[task.pk]) + "?q=user042").content.decode()
-    assert "user042@old" in found and "user041@old" not in found
-    assert "1 account matching “user042”" in found
-    none = admin_client.get(reverse("tasks:account_table", args=[task.pk]) + "?q=nobody").content.decode()
-    assert "No account matches" in none
-
-
-def test_listing_accounts_never_decrypts_a_password(admin_client, monkeypatch):
-    task = TaskFactory()
-    AccountFactory.create_batch(3, task=task)
-
-    def refuse(token):
-        raise AssertionError("a password was decrypted to list accounts")
-
-    monkeypatch.setattr("imapcopier.crypto.decrypt", refuse)
-    assert admin_client.get(reverse("tasks:detail", args=[task.pk])).status_code == 200
-    assert admin_client.get(reverse("tasks:account_table", args=[task.pk])).status_code == 200
-    assert admin_client.get(reverse("tasks:list")).status_code == 200
 
 
 def test_export_never_decrypts_the_passwords(admin_client):

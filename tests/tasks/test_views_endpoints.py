@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from tasks.models import Endpoint
-from tests.factories import EndpointFactory, TaskFactory
+from tests.support.factories import EndpointFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from tasks.models import Account
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from tasks.models import Account
-from tests.factories import AccountFactory, TaskFactory
+from tests.support.factories import AccountFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -65,7 +65,7 @@ def test_the_accounts_table_filters_by_test_state_last_result_and_parked(admin_c
 
     from runs.models import AccountRun
     from tasks.parking import park_accounts
-    from tests.factories import AccountRunFactory, RunFactory
+    from tests.support.factories import AccountRunFactory, RunFactory
 
     task = TaskFactory()
     ok = AccountFactory(task=task, tested=True, source_user="ok@x")
@@ -105,7 +105,7 @@ def test_the_accounts_table_filters_by_test_state_last_result_and_parked(admin_c
 def test_run_failed_accounts_from_the_page(admin_client, django_capture_on_commit_callbacks, monkeypatch):
     from runs import orchestrator
     from runs.models import AccountRun, Run
-    from tests.factories import AccountRunFactory, RunFactory
+    from tests.support.factories import AccountRunFactory, RunFactory
 
     monkeypatch.setattr(orchestrator, "enqueue_account_runs", lambda ids: None)
     task = TaskFactory()
@@ -145,7 +145,7 @@ def test_test_untested_and_failed_tests_only_those(admin_client, monkeypatch):
 
 def test_a_rows_test_refreshes_the_tables_counters(admin_client):
     """The row is swapped alone; the HX-Trigger makes the table (its "N of M tested OK") follow."""
-    from tests.factories import EndpointFactory
+    from tests.support.factories import EndpointFactory
 
     closed = EndpointFactory(host="127.0.0.1", port=1, security="plain")  # nothing listens: the test fails fast
     task = TaskFactory(source=closed, destination=closed)

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs.models import Run
-from tests.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 

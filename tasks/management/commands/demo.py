@@ -1,6 +1,6 @@
 """`manage.py demo`: a private Dovecot with sample mailboxes, and a task ready to copy them.
 
-Starts Dovecot on free loopback ports (the test bed's tests/dovecot.py, so it needs Debian's
+Starts Dovecot on free loopback ports (the test bed's tests/support/dovecot.py, so it needs Debian's
 dovecot-imapd and root, as the test suite does), fills three source mailboxes (a few hundred
 messages over a dozen folders, non-ASCII names included), leaves their destinations empty, and
 creates two endpoints, the task "Demo migration" and its accounts. Dovecot runs until Ctrl-C.
@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from tasks.models import Account, Endpoint, ScheduleInterval, Task
+from tasks.services import test_accounts
 from tasks.wording import plural
 
 TASK_NAME = "Demo migration"
@@ -99,10 +100,11 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         try:
-            from tests.dovecot import Dovecot, DovecotError
+            # The test bed is in the source checkout only (not in the image): imported when the demo starts.
+            from tests.support.dovecot import Dovecot, DovecotError
         except ImportError as exc:
             raise CommandError(
-                "the demo uses tests/dovecot.py from the source checkout: run it from the project directory"
+                "the demo uses tests/support/dovecot.py from the source checkout: run it from the project directory"
             ) from exc
         existing = Task.objects.filter(name=TASK_NAME).first()
         if existing and existing.is_running:
@@ -117,8 +119,6 @@ class Command(BaseCommand):
             pairs = self._fill(dovecot)
             task = self._create_task(dovecot, pairs)
             if not skip_tests:
-                from tasks.services import test_accounts
-
                 self.stdout.write("Testing the accounts' logins…")
                 test_accounts(task)
             total = sum(count for _name, count in MAILBOXES)
@@ -153,7 +153,7 @@ class Command(BaseCommand):
             dovecot.stop()
 
     def _fill(self, dovecot: Any) -> list[tuple[Any, Any, int]]:
-        from tests.dovecot import fill, make_message
+        from tests.support.dovecot import fill, make_message  # the checkout's test bed, as above
 
         rng = random.Random(7)
         weight_sum = sum(w for _f, w in FOLDERS)

@@ -42,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         accounts = task.accounts.active().order_by("source_user").only("pk", "source_user")
         if options["only"] == "needs-test":
-            accounts = accounts.needs_test()
+            accounts = accounts.blocking()
         if options["account"]:
             accounts = accounts.filter(source_user__in=options["account"])
         ids = list(accounts.values_list("pk", flat=True))
@@ -59,10 +59,7 @@ class Command(BaseCommand):
                 "destination_test_status",
                 "destination_test_message",
             ).get(pk=pk)
-            ok = (
-                row["source_test_status"] == Account.TestStatus.OK
-                and row["destination_test_status"] == Account.TestStatus.OK
-            )
+            ok = Account.objects.filter(pk=pk).tested_ok().exists()
             failed += not ok
             style = self.style.SUCCESS if ok else self.style.ERROR
             self.stdout.write(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from imapclient import IMAPClient
 
-from tests.dovecot import read
+from tests.support.dovecot import read
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 

@@ -8,8 +8,8 @@ import pytest
 
 from runs.engine import Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
-from tests.dovecot import fill, folder_names, make_message, read
 from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
+from tests.support.dovecot import fill, folder_names, make_message, read
 
 pytestmark = pytest.mark.imap
 
@@ -220,7 +220,7 @@ def test_prepopulated_destination_gets_only_what_is_missing(imap_server, make_im
 def test_parallel_connections_stay_within_the_limit(imap_server, make_imap_user, connections):
     from dataclasses import replace
 
-    from tests.faultproxy import FaultProxy
+    from tests.support.faultproxy import FaultProxy
 
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:

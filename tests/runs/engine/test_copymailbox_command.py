@@ -10,8 +10,8 @@ from django.core.management.base import CommandError
 
 from runs.engine import Security
 from runs.management.commands.copymailbox import parse_endpoint
-from tests.dovecot import fill, make_message
 from tests.runs.engine.helpers import assert_same_folder
+from tests.support.dovecot import fill, make_message
 
 WHEN = dt.datetime(2023, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
 

@@ -19,9 +19,9 @@ from runs.engine import (
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.types import Mailbox
 from runs.engine.uidset import UidSet
-from tests.dovecot import fill, make_message, read
-from tests.faultproxy import FaultProxy
 from tests.runs.engine.helpers import FakeServer, assert_same_folder
+from tests.support.dovecot import fill, make_message, read
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.imap
 

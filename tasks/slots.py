@@ -17,8 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.models import ConnectionSlot
-from tasks.models import Endpoint
+from tasks.models import ConnectionSlot, Endpoint
 
 # A held slot whose lease was not renewed for this long is free again. Copy jobs renew every few
 # seconds; connection tests are short and take a lease long enough for their timeouts.

@@ -5,7 +5,7 @@ from django.db import OperationalError
 from django.urls import reverse
 
 from tasks.models import Account
-from tests.factories import AccountFactory
+from tests.support.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from imapcopier import crypto
 from tasks.models import Account
-from tests.factories import AccountFactory
+from tests.support.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 

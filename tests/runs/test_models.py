@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 
 from runs.models import AccountRun, FolderState, Run
 from tasks.models import Account, Endpoint, Task
-from tests.factories import (
+from tests.support.factories import (
     AccountFactory,
     AccountRunFactory,
     EndpointFactory,

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from runs.models import Run
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +67,7 @@ def test_next_run_at_is_null_when_running_or_broken(admin_client):
     running = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, status=Task.Status.RUNNING)
     broken = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, broken=True)
     on = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now)
+    AccountFactory(task=on, tested=True)  # without a tested account the schedule would wait
     assert admin_client.get(f"/api/tasks/{running.pk}").json()["next_run_at"] is None
     assert admin_client.get(f"/api/tasks/{broken.pk}").json()["next_run_at"] is None
     assert admin_client.get(f"/api/tasks/{on.pk}").json()["next_run_at"] is not None
@@ -233,3 +234,18 @@ def test_failed_basic_logins_count_towards_the_login_lockout(admin_user, setting
     assert codes[: limit - 1] == [401] * (limit - 1)
     right = {"Authorization": basic("admin", PASSWORD)}
     assert client.get(f"/api/tasks/{task.pk}", headers=right).status_code == 429
+
+
+def test_the_api_says_when_a_schedule_waits_for_account_tests(admin_client):
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now())
+    AccountFactory(task=task)  # untested
+    body = admin_client.get(f"/api/tasks/{task.pk}").json()
+    assert (body["schedule_state"], body["schedule_note"]) == ("waiting", "waiting: 1 account needs a test")
+    assert body["next_run_at"] is None
+
+
+def test_a_schedule_that_is_on_says_on(admin_client):
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now())
+    AccountFactory(task=task, tested=True)
+    body = admin_client.get(f"/api/tasks/{task.pk}").json()
+    assert (body["schedule_state"], body["schedule_note"]) == ("on", "")

@@ -1,4 +1,4 @@
-"""Fixtures for tests that talk to a real Dovecot (see tests/dovecot.py).
+"""Fixtures for tests that talk to a real Dovecot (see tests/support/dovecot.py).
 
 imap_server         session: Dovecot with '/' delimiter and no personal prefix (sdbox)
 imap_server_dotted  session: Dovecot with '.' delimiter and the "INBOX." prefix (Maildir++)
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.dovecot import Dovecot, DovecotError, ImapUser
+from tests.support.dovecot import Dovecot, DovecotError, ImapUser
 
 
 def _start(layout: str) -> Dovecot:

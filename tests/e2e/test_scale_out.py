@@ -19,8 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from runs.models import AccountRun, Run
-from tests.faultproxy import FaultProxy
-from tests.production.conftest import (
+from tests.e2e.conftest import (
     fill_user,
     forget_redis_site,
     mail_hashes,
@@ -30,6 +29,7 @@ from tests.production.conftest import (
     wait_until,
     worker_pid,
 )
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 

@@ -1,4 +1,4 @@
-"""Structured log lines: one per run and per account at start and finish, with counts and reason, never a password."""
+"""The log formats (imapcopier/logging.py): key=value and JSON lines."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ import logging
 import subprocess
 import sys
 
-import pytest
 from django.conf import settings
 
 from imapcopier.logging import JsonFormatter, KeyValueFormatter, fields_of
-from runs import orchestrator
-from runs.jobs import copy_account_job
-from runs.models import Run
-from tests.production.conftest import fill_user
 
 
 def _record(message: str, *args: object, exc: BaseException | None = None, **fields: object) -> logging.LogRecord:
@@ -29,6 +24,20 @@ def _record(message: str, *args: object, exc: BaseException | None = None, **fie
         extra=fields,
     )
     return record
+
+
+def _shell(code: str, **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_key_value_lines_append_the_fields_and_quote_what_needs_it():
@@ -67,20 +76,6 @@ def test_plain_lines_stay_plain():
     assert KeyValueFormatter().format(record).endswith(" INFO runs.test hello")
 
 
-def _shell(code: str, **env: str) -> subprocess.CompletedProcess:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_log_format_json_makes_every_process_log_json_and_a_typo_is_refused():
     code = "import logging; logging.getLogger('runs.orchestrator').info('run 1 finished', extra={'event': 'run.finished', 'copied': 3})"
     done = _shell(code, LOG_FORMAT="json")
@@ -91,44 +86,3 @@ def test_log_format_json_makes_every_process_log_json_and_a_typo_is_refused():
     assert done.stderr.strip().splitlines()[-1].endswith("run 1 finished event=run.finished copied=3")
     done = _shell(code, LOG_FORMAT="yaml")
     assert done.returncode != 0 and "LOG_FORMAT" in done.stderr
-
-
-@pytest.mark.imap
-@pytest.mark.django_db
-def test_a_run_logs_start_and_finish_of_the_run_and_of_each_account(
-    imap_server, imap_task, pushed, caplog, django_capture_on_commit_callbacks
-):
-    caplog.set_level(logging.INFO)
-    task, users = imap_task(pairs=2)
-    fill_user(imap_server, users[0][0], {"INBOX": 3, "Archive": 2})
-    fill_user(imap_server, users[1][0], {"INBOX": 4})
-    imap_server.set_password(users[1][0], "changed-on-the-server")  # the second account's login fails
-    with django_capture_on_commit_callbacks(execute=True):
-        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
-    assert len(pushed) == 2
-    for pk in pushed:
-        copy_account_job(pk)
-    run.refresh_from_db()
-
-    events: dict[str, list[dict]] = {}
-    for record in caplog.records:
-        fields = fields_of(record)
-        if "event" in fields:
-            events.setdefault(fields["event"], []).append(fields)
-    (started,) = events["run.started"]
-    assert started | {"run_id": run.pk, "task_id": task.pk, "trigger": "manual", "accounts": 2} == started
-    (finished,) = events["run.finished"]
-    assert finished["run_id"] == run.pk and finished["status"] == Run.Status.FAILED
-    assert (finished["copied"], finished["errors"]) == (5, run.errors)
-    assert finished["reason"] == run.reason and "1 of 2 accounts failed" in finished["reason"]
-    assert sorted(f["source_user"] for f in events["account.started"]) == sorted(u.username for u, _ in users)
-    by_user = {f["source_user"]: f for f in events["account.finished"]}
-    ok, refused = by_user[users[0][0].username], by_user[users[1][0].username]
-    assert (ok["status"], ok["copied"], ok["reason"]) == ("done", 5, "")
-    assert refused["status"] == "failed" and refused["reason"] and refused["copied"] == 0
-    assert all(f["run_id"] == run.pk and f["account_run_id"] in pushed for f in events["account.finished"])
-
-    passwords = [u.password for pair in users for u in pair]
-    text = "\n".join(KeyValueFormatter().format(r) + JsonFormatter().format(r) for r in caplog.records)
-    assert "account.finished" in text
-    assert not [p for p in passwords if p in text]

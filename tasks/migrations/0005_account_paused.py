@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0002_task_notify_emails'),
+        ('tasks', '0004_task_notify_emails'),
     ]
 
     operations = [

@@ -21,8 +21,8 @@ from runs import orchestrator
 from runs.jobs import copy_account_job
 from runs.models import AccountRun, Run
 from tasks.models import Account, Endpoint, Task
-from tests.factories import EndpointFactory, TaskFactory
-from tests.production.conftest import fill_user, site_env, wait_until
+from tests.e2e.conftest import fill_user, site_env, wait_until
+from tests.support.factories import EndpointFactory, TaskFactory
 
 pytestmark = [pytest.mark.cluster, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 

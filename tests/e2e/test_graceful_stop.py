@@ -15,8 +15,8 @@ import pytest
 
 from runs.models import AccountRun, FolderState, Run
 from tasks.models import Task
-from tests.faultproxy import FaultProxy
-from tests.production.conftest import fill_user, mail_hashes, site_env, wait_until, worker_pid
+from tests.e2e.conftest import fill_user, mail_hashes, site_env, wait_until, worker_pid
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 

@@ -14,9 +14,9 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, LoginError
 
 from runs.engine.types import Security
-from tests import dovecot as dovecot_module
-from tests import imap_fixtures
-from tests.dovecot import (
+from tests.support import dovecot as dovecot_module
+from tests.support import imap_fixtures
+from tests.support.dovecot import (
     AppendRefused,
     Dovecot,
     DovecotError,
@@ -26,7 +26,7 @@ from tests.dovecot import (
     make_message,
     read,
 )
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.imap
 

@@ -1,4 +1,4 @@
-"""JSON API for tasks (DESIGN.md, "JSON API"), and the plumbing every api.py shares.
+"""The JSON API: tasks, their schedules and runs, and the plumbing its views share.
 
 Authentication: the browser's session (unsafe methods then need the CSRF token, as for any form), or
 HTTP Basic with a Django user's name and password for scripts (no cookie, so no CSRF token either).
@@ -24,13 +24,16 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from runs import orchestrator
+from runs.models import Run
 from scheduling.services import (
     ScheduleRefused,
     is_preset,
-    next_run_for,
+    presets_phrase,
     runs_newest_first,
+    schedule_state,
     set_schedule,
-    with_last_finished,
+    with_schedule_facts,
 )
 from scheduling.timing import rfc3339
 from tasks.models import Account, Endpoint, Task
@@ -150,6 +153,7 @@ def account_json(account: Account) -> dict[str, Any]:
 
 
 def task_json(task: Task) -> dict[str, Any]:
+    schedule = schedule_state(task)
     return {
         "id": task.pk,
         "name": task.name,
@@ -159,7 +163,9 @@ def task_json(task: Task) -> dict[str, Any]:
         "folder_mapping": task.folder_mapping,
         "schedule_interval_seconds": task.schedule_interval_seconds,
         "broken": task.broken,
-        "next_run_at": rfc3339(next_run_for(task)),
+        "schedule_state": schedule.state,
+        "schedule_note": schedule.note,
+        "next_run_at": rfc3339(schedule.next_run),
         "accounts": [account_json(a) for a in task.accounts.all()],
     }
 
@@ -180,7 +186,7 @@ def run_json(run: Any) -> dict[str, Any]:
 
 @api_view("GET")
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tasks = with_last_finished(Task.objects.select_related("source", "destination").prefetch_related("accounts"))
+    tasks = with_schedule_facts(Task.objects.select_related("source", "destination").prefetch_related("accounts"))
     return JsonResponse(task_json(get_or_404(tasks, pk, "task")))
 
 
@@ -189,7 +195,7 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_or_404(Task.objects.all(), pk, "task")
     seconds = json_body(request).get("interval_seconds")
     if not is_preset(seconds):
-        raise ApiError(400, "interval_seconds must be one of 0, 3600, 10800, 21600, 43200, 86400")
+        raise ApiError(400, f"interval_seconds must be one of {presets_phrase()}")
     try:
         set_schedule(task, seconds, now=timezone.now())
     except ScheduleRefused as refusal:
@@ -201,3 +207,25 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
 def task_runs(request: HttpRequest, pk: int) -> HttpResponse:
     get_or_404(Task.objects.all(), pk, "task")
     return JsonResponse([run_json(r) for r in runs_newest_first(pk)], safe=False)
+
+
+@api_view("POST")
+def task_run(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start a manual run of the task: 202 {"run_id": N}, or 409 with the reason it cannot start."""
+    get_or_404(Task.objects.all(), pk, "task")
+    try:
+        run = orchestrator.start_run(pk, trigger=Run.Trigger.MANUAL)
+    except orchestrator.RunRefused as refusal:
+        raise ApiError(409, str(refusal)) from None
+    except Task.DoesNotExist:
+        raise ApiError(404, f"task {pk} not found") from None
+    return JsonResponse({"run_id": run.pk}, status=202)
+
+
+@api_view("POST")
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask a running run to stop: 202; the run ends `cancelled` once its jobs have stopped."""
+    get_or_404(Run.objects.all(), pk, "run")
+    if not orchestrator.cancel_run(pk):
+        raise ApiError(409, f"run {pk} is not running")
+    return JsonResponse({"run_id": pk}, status=202)

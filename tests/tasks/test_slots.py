@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import slots
-from runs.models import ConnectionSlot
-from tests.factories import EndpointFactory
+from tasks import slots
+from tasks.models import ConnectionSlot
+from tests.support.factories import EndpointFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 
 from runs.models import Run
 from tasks.models import Account, Task
-from tests.factories import AccountFactory, RunFactory, TaskFactory
+from tests.support.factories import AccountFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
