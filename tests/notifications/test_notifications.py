@@ -364,3 +364,29 @@ def test_the_task_form_keeps_a_clean_list_of_recipients():
     form = TaskForm(data={**data, "notify_emails": "ops@example.com, not-an-address"})
     assert not form.is_valid()
     assert form.errors["notify_emails"] == ["Enter e-mail addresses separated by commas or new lines."]
+
+
+@pytest.mark.django_db
+def test_a_stalled_schedule_is_announced_once_not_every_tick(sync_jobs, django_capture_on_commit_callbacks):
+    from scheduling.ticker import tick
+
+    task = TaskFactory(
+        name="Acme",
+        notify_emails="ops@example.com",
+        schedule_interval_seconds=3600,
+        schedule_anchor=timezone.now() - timezone.timedelta(hours=2),
+    )
+    AccountFactory(task=task, tested=True)
+    AccountFactory(task=task)  # its password was edited: untested, so the schedule waits
+    for _ in range(3):  # three ticks, 30 s apart in real life
+        with django_capture_on_commit_callbacks(execute=True):
+            report = tick(timezone.now())
+        assert report.started == []
+    [message] = mail.outbox
+    assert message.subject == "[imapcopier] Acme: the schedule is waiting"
+    assert "1 account needs a test" in message.body
+    # Tested again, it runs; a later stall is a new one and is announced again.
+    task.accounts.update(source_test_status="ok", destination_test_status="ok")
+    with mock.patch.object(orchestrator, "enqueue_account_runs"), django_capture_on_commit_callbacks(execute=True):
+        assert tick(timezone.now()).started
+    assert len(mail.outbox) == 1
