@@ -38,3 +38,9 @@ def resume_accounts(task: Task, account_ids: Iterable[int]) -> int:
     return Account.objects.filter(task=task, pk__in=list(account_ids), paused=True).update(
         paused=False, paused_reason="", paused_at=None
     )
+
+
+def failed_targets(task: Task) -> list[Account]:
+    """What "Park the failed…" parks: the task's active accounts whose login test failed on either side
+    (only their ids and source users are loaded, never a password)."""
+    return list(task.accounts.active().failed().only("pk", "source_user").order_by("source_user"))

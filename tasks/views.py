@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from imapcopier import crypto
-from tasks import csv_import, services
+from tasks import csv_import, parking, services
 from tasks.folders import folder_overview
 from tasks.forms import (
     AccountForm,
@@ -395,23 +395,22 @@ def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def account_park(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
-    """Park one account with a reason (GET: the form), or, with ?failed=1, every active account whose test failed."""
-    from tasks.parking import ParkRefused, park_accounts
-
+    """Park one account with a reason (GET: the form), or (account_pk 0: the park-failed URL) every
+    active account whose test failed."""
     task = get_object_or_404(Task, pk=pk)
     account = (
-        get_object_or_404(Account.objects.defer("source_password", "destination_password"), pk=account_pk, task=task)
+        get_object_or_404(Account.objects.only("pk", "source_user", "task"), pk=account_pk, task=task)
         if account_pk
         else None
     )
-    targets = [account] if account else list(task.accounts.active().with_test_state("failed").only("pk", "source_user"))
+    targets = [account] if account else parking.failed_targets(task)
     error = ""
     if request.method == "POST":
         try:
-            parked = park_accounts(
+            parked = parking.park_accounts(
                 task, [a.pk for a in targets], reason=request.POST.get("reason", ""), now=timezone.now()
             )
-        except ParkRefused as refusal:
+        except parking.ParkRefused as refusal:
             error = str(refusal)
         else:
             messages.success(request, f"{plural(parked, 'account')} parked: runs, tests and the schedule skip them.")
@@ -427,10 +426,8 @@ def account_park(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
 @require_POST
 @login_required
 def account_resume(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
-    from tasks.parking import resume_accounts
-
     task = get_object_or_404(Task, pk=pk)
     account = get_object_or_404(Account.objects.only("pk", "source_user", "task"), pk=account_pk, task=task)
-    if resume_accounts(task, [account.pk]):
+    if parking.resume_accounts(task, [account.pk]):
         messages.success(request, f"{account.source_user} is active again: test it, then run the failed accounts.")
     return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
