@@ -248,6 +248,26 @@ def copy_account_job(account_run_id: int) -> None:
         "attempt": attempt,
     }
     logger.info("account run %s started", account_run.pk, extra={"event": "account.started", **fields})
+    result, monitor = _copy_watched(account_run, attempt)
+    why = _interruption(result, monitor)
+    if why:
+        # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
+        result.outcome = Outcome.FAILED
+        result.reason = f"{orchestrator.INTERRUPTED}: {why}; run the task again to resume"
+    try:
+        recorded = orchestrator.finish_account_run(
+            account_run, attempt, result, now=timezone.now(), progress=monitor.latest, interrupted=why is not None
+        )
+    except Exception:
+        # The row stays running without a heartbeat: the reaper finalises it as interrupted.
+        logger.exception("account run %s: could not record its result", account_run_id)
+        return
+    if recorded:
+        _log_finished(account_run.pk, result, fields)
+
+
+def _copy_watched(account_run: AccountRun, attempt: int) -> tuple[AccountResult, JobMonitor]:
+    """Run the copy with its heartbeat and SIGTERM handler going; never raises (an error is the result)."""
     holder = slots.account_run_holder(account_run.pk, attempt)
     monitor = JobMonitor(account_run.pk, account_run.run_id, attempt, holder)
     monitor.start()
@@ -256,53 +276,46 @@ def copy_account_job(account_run_id: int) -> None:
             result = _copy(account_run, attempt, monitor, holder)
     except Exception as exc:
         # Recorded on the AccountRun. The job must not raise, or django-q2 would deliver it again.
-        logger.exception("account run %s failed", account_run_id)
+        logger.exception("account run %s failed", account_run.pk)
         result = AccountResult.failed(f"internal error: {type(exc).__name__}: {exc}")
     finally:
         monitor.stop()
         with contextlib.suppress(Exception):
             slots.release(holder)
-    interrupted = False
-    if result.outcome == Outcome.CANCELLED and not monitor.cancelled.is_set():
-        # Stopped for the worker's sake, not by the operator: resumable, not judged by the breaker.
-        if monitor.terminated.is_set():
-            why = "the worker was stopped (SIGTERM)"
-        elif monitor.timed_out.is_set():
-            why = f"the copy reached the job time limit ({time_limit_seconds() / 3600:.1f} h)"
-        else:
-            why = None
-        if why:
-            result.outcome = Outcome.FAILED
-            result.reason = f"{orchestrator.INTERRUPTED}: {why}; run the task again to resume"
-            interrupted = True
-    try:
-        recorded = orchestrator.finish_account_run(
-            account_run, attempt, result, now=timezone.now(), progress=monitor.latest, interrupted=interrupted
-        )
-    except Exception:
-        # The row stays running without a heartbeat: the reaper finalises it as interrupted.
-        logger.exception("account run %s: could not record its result", account_run_id)
-        return
-    if recorded:
-        status = orchestrator.account_status(result)
-        logger.info(
-            "account run %s finished %s: %s copied, %s skipped, %s errors",
-            account_run.pk,
-            status,
-            result.copied,
-            result.skipped,
-            result.errors,
-            extra={
-                "event": "account.finished",
-                **fields,
-                "status": status,
-                "copied": result.copied,
-                "skipped": result.skipped,
-                "errors": result.errors,
-                "bytes": result.bytes,
-                "reason": "" if status == AccountRun.Status.DONE else result.reason,
-            },
-        )
+    return result, monitor
+
+
+def _interruption(result: AccountResult, monitor: JobMonitor) -> str | None:
+    """Why the copy stopped for the worker's sake (SIGTERM, time limit), or None (done, failed, cancelled)."""
+    if result.outcome != Outcome.CANCELLED or monitor.cancelled.is_set():
+        return None  # finished by itself, or cancelled by the operator
+    if monitor.terminated.is_set():
+        return "the worker was stopped (SIGTERM)"
+    if monitor.timed_out.is_set():
+        return f"the copy reached the job time limit ({time_limit_seconds() / 3600:.1f} h)"
+    return None
+
+
+def _log_finished(account_run_id: int, result: AccountResult, fields: dict) -> None:
+    status = orchestrator.account_status(result)
+    logger.info(
+        "account run %s finished %s: %s copied, %s skipped, %s errors",
+        account_run_id,
+        status,
+        result.copied,
+        result.skipped,
+        result.errors,
+        extra={
+            "event": "account.finished",
+            **fields,
+            "status": status,
+            "copied": result.copied,
+            "skipped": result.skipped,
+            "errors": result.errors,
+            "bytes": result.bytes,
+            "reason": "" if status == AccountRun.Status.DONE else result.reason,
+        },
+    )
 
 
 def _source_user(account_id: int) -> str:
