@@ -15,6 +15,7 @@ COPY tasks ./tasks
 COPY runs ./runs
 COPY scheduling ./scheduling
 COPY apitokens ./apitokens
+COPY notifications ./notifications
 COPY templates ./templates
 COPY static ./static
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh

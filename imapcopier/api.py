@@ -26,7 +26,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apitokens.auth import BEARER_CHALLENGE, bearer_token, foreign_origin
 from apitokens.services import user_for_token
-from runs import orchestrator
+from runs import orchestrator, selection
+from runs.jobs import enqueue_account_tests
 from runs.models import Run
 from runs.progress import run_summary
 from runs.refusals import accepted_for_run
@@ -129,9 +130,9 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """handler404: JSON under /api/, Django's page elsewhere."""
+    """The 404 answer under /api/ (imapcopier.views.not_found, handler404, sends those here); Django's page elsewhere."""
     if _under_api(request):
-        return error(404, "no such API endpoint")
+        return error(404, "not found: no such API path or object")
     return django_defaults.page_not_found(request, exception)
 
 
@@ -154,6 +155,13 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body
+
+
+def optional_body(request: HttpRequest) -> dict[str, Any]:
+    """A JSON object body when one is sent (Content-Type application/json, not empty), else {}; ApiError 400 if malformed."""
+    if request.content_type != "application/json" or not request.body.strip():
+        return {}
+    return json_body(request)
 
 
 def get_or_404(queryset: models.QuerySet, pk: int, what: str) -> Any:
@@ -187,6 +195,10 @@ def account_json(account: Account) -> dict[str, Any]:
         "destination_test_status": account.destination_test_status,
         "destination_test_message": account.destination_test_message,
         "destination_tested_at": rfc3339(account.destination_tested_at),
+        "paused": account.paused,
+        "paused_reason": account.paused_reason,
+        # Set when the queryset was annotated by runs.selection.with_last_result (task detail).
+        "last_result": getattr(account, "last_outcome", None),
     }
 
 
@@ -213,8 +225,8 @@ def account_page_json(task: Task, request: HttpRequest) -> dict[str, Any]:
     total, pages, next: the URL of the next page or null). Query: `page` (from 1), `per_page`."""
     per_page = positive_int_param(request, "per_page", ACCOUNTS_PER_PAGE, MAX_ACCOUNTS_PER_PAGE)
     page = positive_int_param(request, "page", 1, 10**9)
-    accounts = task.accounts.defer("source_password", "destination_password").order_by("pk")
-    total = accounts.count()
+    accounts = selection.with_last_result(task.accounts.defer("source_password", "destination_password")).order_by("pk")
+    total = task.accounts.count()
     pages = max(1, -(-total // per_page))
     if page > pages:
         raise ApiError(404, f"page {page} not found: the accounts fill {pages} page(s)")
@@ -242,6 +254,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "schedule_state": schedule.state,
         "schedule_note": schedule.note,
         "next_run_at": rfc3339(schedule.next_run),
+        "counts": task.accounts.test_counts(),
     }
 
 
@@ -254,10 +267,36 @@ def run_json(run: Any) -> dict[str, Any]:
         "started_at": rfc3339(run.started_at),
         "finished_at": rfc3339(run.finished_at),
         "total_copied": run.copied,
+        # The reference plan's name for messages already at the destination; the pages and the CSV say
+        # "already there", and so does total_already_there (the same number).
         "total_skipped": run.skipped,
+        "total_already_there": run.skipped,
         "total_errors": run.errors,
         "total_not_copied": run.not_copied,
     }
+
+
+@api_view("GET")
+def task_list(request: HttpRequest) -> HttpResponse:
+    """GET /api/tasks: every task with id, name, status, broken, schedule_state, next_run_at and its
+    account counts (accounts, active, parked, tested OK, failed), by name."""
+    answer = []
+    for task in with_schedule_facts(Task.objects.order_by("name")):
+        schedule = schedule_state(task)  # uses the annotations: no query
+        answer.append(
+            {
+                "id": task.pk,
+                "name": task.name,
+                "status": task.status,
+                "broken": task.broken,
+                "schedule_interval_seconds": task.schedule_interval_seconds,
+                "schedule_state": schedule.state,
+                "schedule_note": schedule.note,
+                "next_run_at": rfc3339(schedule.next_run),
+                "counts": task.accounts.test_counts(),
+            }
+        )
+    return JsonResponse(answer, safe=False)
 
 
 @api_view("GET")
@@ -276,7 +315,9 @@ def task_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         set_schedule(task, seconds, now=timezone.now())
     except ScheduleRefused as refusal:
-        raise ApiError(409, refusal.message) from None
+        return JsonResponse(
+            {"error": refusal.message, "detail": refusal.detail, "blocking": refusal.blocking}, status=409
+        )
     return HttpResponse(status=204)
 
 
@@ -288,15 +329,71 @@ def task_runs(request: HttpRequest, pk: int) -> HttpResponse:
 
 @api_view("POST")
 def task_run(request: HttpRequest, pk: int) -> HttpResponse:
-    """Start a manual run of the task: 202 {"run_id": N}, or 409 with the reason it cannot start."""
+    """Start a manual run of the task: 202 {"run_id": N, "accounts": N}, or 409 with the reason it cannot start.
+
+    Optional JSON body {"only": "failed"}: only the active accounts whose last result failed or had
+    errors, and those never run ("Run failed accounts"). 400 for any other "only".
+    """
     get_or_404(Task.objects.all(), pk, "task")
+    only = optional_body(request).get("only", orchestrator.ONLY_ALL)
+    if only not in (orchestrator.ONLY_ALL, orchestrator.ONLY_FAILED):
+        raise ApiError(400, 'only must be "all" or "failed"')
     try:
-        run = orchestrator.start_run(pk, trigger=Run.Trigger.MANUAL)
+        run = orchestrator.start_run(pk, trigger=Run.Trigger.MANUAL, only=only)
     except orchestrator.RunRefused as refusal:
         raise ApiError(409, str(refusal)) from None
     except Task.DoesNotExist:
         raise ApiError(404, f"task {pk} not found") from None
-    return JsonResponse({"run_id": run.pk}, status=202)
+    return JsonResponse({"run_id": run.pk, "accounts": run.account_runs.count()}, status=202)
+
+
+@api_view("POST")
+def task_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Test the task's active accounts in the background: 202 {"accounts": N}. Optional JSON body
+    {"only": "needs-test"}: only those not tested OK yet ("Test untested and failed"). Parked accounts are never tested."""
+    task = get_or_404(Task.objects.all(), pk, "task")
+    only = optional_body(request).get("only", "all")
+    if only not in ("all", "needs-test"):
+        raise ApiError(400, 'only must be "all" or "needs-test"')
+    return JsonResponse({"accounts": enqueue_account_tests(task, only_needing_test=only == "needs-test")}, status=202)
+
+
+@api_view("GET")
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET /api/runs/<id>: the run (as in the run list) and its accounts' results, filtered like the
+    report (?result=failed|errors|done|running, ?sort=errors)."""
+    run = get_or_404(Run.objects.all(), pk, "run")
+    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
+    rows = selection.report_account_runs(pk, result=result, sort=sort).values(
+        "account_id",
+        "account__source_user",
+        "account__destination_user",
+        "status",
+        "copied",
+        "skipped",
+        "errors",
+        "bytes",
+        "last_error",
+        "started_at",
+        "finished_at",
+    )
+    accounts = [
+        {
+            "account_id": row["account_id"],
+            "source_user": row["account__source_user"],
+            "destination_user": row["account__destination_user"],
+            "status": row["status"],
+            "copied": row["copied"],
+            "already_there": row["skipped"],
+            "errors": row["errors"],
+            "bytes": row["bytes"],
+            "reason": row["last_error"],
+            "started_at": rfc3339(row["started_at"]),
+            "finished_at": rfc3339(row["finished_at"]),
+        }
+        for row in rows
+    ]
+    return JsonResponse({**run_json(run), "reason": run.reason, "total_bytes": run.bytes, "accounts": accounts})
 
 
 @api_view("POST")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
-from runs import progress
+from runs import progress, selection, watch
 from runs.jobs import enqueue_account_tests
 from runs.models import AccountRun, Run
 from scheduling.services import panel_state, schedule_state, with_schedule_facts
@@ -45,14 +46,20 @@ def task_rows(queryset: QuerySet[Task] | None = None) -> list[Task]:
     for task in rows:
         task.schedule = schedule_state(task)  # uses the annotations: no query
         task.next_run_at = task.schedule.next_run
-        task.percent = progress.percent(task.done_messages or 0, task.total_messages or 0)
+        task.percent = progress.task_percent(task)  # accounts done plus the running ones' share (issue 12)
     return rows
 
 
 def task_list(*, now: datetime) -> dict[str, Any]:
-    """The task list: `tasks` (task_rows), `any_running`, `endpoint_count`."""
+    """The task list: `tasks` (task_rows), `any_running`, `endpoint_count`, and `watch_token`
+    (runs.watch.tasks_token: the open list reloads when a run starts or ends elsewhere)."""
     rows = task_rows()
-    return {"tasks": rows, "any_running": any(t.is_running for t in rows), "endpoint_count": Endpoint.objects.count()}
+    return {
+        "tasks": rows,
+        "any_running": any(t.is_running for t in rows),
+        "endpoint_count": Endpoint.objects.count(),
+        "watch_token": watch.tasks_token(),
+    }
 
 
 def with_last_results(accounts: QuerySet[Account]) -> QuerySet[Account]:
@@ -69,14 +76,19 @@ def attach_last_results(accounts: list[Account]) -> list[Account]:
     return accounts
 
 
-def account_page(task: Task, *, q: str = "", page: str | int | None = None) -> dict[str, Any]:
-    """One page of the task's accounts (search `q`, page number `page`), with their last results and counts."""
+def account_page(
+    task: Task, *, q: str = "", page: str | int | None = None, filters: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One page of the task's accounts (search `q`, page number `page`, `filters` as
+    runs.selection.account_filter() reads them from the query string), with their last results, the
+    counts (Account.objects.test_counts()) and the filters' links and counters."""
     q = q.strip()
+    chosen = selection.account_filter(filters or {})
     # The passwords are not needed to list accounts: never load (or decrypt) them here.
     accounts = task.accounts.defer("source_password", "destination_password").order_by("source_user", "pk")
     if q:
         accounts = accounts.filter(Q(source_user__icontains=q) | Q(destination_user__icontains=q))
-    shown = Paginator(with_last_results(accounts), ACCOUNTS_PER_PAGE).get_page(page)
+    shown = Paginator(selection.filter_accounts(accounts, chosen), ACCOUNTS_PER_PAGE).get_page(page)
     counts = task.accounts.test_counts()
     return {
         "task": task,
@@ -84,19 +96,34 @@ def account_page(task: Task, *, q: str = "", page: str | int | None = None) -> d
         "page": shown,
         "q": q,
         "counts": counts,
+        "chosen": chosen,
+        "filter_query": urlencode(chosen),
+        "test_links": [
+            ("ok", "OK", counts["ok"]),
+            ("failed", "Failed", counts["failed"]),
+            ("untested", "Not tested", counts["active"] - counts["ok"] - counts["failed"]),
+        ],
+        "result_counts": selection.last_result_counts(task.pk),
+        "results": selection.LAST_RESULTS,
     }
 
 
-def task_page(task_id: int, *, q: str = "", page: str | int | None = None, now: datetime) -> dict[str, Any]:
-    """The task page: the task, a page of its accounts, its run panel and its schedule panel.
+def task_page(
+    task_id: int, *, q: str = "", page: str | int | None = None, filters: dict[str, str] | None = None, now: datetime
+) -> dict[str, Any]:
+    """The task page: the task, a page of its accounts, its run panel and its schedule panel, and the
+    `watch_token` its watch polls with (runs.watch: a run started elsewhere reloads the page).
 
     Raises Task.DoesNotExist.
     """
     task = with_schedule_facts(Task.objects.select_related("source", "destination")).get(pk=task_id)
+    panel = progress.run_panel_context(task, now)
+    latest = panel["run"]  # the token from what the page shows: no extra query
     return {
-        **account_page(task, q=q, page=page),
-        **progress.run_panel_context(task, now),
+        **account_page(task, q=q, page=page, filters=filters),
+        **panel,
         "panel": panel_state(task, now=now),
+        "watch_token": watch.token_of(task.status, latest.pk if latest else None, latest.status if latest else None),
     }
 
 
@@ -111,11 +138,15 @@ def parse_until(text: str) -> datetime:
     return moment
 
 
-def tests_pending(task: Task, *, since: datetime, now: datetime) -> bool:
-    """True while some account of the task has not been tested since `since`, for at most TEST_ALL_POLL_SECONDS."""
+def tests_pending(task: Task, *, since: datetime, now: datetime, only_needing_test: bool = False) -> bool:
+    """True while some active account of the task has not been tested since `since`, for at most
+    TEST_ALL_POLL_SECONDS; with only_needing_test, accounts tested OK before are not waited for."""
     if now - since > timedelta(seconds=TEST_ALL_POLL_SECONDS):
         return False  # give up polling; a reload shows whatever was recorded
-    return task.accounts.filter(
+    accounts = task.accounts.active()
+    if only_needing_test:
+        accounts = accounts.exclude(**Account.TESTED_OK)
+    return accounts.filter(
         Q(source_tested_at__isnull=True)
         | Q(source_tested_at__lt=since)
         | Q(destination_tested_at__isnull=True)
@@ -124,20 +155,39 @@ def tests_pending(task: Task, *, since: datetime, now: datetime) -> bool:
 
 
 def account_table(
-    task: Task, *, q: str = "", page: str | int | None = None, until: datetime | None, now: datetime
+    task: Task,
+    *,
+    q: str = "",
+    page: str | int | None = None,
+    filters: dict[str, str] | None = None,
+    until: datetime | None,
+    only_needing_test: bool = False,
+    now: datetime,
 ) -> dict[str, Any]:
-    """The accounts table alone; it polls while a "Test all" that started at `until` is under way."""
+    """The accounts table alone; it polls while a "Test all" (or, with only_needing_test, "Test untested
+    and failed") that started at `until` is under way."""
     return {
-        **account_page(task, q=q, page=page),
+        **account_page(task, q=q, page=page, filters=filters),
         "until": until.isoformat() if until else "",
-        "polling": until is not None and tests_pending(task, since=until, now=now),
+        "only": "needs-test" if only_needing_test else "",
+        "polling": until is not None and tests_pending(task, since=until, now=now, only_needing_test=only_needing_test),
     }
 
 
-def test_all(task: Task, *, q: str = "", page: str | int | None = None, now: datetime) -> dict[str, Any]:
-    """Start "Test all" in the background (one job per account) and return the accounts table, polling.
+def test_all(
+    task: Task, *, q: str = "", page: str | int | None = None, only_needing_test: bool = False, now: datetime
+) -> dict[str, Any]:
+    """Start "Test all" (every active account) or "Test untested and failed" (only_needing_test: the
+    blocking ones) in the background, one job per account, and return the accounts table, polling.
 
-    `tested`: how many accounts are being tested.
+    `tested`: how many accounts are being tested (the table does not poll when none is).
     """
-    tested = enqueue_account_tests(task)
-    return {**account_page(task, q=q, page=page), "polling": True, "until": now.isoformat(), "tested": tested}
+    tested = enqueue_account_tests(task, only_needing_test=only_needing_test)
+    return {
+        **account_page(task, q=q, page=page),
+        "polling": bool(tested),
+        "until": now.isoformat(),
+        "only": "needs-test" if only_needing_test else "",
+        "tested": tested,
+        "testing": tested,
+    }

@@ -40,7 +40,9 @@ if not IMAPCOPIER_FERNET_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
             "IMAPCOPIER_FERNET_KEYS is not set: IMAP passwords are encrypted with it. "
-            "Set it to one or more Fernet keys, newest first, comma-separated "
+            "For the installation bin/start made, run commands with `bin/manage <command>`: it loads "
+            "the keys from data/secrets.env (a new key would not read the stored passwords). Otherwise "
+            "set it to one or more Fernet keys, newest first, comma-separated "
             "(make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`), "
             "or set DEBUG=1 to have a development key generated into IMAPCOPIER_DATA_DIR."
         )
@@ -71,6 +73,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "scheduling",
+    "notifications",
     "apitokens",
 ]
 
@@ -217,6 +220,37 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# Notifications (notifications/): e-mail through Django's e-mail backend, and an optional signed webhook.
+# SMTP when EMAIL_HOST is set; otherwise mail is written to the log (console backend), which suits
+# development and tells an operator in production that nothing is sent.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on: pick one.")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 20, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imapcopier@localhost")
+# The address pages are reached at, for links in notifications ("https://imapcopier.example.com").
+SITE_URL = env_url("SITE_URL", "", schemes=("http", "https")).rstrip("/")
+NOTIFY_WEBHOOK_URL = env_url("NOTIFY_WEBHOOK_URL", "", schemes=("http", "https"))
+NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET")
+if NOTIFY_WEBHOOK_URL and len(NOTIFY_WEBHOOK_SECRET) < 16:
+    raise ImproperlyConfigured(
+        "NOTIFY_WEBHOOK_SECRET must be set (16 characters or more) when NOTIFY_WEBHOOK_URL is: "
+        "the receiver checks the X-Imapcopier-Signature header with it."
+    )
+NOTIFY_WEBHOOK_ATTEMPTS = env_int("NOTIFY_WEBHOOK_ATTEMPTS", 4, minimum=1, maximum=10)
+# Waits between webhook attempts grow 1x, 4x, 16x... this base (so 2 s, 8 s, 32 s by default).
+NOTIFY_WEBHOOK_BACKOFF_SECONDS = env_int("NOTIFY_WEBHOOK_BACKOFF_SECONDS", 2, minimum=0, maximum=60)
+NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1, maximum=120)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 # "text": key=value fields after the message; "json": one JSON object per line (imapcopier/logging.py).

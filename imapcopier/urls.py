@@ -32,5 +32,5 @@ urlpatterns = [
 
 # Under /api/ the errors Django answers itself (an unknown URL, a bad Host, a crash) are JSON too.
 handler400 = "imapcopier.api.bad_request"
-handler404 = "imapcopier.api.page_not_found"
+handler404 = "imapcopier.views.not_found"  # a styled page; JSON under /api/ (imapcopier.api.page_not_found)
 handler500 = "imapcopier.api.server_error"

@@ -18,8 +18,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from imapcopier import services
+from imapcopier import api, services
 from tasks.models import Task
+from tasks.wording import plural
 
 
 @require_GET
@@ -52,7 +53,9 @@ def task_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        context = services.task_page(pk, q=request.GET.get("q", ""), page=request.GET.get("page"), now=timezone.now())
+        context = services.task_page(
+            pk, q=request.GET.get("q", ""), page=request.GET.get("page"), filters=request.GET, now=timezone.now()
+        )
     except Task.DoesNotExist:
         raise Http404("no such task") from None
     return render(request, "tasks/task_detail.html", {**context, "nav": "tasks"})
@@ -70,7 +73,13 @@ def account_table(request: HttpRequest, pk: int) -> HttpResponse:
         except ValueError:
             return HttpResponseBadRequest("until must be an ISO 8601 time with a time zone", content_type="text/plain")
     context = services.account_table(
-        task, q=request.GET.get("q", ""), page=request.GET.get("page"), until=until, now=timezone.now()
+        task,
+        q=request.GET.get("q", ""),
+        page=request.GET.get("page"),
+        filters=request.GET,
+        until=until,
+        only_needing_test=request.GET.get("only") == "needs-test",
+        now=timezone.now(),
     )
     return render(request, "tasks/_account_table.html", context)
 
@@ -79,8 +88,27 @@ def account_table(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def account_test_all(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    context = services.test_all(task, q=request.GET.get("q", ""), page=request.GET.get("page"), now=timezone.now())
+    context = services.test_all(
+        task,
+        q=request.GET.get("q", ""),
+        page=request.GET.get("page"),
+        only_needing_test=request.POST.get("only") == "needs-test",
+        now=timezone.now(),
+    )
     if request.htmx:
         return render(request, "tasks/_account_table.html", context)
-    messages.info(request, f"Testing {context['tested']} accounts in the background; reload to see the results.")
+    if context["tested"]:
+        messages.info(
+            request, f"Testing {plural(context['tested'], 'account')} in the background; reload to see the results."
+        )
+    else:
+        messages.info(request, "No active account needs a test.")
     return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
+
+
+@login_not_required
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The 404 answer (settings: handler404): JSON under /api/, like every other API answer; a page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return api.page_not_found(request, exception)
+    return render(request, "404.html", {"path": request.path}, status=404)

@@ -369,21 +369,30 @@ def test_account_job(account_id: int) -> None:
         logger.exception("account %s: connection test failed", account_id)
 
 
-def enqueue_account_tests(task: Task) -> int:
-    """Test every account of the task in the background; returns how many accounts it has.
+def enqueue_account_tests(task: Task, *, only_needing_test: bool = False) -> int:
+    """Test the task's active (not parked) accounts in the background, or only the blocking ones
+    (untested or failed: "Test untested and failed"); returns how many accounts that is.
 
     Returns at once: one fan-out job (fan_out_tests_job) enqueues a test_account_job per account, so
     "Test all" on 1,000 accounts does not wait for 1,000 enqueues. The account rows show the results
     as the jobs store them; the caller keeps the time it asked (its `until`) to see which are done.
     """
-    q2.enqueue(q2.FAN_OUT_TESTS_JOB, task.pk, task_name=f"test the accounts of task {task.pk}")
-    return task.accounts.count()
+    count = _accounts_to_test(task.pk, only_needing_test=only_needing_test).count()
+    q2.enqueue(q2.FAN_OUT_TESTS_JOB, task.pk, only_needing_test, task_name=f"test the accounts of task {task.pk}")
+    return count
 
 
-def fan_out_tests_job(task_id: int) -> None:
-    """Enqueue one test_account_job per account of the task (ids only). Never raises."""
+def _accounts_to_test(task_id: int, *, only_needing_test: bool):
+    """The accounts "Test all" (active ones) or "Test untested and failed" (blocking ones) tests."""
+    accounts = Account.objects.filter(task_id=task_id)
+    return accounts.blocking() if only_needing_test else accounts.active()
+
+
+def fan_out_tests_job(task_id: int, only_needing_test: bool = False) -> None:
+    """Enqueue one test_account_job per account enqueue_account_tests chose (ids only). Never raises."""
     try:
-        ids = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
+        accounts = _accounts_to_test(task_id, only_needing_test=only_needing_test)
+        ids = list(accounts.order_by("source_user").values_list("pk", flat=True))
         for pk in ids:
             q2.enqueue(q2.TEST_ACCOUNT_JOB, pk, task_name=f"test account {pk}")
     except Exception:

@@ -31,6 +31,7 @@ from runs.models import AccountRun, Run
 from scheduling import breaker  # the one call up the layers: see _after_run
 from tasks import slots
 from tasks.models import Account, Task
+from tasks.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -87,41 +88,69 @@ class AccountsNotTested(RunRefused):
     def __init__(self, task_id: int, users: list[str], total: int):
         shown = ", ".join(users[:5]) + (" and others" if len(users) > 5 else "")
         super().__init__(
-            f"{len(users)} of {total} accounts have not passed the connection test on both sides "
-            f"({shown}): test the accounts first."
+            f"{len(users)} of {plural(total, 'active account')} have not passed the connection test on both sides "
+            f"({shown}): test them, or park the ones that cannot be fixed now."
         )
         self.task_id = task_id
         self.users = users
+        self.blocking = len(users)
+
+
+class AllAccountsParked(RunRefused):
+    def __init__(self, task_id: int):
+        super().__init__("Every account of this task is parked: resume at least one first.")
+        self.task_id = task_id
+
+
+class NothingToRetry(RunRefused):
+    def __init__(self, task_id: int):
+        super().__init__("No active account failed, had errors or is new since the last run: nothing to retry.")
+        self.task_id = task_id
+
+
+# What a run takes: every active account, or only those to retry (runs.selection.accounts_to_retry).
+ONLY_ALL = "all"
+ONLY_FAILED = "failed"
 
 
 # --- start ---------------------------------------------------------------------------------------
 
 
-def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None = None) -> Run:
-    """Start a run of the task: claim it, create the Run and one AccountRun per account, enqueue the jobs.
+def start_run(task_id: int, *, trigger: Run.Trigger | str, now: datetime | None = None, only: str = ONLY_ALL) -> Run:
+    """Start a run of the task: claim it, create the Run and one AccountRun per account it takes, enqueue the jobs.
 
-    Raises a RunRefused subclass (TaskAlreadyRunning, NoAccounts, AccountsNotTested) with a message
-    for the user, and Task.DoesNotExist for an unknown task. The jobs are enqueued after commit.
+    The run takes the task's active (not parked) accounts; with only="failed", only those whose last
+    result was failed or had errors, or that no run has taken yet ("Run failed accounts", issue 12).
+    Either way it starts only when every active account passed the connection test on both sides.
+    Raises a RunRefused subclass (TaskAlreadyRunning, NoAccounts, AllAccountsParked, NothingToRetry,
+    AccountsNotTested) with a message for the user, Task.DoesNotExist for an unknown task, and
+    ValueError for an unknown `only`. The jobs are enqueued after commit.
     """
+    from runs.selection import accounts_to_retry
+
+    if only not in (ONLY_ALL, ONLY_FAILED):
+        raise ValueError(f"unknown account selection {only!r}")
     now = now or timezone.now()
     with transaction.atomic():
-        accounts = list(Account.objects.filter(task_id=task_id).order_by("source_user").values_list("pk", flat=True))
+        active = Account.objects.filter(task_id=task_id).active()
+        untested = list(active.blocking().order_by("source_user").values_list("source_user", flat=True))
+        active_count = active.count()
+        taken = accounts_to_retry(task_id) if only == ONLY_FAILED else active
+        accounts = list(taken.order_by("source_user").values_list("pk", flat=True))
         claimed = Task.objects.filter(pk=task_id).exclude(status=Task.Status.RUNNING).update(status=Task.Status.RUNNING)
         if claimed != 1:
             if not Task.objects.filter(pk=task_id).exists():
                 raise Task.DoesNotExist(f"task {task_id} does not exist")
             raise TaskAlreadyRunning(task_id)
         # Refusals raise inside the transaction, so the claim above is rolled back with them.
-        if not accounts:
+        if not active_count:
+            if Account.objects.filter(task_id=task_id).exists():
+                raise AllAccountsParked(task_id)
             raise NoAccounts(task_id)
-        untested = list(
-            Account.objects.filter(task_id=task_id)
-            .blocking()
-            .order_by("source_user")
-            .values_list("source_user", flat=True)
-        )
         if untested:
-            raise AccountsNotTested(task_id, untested, len(accounts))
+            raise AccountsNotTested(task_id, untested, active_count)
+        if not accounts:
+            raise NothingToRetry(task_id)
         try:
             with transaction.atomic():
                 run = Run.objects.create(
@@ -443,7 +472,7 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
             causes.append(f"{other} for another reason")
         return (
             Run.Status.FAILED,
-            f"{INTERRUPTED}: {interrupted} of {accounts} accounts stopped without finishing "
+            f"{INTERRUPTED}: {interrupted} of {plural(accounts, 'account')} stopped without finishing "
             f"({', '.join(causes)}); run the task again to resume",
         )
     if failed:
@@ -451,13 +480,13 @@ def _verdict(run: Run, totals: dict, failures: list[tuple[str, str]]) -> tuple[s
         more = " …" if failed > len(failures) else ""
         return (
             Run.Status.FAILED,
-            f"{failed} of {accounts} accounts failed: {detail}{more}",
+            f"{failed} of {plural(accounts, 'account')} failed: {detail}{more}",
         )
     not_copied = run.not_copied
     if not_copied:
         return Run.Status.DONE, f"{not_copied} message{'s' if not_copied != 1 else ''} not copied"
     if run.errors:
-        return Run.Status.DONE, f"{run.errors} error{'s' if run.errors != 1 else ''}: see the report"
+        return Run.Status.DONE, f"{plural(run.errors, 'message')} could not be copied"
     return Run.Status.DONE, ""
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models import Count, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from runs.engine.types import NotCopied
 from runs.models import AccountRun, Run
 from tasks.models import Task
+from tasks.wording import plural
 
 WAITING_FOR_SLOTS = "waiting for a free connection"  # runs.jobs writes it as the folder
 
@@ -44,31 +45,49 @@ _FIELDS = (
 
 
 def percent(done: int, total_messages: int) -> int | None:
-    """Progress in whole percent (rounded down): messages dealt with out of those found so far.
+    """One account's progress in whole percent (rounded down): messages dealt with out of those found so far.
 
     `done` counts copied, skipped and not-copied messages alike (a message not copied is dealt with:
-    the report says why). Rounded down, so 100 only when all of the total is done. The total grows while the source is scanned, so it is at least `done`. None while
-    nothing is known. The one rule for every progress bar: task list, task page, run report.
+    the report says why). Rounded down, so 100 only when all of the total is done. The total grows while
+    the source is scanned, so it is at least `done`. None while nothing is known. The rule for an
+    account's bar and for a finished run's bar; a running run's bar counts accounts (overall_percent).
     """
     total = max(total_messages, done)
     return min(100, 100 * done // total) if total else None
 
 
 def running_run_progress() -> dict[str, Subquery]:
-    """Annotations for a Task queryset: `done_messages` and `total_messages` of its running run (or None).
-
-    The same sums as RunProgress (done and total per account, then summed), in SQL, for the task list.
+    """Annotations for a Task queryset, about its running run (None when none runs): `run_accounts`,
+    `run_finished` (accounts no longer queued or running), `running_accounts`, and `running_done` /
+    `running_total`, the messages dealt with and known within the running accounts. task_percent()
+    turns them into the same bar as RunProgress.percent, in SQL for the task list.
     """
-    running = (
-        AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING)
-        .order_by()
-        .values("run__task")
-    )
+    rows = AccountRun.objects.filter(run__task=OuterRef("pk"), run__status=Run.Status.RUNNING).order_by()
+    running = rows.filter(status=AccountRun.Status.RUNNING)
     done = F("copied") + F("skipped") + F("not_copied_messages")
+
+    def total(queryset: object, value: object) -> Subquery:
+        return Subquery(queryset.values("run__task").annotate(n=value).values("n")[:1])
+
     return {
-        "done_messages": Subquery(running.annotate(n=Sum(done)).values("n")[:1]),
-        "total_messages": Subquery(running.annotate(n=Sum(Greatest("total_messages", done))).values("n")[:1]),
+        "run_accounts": total(rows, Count("pk")),
+        "run_finished": total(
+            rows.exclude(status__in=[AccountRun.Status.QUEUED, AccountRun.Status.RUNNING]), Count("pk")
+        ),
+        "running_accounts": total(running, Count("pk")),
+        "running_done": total(running, Sum(done)),
+        "running_total": total(running, Sum(Greatest("total_messages", done))),
     }
+
+
+def task_percent(task: object) -> int | None:
+    """The running run's bar for a task annotated by running_run_progress() (overall_percent, the running
+    accounts' share taken from their summed messages). None when nothing runs."""
+    if not task.run_accounts:
+        return None
+    running = task.running_accounts or 0
+    share = (task.running_done or 0) / task.running_total if task.running_total else 0.0
+    return overall_percent(accounts=task.run_accounts, finished=task.run_finished or 0, running_parts=[share] * running)
 
 
 @dataclass
@@ -137,6 +156,31 @@ class AccountProgress:
         return AccountRun.Status(self.status).label
 
 
+def overall_percent(*, accounts: int, finished: int, running_parts: list[float]) -> int | None:
+    """How far a run is, 0-100, driven by accounts (issue 12, item 7).
+
+    Each finished account counts 1; each running account counts the share of its messages known so
+    far that it has done (`running_parts`, each 0..1), at most 0.99 until it finishes; queued accounts
+    count 0. Messages "found so far" alone would show 99 % with a quarter of the accounts done.
+    None for a run without accounts.
+    """
+    if accounts <= 0:
+        return None
+    partial = sum(min(max(part, 0.0), 0.99) for part in running_parts)
+    return min(100, int(100 * (finished + partial) / accounts))
+
+
+def run_eta_seconds(*, accounts: int, finished: int, elapsed_seconds: float) -> int | None:
+    """Whole-run ETA from the account rate: remaining accounts / (finished accounts / elapsed).
+
+    None until an account has finished (no rate yet) or when nothing remains.
+    """
+    remaining = accounts - finished
+    if finished <= 0 or remaining <= 0 or elapsed_seconds <= 0:
+        return None
+    return int(remaining * elapsed_seconds / finished)
+
+
 @dataclass
 class RunProgress:
     run: Run
@@ -151,7 +195,8 @@ class RunProgress:
     total_messages: int
     rate: float | None
     byte_rate: float | None
-    eta_seconds: int | None  # None while accounts wait in the queue (their size is unknown)
+    eta_seconds: int | None  # whole run: from the account rate, or the running accounts' own ETAs
+    percent: int | None = None  # while running overall_percent(); once ended, the share that arrived
     not_copied: int = 0
 
     @property
@@ -163,14 +208,14 @@ class RunProgress:
         return self.arrived + self.not_copied
 
     @property
-    def percent(self) -> int | None:
-        """As AccountProgress.percent, over every account of the run."""
-        total = max(self.total_messages, self.done)
-        if self.run.is_running:
-            return percent(self.done, total)
-        if not total:
-            return 100 if self.run.status == Run.Status.DONE else None
-        return percent(self.arrived, total)
+    def summary(self) -> str:
+        """What the bar counts, in words: "132 of 500 accounts; 2 running; 366 waiting"."""
+        text = f"{self.finished:,} of {plural(len(self.accounts), 'account')}"
+        if self.running:
+            text += f"; {self.running:,} running"
+        if self.queued:
+            text += f"; {self.queued:,} waiting"
+        return text
 
     @property
     def megabytes(self) -> float:
@@ -236,26 +281,43 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
     running = [a for a in accounts if a.status == AccountRun.Status.RUNNING]
     queued = sum(a.status == AccountRun.Status.QUEUED for a in accounts)
     active_rates = [a.rate for a in running if a.rate]
+    finished = len(accounts) - queued - len(running)
     eta = None
-    if run.is_running and not queued and running:
-        etas = [a.eta_seconds for a in running]
-        if all(e is not None for e in etas):
-            eta = max(etas)
+    if run.is_running:
+        eta = run_eta_seconds(
+            accounts=len(accounts), finished=finished, elapsed_seconds=(now - run.started_at).total_seconds()
+        )
+        if eta is None and not queued and running:
+            etas = [a.eta_seconds for a in running]
+            if all(e is not None for e in etas):
+                eta = max(etas)
+    not_copied = sum(a.not_copied for a in accounts)
+    total_messages = sum(a.total for a in accounts)
+    if run.is_running:
+        # Driven by accounts (issue 12): messages found so far alone would say 99 % early on.
+        parts = [a.done / a.total_messages if a.total_messages else 0.0 for a in running]
+        overall = overall_percent(accounts=len(accounts), finished=finished, running_parts=parts)
+    else:
+        # Ended: the share of the source that arrived, so 100 only when every message is there (issue 11).
+        arrived = sum(a.arrived for a in accounts)
+        total = max(total_messages, arrived + not_copied)
+        overall = percent(arrived, total) if total else (100 if run.status == Run.Status.DONE else None)
     return RunProgress(
         run=run,
         accounts=accounts,
         queued=queued,
         running=len(running),
-        finished=len(accounts) - queued - len(running),
+        finished=finished,
         copied=sum(a.copied for a in accounts),
         skipped=sum(a.skipped for a in accounts),
         errors=sum(a.errors for a in accounts),
         bytes=sum(a.bytes for a in accounts),
-        total_messages=sum(a.total for a in accounts),
+        total_messages=total_messages,
         rate=sum(active_rates) if active_rates else None,
         byte_rate=sum(a.byte_rate for a in running if a.byte_rate) or None,
         eta_seconds=eta,
-        not_copied=sum(a.not_copied for a in accounts),
+        percent=overall,
+        not_copied=not_copied,
     )
 
 

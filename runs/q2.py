@@ -43,6 +43,7 @@ COPY_ACCOUNT_JOB = "runs.jobs.copy_account_job"
 TEST_ACCOUNT_JOB = "runs.jobs.test_account_job"
 FAN_OUT_RUN_JOB = "runs.jobs.fan_out_run_job"
 FAN_OUT_TESTS_JOB = "runs.jobs.fan_out_tests_job"
+NOTIFY_JOB = "notifications.jobs.send_notification_job"  # args: event, task id, run id, detail, notice id
 
 
 def copy_queue() -> str:
@@ -50,8 +51,8 @@ def copy_queue() -> str:
     return Conf.PREFIX
 
 
-def enqueue(job: str, *args: int, task_name: str) -> None:
-    """Hand one job to the copy queue's broker: `args` are ids, never a password.
+def enqueue(job: str, *args: object, task_name: str) -> None:
+    """Hand one job to the copy queue's broker: `args` are ids and words, never a password.
 
     Raises whatever the broker raises when it cannot take the job (callers decide what that means).
     """

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TextIO
 
+from runs import selection
 from runs.engine.types import NotCopied
 from runs.models import Run
 from runs.progress import progress_context, run_summary
@@ -13,39 +14,52 @@ from runs.refusals import accepted_for_run
 from tasks.spreadsheet import write_csv
 
 
-def run_report(run: Run, *, now: datetime) -> dict[str, Any]:
-    """What the run report page shows: the progress panel, `task`, `message_errors` (each with its
-    `account` and `account_run_id`), `summary` (progress.RunSummary: where every source message went),
-    `accepted` (the refusals accepted as not copied), `warnings` by account run id, and `duration` in
-    whole seconds (None while running)."""
-    details = run.account_runs.order_by("account__source_user", "pk").values_list(
-        "pk", "account__source_user", "message_errors", "warnings"
-    )
+def run_report(run: Run, *, now: datetime, result: str = "", sort: str = "") -> dict[str, Any]:
+    """What the run report page shows: the progress panel, `task`, `accounts` (those with `result`, a
+    selection.RUN_RESULTS key or "" for all, sorted by account or with sort="errors" most errors first),
+    their `message_errors` (each with its `account` and `account_run_id`), `summary`
+    (progress.RunSummary: where every source message went, over the whole run), `shortfalls` (its
+    incomplete folders of the accounts listed), `accepted` (the
+    refusals accepted as not copied), `warnings` by account run id, `duration` in whole seconds (None
+    while running), and the filter: `result`, `sort`, `results`, `counts` per result."""
+    context = progress_context(run, now)
+    listed = selection.report_account_runs(run.pk, result=result, sort=sort)
+    by_id = {a.account_run_id: a for a in context["progress"].accounts}
+    accounts = [by_id[pk] for pk in listed.values_list("pk", flat=True) if pk in by_id]
+    details = listed.values_list("pk", "account__source_user", "message_errors", "warnings")
     message_errors = [
         {**error, "account": user, "account_run_id": pk}
         for pk, user, errors, _warnings in details
         for error in (errors or [])
     ]
     warnings = {pk: w for pk, _user, _errors, w in details if w}
+    summary = run_summary(run)  # the whole run, whatever the filter
+    users = {user for _pk, user, _errors, _warnings in details}
     duration = None
     if run.finished_at:
         duration = int((run.finished_at - run.started_at).total_seconds())
     return {
-        **progress_context(run, now),
+        **context,
         "task": run.task,
+        "accounts": accounts,
         "message_errors": message_errors,
-        "summary": run_summary(run),
+        "summary": summary,
+        "shortfalls": [f for f in summary.shortfalls if f.account in users],  # of the accounts listed
         "accepted": accepted_for_run(run.pk),
         "warnings": warnings,
         "duration": duration,
+        "result": result,
+        "sort": sort,
+        "results": selection.LAST_RESULTS,
+        "counts": selection.report_counts(run.pk),
     }
 
 
-def write_run_csv(run: Run, out: TextIO) -> None:
+def write_run_csv(run: Run, out: TextIO, *, result: str = "", sort: str = "") -> None:
     """One line per account, then one line per message error, then the refusals accepted as not copied;
-    no passwords. Cells that come from outside (subjects, folder names, server words) are neutralised by
+    no passwords. Filtered and sorted like the report (run_report's `result` and `sort`). Cells that come from outside (subjects, folder names, server words) are neutralised by
     the one CSV writer (tasks/spreadsheet.py)."""
-    write_csv(out, RUN_CSV_COLUMNS, _run_csv_rows(run))
+    write_csv(out, RUN_CSV_COLUMNS, _run_csv_rows(run, result=result, sort=sort))
 
 
 RUN_CSV_COLUMNS = [
@@ -53,7 +67,7 @@ RUN_CSV_COLUMNS = [
     "destination_user",
     "status",
     "copied",
-    "skipped",
+    "already_there",
     "errors",
     "bytes",
     "reason",
@@ -66,10 +80,12 @@ RUN_CSV_COLUMNS = [
 ]
 
 
-def _run_csv_rows(run: Run) -> Iterator[list[object]]:
-    account_runs = run.account_runs.select_related("account").order_by("account__source_user")
+def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]:
+    account_runs = selection.report_account_runs(run.pk, result=result, sort=sort).select_related("account")
+    listed: set[int] = set()
     for ar in account_runs:
         account = ar.account
+        listed.add(account.pk)
         yield [
             account.source_user,
             account.destination_user,
@@ -104,6 +120,8 @@ def _run_csv_rows(run: Run) -> Iterator[list[object]]:
                 error.get("kind", ""),
             ]
     for accepted in accepted_for_run(run.pk):
+        if accepted.account_id not in listed:
+            continue  # an account the filter leaves out
         yield [
             accepted.account.source_user,
             accepted.account.destination_user,

@@ -14,4 +14,6 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("runs/<int:pk>/accept/", views.run_accept_refusals, name="accept"),
     path("runs/<int:pk>/unaccept/<int:accepted_pk>/", views.run_unaccept_refusal, name="unaccept"),
+    path("tasks/<int:pk>/watch/", views.task_watch, name="task_watch"),
+    path("tasks/watch/", views.tasks_watch, name="tasks_watch"),
 ]

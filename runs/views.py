@@ -9,10 +9,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from runs import orchestrator, refusals, reports
+from runs import orchestrator, refusals, reports, selection, watch
 from runs import progress as run_progress_data
 from runs.models import Run
 from tasks.models import Task
+from tasks.wording import plural
 
 
 @require_POST
@@ -20,11 +21,16 @@ from tasks.models import Task
 def run_start(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
     try:
-        orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+        only = orchestrator.ONLY_FAILED if request.POST.get("only") == "failed" else orchestrator.ONLY_ALL
+        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, only=only)
     except orchestrator.RunRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Run of “{task.name}” started.")
+        if only == orchestrator.ONLY_FAILED:
+            taken = plural(run.account_runs.count(), "failed or new account")
+            messages.success(request, f"Run of “{task.name}” started for {taken}.")
+        else:
+            messages.success(request, f"Run of “{task.name}” started.")
     return redirect("tasks:detail", pk=task.pk)
 
 
@@ -59,7 +65,8 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("task__source", "task__destination"), pk=pk)
-    context = reports.run_report(run, now=timezone.now())
+    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
+    context = reports.run_report(run, now=timezone.now(), result=result, sort=sort)
     return render(request, "runs/run_report.html", {**context, "nav": "tasks"})
 
 
@@ -93,9 +100,34 @@ def run_unaccept_refusal(request: HttpRequest, pk: int, accepted_pk: int) -> Htt
 @require_GET
 @login_required
 def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    """One line per account, then one line per message error; no passwords."""
+    """One line per account, then one line per message error; no passwords. Filtered and sorted like the report."""
     run = get_object_or_404(Run, pk=pk)
+    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
-    reports.write_run_csv(run, response)
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}{"-" + result if result else ""}.csv"'
+    reports.write_run_csv(run, response, result=result, sort=sort)
     return response
+
+
+def _unchanged_or_refresh(shown: str | None, token: str) -> HttpResponse:
+    if shown == token:
+        return HttpResponse(status=204)
+    # Something changed under the open page (a run started by the scheduler or another user, or one
+    # ended): reload it, so every part of it (status, buttons, panels) is current together.
+    response = HttpResponse(status=200)
+    response["HX-Refresh"] = "true"
+    return response
+
+
+@require_GET
+@login_required
+def task_watch(request: HttpRequest, pk: int) -> HttpResponse:
+    """Polled by an open task page with ?shown=<token>: 204 while its runs are as shown, else a reload."""
+    return _unchanged_or_refresh(request.GET.get("shown"), watch.task_token(pk))
+
+
+@require_GET
+@login_required
+def tasks_watch(request: HttpRequest) -> HttpResponse:
+    """Polled by the open task list with ?shown=<token>: 204 while nothing it shows changed, else a reload."""
+    return _unchanged_or_refresh(request.GET.get("shown"), watch.tasks_token())

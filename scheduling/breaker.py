@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from notifications.events import after_run as announce_run
 from runs.models import Run
 from tasks.models import ScheduleInterval, Task
 
@@ -24,11 +25,21 @@ def should_break(*, trigger: str, status: str, errors: int, interrupted: bool = 
 
 
 def after_run(run: Run) -> bool:
-    """Trip the breaker if `run` calls for it; returns True when it did.
+    """Trip the breaker if `run` calls for it, then announce the run; returns True when the breaker tripped.
 
     Call it inside the transaction that finalises the run, with the run's final status and totals
-    set: broken = true and schedule off, in one UPDATE.
+    set: broken = true and schedule off, in one UPDATE. The notification (a broken task, a failed run,
+    a run with errors) is only enqueued, after that transaction commits (notifications.events).
     """
+    broke = _trip(run)
+    try:
+        announce_run(task_id=run.task_id, run_id=run.pk, status=run.status, errors=run.errors, broke=broke)
+    except Exception:
+        logger.exception("could not announce run %s", run.pk)
+    return broke
+
+
+def _trip(run: Run) -> bool:
     if not should_break(
         trigger=run.trigger,
         status=run.status,

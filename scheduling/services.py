@@ -7,14 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, IntegerField, Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from notifications.events import Event, announce
 from runs.models import Run
 from scheduling.jobs import last_tick_at
 from scheduling.timing import next_run_at
 from tasks.models import Account, ScheduleInterval, Task
+from tasks.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ class ScheduleRefused(Exception):
     def __init__(self, message: str = SCHEDULE_REFUSED_MESSAGE) -> None:
         super().__init__(message)
         self.message = message
+        self.blocking = 0  # active accounts that need a test
+        self.detail = ""  # "10 of 500 active accounts need a test"
 
 
 def is_preset(seconds: object) -> bool:
@@ -43,9 +48,22 @@ def presets_phrase() -> str:
 
 
 def accounts_ready(task_id: int) -> bool:
-    """At least one account, and every account tested OK on both sides (Account.objects.blocking())."""
-    accounts = Account.objects.filter(task_id=task_id)
+    """At least one active (not parked) account, and every active account tested ok on both sides."""
+    accounts = Account.objects.filter(task_id=task_id).active()
     return accounts.exists() and not accounts.blocking().exists()
+
+
+def refusal(task_id: int) -> ScheduleRefused:
+    """The refusal of enabling the schedule, naming how many active accounts block it."""
+    active = Account.objects.filter(task_id=task_id).active()
+    blocking, total = active.blocking().count(), active.count()
+    if not total:
+        detail = "the task has no active accounts" if Account.objects.filter(task_id=task_id).exists() else ""
+    else:
+        detail = f"{blocking} of {plural(total, 'active account')} need a test"
+    refused = ScheduleRefused()
+    refused.blocking, refused.detail = blocking, detail
+    return refused
 
 
 def set_schedule(task: Task, seconds: int, *, now: datetime) -> Task:
@@ -66,7 +84,7 @@ def set_schedule(task: Task, seconds: int, *, now: datetime) -> Task:
         }
         if seconds > 0:
             if not accounts_ready(task.pk):
-                raise ScheduleRefused()
+                raise refusal(task.pk)
             fields["schedule_anchor"] = now
         Task.objects.filter(pk=task.pk).update(**fields)
     for name, value in fields.items():
@@ -90,7 +108,7 @@ def with_schedule_facts(queryset: QuerySet[Task]) -> QuerySet[Task]:
         return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
     return with_last_finished(queryset).annotate(
-        account_count=count(Account.objects.all()),
+        account_count=count(Account.objects.active()),
         blocking_count=count(Account.objects.blocking()),
     )
 
@@ -117,7 +135,8 @@ class ScheduleState:
 
     `state`: "off", "broken" (the breaker switched it off), "waiting" (on, but it cannot start: some
     accounts need a connection test, or there are none), or "on". `next_run`: the next scheduled start
-    (UTC) while on and not running. `waiting_accounts`: while waiting, how many accounts need a test.
+    (UTC) while on and not running. `waiting_accounts`: while waiting, how many active accounts need a
+    test; `account_count`: the task's active (not parked) accounts.
     """
 
     state: str
@@ -136,7 +155,7 @@ class ScheduleState:
         if self.state != self.WAITING:
             return ""
         if not self.account_count:
-            return "waiting: the task has no accounts"
+            return "waiting: the task has no active accounts"
         n = self.waiting_accounts
         return f"waiting: {n} account{'s' if n != 1 else ''} need{'s' if n == 1 else ''} a test"
 
@@ -154,7 +173,7 @@ def schedule_state(task: Task) -> ScheduleState:
     if hasattr(task, "blocking_count"):
         accounts, blocking = task.account_count, task.blocking_count
     else:
-        accounts = Account.objects.filter(task=task).count()
+        accounts = Account.objects.filter(task=task).active().count()
         blocking = Account.objects.filter(task=task).blocking().count()
     if not accounts or blocking:
         return ScheduleState(ScheduleState.WAITING, waiting_accounts=blocking, account_count=accounts)
@@ -168,7 +187,8 @@ def record_waiting(task: Task, state: ScheduleState) -> bool:
     is conditional on the value read.
     """
     waiting = state.waiting_accounts if state.state == ScheduleState.WAITING else None
-    if waiting == task.schedule_waiting_accounts:
+    was = task.schedule_waiting_accounts
+    if waiting == was:
         return False
     changed = Task.objects.filter(pk=task.pk, schedule_waiting_accounts=task.schedule_waiting_accounts).update(
         schedule_waiting_accounts=waiting
@@ -179,6 +199,9 @@ def record_waiting(task: Task, state: ScheduleState) -> bool:
             logger.info("schedule of task %s no longer waiting: its accounts are tested OK", task.pk)
         else:
             logger.warning("schedule of task %s is %s; it starts once they pass", task.pk, state.note)
+        if was is None and waiting is not None:
+            # Once per stall, not per tick and not when the count changes while it waits.
+            announce(Event.SCHEDULE_STALLED, task_id=task.pk, detail=state.note.removeprefix("waiting: "))
     return bool(changed)
 
 
@@ -192,17 +215,14 @@ def runs_newest_first(task_id: int) -> QuerySet[Run]:
     return Run.objects.filter(task_id=task_id).newest_first()
 
 
-RUN_LOG_LIMIT = 200
+RUN_LOG_PAGE_SIZE = 50
 
 
-def run_log(task_id: int, *, limit: int = RUN_LOG_LIMIT) -> dict[str, Any]:
-    """The run log of a task: `runs`, its newest `limit` runs, and `more`, how many older ones are left out."""
-    runs = list(runs_newest_first(task_id)[: limit + 1])
-    more = 0
-    if len(runs) > limit:
-        more = runs_newest_first(task_id).count() - limit
-        runs = runs[:limit]
-    return {"runs": runs, "more": more}
+def run_log(task_id: int, *, page: str | int | None = None) -> dict[str, Any]:
+    """One page of the task's run log, newest first: `runs` (at most RUN_LOG_PAGE_SIZE) and `page` (a
+    Django Page: numbers, previous and next). A page number out of range gives the last page."""
+    shown = Paginator(runs_newest_first(task_id), RUN_LOG_PAGE_SIZE).get_page(page)
+    return {"runs": shown.object_list, "page": shown}
 
 
 def due_tasks(now: datetime) -> list[Task]:

@@ -82,7 +82,7 @@ def set_schedule_view(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_log_view(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(Task, pk=pk)
-    context = {"task": task, **run_log(pk)}
+    context = {"task": task, **run_log(pk, page=request.GET.get("page"))}
     if request.htmx:
         return render(request, "scheduling/_run_log.html", context)
     return render(request, "scheduling/run_log.html", context)

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from tasks.models import Account, Endpoint, Task
+from tasks.models import Account, Endpoint, Task, parse_recipients
 from tasks.services import forget_endpoint_tests
 
 
@@ -92,12 +92,19 @@ class EndpointForm(forms.ModelForm):
 class TaskForm(forms.ModelForm):
     class Meta:
         model = Task
-        fields = ["name", "source", "destination"]
+        fields = ["name", "source", "destination", "notify_emails"]
+        widgets = {"notify_emails": forms.Textarea(attrs={"rows": 2, "placeholder": "ops@example.com"})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["source"].empty_label = "Choose the server to copy from"
         self.fields["destination"].empty_label = "Choose the server to copy to"
+
+    def clean_notify_emails(self) -> str:
+        try:
+            return ", ".join(parse_recipients(self.cleaned_data["notify_emails"]))
+        except forms.ValidationError:
+            raise forms.ValidationError("Enter e-mail addresses separated by commas or new lines.") from None
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -4,7 +4,7 @@ import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -108,6 +108,17 @@ class Endpoint(models.Model):
             raise ValidationError({"host": problem})
 
 
+def parse_recipients(raw: str) -> list[str]:
+    """The addresses of a recipients field: separated by commas, semicolons, spaces or new lines.
+
+    Raises django.core.exceptions.ValidationError naming the first address that is not one.
+    """
+    addresses = [part for part in re.split(r"[\s,;]+", raw or "") if part]
+    for address in addresses:
+        validate_email(address)
+    return list(dict.fromkeys(addresses))
+
+
 class TaskQuerySet(models.QuerySet):
     def schedule_on(self) -> TaskQuerySet:
         """Tasks whose schedule is on: an interval chosen and the breaker not tripped (Task.schedule_on)."""
@@ -146,6 +157,12 @@ class Task(models.Model):
     )
     schedule_anchor = models.DateTimeField(null=True, blank=True)
     broken = models.BooleanField(default=False)
+    notify_emails = models.TextField(
+        "notify by e-mail",
+        blank=True,
+        help_text="Addresses told when a run fails or ends with errors, the schedule breaks or waits "
+        "(separated by commas or new lines).",
+    )
     schedule_waiting_accounts = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -184,29 +201,57 @@ class Task(models.Model):
 
 
 class AccountQuerySet(models.QuerySet):
+    def active(self) -> AccountQuerySet:
+        """Accounts not parked: the ones runs copy, tests test and the gates count (issue 12)."""
+        return self.filter(paused=False)
+
+    def parked(self) -> AccountQuerySet:
+        """Accounts an operator has paused, with a reason: skipped by runs, tests and gates."""
+        return self.filter(paused=True)
+
     def tested_ok(self) -> AccountQuerySet:
         """Accounts whose last connection test passed on both sides: the only ones a run or a schedule accepts."""
         return self.filter(**Account.TESTED_OK)
 
     def blocking(self) -> AccountQuerySet:
-        """Accounts that keep their task from running and its schedule from starting: not tested OK on both sides."""
-        return self.exclude(**Account.TESTED_OK)
+        """Accounts that keep their task from running and its schedule from starting: active (not parked)
+        and not tested OK on both sides (untested, or failed on either side). "Test untested and failed" tests these."""
+        return self.active().exclude(**Account.TESTED_OK)
 
     def failed(self) -> AccountQuerySet:
         """Accounts whose last test failed on at least one side."""
         return self.filter(_failed())
 
     def test_counts(self) -> dict[str, int]:
-        """`total`, `ok` (as tested_ok()) and `failed` (as failed()) accounts, in one query."""
+        """In one query: `total`, `active` and `parked` accounts; of the active ones, `ok` (as tested_ok())
+        and `failed` (as failed())."""
+        active = Q(paused=False)
         return self.aggregate(
             total=models.Count("pk"),
-            ok=models.Count("pk", filter=Q(**Account.TESTED_OK)),
-            failed=models.Count("pk", filter=_failed()),
+            active=models.Count("pk", filter=active),
+            parked=models.Count("pk", filter=~active),
+            ok=models.Count("pk", filter=active & Q(**Account.TESTED_OK)),
+            failed=models.Count("pk", filter=active & _failed()),
         )
+
+    def with_test_state(self, state: str) -> AccountQuerySet:
+        """Filter by the combined test state of both sides (TEST_STATES): "ok" both OK, "failed" either
+        side failed, "untested" neither failed and at least one side untested. Raises ValueError otherwise."""
+        untested = Account.TestStatus.UNTESTED
+        if state == "ok":
+            return self.tested_ok()
+        if state == "failed":
+            return self.failed()
+        if state == "untested":
+            return self.exclude(_failed()).filter(Q(source_test_status=untested) | Q(destination_test_status=untested))
+        raise ValueError(f"unknown test state {state!r}")
 
 
 def _failed() -> Q:
     return Q(source_test_status=Account.TestStatus.FAIL) | Q(destination_test_status=Account.TestStatus.FAIL)
+
+
+TEST_STATES = {"ok": "Tested OK", "failed": "Test failed", "untested": "Not tested"}
 
 
 class Account(models.Model):
@@ -231,6 +276,11 @@ class Account(models.Model):
     destination_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     destination_test_message = models.TextField(blank=True)
     destination_tested_at = models.DateTimeField(null=True, blank=True)
+    paused = models.BooleanField(
+        default=False, help_text="Parked: skipped by runs, connection tests and the run and schedule gates."
+    )
+    paused_reason = models.CharField(max_length=500, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -127,12 +127,14 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
     return account
 
 
-def test_accounts(task: Task) -> int:
-    """Test every account of the task, one after the other, here and now; returns how many.
+def test_accounts(task: Task, *, only_needing_test: bool = False) -> int:
+    """Test every active (not parked) account of the task, one after the other, here and now, or with
+    only_needing_test=True only the blocking ones (untested or failed); returns how many.
 
     The pages' "Test all" runs the same test in the background instead: runs.jobs.enqueue_account_tests.
     """
-    ids = list(task.accounts.order_by("source_user").values_list("pk", flat=True))
+    accounts = task.accounts.blocking() if only_needing_test else task.accounts.active()
+    ids = list(accounts.order_by("source_user").values_list("pk", flat=True))
     for pk in ids:
         test_account(Account(pk=pk))
     return len(ids)

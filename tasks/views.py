@@ -12,11 +12,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from imapcopier import crypto
-from tasks import csv_import, services
+from tasks import csv_import, parking, services
 from tasks.folders import folder_overview
 from tasks.forms import (
     AccountForm,
@@ -27,6 +29,7 @@ from tasks.forms import (
 )
 from tasks.models import Account, Endpoint, Task
 from tasks.services_probe import probe_accounts, probe_endpoint
+from tasks.wording import plural
 
 
 def _posted(request: HttpRequest, files: bool = False) -> tuple:
@@ -265,11 +268,13 @@ def account_test(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse
     )
     account = services.test_account(account)
     if request.htmx:
-        return render(
+        response = render(
             request,
             "tasks/_account_row.html",
             {"account": account, "task": account.task},
         )
+        # The table's counters ("2 of 3 tested OK", the filters) refresh on this event.
+        return trigger_client_event(response, "accounts-changed")
     if account.tested_ok:
         messages.success(request, f"{account.source_user}: both logins work.")
     else:
@@ -390,3 +395,47 @@ def folder_mapping(request: HttpRequest, pk: int) -> HttpResponse:
             "nav": "tasks",
         },
     )
+
+
+# ---------------------------------------------------------------- parking (issue 12, item 1)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def account_park(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+    """Park one account with a reason (GET: the form), or (account_pk 0: the park-failed URL) every
+    active account whose test failed."""
+    task = get_object_or_404(Task, pk=pk)
+    account = (
+        get_object_or_404(Account.objects.only("pk", "source_user", "task"), pk=account_pk, task=task)
+        if account_pk
+        else None
+    )
+    targets = [account] if account else parking.failed_targets(task)
+    error = ""
+    if request.method == "POST":
+        try:
+            parked = parking.park_accounts(
+                task, [a.pk for a in targets], reason=request.POST.get("reason", ""), now=timezone.now()
+            )
+        except parking.ParkRefused as refusal:
+            error = str(refusal)
+        else:
+            messages.success(request, f"{plural(parked, 'account')} parked: runs, tests and the schedule skip them.")
+            return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
+    return render(
+        request,
+        "tasks/account_park.html",
+        {"task": task, "account": account, "targets": targets, "error": error, "nav": "tasks"},
+        status=400 if error else 200,
+    )
+
+
+@require_POST
+@login_required
+def account_resume(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+    task = get_object_or_404(Task, pk=pk)
+    account = get_object_or_404(Account.objects.only("pk", "source_user", "task"), pk=account_pk, task=task)
+    if parking.resume_accounts(task, [account.pk]):
+        messages.success(request, f"{account.source_user} is active again: test it, then run the failed accounts.")
+    return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")

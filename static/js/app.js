@@ -3,6 +3,7 @@
 // marked by a data- attribute or a <time datetime> element.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   if (window.htmx) {
     // Swap 409 answers (a refused change comes back as the form with its message);
@@ -48,10 +49,41 @@
     });
   }
 
+  // Tables turn into stacked rows on a phone (app.css, "Small screens"): each cell is labelled with
+  // its column's heading, so a number still says what it counts. Cells that already carry a
+  // data-label keep it; a heading with no text (a buttons column) labels nothing.
+  function labelCells(root) {
+    var tables = root.matches && root.matches("table") ? [root] : [];
+    root.querySelectorAll("table").forEach(function (t) { tables.push(t); });
+    tables.forEach(function (table) {
+      var heads = table.querySelectorAll("thead th");
+      if (!heads.length) return;
+      var names = Array.prototype.map.call(heads, function (th) { return th.textContent.trim(); });
+      table.querySelectorAll("tbody tr").forEach(function (tr) {
+        var column = 0;
+        Array.prototype.forEach.call(tr.children, function (cell) {
+          if (!cell.hasAttribute("data-label") && names[column]) cell.setAttribute("data-label", names[column]);
+          column += cell.colSpan || 1;
+        });
+      });
+      table.setAttribute("data-stacking", "");
+    });
+  }
+
   function onLoad(root) {
     localiseTimes(root);
     showDialogs(root);
+    labelCells(root);
   }
+
+  // <button data-nav-toggle>: opens and closes the main navigation on a small screen.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest("[data-nav-toggle]");
+    if (!toggle) return;
+    var open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    document.getElementById(toggle.getAttribute("aria-controls")).classList.toggle("open", open);
+  });
 
   // <button data-confirm="..."> asks before submitting (the server still checks everything).
   document.addEventListener("click", function (event) {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from tasks.wording import human_bytes, plural
+
 register = template.Library()
 
 
@@ -24,13 +26,14 @@ def duration(seconds: float | int | None) -> str:
 
 @register.filter
 def megabytes(value: int | None) -> str:
-    """Bytes for reading: "0 B", "18.1 kB", "12.4 MB", "3.02 GB" (decimal units, like mail quotas)."""
-    value = value or 0
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if value >= size:
-            amount = value / size
-            return f"{amount:,.2f} {unit}" if unit == "GB" else f"{amount:,.1f} {unit}"
-    return f"{value} B"
+    """Bytes for reading, in decimal units (tasks.wording.human_bytes): "0 B", "18.1 kB", "12.4 MB"."""
+    return human_bytes(value)
+
+
+@register.filter
+def counted(count: int | None, noun: str) -> str:
+    """{{ n|counted:"message" }} -> "1 message", "2 messages" (tasks.wording.plural)."""
+    return plural(count or 0, noun)
 
 
 @register.filter
@@ -39,3 +42,9 @@ def rate(value: float | None) -> str:
     if not value:
         return "–"
     return f"{value:,.1f}/s" if value < 10 else f"{value:,.0f}/s"
+
+
+@register.filter
+def get_item(mapping: dict | None, key: str) -> object:
+    """{{ counts|get_item:key }}: a dictionary value by a variable key; empty when missing."""
+    return (mapping or {}).get(key, "")

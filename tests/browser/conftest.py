@@ -108,10 +108,17 @@ class Product:
         self.data_dir = Path(tempfile.mkdtemp(prefix="imapcopier-browser-"))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # On a PostgreSQL pass (DATABASE_URL=postgresql://...), the product gets a database of its own there.
+        self.pg_admin_url = ""
+        database_url = f"sqlite:///{self.data_dir / 'imapcopier.sqlite3'}"
+        if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+            base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+            self.pg_admin_url, self.pg_name = f"{base}/postgres", f"imapcopier_product_{self.port}"
+            database_url = f"{base}/{self.pg_name}"
         self.env = {
             **os.environ,
             "IMAPCOPIER_DATA_DIR": str(self.data_dir),
-            "DATABASE_URL": f"sqlite:///{self.data_dir / 'imapcopier.sqlite3'}",
+            "DATABASE_URL": database_url,
             "DEBUG": "0",
             "IMAPCOPIER_MANIFEST_STATIC": "0",
             "Q_WORKERS": "2",
@@ -149,7 +156,16 @@ class Product:
                 )
             )
 
+    def _pg(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.pg_admin_url, autocommit=True) as connection:
+            connection.execute(statement)
+
     def start(self) -> None:
+        if self.pg_admin_url:
+            self._pg(f'DROP DATABASE IF EXISTS "{self.pg_name}"')
+            self._pg(f'CREATE DATABASE "{self.pg_name}"')
         self.manage("migrate", "--noinput", "-v0")
         self.manage(
             "createsuperuser",
@@ -191,6 +207,8 @@ class Product:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        if self.pg_admin_url:
+            self._pg(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

@@ -91,7 +91,7 @@ def test_bad_page_parameters_are_json_errors(admin_client, query, status, messag
 def test_an_unknown_api_url_is_404_json(admin_client):
     response = admin_client.get("/api/nothing/here")
     assert response.status_code == 404
-    assert response.json() == {"error": "no such API endpoint"}
+    assert response.json() == {"error": "not found: no such API path or object"}
     assert admin_client.get("/no/such/page").headers["Content-Type"].startswith("text/html")
 
 

@@ -20,7 +20,7 @@ def test_post_run_starts_a_manual_run_202(admin_client):
     response = admin_client.post(f"/api/tasks/{task.pk}/run")
     assert response.status_code == 202
     run = Run.objects.get(task=task)
-    assert response.json() == {"run_id": run.pk}
+    assert response.json() == {"run_id": run.pk, "accounts": run.account_runs.count()}
     assert run.trigger == Run.Trigger.MANUAL
     runs = admin_client.get(f"/api/tasks/{task.pk}/runs").json()
     assert runs[0]["id"] == run.pk and runs[0]["status"] == "running"

@@ -82,7 +82,11 @@ def test_enabling_with_an_untested_account_is_409_and_changes_nothing(admin_clie
     )
     response = put_schedule(admin_client, task.pk, {"interval_seconds": 3600})
     assert response.status_code == 409
-    assert response.json() == {"error": "all accounts must pass connection tests before scheduling"}
+    assert response.json() == {
+        "error": "all accounts must pass connection tests before scheduling",
+        "detail": "1 of 2 active accounts need a test",
+        "blocking": 1,
+    }
     task.refresh_from_db()
     assert task.schedule_interval_seconds == 0 and task.schedule_anchor is None
 
@@ -163,6 +167,7 @@ def test_runs_newest_first_with_totals(admin_client):
         "finished_at": None,
         "total_copied": 0,
         "total_skipped": 0,
+        "total_already_there": 0,
         "total_errors": 0,
         "total_not_copied": 0,
     }

@@ -39,7 +39,8 @@ def test_task_list_shows_last_run_broken_badge_and_running_progress(admin_client
     html = admin_client.get("/").content.decode()
     assert 'class="badge broken"' in html
     assert "4 errors" in html
-    assert 'aria-valuenow="40"' in html  # (30 + 10) of 100 messages
+    # Driven by accounts (issue 12): none finished, the running one half-way (40 of 80), one queued.
+    assert 'aria-valuenow="25"' in html
     assert 'hx-trigger="every 5s"' in html  # the list refreshes while something runs
 
 
@@ -54,7 +55,9 @@ def test_task_list_uses_a_fixed_number_of_queries(admin_client, django_assert_ma
 
 def test_task_list_does_not_poll_when_nothing_runs(admin_client):
     TaskFactory()
-    assert b"hx-trigger" not in admin_client.get("/").content
+    html = admin_client.get("/").content.decode()
+    # Only the watch asks (a 204 while nothing changed) whether a run started elsewhere.
+    assert html.count("hx-trigger") == 1 and 'data-watch hx-get="/tasks/watch/?shown=' in html
 
 
 def test_task_page_shows_accounts_run_panel_and_schedule(admin_client):
@@ -99,7 +102,8 @@ def test_task_page_says_why_a_run_would_be_refused(admin_client):
     AccountFactory(task=task, source_test_status=Account.TestStatus.FAIL)
     AccountFactory(task=task)
     html = admin_client.get(reverse("tasks:detail", args=[task.pk])).content.decode()
-    assert "3 accounts, 1 tested OK on both sides, 1 failed" in html
+    assert "3 active accounts, 1 tested OK on both sides, 1 failed" in html
+    assert "park the 1 failed" in html
     assert "Fix the failed logins" in html
 
 

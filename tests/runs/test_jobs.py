@@ -342,7 +342,7 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
     assert ar.last_error.startswith("interrupted: the worker was stopped (SIGTERM)") and ar.interrupted
     # The run says what happened: a clean stop, not a dead worker.
     assert Run.objects.get(pk=run.pk).reason == (
-        "interrupted: 1 of 1 accounts stopped without finishing "
+        "interrupted: 1 of 1 account stopped without finishing "
         "(1 stopped cleanly with their worker (SIGTERM)); run the task again to resume"
     )
     assert 0 < message_count(imap_server, destination) < 1500
@@ -393,8 +393,8 @@ def test_test_all_in_the_background_enqueues_ids_only():
     with mock.patch("django_q.tasks.async_task") as async_task:
         assert jobs.enqueue_account_tests(task) == 2
         # The request enqueues one job, whatever the number of accounts; a worker fans out.
-        assert [c.args for c in async_task.call_args_list] == [(q2.FAN_OUT_TESTS_JOB, task.pk)]
-        jobs.fan_out_tests_job(task.pk)
+        assert [c.args for c in async_task.call_args_list] == [(q2.FAN_OUT_TESTS_JOB, task.pk, False)]
+        jobs.fan_out_tests_job(*async_task.call_args.args[1:])
     assert [c.args for c in async_task.call_args_list[1:]] == [
         (q2.TEST_ACCOUNT_JOB, a.pk) for a in sorted(accounts, key=lambda a: a.source_user)
     ]
@@ -402,6 +402,19 @@ def test_test_all_in_the_background_enqueues_ids_only():
     for call in async_task.call_args_list:
         assert not passwords & {str(v) for v in call.kwargs.values()}
     assert not Account.objects.filter(source_test_status="ok").exists()
+
+
+@pytest.mark.django_db
+def test_test_untested_and_failed_fans_out_only_the_active_accounts_not_tested_ok():
+    task = TaskFactory()
+    untested = AccountFactory(task=task, source_user="a@example.org")
+    AccountFactory(task=task, source_user="b@example.org", tested=True)
+    AccountFactory(task=task, source_user="c@example.org", paused=True)  # parked: never tested
+    with mock.patch("django_q.tasks.async_task") as async_task:
+        assert jobs.enqueue_account_tests(task, only_needing_test=True) == 1
+        assert [c.args for c in async_task.call_args_list] == [(q2.FAN_OUT_TESTS_JOB, task.pk, True)]
+        jobs.fan_out_tests_job(*async_task.call_args.args[1:])
+    assert [c.args for c in async_task.call_args_list[1:]] == [(q2.TEST_ACCOUNT_JOB, untested.pk)]
 
 
 @pytest.mark.django_db

@@ -111,7 +111,7 @@ def test_untested_accounts_are_refused_with_their_names(make_task, pushed):
     with pytest.raises(orchestrator.AccountsNotTested) as refused:
         orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     message = str(refused.value)
-    assert message.startswith("2 of 4 accounts have not passed the connection test")
+    assert message.startswith("2 of 4 active accounts have not passed the connection test")
     assert "never-tested@example.org" in message and "half-tested@example.org" in message
     assert isinstance(refused.value, orchestrator.RunRefused)
     assert Task.objects.get(pk=task.pk).status == Task.Status.IDLE
@@ -368,7 +368,7 @@ def test_reap_re_enqueues_a_lost_job_once_then_fails_it(make_task, pushed):
     assert ar.last_error.startswith("interrupted") and ar.interrupted
     assert run.status == Run.Status.FAILED
     assert run.reason == (
-        "interrupted: 1 of 1 accounts stopped without finishing "
+        "interrupted: 1 of 1 account stopped without finishing "
         "(1 never started: the job queue lost their jobs); run the task again to resume"
     )
     assert Task.objects.get(pk=task.pk).status == Task.Status.FAILED

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from runs.models import AccountRun, Run
 from runs.progress import WAITING_FOR_SLOTS, run_progress, run_summary
-from tests.support.factories import AccountFactory, RunFactory
+from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +79,7 @@ def test_rate_and_eta_come_from_the_counters_and_timestamps():
     )
     assert progress.running == 1 and progress.finished == 1 and progress.queued == 0
     assert progress.rate == pytest.approx(2.0)
-    assert progress.eta_seconds == 100
+    assert progress.eta_seconds == 60  # whole run, from the account rate: 1 account left at one per 60 s
 
 
 def test_an_account_waiting_for_a_connection_shows_as_waiting():
@@ -236,3 +236,45 @@ def test_the_report_page_shows_the_summary_sentence(admin_client):
     assert "Every message was copied" not in html
     assert "3 of 8 source messages are at the destination; 5 not copied (5 folder not created)." in html
     assert 'id="folder-shortfalls"' in html and "50% off" in html
+
+
+@pytest.mark.parametrize(
+    ("accounts", "finished", "parts", "expected"),
+    [
+        (500, 132, [0.5, 0.5], 26),  # 132 done and two half-way: about a quarter, not 99 %
+        (4, 0, [], 0),  # nothing known yet: 0 %, not 100 %
+        (2, 1, [1.0], 99),  # a running account counts at most 0.99 until it finishes
+        (3, 3, [], 100),
+        (0, 0, [], None),
+    ],
+)
+def test_the_overall_bar_is_driven_by_accounts(accounts, finished, parts, expected):
+    from runs.progress import overall_percent
+
+    assert overall_percent(accounts=accounts, finished=finished, running_parts=parts) == expected
+
+
+def test_the_whole_run_eta_comes_from_the_account_rate():
+    from runs.progress import run_eta_seconds
+
+    assert run_eta_seconds(accounts=500, finished=100, elapsed_seconds=600) == 2400  # 400 left at 1 per 6 s
+    assert run_eta_seconds(accounts=500, finished=0, elapsed_seconds=600) is None
+    assert run_eta_seconds(accounts=5, finished=5, elapsed_seconds=600) is None
+
+
+@pytest.mark.django_db
+def test_a_run_says_how_many_accounts_are_done_and_running(admin_client):
+    from django.urls import reverse
+
+    start = timezone.now() - timedelta(minutes=10)
+    run = RunFactory(status=Run.Status.RUNNING, started_at=start)
+    AccountRunFactory(run=run, status="done", copied=10, total_messages=10, finished_at=start + timedelta(minutes=5))
+    AccountRunFactory(run=run, status="running", copied=50, total_messages=100, started_at=start)
+    AccountRunFactory(run=run, status="queued")
+    AccountRunFactory(run=run, status="queued")
+    progress = run_progress(run, now=start + timedelta(minutes=10))
+    assert progress.summary == "1 of 4 accounts; 1 running; 2 waiting"
+    assert progress.percent == 37  # (1 + 0.5) / 4
+    assert progress.eta_seconds == 1800  # 3 accounts left at one per 10 minutes
+    html = admin_client.get(reverse("runs:progress", args=[run.pk])).content.decode()
+    assert "1 of 4 accounts; 1 running; 2 waiting" in html

@@ -27,6 +27,8 @@ def test_the_job_names_are_the_job_functions():
 
     assert f"{jobs.__name__}.{jobs.copy_account_job.__name__}" == q2.COPY_ACCOUNT_JOB
     assert f"{jobs.__name__}.{jobs.test_account_job.__name__}" == q2.TEST_ACCOUNT_JOB
+    assert f"{jobs.__name__}.{jobs.fan_out_run_job.__name__}" == q2.FAN_OUT_RUN_JOB
+    assert f"{jobs.__name__}.{jobs.fan_out_tests_job.__name__}" == q2.FAN_OUT_TESTS_JOB
 
 
 def test_the_pinned_django_q2_is_the_one_installed():

@@ -53,7 +53,7 @@ def test_runtask_wait_shows_each_account_and_fails_when_the_run_had_errors(imap_
         call_command("runtask", str(task.pk), "--wait", "--interval", "0.1", stdout=out)
     assert failed.value.returncode == 1
     run = Run.objects.get(task=task)
-    assert str(failed.value) == f"run {run.pk} ended failed with 1 errors"
+    assert str(failed.value) == f"run {run.pk} ended failed with 1 error"
     text = out.getvalue()
     assert f"run {run.pk} of {task.name!r} started: 2 accounts" in text
     # Not a terminal: the lines are printed now and then and once at the end; check the last.
@@ -73,7 +73,7 @@ def test_runtask_wait_exits_zero_on_a_clean_run(imap_server, imap_task, jobs_in_
     fill_user(imap_server, users[0][0], {"INBOX": 3})
     out = io.StringIO()
     call_command("runtask", task.name, "--wait", "--interval", "0.1", stdout=out)
-    assert "done · 1/1 accounts finished · 3 copied" in out.getvalue()
+    assert "done · 1 of 1 account · 3 copied · 0 already there · 0 not copied · 0 errors" in out.getvalue()
 
 
 @pytest.mark.django_db
@@ -114,3 +114,26 @@ def test_runtask_cancel_stops_the_running_run(make_task, pushed):
     assert run.status == Run.Status.CANCELLED
     assert f"run {run.pk}: cancel requested" in out.getvalue()
     assert set(run.account_runs.values_list("status", flat=True)) == {AccountRun.Status.CANCELLED}
+
+
+@pytest.mark.django_db
+def test_runtask_only_failed_runs_the_accounts_to_retry(make_task, pushed):
+    from runs.models import AccountRun
+    from tests.support.factories import AccountRunFactory, RunFactory
+
+    task = make_task(accounts=3)
+    ok, failed, errors = task.accounts.order_by("source_user")
+    earlier = RunFactory(task=task)
+    AccountRunFactory(run=earlier, account=ok, status=AccountRun.Status.DONE)
+    AccountRunFactory(run=earlier, account=failed, status=AccountRun.Status.FAILED)
+    AccountRunFactory(run=earlier, account=errors, status=AccountRun.Status.DONE, errors=2)
+    out = io.StringIO()
+    call_command("runtask", task.name, "--only", "failed", stdout=out)
+    run = Run.objects.filter(task=task).exclude(pk=earlier.pk).get()
+    assert set(run.account_runs.values_list("account_id", flat=True)) == {failed.pk, errors.pk}
+    assert out.getvalue().strip() == f"run {run.pk} of {task.name!r} started: 2 accounts"
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.DONE)
+    task.__class__.objects.filter(pk=task.pk).update(status="done")
+    AccountRun.objects.filter(run=run).update(status=AccountRun.Status.DONE, errors=0)
+    with pytest.raises(CommandError, match="nothing to retry"):
+        call_command("runtask", task.name, "--only", "failed")

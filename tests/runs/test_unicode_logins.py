@@ -29,7 +29,7 @@ def test_testaccounts_and_test_all_log_in_with_unicode_passwords(imap_task, make
     out = io.StringIO()
     with pytest.raises(CommandError) as failed:
         call_command("testaccounts", task.name, stdout=out)
-    assert str(failed.value) == "1 accounts failed the test"
+    assert str(failed.value) == "1 account failed the test"
     text = out.getvalue()
     assert f"{refused[0].username} -> {refused[1].username}: source fail (login refused: " in text
     assert "AUTHENTICATIONFAILED" in text and "falsch-ß-€" not in text

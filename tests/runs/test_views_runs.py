@@ -189,3 +189,61 @@ def test_progress_of_a_big_run_lists_only_running_and_failed_accounts(admin_clie
     assert html.count("data-account-run=") == 4
     assert "56 other accounts (20 queued) are in the" in html
     assert 'Accounts done</div><div class="value">37 / 60' in html
+
+
+def test_skipped_messages_have_one_name_in_the_report_and_its_csv(admin_client):
+    run = RunFactory(status=Run.Status.DONE, finished_at=timezone.now(), skipped=4)
+    AccountRunFactory(run=run, status="done", skipped=4)
+    html = admin_client.get(reverse("runs:report", args=[run.pk])).content.decode()
+    assert "Already there" in html and "Skipped" not in html
+    header = admin_client.get(reverse("runs:report_csv", args=[run.pk])).content.decode().splitlines()[0]
+    assert ",already_there," in header and "skipped" not in header
+
+
+def test_a_failed_run_report_does_not_claim_every_message_arrived(admin_client):
+    run = RunFactory(status=Run.Status.FAILED, finished_at=timezone.now(), reason="1 of 1 account failed: a@old: login")
+    AccountRunFactory(run=run, status="failed", last_error="login refused")
+    html = admin_client.get(reverse("runs:report", args=[run.pk])).content.decode()
+    assert "Every message was copied" not in html
+    assert "the run failed: see the accounts above" in html
+    done = RunFactory(status=Run.Status.DONE, finished_at=timezone.now())
+    assert (
+        "Every message was copied or already there"
+        in admin_client.get(reverse("runs:report", args=[done.pk])).content.decode()
+    )
+
+
+def _report_run():
+    run = RunFactory(status=Run.Status.FAILED, finished_at=timezone.now())
+    for user, status, errors in [
+        ("a-done@x", "done", 0),
+        ("b-errors@x", "done", 2),
+        ("c-failed@x", "failed", 1),
+        ("d-errors@x", "done", 7),
+    ]:
+        AccountRunFactory(run=run, account__source_user=user, status=status, errors=errors)
+    return run
+
+
+def test_the_run_report_filters_by_result_and_sorts_by_errors(admin_client):
+    run = _report_run()
+    url = reverse("runs:report", args=[run.pk])
+    html = admin_client.get(url).content.decode()
+    assert "All 4" in html and "Failed 1" in html and "Done with errors 2" in html and "Done 1" in html
+    filtered = admin_client.get(url, {"result": "errors"}).content.decode()
+    assert "b-errors@x" in filtered and "d-errors@x" in filtered
+    listed = filtered[filtered.index('id="accounts"') :]  # the summary above it speaks of the whole run
+    assert "a-done@x" not in listed and "c-failed@x" not in listed
+    sorted_html = admin_client.get(url, {"result": "errors", "sort": "errors"}).content.decode()
+    assert sorted_html.index("d-errors@x") < sorted_html.index("b-errors@x")
+    assert f"{reverse('runs:report_csv', args=[run.pk])}?result=errors&amp;sort=errors" in sorted_html
+    anything = admin_client.get(url, {"result": "<script>", "sort": "bogus"})
+    assert anything.status_code == 200 and b"c-failed@x" in anything.content
+
+
+def test_the_report_csv_exports_what_the_filter_shows(admin_client):
+    run = _report_run()
+    response = admin_client.get(reverse("runs:report_csv", args=[run.pk]), {"result": "errors", "sort": "errors"})
+    lines = response.content.decode().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["d-errors@x", "b-errors@x"]
+    assert response["Content-Disposition"] == f'attachment; filename="run-{run.pk}-errors.csv"'

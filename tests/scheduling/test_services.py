@@ -210,3 +210,20 @@ def test_next_run_for_a_list_is_one_query(django_assert_num_queries):
     with django_assert_num_queries(1):
         moments = [next_run_for(t) for t in with_last_finished(Task.objects.all())]
     assert moments == [NOW + timedelta(hours=1, minutes=3)] * 5
+
+
+def test_enabling_counts_only_active_accounts_and_names_how_many_block():
+    from django.utils import timezone
+
+    from scheduling.services import ScheduleRefused, set_schedule
+    from tasks.parking import park_accounts
+
+    task = TaskFactory()
+    AccountFactory(task=task, tested=True)
+    bad = [AccountFactory(task=task) for _ in range(2)]
+    with pytest.raises(ScheduleRefused) as refused:
+        set_schedule(task, 3600, now=timezone.now())
+    assert refused.value.blocking == 2
+    assert refused.value.detail == "2 of 3 active accounts need a test"
+    park_accounts(task, [a.pk for a in bad], reason="waiting for passwords", now=timezone.now())
+    assert set_schedule(task, 3600, now=timezone.now()).schedule_interval_seconds == 3600

@@ -142,16 +142,16 @@ def test_run_log_dialog_lists_runs_newest_first(admin_client):
     response = admin_client.get(reverse("scheduling:run_log", args=[task.pk]), headers=HTMX)
     html = response.content.decode()
     assert html.lstrip().startswith("<dialog data-autoshow")
-    assert html.index("scheduled") < html.index("manual")
+    assert html.index("Scheduled") < html.index("Manual")
     assert '<td class="num">7</td>' in html and '<td class="num">2</td>' in html
 
 
 def test_run_log_says_no_runs_yet_and_works_without_javascript(admin_client):
     task = TaskFactory()
     dialog = admin_client.get(reverse("scheduling:run_log", args=[task.pk]), headers=HTMX)
-    assert b"no runs yet" in dialog.content
+    assert b"No runs yet." in dialog.content
     page = admin_client.get(reverse("scheduling:run_log", args=[task.pk]))
-    assert page.status_code == 200 and b"no runs yet" in page.content and b"<html" in page.content
+    assert page.status_code == 200 and b"No runs yet." in page.content and b"<html" in page.content
 
 
 def test_pages_need_login(client):
@@ -185,3 +185,28 @@ def test_the_panel_warns_when_no_tick_drives_the_schedule(admin_client):
     off = TaskFactory()
     record_tick(timezone.now() - timedelta(hours=1))
     assert b"data-scheduler-stale" not in admin_client.get(reverse("scheduling:schedule", args=[off.pk])).content
+
+
+def test_run_log_rows_link_to_their_reports_and_page_through_every_run(admin_client):
+    task = TaskFactory()
+    now = timezone.now()
+    runs = [
+        RunFactory(task=task, status=Run.Status.DONE, started_at=now - timedelta(hours=i), finished_at=now)
+        for i in range(120)
+    ]
+    first = admin_client.get(reverse("scheduling:run_log", args=[task.pk]), headers=HTMX).content.decode()
+    assert first.count("data-run-report-link") == 50
+    assert reverse("runs:report", args=[runs[0].pk]) in first  # the newest run
+    assert "runs 1–50 of 120" in first and "data-run-log-newer" not in first
+    last = admin_client.get(reverse("scheduling:run_log", args=[task.pk]) + "?page=3").content.decode()
+    assert last.count("data-run-report-link") == 20
+    assert reverse("runs:report", args=[runs[-1].pk]) in last  # the oldest run is reachable
+    assert "data-run-log-older" not in last and "data-run-log-newer" in last
+
+
+def test_run_log_statuses_are_capitalised_like_everywhere_else(admin_client):
+    task = TaskFactory()
+    RunFactory(task=task, status=Run.Status.FAILED, finished_at=timezone.now())
+    html = admin_client.get(reverse("scheduling:run_log", args=[task.pk])).content.decode()
+    assert ">Failed</span>" in html and ">Manual</td>" in html
+    assert "Already there" in html and "Skipped" not in html

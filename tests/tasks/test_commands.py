@@ -50,7 +50,7 @@ def test_testaccounts_tests_and_stores_every_account(dovecot_task, make_imap_use
     with pytest.raises(CommandError) as failed:
         call_command("testaccounts", task.name, stdout=out)
     assert failed.value.returncode == 1
-    assert str(failed.value) == "1 accounts failed the test"
+    assert str(failed.value) == "1 account failed the test"
     text = out.getvalue()
     assert f"{good.source_user} -> {good.destination_user}: source ok (OK: " in text
     assert f"{bad.source_user} -> {bad.destination_user}: source fail (" in text
@@ -71,7 +71,7 @@ def test_testaccounts_exits_zero_when_all_pass_and_can_pick_accounts(dovecot_tas
     other = AccountFactory(task=task)  # would fail: its users do not exist
     out = io.StringIO()
     call_command("testaccounts", str(task.pk), "--account", chosen.source_user, stdout=out)
-    assert "1 of 1 accounts OK on both sides" in out.getvalue()
+    assert "1 of 1 account OK on both sides" in out.getvalue()
     other.refresh_from_db()
     assert other.source_test_status == Account.TestStatus.UNTESTED
 
@@ -105,7 +105,7 @@ def test_testaccounts_refuses_an_unknown_task_or_account():
     with pytest.raises(CommandError, match="no task with id or name"):
         call_command("testaccounts", "nope")
     task = TaskFactory()
-    with pytest.raises(CommandError, match="has no such accounts"):
+    with pytest.raises(CommandError, match="has no such active accounts"):
         call_command("testaccounts", task.name)
 
 
@@ -179,3 +179,24 @@ def test_importaccounts_says_why_it_cannot_read(tmp_path):
         call_command("importaccounts", task.name, str(empty), stderr=io.StringIO())
     with pytest.raises(CommandError, match="no task with id or name"):
         call_command("importaccounts", "nope", str(empty))
+
+
+@pytest.mark.imap
+@pytest.mark.django_db(transaction=True)  # the accounts are tested in threads, each with its own connection
+def test_testaccounts_can_test_only_what_needs_a_test_and_never_parked_accounts(dovecot_task, make_imap_user):
+    from django.utils import timezone
+
+    from tasks.parking import park_accounts
+
+    task = dovecot_task()
+    fixed = _account(task, make_imap_user(), make_imap_user())  # password fixed: untested
+    passed = AccountFactory(task=task, tested=True, source_user="already-ok@x")  # would fail if tested again
+    parked = AccountFactory(task=task, source_user="parked@x")
+    park_accounts(task, [parked.pk], reason="no password yet", now=timezone.now())
+    out = io.StringIO()
+    call_command("testaccounts", task.name, "--only", "needs-test", stdout=out)
+    assert "1 of 1 account OK on both sides" in out.getvalue()
+    for account in (fixed, passed, parked):
+        account.refresh_from_db()
+    assert fixed.tested_ok and passed.tested_ok
+    assert parked.source_test_status == Account.TestStatus.UNTESTED

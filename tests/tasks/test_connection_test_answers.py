@@ -34,6 +34,7 @@ def _odd_server() -> FakeServer:
     return FakeServer(b"* OK odd server ready\r\n", handler)
 
 
+@pytest.mark.django_db(transaction=True)  # testaccounts tests in threads, each with its own connection
 def test_an_unparsable_answer_is_a_failed_test_with_words_on_the_page_and_in_testaccounts(admin_client):
     with _odd_server() as server:
         endpoint = EndpointFactory(port=server.port, security="plain", verify_tls=False)
@@ -48,7 +49,7 @@ def test_an_unparsable_answer_is_a_failed_test_with_words_on_the_page_and_in_tes
         assert "could not be understood" in account.source_test_message
         assert "twelve" in account.source_test_message
         out = io.StringIO()
-        with pytest.raises(CommandError, match="1 accounts failed the test"):
+        with pytest.raises(CommandError, match="1 account failed the test"):
             call_command("testaccounts", task.name, stdout=out)
     assert f"{account.source_user} -> {account.destination_user}: source fail (" in out.getvalue()
     assert "Traceback" not in out.getvalue()

@@ -3,8 +3,10 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from runs.models import Run
 from tasks.management.commands.demo import MAILBOXES, TASK_NAME
 from tasks.models import Account, Endpoint, Task
+from tests.support.factories import RunFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.imap]
 
@@ -22,9 +24,19 @@ def test_demo_creates_a_tested_task_against_its_own_dovecot(capsys):
     for account in accounts:  # passwords stay out of the output
         assert account.source_password not in out
 
-    # Running it again replaces the demo task instead of piling up copies.
+    # Running it again makes a fresh demo task and keeps the earlier one, runs included, under a new name.
+    earlier_run = RunFactory(task=task, status=Run.Status.DONE, copied=530)
+    Task.objects.filter(pk=task.pk).update(schedule_interval_seconds=3600)
     call_command("demo", no_wait=True, skip_tests=True)
     assert Task.objects.filter(name=TASK_NAME).count() == 1
+    fresh = Task.objects.get(name=TASK_NAME)
+    assert fresh.pk != task.pk
+    kept = Task.objects.get(pk=task.pk)
+    assert kept.name.startswith(f"{TASK_NAME} (earlier, made ")
+    assert kept.schedule_interval_seconds == 0
+    assert list(kept.runs.all()) == [earlier_run]
+    out = capsys.readouterr().out
+    assert f"The earlier demo task is kept as “{kept.name}” with its 1 run" in out
     assert Endpoint.objects.count() == 2
-    assert Account.objects.count() == len(MAILBOXES)
-    assert not Task.objects.get(name=TASK_NAME).accounts.filter(source_test_status=Account.TestStatus.OK).exists()
+    assert fresh.accounts.count() == len(MAILBOXES)
+    assert not fresh.accounts.filter(source_test_status=Account.TestStatus.OK).exists()

@@ -16,6 +16,7 @@ from runs.models import Run
 from runs.progress import AccountProgress, RunProgress, run_progress
 from tasks.models import Task
 from tasks.services import find_task
+from tasks.wording import human_bytes, plural
 
 BAR_WIDTH = 20
 MAX_LINES = 40  # accounts shown at once on a terminal; the rest are summed up
@@ -55,7 +56,7 @@ def account_line(a: AccountProgress, name_width: int) -> str:
         if a.not_copied:
             line += f", {a.not_copied} not copied"
         if a.errors:
-            line += f", {a.errors} errors"
+            line += f", {plural(a.errors, 'error')}"
         if a.last_error:
             line += f": {a.last_error[:200]}"
     return line
@@ -64,8 +65,9 @@ def account_line(a: AccountProgress, name_width: int) -> str:
 def summary_line(p: RunProgress) -> str:
     head = (
         f"run {p.run.pk} of {p.run.task.name}: {p.run.status} · "
-        f"{p.finished}/{len(p.accounts)} accounts finished · {p.copied} copied · "
-        f"{p.skipped} skipped · {p.not_copied} not copied · {p.errors} errors · {p.megabytes:.1f} MB"
+        f"{p.summary}{f' ({p.percent}%)' if p.percent is not None and p.run.is_running else ''} · {p.copied:,} copied · "
+        f"{p.skipped:,} already there · {p.not_copied:,} not copied · {plural(p.errors, 'error')} · "
+        f"{human_bytes(p.bytes)}"
     )
     if p.run.finished_at:
         seconds = max((p.run.finished_at - p.run.started_at).total_seconds(), 0.001)
@@ -87,6 +89,12 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="watch the run until it ends")
         parser.add_argument("--cancel", action="store_true", help="cancel the task's running run")
         parser.add_argument(
+            "--only",
+            choices=[orchestrator.ONLY_ALL, orchestrator.ONLY_FAILED],
+            default=orchestrator.ONLY_ALL,
+            help="failed: run only the active accounts whose last result failed or had errors, or that never ran",
+        )
+        parser.add_argument(
             "--interval",
             type=float,
             default=1.0,
@@ -105,10 +113,10 @@ class Command(BaseCommand):
             self.stdout.write(f"run {run.pk}: cancel requested; each account stops after its current batch")
         else:
             try:
-                run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+                run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL, only=options["only"])
             except orchestrator.RunRefused as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"run {run.pk} of {task.name!r} started: {run.account_runs.count()} accounts")
+            self.stdout.write(f"run {run.pk} of {task.name!r} started: {plural(run.account_runs.count(), 'account')}")
         if not options["wait"]:
             return
         # The last picture drawn by watch() is the final state; add why it ended, if not clean.
@@ -117,7 +125,7 @@ class Command(BaseCommand):
             self.stdout.write(final.run.reason)
         if final.run.status != Run.Status.DONE or final.run.errors:
             raise CommandError(
-                f"run {run.pk} ended {final.run.status} with {final.run.errors} errors",
+                f"run {run.pk} ended {final.run.status} with {plural(final.run.errors, 'error')}",
                 returncode=1,
             )
 

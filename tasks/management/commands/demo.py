@@ -8,8 +8,9 @@ creates two endpoints, the task "Demo migration" and its accounts. Dovecot runs 
 Run it next to the product, with the product's environment (same data directory and keys):
 
     bin/start                                   # terminal 1: web + workers
-    set -a; . data/secrets.env; set +a          # terminal 2
-    IMAPCOPIER_DATA_DIR=$PWD/data .venv/bin/python manage.py demo
+    bin/manage demo                             # terminal 2
+
+An earlier "Demo migration" is kept under a new name, with its runs (it says so).
 
 then open the printed task page and press "Run now" (the accounts are already tested).
 """
@@ -25,8 +26,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from tasks.models import Account, Endpoint, Task
+from tasks.models import Account, Endpoint, ScheduleInterval, Task
 from tasks.services import test_accounts
+from tasks.wording import plural
 
 TASK_NAME = "Demo migration"
 SOURCE_LABEL = "Demo source (Dovecot)"
@@ -88,6 +90,8 @@ class Command(BaseCommand):
             help="Set everything up, then stop Dovecot and exit (for checks; the task will not connect).",
         )
 
+    kept: Task | None = None
+
     def handle(
         self,
         *args: Any,
@@ -124,6 +128,11 @@ class Command(BaseCommand):
                     f"{total} messages over {len(FOLDERS)} folders per mailbox on the source side."
                 )
             )
+            if self.kept is not None:
+                self.stdout.write(
+                    f"The earlier demo task is kept as “{self.kept.name}” with its "
+                    f"{plural(self.kept.runs.count(), 'run')} (schedule off; its mailboxes went with the earlier Dovecot)."
+                )
             self.stdout.write(
                 f"Open /tasks/{task.pk}/ in imapcopier and press “Run now”"
                 f"{' (after “Test all accounts”)' if skip_tests else ''}.\n"
@@ -185,6 +194,25 @@ class Command(BaseCommand):
             pairs.append((source, destination, count))
         return pairs
 
+    def _keep_earlier_demo(self) -> Task | None:
+        """Rename an earlier demo task (its runs and reports stay readable) and switch its schedule off.
+
+        Its mailboxes went with the earlier Dovecot, so it cannot copy again; deleting it would lose
+        the runs an operator may still want to compare with.
+        """
+        earlier = Task.objects.filter(name=TASK_NAME).first()
+        if earlier is None:
+            return None
+        stamp = earlier.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        earlier.name = f"{TASK_NAME} (earlier, made {stamp} UTC)"
+        suffix = 2
+        while Task.objects.filter(name=earlier.name).exists():
+            earlier.name = f"{TASK_NAME} (earlier, made {stamp} UTC, {suffix})"
+            suffix += 1
+        earlier.schedule_interval_seconds = ScheduleInterval.OFF
+        earlier.save(update_fields=["name", "schedule_interval_seconds", "updated_at"])
+        return earlier
+
     @transaction.atomic
     def _create_task(self, dovecot: Any, pairs: list[tuple[Any, Any, int]]) -> Task:
         source, _ = Endpoint.objects.update_or_create(
@@ -209,8 +237,7 @@ class Command(BaseCommand):
                 "max_connections": 10,
             },
         )
-        # A fresh Dovecot each time: the old task's accounts, runs and copy state mean nothing now.
-        Task.objects.filter(name=TASK_NAME).delete()
+        self.kept = self._keep_earlier_demo()
         task = Task.objects.create(name=TASK_NAME, source=source, destination=destination)
         for src, dst, _count in pairs:
             Account.objects.create(

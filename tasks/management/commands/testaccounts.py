@@ -14,6 +14,7 @@ from django.db import connections
 
 from tasks.models import Account, Task
 from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, find_task, test_account
+from tasks.wording import plural
 
 
 class Command(BaseCommand):
@@ -39,18 +40,27 @@ class Command(BaseCommand):
             metavar="N",
             help="test at most N accounts at once (default: the smaller max connections of the two endpoints)",
         )
+        parser.add_argument(
+            "--only",
+            choices=["all", "needs-test"],
+            default="all",
+            help="needs-test: only the active accounts not tested OK yet (untested or failed). "
+            "Parked accounts are never tested.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             task = find_task(options["task"])
         except Task.DoesNotExist as exc:
             raise CommandError(str(exc)) from None
-        accounts = task.accounts.order_by("source_user").only("pk", "source_user")
+        accounts = task.accounts.active().order_by("source_user").only("pk", "source_user")
+        if options["only"] == "needs-test":
+            accounts = accounts.blocking()
         if options["account"]:
             accounts = accounts.filter(source_user__in=options["account"])
         ids = list(accounts.values_list("pk", flat=True))
         if not ids:
-            raise CommandError(f"task {task.name!r} has no such accounts")
+            raise CommandError(f"task {task.name!r} has no such active accounts")
         if options["parallel"] < 0:
             raise CommandError("--parallel must be 1 or more")
         cap = min(task.source.max_connections, task.destination.max_connections)
@@ -60,9 +70,9 @@ class Command(BaseCommand):
             # map() yields in the order of `ids`, so the report reads the same however the tests interleave.
             for pk in pool.map(_test_one, ids):
                 failed += not self._report(pk)
-        self.stdout.write(f"{len(ids) - failed} of {len(ids)} accounts OK on both sides")
+        self.stdout.write(f"{len(ids) - failed} of {plural(len(ids), 'account')} OK on both sides")
         if failed:
-            raise CommandError(f"{failed} accounts failed the test", returncode=1)
+            raise CommandError(f"{plural(failed, 'account')} failed the test", returncode=1)
 
     def _report(self, pk: int) -> bool:
         """Write one account's result line; True when both sides passed."""
@@ -74,10 +84,7 @@ class Command(BaseCommand):
             "destination_test_status",
             "destination_test_message",
         ).get(pk=pk)
-        ok = (
-            row["source_test_status"] == Account.TestStatus.OK
-            and row["destination_test_status"] == Account.TestStatus.OK
-        )
+        ok = Account.objects.filter(pk=pk).tested_ok().exists()
         style = self.style.SUCCESS if ok else self.style.ERROR
         self.stdout.write(
             style(
