@@ -14,8 +14,6 @@ COPY imapcopier ./imapcopier
 COPY tasks ./tasks
 COPY runs ./runs
 COPY scheduling ./scheduling
-COPY apitokens ./apitokens
-COPY notifications ./notifications
 COPY templates ./templates
 COPY static ./static
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh

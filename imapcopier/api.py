@@ -1,6 +1,6 @@
 """The JSON API: tasks, their schedules and runs, and the plumbing its views share.
 
-Authentication (apitokens.auth): an API token for scripts (`Authorization: Bearer <token>`, no CSRF token
+Authentication (imapcopier.apitokens.auth): an API token for scripts (`Authorization: Bearer <token>`, no CSRF token
 needed), or the browser's session, whose state-changing requests need the CSRF token and are refused when
 the browser says they come from another site. HTTP Basic is not accepted, and no answer asks for it.
 Errors are JSON: {"error": "..."} with 400, 401, 403, 404, 405, 409 or 413. No answer ever contains a
@@ -24,8 +24,8 @@ from django.views import defaults as django_defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from apitokens.auth import BEARER_CHALLENGE, bearer_token, foreign_origin
-from apitokens.services import user_for_token
+from imapcopier.apitokens.auth import BEARER_CHALLENGE, bearer_token, foreign_origin
+from imapcopier.apitokens.services import user_for_token
 from runs import orchestrator, selection
 from runs.jobs import enqueue_account_tests
 from runs.models import Run

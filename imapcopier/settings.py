@@ -73,8 +73,8 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "scheduling",
-    "notifications",
-    "apitokens",
+    "scheduling.notifications",
+    "imapcopier.apitokens",
 ]
 
 MIDDLEWARE = [
@@ -221,7 +221,7 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# Notifications (notifications/): e-mail through Django's e-mail backend, and an optional signed webhook.
+# Notifications (scheduling/notifications/): e-mail through Django's e-mail backend, and an optional signed webhook.
 # SMTP when EMAIL_HOST is set; otherwise mail is written to the log (console backend), which suits
 # development and tells an operator in production that nothing is sent.
 EMAIL_HOST = env_str("EMAIL_HOST")

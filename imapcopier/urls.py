@@ -27,7 +27,7 @@ urlpatterns = [
     path("", include((task_pages + tasks_urls.urlpatterns, tasks_urls.app_name))),
     path("", include("runs.urls")),
     path("", include("scheduling.urls")),
-    path("", include("apitokens.urls")),
+    path("", include("imapcopier.apitokens.urls")),
 ]
 
 # Under /api/ the errors Django answers itself (an unknown URL, a bad Host, a crash) are JSON too.

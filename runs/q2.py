@@ -43,7 +43,7 @@ COPY_ACCOUNT_JOB = "runs.jobs.copy_account_job"
 TEST_ACCOUNT_JOB = "runs.jobs.test_account_job"
 FAN_OUT_RUN_JOB = "runs.jobs.fan_out_run_job"
 FAN_OUT_TESTS_JOB = "runs.jobs.fan_out_tests_job"
-NOTIFY_JOB = "notifications.jobs.send_notification_job"  # args: event, task id, run id, detail, notice id
+NOTIFY_JOB = "scheduling.notifications.jobs.send_notification_job"  # args: event, task id, run id, detail, notice id
 
 
 def copy_queue() -> str:

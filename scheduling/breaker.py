@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from notifications.events import after_run as announce_run
 from runs.models import Run
+from scheduling.notifications.events import after_run as announce_run
 from tasks.models import ScheduleInterval, Task
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def after_run(run: Run) -> bool:
 
     Call it inside the transaction that finalises the run, with the run's final status and totals
     set: broken = true and schedule off, in one UPDATE. The notification (a broken task, a failed run,
-    a run with errors) is only enqueued, after that transaction commits (notifications.events).
+    a run with errors) is only enqueued, after that transaction commits (scheduling.notifications.events).
     """
     broke = _trip(run)
     try:

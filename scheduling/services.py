@@ -12,9 +12,9 @@ from django.db import transaction
 from django.db.models import Count, IntegerField, Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from notifications.events import Event, announce
 from runs.models import Run
 from scheduling.jobs import last_tick_at
+from scheduling.notifications.events import Event, announce
 from scheduling.timing import next_run_at
 from tasks.models import Account, ScheduleInterval, Task
 from tasks.wording import plural

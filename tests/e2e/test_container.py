@@ -63,7 +63,8 @@ def test_the_package_builds_with_every_app_migration_and_command(tmp_path):
         "runs/migrations/0001_initial.py",
         "runs/engine/types.py",
         "tasks/management/commands/rotate_credentials.py",
-        "apitokens/migrations/0001_api_tokens.py",
+        "imapcopier/apitokens/migrations/0001_api_tokens.py",
+        "scheduling/notifications/jobs.py",
         "runs/management/commands/qcluster.py",
     ]:
         assert expected in names

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from notifications.services import WebhookFailed, compose, post_webhook, send_email
 from runs.models import AccountRun, Run
+from scheduling.notifications.services import WebhookFailed, compose, post_webhook, send_email
 from tasks.models import Task, parse_recipients
 
 logger = logging.getLogger(__name__)

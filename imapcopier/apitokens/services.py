@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from apitokens.models import TOKEN_PREFIX, ApiToken, digest, new_token_text
+from imapcopier.apitokens.models import TOKEN_PREFIX, ApiToken, digest, new_token_text
 
 # last_used_at is written at most this often per token, so a busy script does not write on every call.
 LAST_USED_RESOLUTION_SECONDS = 60

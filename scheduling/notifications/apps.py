@@ -4,5 +4,6 @@ from django.apps import AppConfig
 
 
 class NotificationsConfig(AppConfig):
-    name = "notifications"
+    name = "scheduling.notifications"
+    label = "notifications"  # kept from when it was a top-level app
     verbose_name = "Notifications"

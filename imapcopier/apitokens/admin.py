@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from apitokens.models import ApiToken
+from imapcopier.apitokens.models import ApiToken
 
 
 @admin.register(ApiToken)

@@ -1,7 +1,7 @@
 """What is worth telling a person, and handing it to a django-q2 job once the change is committed.
 
 Layer: above `runs` and `tasks`, below `scheduling` (the breaker and the tick call it). Nothing here
-sends anything: `announce` only enqueues `notifications.jobs.send_notification_job` after the caller's
+sends anything: `announce` only enqueues `scheduling.notifications.jobs.send_notification_job` after the caller's
 transaction commits, so a slow or failing mail server never holds a request, a run's finalisation or
 the tick's transaction (issue 12, item 4).
 """

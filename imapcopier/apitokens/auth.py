@@ -1,6 +1,6 @@
 """Who sends a JSON API request, and whether a browser sent it from another site.
 
-Scripts send `Authorization: Bearer <token>` (apitokens.models). A browser uses its session, and a
+Scripts send `Authorization: Bearer <token>` (imapcopier.apitokens.models). A browser uses its session, and a
 state-changing request then needs the CSRF token and must not come from another site. No answer ever
 carries a `WWW-Authenticate: Basic` challenge: a browser answers one with a login prompt and then
 attaches those credentials by itself to every later request to the origin, cross-site form posts

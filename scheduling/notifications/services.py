@@ -60,7 +60,7 @@ def compose(
     site_url: str,
     now: datetime,
 ) -> Notice:
-    """Build the notice of `event` (notifications.events.Event values).
+    """Build the notice of `event` (scheduling.notifications.events.Event values).
 
     `task`: {"id", "name"}; `run`: {"id", "trigger", "status", "started_at", "finished_at", "copied",
     "skipped", "errors", "bytes", "reason", "failed_accounts"} or None; `now` is the sending time (UTC).

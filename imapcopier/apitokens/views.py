@@ -8,8 +8,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from apitokens.models import ApiToken
-from apitokens.services import create_token, revoke_token
+from imapcopier.apitokens.models import ApiToken
+from imapcopier.apitokens.services import create_token, revoke_token
 
 
 @require_GET

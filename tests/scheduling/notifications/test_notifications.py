@@ -20,13 +20,13 @@ from django.core import mail
 from django.utils import timezone
 from django_q.conf import Conf
 
-from notifications import events
-from notifications.events import Event, run_event
-from notifications.jobs import send_notification_job
-from notifications.services import SIGNATURE_HEADER, WebhookFailed, compose, post_webhook
 from runs import orchestrator, q2
 from runs.engine.types import AccountResult, Outcome
 from runs.models import Run
+from scheduling.notifications import events
+from scheduling.notifications.events import Event, run_event
+from scheduling.notifications.jobs import send_notification_job
+from scheduling.notifications.services import SIGNATURE_HEADER, WebhookFailed, compose, post_webhook
 from tasks.forms import TaskForm
 from tasks.models import Task
 from tests.support.factories import AccountFactory, EndpointFactory, RunFactory, TaskFactory
@@ -285,7 +285,7 @@ def test_nothing_is_enqueued_before_the_run_commits(settings, django_capture_on_
         for callback in callbacks:
             callback()
     [call] = async_task.call_args_list
-    assert call.args[0] == q2.NOTIFY_JOB == "notifications.jobs.send_notification_job"
+    assert call.args[0] == q2.NOTIFY_JOB == "scheduling.notifications.jobs.send_notification_job"
     assert call.args[1:4] == ("run.failed", task.pk, run.pk)
     assert "s3cret" not in repr(call)
 

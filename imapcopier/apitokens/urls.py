@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apitokens import views
+from imapcopier.apitokens import views
 
 app_name = "apitokens"
 

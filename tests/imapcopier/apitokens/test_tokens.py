@@ -15,8 +15,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apitokens.models import ApiToken, digest
-from apitokens.services import create_token
+from imapcopier.apitokens.models import ApiToken, digest
+from imapcopier.apitokens.services import create_token
 from runs.models import Run
 from tasks.models import Task
 from tests.support.factories import AccountFactory, RunFactory, TaskFactory

@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from apitokens.models import ApiToken
-from apitokens.services import create_token, revoke_token
+from imapcopier.apitokens.models import ApiToken
+from imapcopier.apitokens.services import create_token, revoke_token
 
 
 class Command(BaseCommand):
