@@ -178,7 +178,7 @@ def test_first_migration_end_to_end(logged_in_page, product, imap_server, make_i
     # The report.
     page.click("#run-progress >> text=Report")
     expect(page.locator("h1")).to_contain_text("Run report")
-    copied = page.locator(".stat", has_text="Copied").locator(".value")
+    copied = page.locator(".stat", has=page.get_by_text("Copied", exact=True)).locator(".value")
     expect(copied).to_have_text(str(expected))
     screenshot(page, "19-run-report")
 
