@@ -34,6 +34,7 @@ def _odd_server() -> FakeServer:
     return FakeServer(b"* OK odd server ready\r\n", handler)
 
 
+@pytest.mark.django_db(transaction=True)  # testaccounts tests in threads, each with its own connection
 def test_an_unparsable_answer_is_a_failed_test_with_words_on_the_page_and_in_testaccounts(admin_client):
     with _odd_server() as server:
         endpoint = EndpointFactory(port=server.port, security="plain", verify_tls=False)
