@@ -75,8 +75,8 @@ def _next_run(task, cluster) -> str:
     return _ended(rerun.pk, 180, cluster).status
 
 
-def _setup(imap_server, imap_task, proxy, pairs: int = 1):
-    task, users = imap_task(pairs=pairs, destination_port=proxy.port)
+def _setup(imap_server, imap_task, proxy, pairs: int = 1, side: str = "destination"):
+    task, users = imap_task(pairs=pairs, **{f"{side}_port": proxy.port})
     for source, _ in users:
         fill_user(imap_server, source, {"INBOX": MESSAGES, "Archive": 40}, size=3000)
     return task, users
@@ -140,12 +140,12 @@ def probe_sigterm_main_process(imap_server, imap_task, clusters):
     )
 
 
-def _proxy_probe(name, imap_server, imap_task, clusters, harm) -> None:
-    """A fault on the connections; the run is expected to recover by itself (no restart)."""
+def _proxy_probe(name, imap_server, imap_task, clusters, harm, side: str = "destination") -> None:
+    """A fault on the connections to `side`; the run is expected to recover by itself (no restart)."""
     from runs import orchestrator
 
     with FaultProxy(imap_server.imap_port, delay=0.1) as proxy:
-        task, users = _setup(imap_server, imap_task, proxy)
+        task, users = _setup(imap_server, imap_task, proxy, side=side)
         cluster = clusters(site_env(redis=REDIS, workers=2))
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
         _mid_copy(run, cluster)
@@ -180,17 +180,50 @@ def probe_connections_reset(imap_server, imap_task, clusters):
     _proxy_probe("3 resets (RST) of every connection", imap_server, imap_task, clusters, _cuts(reset=True))
 
 
-@pytest.mark.timeout(300)
-def probe_destination_down_and_back(imap_server, imap_task, clusters):
-    """The destination unreachable for 20 s (every connection cut, new ones never greeted), then back."""
-
+def _gone_for(seconds: float):
     def harm(proxy) -> None:
         proxy.stall_new(connections=None)
         proxy.cut_all()
-        time.sleep(20)
+        time.sleep(seconds)
         proxy.clear()
 
-    _proxy_probe("destination gone 20 s, then back", imap_server, imap_task, clusters, harm)
+    return harm
+
+
+@pytest.mark.timeout(300)
+def probe_destination_gone_and_back(imap_server, imap_task, clusters):
+    """The destination unreachable for 20 s (every connection cut, new ones never greeted), then back."""
+    _proxy_probe("destination gone 20 s, then back", imap_server, imap_task, clusters, _gone_for(20))
+
+
+@pytest.mark.timeout(300)
+def probe_source_gone_and_back(imap_server, imap_task, clusters):
+    """The source unreachable for 20 s (every connection cut, new ones never greeted), then back."""
+    _proxy_probe("source gone 20 s, then back", imap_server, imap_task, clusters, _gone_for(20), side="source")
+
+
+@pytest.mark.timeout(300)
+def probe_quota_exceeded_then_raised(imap_server, imap_task, make_imap_user, clusters):
+    """The destination's quota holds about a third of the mailbox; raised after the run, the next run finishes."""
+    from runs import orchestrator
+
+    source, destination = make_imap_user(), make_imap_user(quota_bytes=700_000)
+    task, users = imap_task(users=[(source, destination)])
+    fill_user(imap_server, source, {"INBOX": MESSAGES, "Archive": 40}, size=3000)
+    cluster = clusters(site_env(redis=REDIS, workers=2))
+    started = time.monotonic()
+    run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    first = _ended(run.pk, 180, cluster)
+    left = time.monotonic() - started
+    imap_server.set_quota(destination, 100_000_000)
+    following = _next_run(task, cluster)
+    _record(
+        "destination quota exceeded, then raised",
+        left_running_s=round(left, 1),
+        status=f"{first.status} ({first.not_copied} not copied)",
+        next_run=following,
+        **_compare(imap_server, users),
+    )
 
 
 def _race_rounds(task, rounds: int, first, second) -> list[int]:
