@@ -91,12 +91,21 @@ def _mid_copy(run, cluster, count: int = 1) -> None:
     )
 
 
-def _signal_probe(name, imap_server, imap_task, clusters, harm) -> None:
+def _signal_probe(name, imap_server, imap_task, clusters, harm, *, control: bool = False) -> None:
+    """`harm(run, cluster)` mid-copy; with `control`, a control cluster runs the tick (and its reaper) too."""
     from runs import orchestrator
 
     with FaultProxy(imap_server.imap_port, delay=0.15) as proxy:
         task, users = _setup(imap_server, imap_task, proxy)
         env = site_env(redis=REDIS, workers=2)
+        if control:
+            from django.utils import timezone
+            from django_q.models import Schedule
+
+            from scheduling.jobs import install_tick_schedules
+
+            install_tick_schedules(Schedule, timezone.now())  # the flush of the last probe took them
+            clusters(env, control=True)
         cluster = clusters(env)
         run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
         _mid_copy(run, cluster)
@@ -126,7 +135,8 @@ def probe_sigkill_one_worker(imap_server, imap_task, clusters):
         worker = run.account_runs.filter(status=AccountRun.Status.RUNNING).values_list("worker", flat=True).first()
         os.kill(worker_pid(worker), signal.SIGKILL)
 
-    _signal_probe("SIGKILL of one worker", imap_server, imap_task, clusters, harm)
+    # Only the reaper (the control cluster's tick, after the heartbeat lease) can end that account run.
+    _signal_probe("SIGKILL of one worker", imap_server, imap_task, clusters, harm, control=True)
 
 
 @pytest.mark.timeout(300)
