@@ -26,7 +26,7 @@ import pytest
 from django.db import connection, connections
 
 from runs.models import AccountRun, Run
-from tests.e2e.conftest import fill_user, mail_hashes, site_env, wait_until, worker_pid
+from tests.e2e.conftest import fill_user, mail_hashes, manage, site_env, wait_until, worker_pid
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
@@ -68,10 +68,19 @@ def _ended(run_pk: int, timeout: float, *clusters) -> Run:
     )
 
 
-def _next_run(task, cluster) -> str:
+def _start(task, env: dict[str, str]) -> Run:
+    """Start a run as an operator would; with Redis through `manage.py runtask` in the site's environment,
+    so the jobs go to the site's Redis queue (this process enqueues to the ORM broker)."""
     from runs import orchestrator
 
-    rerun = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    if not REDIS:
+        return orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    manage(env, "runtask", str(task.pk))
+    return Run.objects.filter(task=task).latest("pk")
+
+
+def _next_run(task, cluster, env: dict[str, str]) -> str:
+    rerun = _start(task, env)
     return _ended(rerun.pk, 180, cluster).status
 
 
@@ -93,7 +102,6 @@ def _mid_copy(run, cluster, count: int = 1) -> None:
 
 def _signal_probe(name, imap_server, imap_task, clusters, harm, *, control: bool = False) -> None:
     """`harm(run, cluster)` mid-copy; with `control`, a control cluster runs the tick (and its reaper) too."""
-    from runs import orchestrator
 
     with FaultProxy(imap_server.imap_port, delay=0.15) as proxy:
         task, users = _setup(imap_server, imap_task, proxy)
@@ -107,7 +115,7 @@ def _signal_probe(name, imap_server, imap_task, clusters, harm, *, control: bool
             install_tick_schedules(Schedule, timezone.now())  # the flush of the last probe took them
             clusters(env, control=True)
         cluster = clusters(env)
-        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+        run = _start(task, env)
         _mid_copy(run, cluster)
         harmed_at = time.monotonic()
         harm(run, cluster)
@@ -116,7 +124,7 @@ def _signal_probe(name, imap_server, imap_task, clusters, harm, *, control: bool
         proxy.delay = 0
         cluster.stop()
         second = clusters(env)
-        following = _next_run(task, second)
+        following = _next_run(task, second, env)
     _record(
         name, left_running_s=round(left, 1), status=first.status, next_run=following, **_compare(imap_server, users)
     )
@@ -152,12 +160,12 @@ def probe_sigterm_main_process(imap_server, imap_task, clusters):
 
 def _proxy_probe(name, imap_server, imap_task, clusters, harm, side: str = "destination") -> None:
     """A fault on the connections to `side`; the run is expected to recover by itself (no restart)."""
-    from runs import orchestrator
 
     with FaultProxy(imap_server.imap_port, delay=0.1) as proxy:
         task, users = _setup(imap_server, imap_task, proxy, side=side)
-        cluster = clusters(site_env(redis=REDIS, workers=2))
-        run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+        env = site_env(redis=REDIS, workers=2)
+        cluster = clusters(env)
+        run = _start(task, env)
         _mid_copy(run, cluster)
         harmed_at = time.monotonic()
         harm(proxy)
@@ -165,7 +173,7 @@ def _proxy_probe(name, imap_server, imap_task, clusters, harm, side: str = "dest
         left = time.monotonic() - harmed_at
         proxy.clear()
         proxy.delay = 0
-        following = "-" if first.status == Run.Status.DONE else _next_run(task, cluster)
+        following = "-" if first.status == Run.Status.DONE else _next_run(task, cluster, env)
     _record(
         name, left_running_s=round(left, 1), status=first.status, next_run=following, **_compare(imap_server, users)
     )
@@ -215,18 +223,18 @@ def probe_source_gone_and_back(imap_server, imap_task, clusters):
 @pytest.mark.timeout(300)
 def probe_quota_exceeded_then_raised(imap_server, imap_task, make_imap_user, clusters):
     """The destination's quota holds about a third of the mailbox; raised after the run, the next run finishes."""
-    from runs import orchestrator
 
     source, destination = make_imap_user(), make_imap_user(quota_bytes=700_000)
     task, users = imap_task(users=[(source, destination)])
     fill_user(imap_server, source, {"INBOX": MESSAGES, "Archive": 40}, size=3000)
-    cluster = clusters(site_env(redis=REDIS, workers=2))
+    env = site_env(redis=REDIS, workers=2)
+    cluster = clusters(env)
     started = time.monotonic()
-    run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    run = _start(task, env)
     first = _ended(run.pk, 180, cluster)
     left = time.monotonic() - started
     imap_server.set_quota(destination, 100_000_000)
-    following = _next_run(task, cluster)
+    following = _next_run(task, cluster, env)
     _record(
         "destination quota exceeded, then raised",
         left_running_s=round(left, 1),
