@@ -543,6 +543,20 @@ default_client_limit = {self.process_limit * 10}
         time.sleep(1.05 - (time.time() % 1.0))
         return ImapUser(username, password)
 
+    def set_quota(self, user: ImapUser | str, quota_bytes: int) -> None:
+        """Change a user's storage quota (bytes), from their next login on (the auth cache is off).
+        Raise it rather than drop it: a user without a rule of their own still had the old limit
+        applied in a test (bench/reliability.py raises it to 100 MB)."""
+        username = user if isinstance(user, str) else user.username
+        with self._lock:
+            head, extra = self._users[username].rsplit(":", 1)
+            fields = [f for f in extra.split() if not f.startswith("userdb_quota_rule=")]
+            fields.append(f"userdb_quota_rule=*:storage={int(quota_bytes)}B")
+            self._users[username] = f"{head}:{' '.join(fields)}"
+            self._write_passwd(username)
+        # The file may have been checked in this very second: wait for the next one (see set_password).
+        time.sleep(1.05 - (time.time() % 1.0))
+
     def _write_passwd(self, username: str) -> None:
         # One passwd-file per user (passdb args use %u): Dovecot re-reads a passwd-file at most once
         # a second, so a user appended to a shared file right after another login would be
