@@ -15,5 +15,7 @@ PY
 fi
 while IFS= read -r line; do
   name="${line%%=*}"
-  [ -n "$name" ] && [ -z "${!name:-}" ] && export "$name=${line#*=}"
+  # An `if`, not `a && b && export`: a false test must not become the sourced file's status, which
+  # `set -e` in bin/start would take for a failure when the environment already sets the secrets.
+  if [ -n "$name" ] && [ -z "${!name:-}" ]; then export "$name=${line#*=}"; fi
 done < "$secrets_file"
