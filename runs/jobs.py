@@ -65,8 +65,32 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class SignalFlag:
+    """A one-way flag that a signal handler may set: set() takes no lock.
+
+    A Python signal handler runs in the main thread between two bytecodes of whatever it interrupted.
+    threading.Event.set() takes the event's (non-reentrant) lock, so a handler calling it while the
+    main thread is inside set() or wait() of the same event deadlocks that thread for ever. A plain
+    attribute assignment is atomic under the GIL and cannot.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 # Set once this worker process got SIGTERM: the copy in flight stops, and no other starts here.
-_SIGTERM_RECEIVED = threading.Event()
+_SIGTERM_RECEIVED = SignalFlag()
 
 
 def worker_stopping() -> bool:
@@ -181,18 +205,22 @@ class JobMonitor:
             self._thread.join()
 
 
+def on_sigterm(signum: int, frame: object) -> None:
+    """The copy job's SIGTERM handler: only raises a lock-free flag (see SignalFlag).
+
+    The job's monitor turns the flag into "stop after this batch" the next time the engine asks
+    should_stop() (worker_stopping() reads it), in the job's own thread, where taking locks is safe.
+    """
+    _SIGTERM_RECEIVED.set()
+
+
 @contextlib.contextmanager
-def _stop_on_sigterm(monitor: JobMonitor) -> Iterator[None]:
+def _stop_on_sigterm() -> Iterator[None]:
     """SIGTERM (a process manager stopping the worker) ends the copy cleanly after the batch in flight."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: object) -> None:
-        _SIGTERM_RECEIVED.set()
-        monitor.terminated.set()
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
@@ -273,7 +301,7 @@ def _copy_watched(account_run: AccountRun, attempt: int) -> tuple[AccountResult,
     monitor = JobMonitor(account_run.pk, account_run.run_id, attempt, holder)
     monitor.start()
     try:
-        with _stop_on_sigterm(monitor):
+        with _stop_on_sigterm():
             result = _copy(account_run, attempt, monitor, holder)
     except Exception as exc:
         # Recorded on the AccountRun. The job must not raise, or django-q2 would deliver it again.

@@ -133,6 +133,12 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError(f"qcluster not running after {timeout} s:\n{self.log()[-3000:]}")
 
+    def dump_stacks(self) -> None:
+        """Have every live process of the cluster write its threads' stacks to the log (SIGUSR1, qcluster)."""
+        for pid in self.group_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+
     def signal_main(self, sig: int) -> None:
         os.kill(self.pid, sig)
 
@@ -207,7 +213,11 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, *logs
         if value:
             return value
         time.sleep(0.1)
-    tails = "\n".join(f"--- {c.log_path.name}\n{c.log()[-3000:]}" for c in logs)
+    for cluster in logs:
+        cluster.dump_stacks()
+    if logs:
+        time.sleep(1)
+    tails = "\n".join(f"--- {c.log_path.name}\n{c.log()[-12000:]}" for c in logs)
     pytest.fail(f"timed out after {timeout} s waiting for {what}\n{tails}")
 
 

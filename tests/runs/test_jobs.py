@@ -433,3 +433,27 @@ def test_the_background_job_tests_the_account_and_never_raises(caplog):
     assert account.source_test_message == "[AUTHENTICATIONFAILED] Authentication failed."
     assert "account 987654: gone before its test ran" in caplog.text
     assert "connection test failed" in caplog.text
+
+
+def test_the_sigterm_handler_takes_no_lock_the_interrupted_job_may_hold():
+    """A signal handler runs in the main thread between two bytecodes of what it interrupts. The job's
+    thread sets the monitor's events (should_stop) at the moment a stopping cluster is seen, which is the
+    moment a group SIGTERM arrives: a handler that took an event's lock there hung the worker for ever
+    (CI, tests/e2e/test_graceful_stop.py[process group], one account run never recorded)."""
+    monitor = jobs.JobMonitor(1, 1, 1, "holder")
+    held = [monitor.terminated._cond, monitor.cancelled._cond, monitor.lost._cond, monitor.timed_out._cond]
+    for lock in held:
+        lock.acquire()
+    try:
+        handler = threading.Thread(target=jobs.on_sigterm, args=(signal.SIGTERM, None), daemon=True)
+        handler.start()
+        handler.join(5)
+        assert not handler.is_alive(), "the SIGTERM handler blocked on a lock held by the interrupted code"
+    finally:
+        for lock in held:
+            lock.release()
+    try:
+        # The job's own thread turns the flag into a stop after the batch, and says why.
+        assert jobs.worker_stopping() and monitor.should_stop() and monitor.terminated.is_set()
+    finally:
+        jobs._SIGTERM_RECEIVED.clear()

@@ -65,7 +65,9 @@ class _Pipe:
                 self.upstream = socket.create_connection((self.proxy.target_host, self.proxy.target_port), timeout=10)
                 self.upstream.settimeout(None)
             self._loop()
-        except OSError:
+        except (OSError, ValueError):
+            # OSError: a side went away. ValueError: the proxy closed this pipe's socket (stop(), a cut
+            # from another thread) before the selector saw it: its file descriptor is already -1.
             pass
         finally:
             self.close()
