@@ -131,17 +131,15 @@ class Command(BaseCommand):
 
     def watch(self, run: Run, interval: float) -> RunProgress:
         tty = self.stdout.isatty()
-        interrupted = 0
+        ctrl_c = 0  # Ctrl-C presses so far; counted by the handler, acted on by the loop below
 
         def on_sigint(signum: int, frame: object) -> None:
-            nonlocal interrupted
-            interrupted += 1
-            if interrupted == 1:
-                orchestrator.cancel_run(run.pk)
-                self.stderr.write(
-                    "\ncancelling the run (Ctrl-C again to stop waiting; the run then ends in the background)"
-                )
-            else:
+            # A signal handler runs between two bytecodes of whatever it interrupts: here maybe a
+            # database query or a write to stdout. Doing either again from the handler is a reentrant
+            # call (a broken cursor, "reentrant call inside BufferedWriter"), so it only counts.
+            nonlocal ctrl_c
+            ctrl_c += 1
+            if ctrl_c > 1:
                 raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGINT, on_sigint)
@@ -149,8 +147,15 @@ class Command(BaseCommand):
         last_plain = 0.0
         started = time.monotonic()
         warned = False
+        cancelling = False
         try:
             while True:
+                if ctrl_c and not cancelling:
+                    cancelling = True
+                    orchestrator.cancel_run(run.pk)
+                    self.stderr.write(
+                        "\ncancelling the run (Ctrl-C again to stop waiting; the run then ends in the background)"
+                    )
                 p = run_progress(run.pk)
                 if tty:
                     lines = self.render(p)
@@ -167,7 +172,9 @@ class Command(BaseCommand):
                 if not warned and p.queued == len(p.accounts) and time.monotonic() - started > 15:
                     self.stderr.write("no account has started yet: is `manage.py qcluster` running?")
                     warned = True
-                time.sleep(interval)
+                slept = time.monotonic()
+                while time.monotonic() - slept < interval and not (ctrl_c and not cancelling):
+                    time.sleep(min(0.1, interval))
         except KeyboardInterrupt:
             self.stderr.write(f"stopped waiting; run {run.pk} goes on (or finishes cancelling) in the background")
             sys.exit(130)
