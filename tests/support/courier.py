@@ -21,13 +21,14 @@ import base64
 import hashlib
 import itertools
 import os
+import pwd
 import secrets
 import shutil
 import threading
 from pathlib import Path
 
 from tests.support.dovecot import ImapUser, ensure_mail_system_user, make_self_signed_certificate
-from tests.support.testbed import ServerProcess, namespace_command, run_inside, tree
+from tests.support.testbed import ServerProcess, TestbedError, namespace_command, run_inside, tree
 
 # Started by sh inside the namespace: authdaemond and couriertcpd side by side, both ended with the shell.
 _RUN_SCRIPT = """\
@@ -94,6 +95,13 @@ class Courier(ServerProcess):
         return [(self._courier_etc, "/etc/courier"), (self.workdir / "run", "/run")]
 
     def _prepare(self) -> None:
+        try:
+            # imaplogin switches to this user before it starts couriertls (STARTTLS).
+            pwd.getpwnam("courier")
+        except KeyError:
+            raise TestbedError(
+                "the system user 'courier' is missing (Courier's STARTTLS needs it): run bin/install-imap-servers"
+            ) from None
         self.uid, self.gid = ensure_mail_system_user()
         w = self.workdir
         if not self._courier_etc.exists():
