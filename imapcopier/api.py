@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from imapcopier.apitokens.auth import BEARER_CHALLENGE, bearer_token, foreign_origin
 from imapcopier.apitokens.services import user_for_token
-from runs import orchestrator, selection
+from runs import orchestrator, reports, selection
 from runs.jobs import enqueue_account_tests
 from runs.models import Run
 from runs.progress import run_summary
@@ -358,10 +358,67 @@ def task_test(request: HttpRequest, pk: int) -> HttpResponse:
     return JsonResponse({"accounts": enqueue_account_tests(task, only_needing_test=only == "needs-test")}, status=202)
 
 
+def folder_json(folder: reports.FolderRow) -> dict[str, Any]:
+    """One folder of an account run (runs.reports.FolderRow): message counts, `bytes` copied (None for
+    runs recorded before bytes were kept per folder), `destination_folder` None when the folder
+    mapping leaves it out, `complete` whether every source message is at the destination."""
+    return {
+        "source_folder": folder.source,
+        "destination_folder": folder.destination,
+        "source_messages": folder.source_messages,
+        "destination_messages": folder.destination_messages,
+        "copied": folder.copied,
+        "already_there": folder.already_there,
+        "altered": folder.altered,
+        "errors": folder.errors,
+        "not_copied": folder.not_copied_total,
+        "not_copied_reasons": folder.not_copied,
+        "bytes": folder.bytes,
+        "complete": folder.complete,
+    }
+
+
+@api_view("GET")
+def account_run_detail(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+    """GET /api/runs/<id>/accounts/<account_id>: one account of a run, with its results per folder
+    (`folders`, see folder_json), its message errors and warnings."""
+    account_run = reports.account_runs_for_report().filter(run_id=pk, account_id=account_pk).first()
+    if account_run is None:
+        raise ApiError(404, f"account {account_pk} is not in run {pk}")
+    context = reports.account_run_report(account_run)
+    return JsonResponse(
+        {
+            **_account_result_json(account_run),
+            "run_id": pk,
+            "folders": [folder_json(f) for f in context["folders"]],
+            "message_errors": context["message_errors"],
+            "warnings": context["warnings"],
+        }
+    )
+
+
+def _account_result_json(account_run: Any) -> dict[str, Any]:
+    return {
+        "account_id": account_run.account_id,
+        "source_user": account_run.account.source_user,
+        "destination_user": account_run.account.destination_user,
+        "status": account_run.status,
+        "copied": account_run.copied,
+        "already_there": account_run.skipped,
+        "errors": account_run.errors,
+        "not_copied": account_run.not_copied_messages,
+        "bytes": account_run.bytes,
+        "reason": account_run.last_error,
+        "started_at": rfc3339(account_run.started_at),
+        "finished_at": rfc3339(account_run.finished_at),
+    }
+
+
 @api_view("GET")
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """GET /api/runs/<id>: the run (as in the run list) and its accounts' results, filtered like the
-    report (?result=failed|errors|done|running, ?sort=errors)."""
+    """GET /api/runs/<id>: the run (as in the run list) and its accounts' results, each with its results
+    per folder (`folders`, see folder_json), filtered like the report (?result=failed|errors|done|running,
+    ?sort=errors)."""
     run = get_or_404(Run.objects.all(), pk, "run")
     result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
     rows = selection.report_account_runs(pk, result=result, sort=sort).values(
@@ -376,6 +433,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "last_error",
         "started_at",
         "finished_at",
+        "folder_totals",
     )
     accounts = [
         {
@@ -390,6 +448,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "reason": row["last_error"],
             "started_at": rfc3339(row["started_at"]),
             "finished_at": rfc3339(row["finished_at"]),
+            "folders": [folder_json(f) for f in reports.folder_rows(row["folder_totals"])],
         }
         for row in rows
     ]

@@ -340,6 +340,8 @@ def finish_account_run(
                 "copied": f.copied,
                 "skipped": f.skipped,
                 "altered": f.altered,
+                "errors": f.errors,
+                "bytes": f.bytes,
                 "not_copied": {str(reason): n for reason, n in f.not_copied.items() if n},
             }
             for f in result.folders

@@ -338,6 +338,7 @@ class FolderShortfall:
     destination_messages: int | None
     arrived: int
     not_copied: dict[str, int]
+    account_id: int | None = None  # links to the account-run page
 
 
 @dataclass
@@ -391,7 +392,22 @@ class RunSummary:
         return "; ".join(parts) + "."
 
 
+def folder_arrived(folder: dict) -> int:
+    """Messages of one AccountRun.folder_totals entry that are at the destination after the run:
+    copied, already there, and landed altered."""
+    return folder.get("copied", 0) + folder.get("skipped", 0) + folder.get("altered", 0)
+
+
+def folder_is_short(folder: dict) -> bool:
+    """Whether one AccountRun.folder_totals entry (of a folder the mapping copies) is not complete:
+    the source was not read or the destination not counted, the destination holds fewer messages
+    than the source, or fewer messages arrived than the source holds."""
+    src, dst = folder.get("source_messages"), folder.get("destination_messages")
+    return src is None or dst is None or dst < src or folder_arrived(folder) < src
+
+
 _SUMMARY_FIELDS = (
+    "account_id",
     "account__source_user",
     "status",
     "copied",
@@ -442,18 +458,17 @@ def run_summary(run: Run | int) -> RunSummary:
         for folder in row["folder_totals"] or []:
             if folder.get("destination") is None:
                 continue  # skipped by the folder mapping
-            got = folder.get("copied", 0) + folder.get("skipped", 0) + folder.get("altered", 0)
-            src, dst = folder.get("source_messages"), folder.get("destination_messages")
-            if src is None or dst is None or dst < src or got < src:
+            if folder_is_short(folder):
                 shortfalls.append(
                     FolderShortfall(
                         account=user,
                         folder=folder.get("source", ""),
                         destination=folder.get("destination"),
-                        source_messages=src,
-                        destination_messages=dst,
-                        arrived=got,
+                        source_messages=folder.get("source_messages"),
+                        destination_messages=folder.get("destination_messages"),
+                        arrived=folder_arrived(folder),
                         not_copied=folder.get("not_copied") or {},
+                        account_id=row["account_id"],
                     )
                 )
     complete = status == Run.Status.DONE and not unread and not not_copied and not shortfalls and not altered

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
+from django.db.models import QuerySet
+
 from runs import selection
 from runs.engine.types import NotCopied
-from runs.models import Run
-from runs.progress import progress_context, run_summary
+from runs.models import AccountRun, Run
+from runs.orchestrator import ACTIVE
+from runs.progress import folder_arrived, folder_is_short, progress_context, run_summary
 from runs.refusals import accepted_for_run
 from tasks.spreadsheet import write_csv
 
@@ -138,3 +142,145 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
             "",
             NotCopied.ACCEPTED.value,
         ]
+
+
+@dataclass(frozen=True)
+class FolderRow:
+    """One source folder of an account run, as the report, the per-folder CSV and the API show it.
+
+    Counts are messages; `already_there` is the product's one name for messages skipped because the
+    destination already held them. `bytes` is the size of the messages this run copied into the
+    folder (bytes, as sent by APPEND; decimal units on the pages). `errors` and `bytes` are None for
+    runs recorded before they were kept per folder (issue 12). `source` and `destination` are folder
+    names from the servers: untrusted text. `destination` None: the folder mapping leaves it out.
+    """
+
+    source: str
+    destination: str | None
+    source_messages: int | None
+    destination_messages: int | None
+    copied: int
+    already_there: int
+    altered: int
+    errors: int | None
+    not_copied: dict[str, int]
+    bytes: int | None
+    complete: bool
+
+    @property
+    def not_copied_total(self) -> int:
+        return sum(self.not_copied.values())
+
+    @property
+    def left_out(self) -> bool:
+        return self.destination is None
+
+
+def folder_rows(folder_totals: Iterable[dict] | None) -> list[FolderRow]:
+    """AccountRun.folder_totals (as runs.orchestrator.finish_account_run writes it) as FolderRows, in
+    the order the engine processed the folders. Completeness is runs.progress.folder_is_short's rule."""
+    rows = []
+    for folder in folder_totals or []:
+        destination = folder.get("destination")
+        rows.append(
+            FolderRow(
+                source=folder.get("source", ""),
+                destination=destination,
+                source_messages=folder.get("source_messages"),
+                destination_messages=folder.get("destination_messages"),
+                copied=folder.get("copied", 0),
+                already_there=folder.get("skipped", 0),
+                altered=folder.get("altered", 0),
+                errors=folder.get("errors"),
+                not_copied={str(k): int(v) for k, v in (folder.get("not_copied") or {}).items()},
+                bytes=folder.get("bytes"),
+                complete=destination is None or not folder_is_short(folder),
+            )
+        )
+    return rows
+
+
+def account_runs_for_report() -> QuerySet[AccountRun]:
+    """AccountRuns with what account_run_report needs loaded (run, task, endpoints, account), never a password."""
+    return AccountRun.objects.select_related("run__task__source", "run__task__destination", "account").defer(
+        "account__source_password", "account__destination_password"
+    )
+
+
+def account_run_report(account_run: AccountRun) -> dict[str, Any]:
+    """What the account-run page shows: `account_run` (with its account, run and task loaded; never
+    a password), `folders` (FolderRows), its `message_errors` and `warnings`, and `arrived` (messages
+    at the destination after the run, over its folders), `active` (queued or running: no folder
+    results yet)."""
+    folders = folder_rows(account_run.folder_totals)
+    return {
+        "account_run": account_run,
+        "run": account_run.run,
+        "task": account_run.run.task,
+        "folders": folders,
+        "arrived": sum(folder_arrived(f) for f in account_run.folder_totals or []),
+        "message_errors": account_run.message_errors or [],
+        "warnings": account_run.warnings or [],
+        "active": account_run.status in ACTIVE,
+    }
+
+
+FOLDER_CSV_COLUMNS = [
+    "source_user",
+    "destination_user",
+    "account_status",
+    "source_folder",
+    "destination_folder",
+    "source_messages",
+    "destination_messages",
+    "copied",
+    "already_there",
+    "altered",
+    "errors",
+    "not_copied",
+    "not_copied_reasons",
+    "bytes",
+    "complete",
+]
+
+
+def write_folder_csv(run: Run, out: TextIO, *, result: str = "", sort: str = "") -> None:
+    """One line per account x source folder, every line the same shape (so a spreadsheet can sum,
+    filter and pivot the columns); accounts filtered and sorted like the report (run_report's `result`
+    and `sort`), folders in the order they were copied. An account that has no folder results (login
+    failed, queued when cancelled) gets one line with an empty folder. Folder names are outside text:
+    the one CSV writer (tasks/spreadsheet.py) neutralises them. No passwords."""
+    write_csv(out, FOLDER_CSV_COLUMNS, _folder_csv_rows(run, result=result, sort=sort))
+
+
+def _folder_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]:
+    rows = selection.report_account_runs(run.pk, result=result, sort=sort).values_list(
+        "account__source_user", "account__destination_user", "status", "folder_totals"
+    )
+    for source_user, destination_user, status, totals in rows:
+        folders = folder_rows(totals)
+        if not folders:
+            yield [source_user, destination_user, status] + [""] * (len(FOLDER_CSV_COLUMNS) - 3)
+            continue
+        for f in folders:
+            yield [
+                source_user,
+                destination_user,
+                status,
+                f.source,
+                "" if f.left_out else f.destination,
+                _blank(f.source_messages),
+                _blank(f.destination_messages),
+                f.copied,
+                f.already_there,
+                f.altered,
+                _blank(f.errors),
+                f.not_copied_total,
+                "; ".join(f"{n} {why}" for why, n in sorted(f.not_copied.items())),
+                _blank(f.bytes),
+                "left out by the folder mapping" if f.left_out else ("yes" if f.complete else "no"),
+            ]
+
+
+def _blank(value: int | None) -> object:
+    return "" if value is None else value

@@ -109,6 +109,26 @@ def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+@require_GET
+@login_required
+def account_run_report(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+    """One account of a run: its result per folder (copied, already there, errors, not copied, data)."""
+    account_run = get_object_or_404(reports.account_runs_for_report(), run_id=pk, account_id=account_pk)
+    return render(request, "runs/account_run_detail.html", {**reports.account_run_report(account_run), "nav": "tasks"})
+
+
+@require_GET
+@login_required
+def run_folders_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    """One line per account x folder (reports.write_folder_csv); accounts filtered and sorted like the report."""
+    run = get_object_or_404(Run, pk=pk)
+    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-folders{"-" + result if result else ""}.csv"'
+    reports.write_folder_csv(run, response, result=result, sort=sort)
+    return response
+
+
 def _unchanged_or_refresh(shown: str | None, token: str) -> HttpResponse:
     if shown == token:
         return HttpResponse(status=204)
