@@ -11,6 +11,7 @@ from runs import orchestrator
 from runs.models import AccountRun, Run
 from tasks.models import Account
 from tasks.parking import park_accounts
+from tests.runs.test_folder_results import make_run_with_folders
 from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +131,67 @@ def test_run_report_json_with_its_filter(admin_client):
     failed = admin_client.get(f"/api/runs/{run.pk}", {"result": "failed"}).json()
     assert [(a["source_user"], a["reason"]) for a in failed["accounts"]] == [("b@x", "login refused")]
     assert admin_client.get("/api/runs/999999").status_code == 404
+
+
+def test_run_report_json_gives_each_account_its_folders(admin_client):
+    run, alice, bob, _carol = make_run_with_folders()
+    body = admin_client.get(f"/api/runs/{run.pk}").json()
+    accounts = {a["source_user"]: a for a in body["accounts"]}
+    sent = next(f for f in accounts["alice@old"]["folders"] if f["source_folder"] == "Sent")
+    assert sent == {
+        "source_folder": "Sent",
+        "destination_folder": "Sent Items",
+        "source_messages": 4,
+        "destination_messages": 4,
+        "copied": 4,
+        "already_there": 0,
+        "altered": 0,
+        "errors": 0,
+        "not_copied": 0,
+        "not_copied_reasons": {},
+        "bytes": 48_000,
+        "complete": True,
+    }
+    assert accounts["bob@old"]["folders"] == []
+    carol_inbox = accounts["carol@old"]["folders"][0]
+    assert carol_inbox["bytes"] is None and carol_inbox["errors"] is None  # not recorded, not zero
+    assert "pw-never-shown" not in json.dumps(body)
+
+
+def test_account_run_json_answers_did_sent_arrive_in_one_call(admin_client):
+    run, alice, _bob, _carol = make_run_with_folders()
+    response = admin_client.get(f"/api/runs/{run.pk}/accounts/{alice.pk}")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["run_id"], body["account_id"], body["source_user"], body["status"]) == (
+        run.pk,
+        alice.pk,
+        "alice@old",
+        "done",
+    )
+    assert (body["copied"], body["already_there"], body["errors"], body["bytes"]) == (11, 3, 1, 120_000)
+    folders = {f["source_folder"]: f for f in body["folders"]}
+    assert folders["Sent"]["complete"] and folders["Sent"]["bytes"] == 48_000
+    assert folders["INBOX"]["already_there"] == 3
+    assert folders["Trash"]["destination_folder"] is None
+    evil = folders['=HYPERLINK("http://x")<script>alert(1)</script>']  # JSON carries the name as it is
+    assert (evil["errors"], evil["not_copied_reasons"], evil["complete"]) == (
+        1,
+        {"refused by the destination": 1},
+        False,
+    )
+    assert "pw-never-shown" not in response.content.decode()
+
+
+def test_account_run_json_of_an_account_not_in_the_run_is_a_json_404(admin_client):
+    run, _alice, _bob, _carol = make_run_with_folders()
+    stranger = AccountFactory()
+    response = admin_client.get(f"/api/runs/{run.pk}/accounts/{stranger.pk}")
+    assert response.status_code == 404
+    assert response.json() == {"error": f"account {stranger.pk} is not in run {run.pk}"}
+    assert admin_client.get(f"/api/runs/999999/accounts/{stranger.pk}").status_code == 404
+
+
+def test_account_run_json_needs_authentication(client):
+    run, alice, _bob, _carol = make_run_with_folders()
+    assert client.get(f"/api/runs/{run.pk}/accounts/{alice.pk}").status_code == 401
