@@ -1,0 +1,54 @@
+"""Per-folder results of a real copy (issue 12 item 8): the test Dovecot, copy_account_job called
+directly, the account-run JSON read back. Committed for real (the job's heartbeat thread has its own
+database connection)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs import jobs, orchestrator
+from runs.models import Run
+from tests.runs.conftest import fill_user
+
+pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
+
+
+def _source_bytes(server, user, folder: str) -> int:
+    """The sum of RFC822.SIZE over a source folder: what copying every message of it sends."""
+    client = server.connect(user)
+    try:
+        client.select_folder(folder, readonly=True)
+        return sum(item[b"RFC822.SIZE"] for item in client.fetch(client.search("ALL"), ["RFC822.SIZE"]).values())
+    finally:
+        client.logout()
+
+
+def _run_once(task, admin_client) -> dict[str, dict]:
+    run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
+    for pk in run.account_runs.values_list("pk", flat=True):
+        jobs.copy_account_job(pk)
+    account_id = run.account_runs.get().account_id
+    body = admin_client.get(f"/api/runs/{run.pk}/accounts/{account_id}").json()
+    assert body["status"] == "done", body["reason"]
+    return {f["source_folder"]: f for f in body["folders"]}
+
+
+def test_a_real_copy_reports_counts_and_bytes_per_folder(imap_server, imap_task, pushed, admin_client):
+    task, [(source, _destination)] = imap_task(pairs=1)
+    fill_user(imap_server, source, {"INBOX": 3, "Sent": 2}, size=2_000)
+    inbox_bytes, sent_bytes = (_source_bytes(imap_server, source, f) for f in ("INBOX", "Sent"))
+
+    first = _run_once(task, admin_client)
+    assert (first["Sent"]["copied"], first["Sent"]["already_there"], first["Sent"]["errors"]) == (2, 0, 0)
+    assert (first["INBOX"]["copied"], first["INBOX"]["already_there"]) == (3, 0)
+    assert first["Sent"]["bytes"] == sent_bytes > 4_000
+    assert first["INBOX"]["bytes"] == inbox_bytes
+    assert first["Sent"]["complete"] and first["Sent"]["destination_messages"] == 2
+
+    # One more message in Sent: the next run copies it alone, the rest is already there.
+    fill_user(imap_server, source, {"Sent": 1}, seed="later")
+    second = _run_once(task, admin_client)
+    assert (second["Sent"]["copied"], second["Sent"]["already_there"]) == (1, 2)
+    assert 0 < second["Sent"]["bytes"] < sent_bytes
+    assert (second["INBOX"]["copied"], second["INBOX"]["already_there"], second["INBOX"]["bytes"]) == (0, 3, 0)
+    assert second["Sent"]["complete"] and second["Sent"]["destination_messages"] == 3
