@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from runs import q2
 from runs.models import AccountRun, Run
 from scheduling.jobs import last_tick_at
+from scheduling.services import ScheduleState, schedule_state, with_schedule_facts
 from tasks.models import Task
 
 
@@ -47,6 +48,23 @@ class DatabaseCollector:
             "imapcopier_tasks_broken",
             "Tasks whose schedule the breaker stopped",
             value=Task.objects.filter(broken=True).count(),
+        )
+
+        # "Waiting" has one home, scheduling.services.schedule_state; the annotations keep it one query.
+        waiting = [
+            state
+            for state in map(schedule_state, with_schedule_facts(Task.objects.schedule_on()))
+            if state.state == ScheduleState.WAITING
+        ]
+        yield GaugeMetricFamily(
+            "imapcopier_schedules_waiting",
+            "Tasks whose schedule is on but cannot start: some active accounts need a connection test, or none are active",
+            value=len(waiting),
+        )
+        yield GaugeMetricFamily(
+            "imapcopier_schedules_waiting_accounts",
+            "Active accounts that need a connection test before the waiting schedules can start",
+            value=sum(state.waiting_accounts or 0 for state in waiting),
         )
 
         totals = AccountRun.objects.aggregate(copied=Sum("copied"), bytes=Sum("bytes"), errors=Sum("errors"))

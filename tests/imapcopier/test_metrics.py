@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from runs.models import AccountRun, Run
 from scheduling.jobs import record_tick
-from tests.support.factories import AccountRunFactory, TaskFactory
+from tasks.parking import park_accounts
+from tests.support.factories import AccountFactory, AccountRunFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +58,36 @@ def test_metrics_leave_out_the_tick_age_before_the_first_tick(client):
     body = client.get("/metrics").content.decode()
     assert "imapcopier_runs{" in body
     assert "imapcopier_tick_age_seconds " not in body
+
+
+def test_metrics_count_the_schedules_waiting_for_account_tests(client):
+    now = timezone.now()
+    waiting = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now)
+    AccountFactory(task=waiting, tested=True)
+    AccountFactory(task=waiting)  # untested
+    AccountFactory(task=waiting, source_test_status="fail")
+    parked = AccountFactory(task=waiting)  # untested but parked: it does not block
+    park_accounts(waiting, [parked.pk], reason="later", now=now)
+    TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now)  # on, no active account: waiting too
+    ready = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now)
+    AccountFactory(task=ready, tested=True)
+    off = TaskFactory()  # schedule off: never waiting, whatever its accounts
+    AccountFactory(task=off)
+    broken = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=now, broken=True)
+    AccountFactory(task=broken)  # the breaker's state, not waiting
+
+    body = client.get("/metrics").content.decode()
+
+    assert "imapcopier_schedules_waiting 2.0" in body
+    assert "imapcopier_schedules_waiting_accounts 2.0" in body
+
+
+def test_metrics_show_no_waiting_schedule_once_the_accounts_are_tested(client):
+    task = TaskFactory(schedule_interval_seconds=3600, schedule_anchor=timezone.now())
+    account = AccountFactory(task=task)
+    assert "imapcopier_schedules_waiting 1.0" in client.get("/metrics").content.decode()
+    account.source_test_status = account.destination_test_status = "ok"
+    account.save()
+    body = client.get("/metrics").content.decode()
+    assert "imapcopier_schedules_waiting 0.0" in body
+    assert "imapcopier_schedules_waiting_accounts 0.0" in body
