@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
 from tasks.forms import AccountAdminForm
 from tasks.models import Account, Endpoint, Task
@@ -60,6 +61,9 @@ class TaskAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+    # The webhook secret is write-only: set on the task form, never rendered back (not even here).
+    exclude = ["notify_webhook_secret"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [AccountInline]
 
 

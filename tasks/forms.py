@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from tasks.models import Account, Endpoint, Task, parse_recipients
+from tasks.models import WEBHOOK_SECRET_MIN_CHARS, Account, Endpoint, Task, parse_recipients
 from tasks.services import forget_endpoint_tests
 
 
@@ -90,15 +90,45 @@ class EndpointForm(forms.ModelForm):
 
 
 class TaskForm(forms.ModelForm):
+    """The task's name, endpoints and who is notified: e-mail recipients, and a webhook whose secret is
+    write-only (never rendered; left blank it keeps the stored one; clearing the URL forgets it)."""
+
+    notify_webhook_url = forms.URLField(
+        label="Notify by webhook",
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        help_text=Task._meta.get_field("notify_webhook_url").help_text,
+        widget=forms.URLInput(attrs={"placeholder": "https://hooks.example.com/imapcopier"}),
+    )
+    notify_webhook_secret = WriteOnlyPasswordField(
+        label="Webhook secret",
+        help_text=f"{WEBHOOK_SECRET_MIN_CHARS} characters or more; the receiver checks the X-Imapcopier-Signature "
+        "header (sha256=HMAC-SHA256 of the body) with it. Never shown again once saved.",
+    )
+
     class Meta:
         model = Task
-        fields = ["name", "source", "destination", "notify_emails"]
+        fields = ["name", "source", "destination", "notify_emails", "notify_webhook_url", "notify_webhook_secret"]
         widgets = {"notify_emails": forms.Textarea(attrs={"rows": 2, "placeholder": "ops@example.com"})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["source"].empty_label = "Choose the server to copy from"
         self.fields["destination"].empty_label = "Choose the server to copy to"
+        # Kept aside before the form writes into the instance; never put into the page.
+        self.stored_webhook_secret = self.instance.notify_webhook_secret if self.instance.pk else ""
+        self.initial.pop("notify_webhook_secret", None)
+        if self.stored_webhook_secret:
+            self.fields[
+                "notify_webhook_secret"
+            ].help_text = "A secret is stored. Leave blank to keep it, or enter a new one to replace it."
+
+    def clean_notify_webhook_secret(self) -> str:
+        secret = self.cleaned_data.get("notify_webhook_secret") or ""
+        if secret and len(secret) < WEBHOOK_SECRET_MIN_CHARS:
+            raise forms.ValidationError(f"Use {WEBHOOK_SECRET_MIN_CHARS} characters or more.")
+        return secret
 
     def clean_notify_emails(self) -> str:
         try:
@@ -112,11 +142,20 @@ class TaskForm(forms.ModelForm):
             raise forms.ValidationError(
                 "This task is running: wait for the run to end or cancel it before changing it."
             )
+        secret = data.get("notify_webhook_secret") or self.stored_webhook_secret
+        if data.get("notify_webhook_url") and not secret and "notify_webhook_secret" not in self.errors:
+            self.add_error("notify_webhook_secret", "A webhook needs a secret to sign its notifications.")
         return data
 
     def save(self, commit: bool = True) -> Task:
-        task = super().save(commit=commit)
+        task = super().save(commit=False)
+        if not task.notify_webhook_url:
+            task.notify_webhook_secret = ""  # no webhook, no secret kept
+        elif not self.cleaned_data.get("notify_webhook_secret"):
+            task.notify_webhook_secret = self.stored_webhook_secret
         if commit:
+            task.save()
+            self._save_m2m()
             forget_endpoint_tests(task, {"source", "destination"} & set(self.changed_data))
         return task
 

@@ -4,7 +4,7 @@ import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator, validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -108,6 +108,11 @@ class Endpoint(models.Model):
             raise ValidationError({"host": problem})
 
 
+# A webhook secret shorter than this is refused, for a task's webhook as for the site's
+# (NOTIFY_WEBHOOK_SECRET, checked in imapcopier/settings.py, which cannot import models).
+WEBHOOK_SECRET_MIN_CHARS = 16
+
+
 def parse_recipients(raw: str) -> list[str]:
     """The addresses of a recipients field: separated by commas, semicolons, spaces or new lines.
 
@@ -162,6 +167,20 @@ class Task(models.Model):
         blank=True,
         help_text="Addresses told when a run fails or ends with errors, the schedule breaks or waits "
         "(separated by commas or new lines).",
+    )
+    notify_webhook_url = models.URLField(
+        "notify by webhook",
+        max_length=2000,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Also POST each notification as signed JSON to this address, in addition to the site's "
+        "webhook (NOTIFY_WEBHOOK_URL).",
+    )
+    notify_webhook_secret = EncryptedTextField(
+        "webhook secret",
+        blank=True,
+        help_text="Signs this task's webhook (X-Imapcopier-Signature: sha256=HMAC-SHA256 of the body). "
+        "Encrypted at rest; never shown again once saved.",
     )
     schedule_waiting_accounts = models.PositiveIntegerField(
         null=True,

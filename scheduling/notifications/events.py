@@ -45,13 +45,13 @@ def run_event(*, status: str, errors: int, broke: bool) -> Event | None:
 
 
 def wanted(task_id: int) -> bool:
-    """Whether anyone gets notifications of this task: its recipients, or the site's webhook."""
+    """Whether anyone gets notifications of this task: its recipients, its webhook, or the site's webhook."""
     from tasks.models import Task
 
     if settings.NOTIFY_WEBHOOK_URL:
         return True
-    emails = Task.objects.filter(pk=task_id).values_list("notify_emails", flat=True).first()
-    return bool(emails and emails.strip())
+    row = Task.objects.filter(pk=task_id).values_list("notify_emails", "notify_webhook_url").first()
+    return bool(row and (row[0].strip() or row[1]))
 
 
 def announce(event: Event, *, task_id: int, run_id: int | None = None, detail: str = "") -> str | None:
