@@ -141,3 +141,20 @@ def test_park_run_fix_retry_filter_export(logged_in_page, product, imap_server, 
         finally:
             client.logout()
     screenshot(page, "story-3-report-filtered")
+
+    # Did INBOX arrive for this account? One click from the report to its folders, and the per-folder CSV.
+    with page.expect_download() as download:
+        page.click("[data-folders-csv]")
+    folder_rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+    inboxes = [r for r in folder_rows if r["source_folder"] == "INBOX"]
+    assert sorted((r["source_user"], r["copied"]) for r in inboxes) == sorted(
+        (s.username, str(MESSAGES)) for s, _d in wrong[:2]
+    )
+    assert all(int(r["bytes"]) > 0 for r in inboxes)
+    assert {r["source_user"] for r in folder_rows} == {s.username for s, _d in wrong[:2]}
+    assert all(r["complete"] == "yes" for r in folder_rows)  # the empty default folders too
+    page.click(f"[data-account-run] >> text={wrong[0][0].username}")
+    inbox = page.locator("[data-folder-results] tr[data-folder='INBOX']")
+    expect(inbox).to_contain_text(str(MESSAGES))
+    expect(inbox).to_contain_text("Complete")
+    screenshot(page, "story-4-account-folders")
