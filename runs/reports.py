@@ -177,8 +177,9 @@ class FolderRow:
 
 
 def folder_rows(folder_totals: Iterable[dict] | None) -> list[FolderRow]:
-    """AccountRun.folder_totals (as runs.orchestrator.finish_account_run writes it) as FolderRows, in
-    the order the engine processed the folders. Completeness is runs.progress.folder_is_short's rule."""
+    """AccountRun.folder_totals (as runs.orchestrator.finish_account_run writes it) as FolderRows,
+    INBOX first, then by name (case-insensitive), so a reader finds "Sent" where they look for it.
+    Completeness is runs.progress.folder_is_short's rule."""
     rows = []
     for folder in folder_totals or []:
         destination = folder.get("destination")
@@ -197,7 +198,7 @@ def folder_rows(folder_totals: Iterable[dict] | None) -> list[FolderRow]:
                 complete=destination is None or not folder_is_short(folder),
             )
         )
-    return rows
+    return sorted(rows, key=lambda row: (row.source.upper() != "INBOX", row.source.casefold(), row.source))
 
 
 def account_runs_for_report() -> QuerySet[AccountRun]:

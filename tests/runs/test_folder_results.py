@@ -147,14 +147,14 @@ def test_the_folder_csv_has_one_line_per_account_and_folder(admin_client, run_wi
     assert "pw-never-shown" not in body
     rows = list(csv.DictReader(io.StringIO(body)))
     assert [(r["source_user"], r["source_folder"]) for r in rows] == [
-        ("alice@old", "INBOX"),
-        ("alice@old", "Sent"),
+        ("alice@old", "INBOX"),  # INBOX first, then by name
         ("alice@old", "'" + EVIL),  # neutralised: a spreadsheet does not run it
+        ("alice@old", "Sent"),
         ("alice@old", "Trash"),
         ("bob@old", ""),
         ("carol@old", "INBOX"),
     ]
-    sent = rows[1]
+    sent = rows[2]
     assert sent["destination_folder"] == "Sent Items"
     assert (sent["copied"], sent["already_there"], sent["errors"], sent["bytes"], sent["complete"]) == (
         "4",
@@ -163,8 +163,8 @@ def test_the_folder_csv_has_one_line_per_account_and_folder(admin_client, run_wi
         "48000",
         "yes",
     )
-    assert rows[2]["errors"] == "1" and rows[2]["not_copied"] == "1" and rows[2]["complete"] == "no"
-    assert rows[2]["not_copied_reasons"] == "1 refused by the destination"
+    assert rows[1]["errors"] == "1" and rows[1]["not_copied"] == "1" and rows[1]["complete"] == "no"
+    assert rows[1]["not_copied_reasons"] == "1 refused by the destination"
     assert rows[3]["destination_folder"] == "" and rows[3]["complete"] == "left out by the folder mapping"
     assert rows[4]["account_status"] == "failed"
     assert rows[5]["bytes"] == "" and rows[5]["errors"] == ""  # not recorded, not zero
