@@ -153,7 +153,7 @@ def test_park_run_fix_retry_filter_export(logged_in_page, product, imap_server, 
     assert all(int(r["bytes"]) > 0 for r in inboxes)
     assert {r["source_user"] for r in folder_rows} == {s.username for s, _d in wrong[:2]}
     assert all(r["complete"] == "yes" for r in folder_rows)  # the empty default folders too
-    page.click(f"[data-account-run] >> text={wrong[0][0].username}")
+    page.click(f"[data-folders-link] >> text={wrong[0][0].username}")
     inbox = page.locator("[data-folder-results] tr[data-folder='INBOX']")
     expect(inbox).to_contain_text(str(MESSAGES))
     expect(inbox).to_contain_text("Complete")

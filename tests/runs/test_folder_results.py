@@ -89,6 +89,12 @@ def test_the_report_links_each_account_to_its_results_per_folder(admin_client, r
     assert f'href="{link}#folders"' in html
 
 
+def test_the_task_page_links_a_finished_account_to_its_folders(admin_client, run_with_folders):
+    run, alice, _bob, _carol = run_with_folders
+    html = admin_client.get(reverse("tasks:detail", args=[run.task_id])).content.decode()
+    assert f'href="{reverse("runs:account_run", args=[run.pk, alice.pk])}"' in html
+
+
 def test_did_sent_arrive_for_alice_is_one_click(admin_client, run_with_folders):
     run, alice, _bob, _carol = run_with_folders
     response = admin_client.get(reverse("runs:account_run", args=[run.pk, alice.pk]))
