@@ -119,6 +119,14 @@ def test_script_in_folder_names_and_subjects_never_runs(logged_in_page, product,
     _assert_inert(page, dialogs, "the run report")
     screenshot(page, "42-hostile-report")
 
+    # The account's results per folder name the hostile folders, as text.
+    page.click("#accounts [data-folders-link]")
+    folders = page.locator("[data-folder-results]")
+    expect(folders).to_contain_text(FOLDER_IMG)
+    expect(folders).to_contain_text(FOLDER_SVG)
+    _assert_inert(page, dialogs, "the account's folder results")
+    screenshot(page, "43-hostile-account-folders")
+
     # No element the payloads would have created exists anywhere in the pages visited last.
     assert page.locator("img[src=x]").count() == 0
     assert page.locator("svg[onload]").count() == 0
