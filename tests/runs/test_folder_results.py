@@ -131,6 +131,13 @@ def test_a_run_recorded_before_bytes_per_folder_shows_a_dash_not_zero(admin_clie
     assert "0 B" not in inbox and "—" in inbox
 
 
+def test_an_account_still_copying_says_its_folders_come_at_the_end(admin_client):
+    run = RunFactory(status=Run.Status.RUNNING)
+    running = AccountRunFactory(run=run, status="running", copied=3)
+    html = admin_client.get(reverse("runs:account_run", args=[run.pk, running.account_id])).content.decode()
+    assert "Folder results are written when the account finishes." in html
+
+
 def test_an_account_not_in_the_run_is_404(admin_client, run_with_folders):
     run, _alice, _bob, _carol = run_with_folders
     stranger = AccountFactory()

@@ -30,6 +30,7 @@ def _run_once(task, admin_client) -> dict[str, dict]:
     account_id = run.account_runs.get().account_id
     body = admin_client.get(f"/api/runs/{run.pk}/accounts/{account_id}").json()
     assert body["status"] == "done", body["reason"]
+    assert sum(f["bytes"] for f in body["folders"]) == body["bytes"]  # the folders add up to the account
     return {f["source_folder"]: f for f in body["folders"]}
 
 
