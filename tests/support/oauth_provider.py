@@ -200,7 +200,13 @@ class OAuthProvider:
 
     def _jwt_bearer(self, assertion: str) -> tuple[int, dict[str, Any]]:
         try:
-            claims = jwt.decode(assertion, self._sa_public, algorithms=["RS256"], audience=self.token_url)
+            # google-auth always names Google's token endpoint as the audience, wherever it sends the JWT.
+            claims = jwt.decode(
+                assertion,
+                self._sa_public,
+                algorithms=["RS256"],
+                audience=[self.token_url, "https://oauth2.googleapis.com/token"],
+            )
         except jwt.PyJWTError as exc:
             return 400, _error("invalid_grant", f"Invalid JWT Signature or claims: {exc}")
         if claims.get("iss") != self.service_account_email:
