@@ -87,7 +87,7 @@ def _use_until(expires_in: float, now: float) -> float:
     return now + max(0.0, expires_in - min(EXPIRY_MARGIN_SECONDS, expires_in / 2))
 
 
-def _words(error: object, description: object) -> str:
+def provider_words(error: object, description: object) -> str:
     """The provider's error code and description, one line, bounded (outside text)."""
     text = f"{error}: {description}" if description else str(error)
     return " ".join(text.split())[:MAX_DESCRIPTION]
@@ -189,7 +189,7 @@ def _microsoft_app(settings: Settings) -> tuple[str, float, str]:
         ) from None
     result: dict[str, Any] = app.acquire_token_for_client(scopes=[settings.scope])
     if "access_token" not in result:
-        raise TokenUnavailable(_words(result.get("error", "error"), result.get("error_description", "")))
+        raise TokenUnavailable(provider_words(result.get("error", "error"), result.get("error_description", "")))
     return result["access_token"], float(result.get("expires_in", 3600)), ""
 
 
@@ -209,7 +209,7 @@ def _google_service_account(settings: Settings, username: str) -> tuple[str, flo
     try:
         credentials.refresh(Request(session))
     except google_exceptions.RefreshError as exc:
-        raise TokenUnavailable(_words(exc.args[0] if exc.args else "refused", "")) from None
+        raise TokenUnavailable(provider_words(exc.args[0] if exc.args else "refused", "")) from None
     except google_exceptions.TransportError as exc:
         raise TokenUnavailable(f"the token endpoint could not be reached: {type(exc).__name__}") from None
     expires_in = 3600.0
@@ -244,7 +244,7 @@ def _refresh(settings: Settings, refresh_token: str) -> tuple[str, float, str]:
     try:
         token = session.refresh_token(settings.token_url, refresh_token=refresh_token, timeout=HTTP_TIMEOUT_SECONDS)
     except OAuthError as exc:
-        raise TokenUnavailable(_words(exc.error, exc.description)) from None
+        raise TokenUnavailable(provider_words(exc.error, exc.description)) from None
     return token["access_token"], float(token.get("expires_in", 3600)), token.get("refresh_token", "")
 
 
@@ -253,9 +253,26 @@ def _refresh(settings: Settings, refresh_token: str) -> tuple[str, float, str]:
 
 def consent_token(account: Account, side: str) -> str:
     """The signed part of an account's consent link (no secret in it; valid CONSENT_LINK_MAX_AGE_SECONDS)."""
+    return consent_token_for(account.pk, side)
+
+
+def consent_token_for(account_id: int, side: str) -> str:
+    """consent_token() by the account's id."""
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}")
-    return signing.dumps({"account": account.pk, "side": side}, salt=CONSENT_SALT)
+    return signing.dumps({"account": account_id, "side": side}, salt=CONSENT_SALT)
+
+
+def consent_links(account: Account) -> dict[str, str]:
+    """{side: path of the consent link} for the sides of the account whose endpoint needs each user's
+    consent (a path: the page makes it absolute with the address the operator uses)."""
+    from django.urls import reverse
+
+    return {
+        side: reverse("tasks:consent_start", args=[consent_token(account, side)])
+        for side in SIDES
+        if getattr(account.task, side).needs_consent
+    }
 
 
 class ConsentError(Exception):
@@ -269,13 +286,18 @@ def consent_target(signed: str) -> tuple[Account, str]:
         data = signing.loads(signed, salt=CONSENT_SALT, max_age=CONSENT_LINK_MAX_AGE_SECONDS)
     except signing.BadSignature:
         raise ConsentError("This consent link is not valid or has expired; ask for a new one.") from None
-    account = Account.objects.select_related("task__source", "task__destination").filter(pk=data["account"]).first()
-    side = data.get("side")
+    return consent_account(data.get("account"), data.get("side"))
+
+
+def consent_account(account_id: object, side: object) -> tuple[Account, str]:
+    """The account side a consent is for, checked again: ConsentError when the account is gone or
+    that side no longer signs in with each user's consent."""
+    account = Account.objects.select_related("task__source", "task__destination").filter(pk=account_id).first()
     if account is None or side not in SIDES:
         raise ConsentError("This consent link is no longer in use.")
-    if not getattr(account.task, side).needs_consent:
+    if not getattr(account.task, str(side)).needs_consent:
         raise ConsentError("This mailbox no longer needs your consent.")
-    return account, side
+    return account, str(side)
 
 
 def begin_consent(account: Account, side: str, redirect_uri: str) -> tuple[str, str, str]:
@@ -306,7 +328,7 @@ def finish_consent(account: Account, side: str, *, code: str, verifier: str, red
     try:
         token = session.fetch_token(settings.token_url, code=code, code_verifier=verifier, timeout=HTTP_TIMEOUT_SECONDS)
     except OAuthError as exc:
-        raise ConsentError(f"The sign-in service refused: {_words(exc.error, exc.description)}") from None
+        raise ConsentError(f"The sign-in service refused: {provider_words(exc.error, exc.description)}") from None
     except requests.RequestException as exc:
         raise ConsentError(f"The sign-in service could not be reached: {type(exc).__name__}") from None
     refresh_token = token.get("refresh_token", "")

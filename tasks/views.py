@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from imapcopier import crypto
-from tasks import csv_import, parking, services
+from tasks import csv_import, oauth, parking, services
 from tasks.folders import folder_overview
 from tasks.forms import (
     AccountForm,
@@ -220,16 +220,22 @@ def account_create(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @sensitive_post_parameters("source_password", "destination_password")
 def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
-    account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
+    account = get_object_or_404(
+        Account.objects.select_related("task__source", "task__destination"), pk=account_pk, task_id=pk
+    )
     form = AccountForm(*_posted(request), instance=account, task=account.task)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Account {account.source_user} saved.")
         return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
+    consent = [
+        (side, request.build_absolute_uri(path), bool(getattr(account, f"{side}_refresh_token")))
+        for side, path in oauth.consent_links(account).items()
+    ]
     return render(
         request,
         "tasks/account_form.html",
-        {"form": form, "task": account.task, "account": account, "nav": "tasks"},
+        {"form": form, "task": account.task, "account": account, "consent": consent, "nav": "tasks"},
         status=400 if form.errors else 200,
     )
 
