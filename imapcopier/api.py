@@ -179,6 +179,7 @@ def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
         "port": endpoint.port,
         "security": endpoint.security,
         "verify_tls": endpoint.verify_tls,
+        "auth_method": endpoint.auth_method,
         "max_connections": endpoint.max_connections,
     }
 

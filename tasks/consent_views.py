@@ -7,6 +7,7 @@ sends them back with a code.
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,6 +23,7 @@ def _redirect_uri(request: HttpRequest) -> str:
 
 
 @require_GET
+@login_not_required  # the mailbox's user opens it, not an operator
 def consent_start(request: HttpRequest, token: str) -> HttpResponse:
     try:
         account, side = oauth.consent_target(token)
@@ -40,6 +42,7 @@ def consent_start(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
+@login_not_required
 def consent_callback(request: HttpRequest) -> HttpResponse:
     pending = request.session.get(_SESSION_KEY, {})
     waiting = pending.pop(request.GET.get("state", ""), None)
