@@ -8,10 +8,11 @@ copies do. Then what the tasks app's pages read and change (the views only parse
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from django.db.models import Count, ProtectedError, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -276,10 +277,29 @@ EXPORT_COLUMNS = {
 }
 
 
-def write_accounts_csv(task: Task, out: TextIO) -> None:
-    """The task's accounts as CSV (the import's columns without the passwords, plus the test results)."""
-    # values_list: the export has no passwords, so it never decrypts them either.
-    write_csv(out, list(EXPORT_COLUMNS), task.accounts.values_list(*EXPORT_COLUMNS.values()).iterator())
+def write_accounts_csv(task: Task, out: TextIO, *, absolute_url: Callable[[str], str] = str) -> None:
+    """The task's accounts as CSV (the import's columns without the passwords, plus the test results).
+
+    A side whose endpoint needs each user's consent adds two columns: `<side>_consent` (given / missing)
+    and `<side>_consent_link` (made absolute by `absolute_url`), so the links can be mailed from the file.
+    """
+    sides = [side for side in oauth.SIDES if getattr(task, side).needs_consent]
+    header = list(EXPORT_COLUMNS)
+    given: dict[str, set[int]] = {}
+    for side in sides:
+        header += [f"{side}_consent", f"{side}_consent_link"]
+        # An empty secret is stored empty: no decryption needed to tell which accounts have one.
+        given[side] = set(task.accounts.exclude(**{f"{side}_refresh_token": ""}).values_list("pk", flat=True))
+
+    def rows() -> Iterator[list[Any]]:
+        # values_list: the export has no passwords, so it never decrypts them either.
+        for pk, *values in task.accounts.values_list("pk", *EXPORT_COLUMNS.values()).iterator():
+            for side in sides:
+                values.append("given" if pk in given[side] else "missing")
+                values.append(absolute_url(reverse("tasks:consent_start", args=[oauth.consent_token_for(pk, side)])))
+            yield values
+
+    write_csv(out, header, rows())
 
 
 def first_account(task: Task) -> Account | None:

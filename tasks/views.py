@@ -257,10 +257,10 @@ def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpRespon
 @login_required
 def account_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The account list as CSV, without passwords (the import columns minus the secrets)."""
-    task = get_object_or_404(Task, pk=pk)
+    task = get_object_or_404(Task.objects.select_related("source", "destination"), pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-accounts.csv"'
-    services.write_accounts_csv(task, response)
+    services.write_accounts_csv(task, response, absolute_url=request.build_absolute_uri)
     return response
 
 

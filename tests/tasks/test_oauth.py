@@ -273,3 +273,22 @@ def test_the_sign_in_method_is_part_of_the_csv_columns_and_task_list(admin_clien
     task = TaskFactory(source__auth_method="oauth_google")
     response = admin_client.get(reverse("tasks:import", args=[task.pk]))
     assert b"sign_in" in response.content
+
+
+def test_the_account_export_lists_each_users_consent_link(admin_client, client, oauth_task, oauth_bed):
+    import csv
+    import io
+
+    task, users = oauth_task("oauth_consent", pairs=2)
+    given = task.accounts.get(source_user=users[0][0].username)
+    given.source_refresh_token = "stored"
+    given.save()
+    response = admin_client.get(reverse("tasks:account_export", args=[task.pk]))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    states = {row["source_user"]: row["source_consent"] for row in rows}
+    assert states == {users[0][0].username: "given", users[1][0].username: "missing"}
+    assert "destination_consent" not in rows[0]
+    link = rows[1]["source_consent_link"]
+    assert link.startswith("http://testserver/consent/")
+    assert client.get(link).status_code == 200
+    assert b"stored" not in response.content
