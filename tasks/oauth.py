@@ -35,6 +35,8 @@ HTTP_TIMEOUT_SECONDS = 30
 # A cached token is used until this long before it expires (or half its life, when that is shorter).
 EXPIRY_MARGIN_SECONDS = 300
 MAX_DESCRIPTION = 300
+# Provider answers that mean "try again later" rather than "no" (RFC 6749 §4.1.2.1 names them).
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 CONSENT_SALT = "imapcopier.tasks.consent"
 CONSENT_LINK_MAX_AGE_SECONDS = 30 * 86400
 SIDES = ("source", "destination")
@@ -165,7 +167,9 @@ def fetch(settings: Settings, username: str, refresh_token: str = "") -> tuple[s
             return _google_service_account(settings, username)
         return _refresh(settings, refresh_token)
     except requests.RequestException as exc:
-        raise TokenUnavailable(f"the token endpoint could not be reached: {type(exc).__name__}") from None
+        raise TokenUnavailable(
+            f"the token endpoint could not be reached: {type(exc).__name__}", transient=True
+        ) from None
 
 
 def _microsoft_app(settings: Settings) -> tuple[str, float, str]:
@@ -189,7 +193,10 @@ def _microsoft_app(settings: Settings) -> tuple[str, float, str]:
         ) from None
     result: dict[str, Any] = app.acquire_token_for_client(scopes=[settings.scope])
     if "access_token" not in result:
-        raise TokenUnavailable(provider_words(result.get("error", "error"), result.get("error_description", "")))
+        error = result.get("error", "error")
+        raise TokenUnavailable(
+            provider_words(error, result.get("error_description", "")), transient=error in TRANSIENT_ERRORS
+        )
     return result["access_token"], float(result.get("expires_in", 3600)), ""
 
 
@@ -209,9 +216,12 @@ def _google_service_account(settings: Settings, username: str) -> tuple[str, flo
     try:
         credentials.refresh(Request(session))
     except google_exceptions.RefreshError as exc:
-        raise TokenUnavailable(provider_words(exc.args[0] if exc.args else "refused", "")) from None
+        words = provider_words(exc.args[0] if exc.args else "refused", "")
+        raise TokenUnavailable(words, transient=bool(getattr(exc, "retryable", False))) from None
     except google_exceptions.TransportError as exc:
-        raise TokenUnavailable(f"the token endpoint could not be reached: {type(exc).__name__}") from None
+        raise TokenUnavailable(
+            f"the token endpoint could not be reached: {type(exc).__name__}", transient=True
+        ) from None
     expires_in = 3600.0
     if credentials.expiry is not None:
         from datetime import UTC, datetime
@@ -244,7 +254,9 @@ def _refresh(settings: Settings, refresh_token: str) -> tuple[str, float, str]:
     try:
         token = session.refresh_token(settings.token_url, refresh_token=refresh_token, timeout=HTTP_TIMEOUT_SECONDS)
     except OAuthError as exc:
-        raise TokenUnavailable(provider_words(exc.error, exc.description)) from None
+        raise TokenUnavailable(
+            provider_words(exc.error, exc.description), transient=exc.error in TRANSIENT_ERRORS
+        ) from None
     return token["access_token"], float(token.get("expires_in", 3600)), token.get("refresh_token", "")
 
 

@@ -325,7 +325,8 @@ def _token(mailbox: Mailbox, *, fresh: bool) -> str:
     try:
         return mailbox.token_source(fresh)
     except TokenUnavailable as exc:
-        raise ConnectError(ErrorKind.AUTH, f"could not get a token: {exc}") from None
+        kind = ErrorKind.PROTOCOL if exc.transient else ErrorKind.AUTH
+        raise ConnectError(kind, f"could not get a token: {exc}") from None
 
 
 def _oauth_login(client: IMAPClient, mailbox: Mailbox, caps: set[str]) -> None:

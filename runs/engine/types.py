@@ -46,7 +46,16 @@ TokenSource = Callable[[bool], str]
 
 class TokenUnavailable(Exception):
     """No OAuth 2.0 access token could be had: the provider's error code and description (consent
-    missing, wrong tenant, invalid scope...) or why it could not be asked. Never contains a secret."""
+    missing, wrong tenant, invalid scope...) or why it could not be asked. Never contains a secret.
+
+    transient: the provider could not be reached or said to try later (RFC 6749 §5.2 has no such code,
+    but "temporarily_unavailable" and "server_error" answers exist): the login is retried like a
+    dropped connection instead of failing the account.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ErrorKind(enum.StrEnum):

@@ -292,3 +292,21 @@ def test_the_account_export_lists_each_users_consent_link(admin_client, client, 
     assert link.startswith("http://testserver/consent/")
     assert client.get(link).status_code == 200
     assert b"stored" not in response.content
+
+
+def test_a_token_endpoint_that_cannot_be_reached_is_retried_like_a_dropped_connection(oauth_task, oauth_bed):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    task, _users = oauth_task("oauth_google", oauth_token_url=f"https://127.0.0.1:{port}/token")
+    with pytest.raises(TokenUnavailable) as excinfo:
+        token_source(task)(False)
+    assert excinfo.value.transient
+    assert str(excinfo.value) == "the token endpoint could not be reached: TransportError"
+    from runs.engine import test_connection
+
+    result = test_connection(services.account_mailbox(task.accounts.get(), "source"))
+    assert (result.ok, result.kind) == (False, "protocol")  # retried by copies, unlike a refusal
+    assert result.message == "could not get a token: the token endpoint could not be reached: TransportError"
