@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 
+from tasks import oauth
 from tasks.models import Account, Endpoint, Task, parse_recipients
 from tasks.services import forget_endpoint_tests
 
@@ -79,11 +80,18 @@ class AccountAdminForm(forms.ModelForm):
 
 
 # Endpoint secrets: write-only, a blank submit keeps the stored value.
-ENDPOINT_SECRETS = ("oauth_client_secret", "oauth_service_account_key")
+ENDPOINT_SECRETS = ("oauth_client_secret", "oauth_client_certificate", "oauth_service_account_key")
 
 
 class EndpointForm(forms.ModelForm):
     oauth_client_secret = WriteOnlyPasswordField(label="Client secret")
+    oauth_client_certificate = forms.CharField(
+        label="Client certificate and private key (PEM)",
+        required=False,
+        widget=WriteOnlyTextarea(
+            attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE----- ... -----BEGIN PRIVATE KEY-----"}
+        ),
+    )
     oauth_service_account_key = forms.CharField(
         label="Service account key (JSON)",
         required=False,
@@ -104,6 +112,7 @@ class EndpointForm(forms.ModelForm):
             "oauth_tenant",
             "oauth_client_id",
             "oauth_client_secret",
+            "oauth_client_certificate",
             "oauth_service_account_key",
             "oauth_authority_url",
             "oauth_token_url",
@@ -135,6 +144,18 @@ class EndpointForm(forms.ModelForm):
 
     def clean_oauth_client_secret(self) -> str:
         return self.cleaned_data["oauth_client_secret"] or self.instance.oauth_client_secret
+
+    def clean_oauth_client_certificate(self) -> str:
+        text = self.cleaned_data["oauth_client_certificate"].strip()
+        if not text:
+            return self.instance.oauth_client_certificate
+        certificate, key = oauth.split_certificate(text)
+        if not (certificate and key):
+            raise forms.ValidationError(
+                "Paste the certificate and its private key, both in PEM form (-----BEGIN CERTIFICATE----- "
+                "and -----BEGIN PRIVATE KEY-----), without a passphrase."
+            )
+        return text
 
     def clean_oauth_service_account_key(self) -> str:
         text = self.cleaned_data["oauth_service_account_key"].strip()

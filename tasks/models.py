@@ -103,6 +103,7 @@ class Endpoint(models.Model):
         "client ID", max_length=255, blank=True, help_text="The application (client) ID of the app registration."
     )
     oauth_client_secret = EncryptedTextField("client secret", blank=True)
+    oauth_client_certificate = EncryptedTextField("client certificate and private key (PEM)", blank=True)
     oauth_service_account_key = EncryptedTextField("service account key (JSON)", blank=True)
     oauth_authority_url = models.URLField(
         "Microsoft sign-in address",
@@ -179,11 +180,9 @@ class Endpoint(models.Model):
         method = self.AuthMethod
         needed: list[tuple[str, str]] = []
         if self.auth_method == method.MICROSOFT_APP:
-            needed = [
-                ("oauth_tenant", "the tenant"),
-                ("oauth_client_id", "the client ID"),
-                ("oauth_client_secret", "the client secret"),
-            ]
+            needed = [("oauth_tenant", "the tenant"), ("oauth_client_id", "the client ID")]
+            if not self.oauth_client_certificate:
+                needed.append(("oauth_client_secret", "the client secret (or a certificate)"))
         elif self.auth_method == method.GOOGLE_SERVICE_ACCOUNT:
             needed = [("oauth_service_account_key", "the service account key")]
         elif self.auth_method == method.USER_CONSENT:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -54,6 +55,7 @@ class Settings:
     scope: str
     tenant: str
     client_secret: str = field(default="", repr=False)
+    client_certificate: str = field(default="", repr=False)  # PEM: certificate and private key
     service_account_key: str = field(default="", repr=False)
 
     @classmethod
@@ -67,6 +69,7 @@ class Settings:
             scope=endpoint.scope,
             tenant=endpoint.oauth_tenant,
             client_secret=endpoint.oauth_client_secret,
+            client_certificate=endpoint.oauth_client_certificate,
             service_account_key=endpoint.oauth_service_account_key,
         )
 
@@ -130,7 +133,8 @@ def token_source(
     """
     settings = Settings.of(endpoint)
     if settings.method == Endpoint.AuthMethod.MICROSOFT_APP:
-        key = ("ms", settings.authority, settings.client_id, _fingerprint(settings.client_secret), settings.scope)
+        credential = settings.client_certificate or settings.client_secret
+        key = ("ms", settings.authority, settings.client_id, _fingerprint(credential), settings.scope)
     elif settings.method == Endpoint.AuthMethod.GOOGLE_SERVICE_ACCOUNT:
         key = ("google", settings.token_url, _fingerprint(settings.service_account_key), settings.scope, username)
     else:
@@ -172,6 +176,22 @@ def fetch(settings: Settings, username: str, refresh_token: str = "") -> tuple[s
         ) from None
 
 
+def split_certificate(pem: str) -> tuple[str, str]:
+    """(certificate PEM, private key PEM) out of one pasted text holding both; ("", "") parts when absent."""
+    certificate = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    key = re.search(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", pem, re.S)
+    return (certificate.group(0) if certificate else "", key.group(0) if key else "")
+
+
+def microsoft_credential(settings: Settings) -> str | dict[str, str]:
+    """MSAL's client_credential: the certificate (a signed client assertion, RFC 7523 §2.2, with the
+    certificate's SHA-256 thumbprint, MSAL >= 1.35) when one is stored, else the client secret."""
+    if not settings.client_certificate:
+        return settings.client_secret
+    certificate, key = split_certificate(settings.client_certificate)
+    return {"private_key": key, "public_certificate": certificate}
+
+
 def _microsoft_app(settings: Settings) -> tuple[str, float, str]:
     import msal
 
@@ -180,7 +200,7 @@ def _microsoft_app(settings: Settings) -> tuple[str, float, str]:
         # local provider) instead of being checked against Microsoft's list of hosts.
         app = msal.ConfidentialClientApplication(
             settings.client_id,
-            client_credential=settings.client_secret,
+            client_credential=microsoft_credential(settings),
             authority=settings.authority,
             instance_discovery=False,
             http_client=_session(),

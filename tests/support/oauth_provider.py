@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.support.dovecot import make_self_signed_certificate
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 @dataclass
@@ -74,6 +75,9 @@ class OAuthProvider:
         ).decode()
         self._sa_public = key.public_key()
         self.service_account_email = "migrator@imapcopier-test.iam.gserviceaccount.com"
+        # The application's certificate (Microsoft: "Certificates & secrets → Certificates"): what an
+        # endpoint's certificate field holds, certificate and private key in one PEM text.
+        self.client_certificate_pem, self._client_cert_public = _certificate_and_key()
         self._dir = Path(tempfile.mkdtemp(prefix="oauth-provider-"))
         cert, key_pem = make_self_signed_certificate()
         self.ca_certificate = cert
@@ -172,6 +176,20 @@ class OAuthProvider:
             client_id, _, client_secret = (urllib.parse.unquote(p) for p in decoded.partition(":"))
         if grant == JWT_BEARER:
             return self._jwt_bearer(form.get("assertion", ""))
+        if form.get("client_assertion_type") == CLIENT_ASSERTION:  # RFC 7523 §2.2: a certificate, not a secret
+            try:
+                jwt.decode(
+                    form.get("client_assertion", ""),
+                    self._client_cert_public,
+                    algorithms=["RS256", "PS256"],
+                    audience=[f"{self.base_url}/{self.tenant}/oauth2/v2.0/token", self.token_url],
+                    issuer=self.client_id,
+                )
+            except jwt.PyJWTError as exc:
+                return 401, _error(
+                    "invalid_client", f"AADSTS700027: Client assertion failed signature validation: {exc}"
+                )
+            client_secret = self.client_secret  # the assertion stands for it
         if client_id != self.client_id or client_secret != self.client_secret:
             return 401, _error(
                 "invalid_client", "AADSTS7000215: Invalid client secret provided (or unknown client id)."
@@ -242,6 +260,33 @@ class OAuthProvider:
         if info.subject is None:  # an application token: any mailbox it was given permission on
             return {"active": True, "username": user} if user in self.app_mailboxes else {"active": False}
         return {"active": True, "username": info.subject}
+
+
+def _certificate_and_key() -> tuple[str, Any]:
+    """(PEM text with a self-signed RSA certificate and its private key, the public key)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imapcopier-test-app")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode(), key.public_key()
 
 
 def _error(code: str, description: str) -> dict[str, str]:

@@ -214,7 +214,7 @@ def test_the_endpoint_form_keeps_secrets_write_only(admin_client):
     assert missing.context["form"].errors == {
         "oauth_tenant": ["This sign-in needs the tenant."],
         "oauth_client_id": ["This sign-in needs the client ID."],
-        "oauth_client_secret": ["This sign-in needs the client secret."],
+        "oauth_client_secret": ["This sign-in needs the client secret (or a certificate)."],
     }
     saved = admin_client.post(
         url, {**base, "oauth_tenant": "t", "oauth_client_id": "c", "oauth_client_secret": "Cl1ent-S3cret"}
@@ -310,3 +310,47 @@ def test_a_token_endpoint_that_cannot_be_reached_is_retried_like_a_dropped_conne
     result = test_connection(services.account_mailbox(task.accounts.get(), "source"))
     assert (result.ok, result.kind) == (False, "protocol")  # retried by copies, unlike a refusal
     assert result.message == "could not get a token: the token endpoint could not be reached: TransportError"
+
+
+def test_a_microsoft_application_signs_in_with_a_certificate_instead_of_a_secret(oauth_task, oauth_bed):
+    task, [(source, _)] = oauth_task(
+        "oauth_microsoft", oauth_client_secret="", oauth_client_certificate=oauth_bed.client_certificate_pem
+    )
+    account = _tested(task.accounts.get())
+    assert account.source_test_status == Account.TestStatus.OK, account.source_test_message
+    assert task.source.oauth_problems() == []
+
+
+def test_a_certificate_the_provider_does_not_know_is_refused_with_its_words(oauth_task, oauth_bed):
+    from tests.support.oauth_provider import _certificate_and_key
+
+    other, _public = _certificate_and_key()
+    task, _users = oauth_task("oauth_microsoft", oauth_client_secret="", oauth_client_certificate=other)
+    account = _tested(task.accounts.get())
+    assert account.source_test_message.startswith(
+        "could not get a token: invalid_client: AADSTS700027: Client assertion failed signature validation"
+    ), account.source_test_message
+    assert "PRIVATE KEY" not in account.source_test_message
+
+
+def test_the_endpoint_form_wants_a_certificate_with_its_key(admin_client, oauth_bed):
+    endpoint = EndpointFactory()
+    url = reverse("tasks:endpoint_edit", args=[endpoint.pk])
+    base = {
+        "label": endpoint.label,
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "security": endpoint.security,
+        "max_connections": 5,
+        "auth_method": "oauth_microsoft",
+        "oauth_tenant": "t",
+        "oauth_client_id": "c",
+    }
+    certificate_only = oauth_bed.client_certificate_pem.split("-----BEGIN PRIVATE KEY-----")[0]
+    refused = admin_client.post(url, {**base, "oauth_client_certificate": certificate_only})
+    assert refused.status_code == 400
+    assert "oauth_client_certificate" in refused.context["form"].errors
+    saved = admin_client.post(url, {**base, "oauth_client_certificate": oauth_bed.client_certificate_pem})
+    assert saved.status_code == 302
+    page = admin_client.get(url)
+    assert b"PRIVATE KEY-----\n" not in page.content
