@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from tasks.forms import AccountAdminForm
+from tasks.forms import AccountAdminForm, EndpointForm
 from tasks.models import Account, Endpoint, Task
 
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
+    form = EndpointForm  # OAuth 2.0 secrets write-only here too, checked like on the endpoint page
     list_display = [
         "label",
         "host",

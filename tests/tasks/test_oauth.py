@@ -234,9 +234,20 @@ def test_the_endpoint_form_keeps_secrets_write_only(admin_client):
         url, {**base, "auth_method": "oauth_google", "oauth_service_account_key": json.dumps(key)}
     )
     assert google.status_code == 302
-    for page_url in (url, reverse("tasks:endpoint_list")):
-        body = admin_client.get(page_url).content
-        assert KEY_SECRET.encode() not in body and b"Cl1ent-S3cret" not in body
+    account = AccountFactory(task__source=endpoint, source_refresh_token="Refresh-T0ken-never-shown")
+    pages = (
+        url,
+        reverse("tasks:endpoint_list"),
+        reverse("admin:tasks_endpoint_change", args=[endpoint.pk]),
+        reverse("admin:tasks_account_change", args=[account.pk]),
+        reverse("admin:tasks_task_change", args=[account.task_id]),
+        reverse("tasks:account_edit", args=[account.task_id, account.pk]),
+    )
+    for page_url in pages:
+        response = admin_client.get(page_url)
+        assert response.status_code == 200, page_url
+        for secret in (KEY_SECRET, "Cl1ent-S3cret", "Refresh-T0ken-never-shown"):
+            assert secret.encode() not in response.content, (page_url, secret)
 
 
 def test_no_token_or_secret_reaches_the_logs_or_the_task_api(
