@@ -10,9 +10,10 @@ from playwright.sync_api import expect
 from tasks import services
 from tasks.models import Account
 
-pytestmark = [pytest.mark.browser, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.imap
 def test_a_user_gives_consent_through_the_link_the_operator_sends(
     live_page, live_server, browser, oauth_task, oauth_bed
 ):
@@ -43,3 +44,16 @@ def test_a_user_gives_consent_through_the_link_the_operator_sends(
     expect(page.get_by_test_id("consent-given")).to_have_text("consent given")
     tested = services.test_account(account)
     assert tested.source_test_status == Account.TestStatus.OK, tested.source_test_message
+
+
+def test_the_endpoint_form_shows_the_settings_of_the_chosen_sign_in(live_page, live_server):
+    page = live_page
+    page.goto(f"{live_server.url}/endpoints/new/")
+    tenant, key = page.get_by_label("Tenant", exact=True), page.get_by_label("Service account key (JSON)")
+    expect(tenant).to_be_hidden()
+    page.get_by_label("Sign-in", exact=True).select_option("oauth_microsoft")
+    expect(tenant).to_be_visible()
+    expect(key).to_be_hidden()
+    page.get_by_label("Sign-in", exact=True).select_option("oauth_google")
+    expect(key).to_be_visible()
+    expect(tenant).to_be_hidden()
