@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.db import models
 
 from tasks import oauth
 from tasks.models import Account, Endpoint, Task, parse_recipients
@@ -79,6 +80,13 @@ class AccountAdminForm(forms.ModelForm):
         return account
 
 
+def _https_urls(field: models.Field, **kwargs: Any) -> forms.Field | None:
+    """Model fields to form fields; a URL typed without a scheme is https (Django 6's default)."""
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
+
+
 # Endpoint secrets: write-only, a blank submit keeps the stored value.
 ENDPOINT_SECRETS = ("oauth_client_secret", "oauth_client_certificate", "oauth_service_account_key")
 
@@ -119,6 +127,7 @@ class EndpointForm(forms.ModelForm):
             "oauth_authorize_url",
             "oauth_scope",
         ]
+        formfield_callback = _https_urls
         widgets = {
             "ca_certificate": forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}),
             # app.js follows the port along when the security mode changes and the port was a default.
