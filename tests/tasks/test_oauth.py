@@ -266,7 +266,7 @@ def test_no_token_or_secret_reaches_the_logs_or_the_task_api(
     token = token_source(task)(False)  # the cached token the run used
     api = admin_client.get(reverse("api:task", args=[task.pk]))
     assert api.status_code == 200
-    assert api.json()["source"]["auth_method"] == "oauth_microsoft"
+    assert (api.json()["source"]["oauth"], api.json()["destination"]["oauth"]) == ("oauth_microsoft", None)
     for text in (caplog.text, api.content.decode()):
         assert oauth_bed.client_secret not in text
         assert token not in text
