@@ -28,6 +28,8 @@ from typing import Any
 
 import requests
 from django.core import signing
+from django.db import connection
+from django.utils import timezone
 
 from runs.engine.types import TokenSource, TokenUnavailable
 from tasks.models import Account, Endpoint
@@ -366,13 +368,25 @@ def finish_consent(account: Account, side: str, *, code: str, verifier: str, red
     refresh_token = token.get("refresh_token", "")
     if not refresh_token:
         raise ConsentError("The sign-in service gave no refresh token (the scope needs offline_access for Microsoft).")
-    store_refresh_token(account.pk, side, refresh_token)
+    store_refresh_token(account.pk, side, refresh_token, consent=True)
 
 
-def store_refresh_token(account_id: int, side: str, refresh_token: str) -> None:
-    """Keep a user's refresh token for one side of an account (encrypted at rest)."""
+def store_refresh_token(account_id: int, side: str, refresh_token: str, *, consent: bool = False) -> None:
+    """Keep a user's refresh token for one side of an account (encrypted at rest).
+
+    consent=True (a new consent, not a provider's renewal): that side's test result is reset, as
+    after a password change, so the account is tested again before it runs.
+    Called from the engine's worker threads too (a renewed token): such a thread's database
+    connection is closed afterwards, as nothing else closes it.
+    """
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}")
+    changes: dict[str, object] = {f"{side}_refresh_token": refresh_token, "updated_at": timezone.now()}
+    if consent:
+        changes.update({f"{side}_test_status": Account.TestStatus.UNTESTED, f"{side}_test_message": ""})
     account = Account.objects.get(pk=account_id)
-    setattr(account, f"{side}_refresh_token", refresh_token)
-    account.save(update_fields=[f"{side}_refresh_token", "updated_at"])
+    for name, value in changes.items():
+        setattr(account, name, value)
+    account.save(update_fields=list(changes))
+    if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
+        connection.close()

@@ -11,7 +11,7 @@ import requests
 from runs import jobs, orchestrator
 from runs.engine import worker
 from runs.models import AccountRun, Run
-from tasks import oauth
+from tasks import oauth, services
 from tasks.models import Account
 from tests.runs.conftest import fill_user, mail_hashes
 from tests.runs.test_jobs import _Once
@@ -38,6 +38,13 @@ def consent(provider, account: Account, side: str = "source") -> None:
     oauth.finish_consent(account, side, code=back["code"], verifier=verifier, redirect_uri=redirect_uri)
 
 
+def consent_and_test(provider, account: Account) -> None:
+    """The user consents; the operator tests the account again (a new consent resets its test)."""
+    consent(provider, account)
+    tested = services.test_account(account)
+    assert tested.tested_ok, tested.source_test_message
+
+
 def _run(task) -> Run:
     run = orchestrator.start_run(task.pk, trigger=Run.Trigger.MANUAL)
     for pk in run.account_runs.order_by("pk").values_list("pk", flat=True):
@@ -50,7 +57,7 @@ def _run(task) -> Run:
 def test_each_way_copies_byte_exact_and_reruns_incrementally(method, oauth_task, oauth_imap_server, oauth_bed, pushed):
     task, [(source, destination)] = oauth_task(method)
     if method == "oauth_consent":
-        consent(oauth_bed, task.accounts.get())
+        consent_and_test(oauth_bed, task.accounts.get())
     expected = fill_user(oauth_imap_server, source, {"INBOX": 6, "Projects/2024": 3})
     run = _run(task)
     assert run.status == Run.Status.DONE, run.reason
@@ -92,7 +99,7 @@ def test_a_token_expiring_mid_folder_is_survived(oauth_task, oauth_imap_server, 
 def test_a_revoked_consent_is_a_clear_error_of_that_account(oauth_task, oauth_imap_server, oauth_bed, pushed):
     task, users = oauth_task("oauth_consent", pairs=2)
     for account in task.accounts.all():
-        consent(oauth_bed, account)
+        consent_and_test(oauth_bed, account)
     for source, _ in users:
         fill_user(oauth_imap_server, source, {"INBOX": 3})
     revoked, kept = users

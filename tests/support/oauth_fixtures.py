@@ -47,6 +47,7 @@ def oauth_bed(oauth_provider: OAuthProvider, oauth_imap_server: Dovecot, monkeyp
     oauth_provider.lifetime_seconds = 3600.0
     oauth_provider.expires_in = None
     oauth_provider.requests.clear()
+    oauth_provider.rotate_refresh_tokens = False
     yield oauth_provider
     oauth.forget_cached_tokens()
 

@@ -64,6 +64,7 @@ class OAuthProvider:
         self.app_mailboxes: set[str] = set()
         self.delegated_mailboxes: set[str] = set()
         self.consenting_user = ""  # pre-filled on the consent page
+        self.rotate_refresh_tokens = False  # answer a refresh with a new refresh token, as Microsoft does
         self.requests: list[tuple[str, str]] = []  # (path, grant_type) of every token request
         self._lock = threading.Lock()
         self._access: dict[str, _Token] = {}
@@ -213,7 +214,7 @@ class OAuthProvider:
                 info = self._refresh.get(form.get("refresh_token", ""))
             if info is None:
                 return 400, _error("invalid_grant", "Token has been expired or revoked.")
-            return 200, self._issue(info.subject, client_id)
+            return 200, self._issue(info.subject, client_id, refresh=self.rotate_refresh_tokens)
         return 400, _error("unsupported_grant_type", f"grant type {grant!r} is not supported")
 
     def _jwt_bearer(self, assertion: str) -> tuple[int, dict[str, Any]]:

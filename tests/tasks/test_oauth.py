@@ -365,3 +365,21 @@ def test_the_endpoint_form_wants_a_certificate_with_its_key(admin_client, oauth_
     assert saved.status_code == 302
     page = admin_client.get(url)
     assert b"PRIVATE KEY-----\n" not in page.content
+
+
+def test_a_renewed_refresh_token_is_stored_and_a_new_consent_asks_for_a_new_test(oauth_task, oauth_bed):
+    task, [(source, _)] = oauth_task("oauth_consent")
+    account = task.accounts.get()
+    oauth.store_refresh_token(account.pk, "source", "first", consent=False)
+    from tests.runs.test_oauth_runs import consent
+
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get(pk=account.pk))
+    account.refresh_from_db()
+    assert account.source_test_status == Account.TestStatus.UNTESTED  # a new consent: test again
+    assert account.destination_test_status == Account.TestStatus.OK
+    given = account.source_refresh_token
+    oauth_bed.rotate_refresh_tokens = True
+    token_source(task)(False)
+    account.refresh_from_db()
+    assert account.source_refresh_token not in ("", given)  # the provider's renewal is kept
+    assert account.source_test_status == Account.TestStatus.UNTESTED
