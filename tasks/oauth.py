@@ -142,17 +142,21 @@ def token_source(
     else:
         key = ("user", settings.token_url, settings.client_id, _fingerprint(refresh_token), settings.scope)
 
+    current = {"refresh_token": refresh_token}  # the newest one, once the provider renews it
+
     def get(fresh: bool) -> str:
         now = time.monotonic()
         with _lock:
             cached = _cache.get(key)
         if cached is not None and not fresh and cached.use_until > now:
             return cached.token
-        token, expires_in, new_refresh = fetch(settings, username, refresh_token)
+        token, expires_in, new_refresh = fetch(settings, username, current["refresh_token"])
         with _lock:
             _cache[key] = _Cached(token, _use_until(expires_in, now))
-        if new_refresh and new_refresh != refresh_token and on_new_refresh_token is not None:
-            on_new_refresh_token(new_refresh)
+        if new_refresh and new_refresh != current["refresh_token"]:
+            current["refresh_token"] = new_refresh
+            if on_new_refresh_token is not None:
+                on_new_refresh_token(new_refresh)
         return token
 
     return get
