@@ -21,6 +21,7 @@ from imapcopier import crypto
 from tasks import csv_import, oauth, parking, services
 from tasks.folders import folder_overview
 from tasks.forms import (
+    ENDPOINT_SECRETS,
     AccountForm,
     CsvUploadForm,
     EndpointForm,
@@ -50,6 +51,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@sensitive_post_parameters(*ENDPOINT_SECRETS)
 def endpoint_create(request: HttpRequest) -> HttpResponse:
     form = EndpointForm(*_posted(request))
     if request.method == "POST" and form.is_valid():
@@ -66,6 +68,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@sensitive_post_parameters(*ENDPOINT_SECRETS)
 def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
     form = EndpointForm(*_posted(request), instance=endpoint)
