@@ -219,10 +219,8 @@ class Dovecot:
     'protocol imap {\n imap_capability = IMAP4rev1 UIDPLUS\n}' for a server without LITERAL+ or
     MULTIAPPEND.
     oauth2_introspection_url: also accept OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER, RFC 7628)
-    checked by Dovecot's oauth2 passdb against that introspection endpoint (GET with the token as a Bearer
-    header: introspection_mode = post panics Dovecot 2.3.19's auth process, http-client-request.c line 546;
-    the login name is passed as ?user=, the answer must be {"active": true, "username": <login name>});
-    passwords work too.
+    checked against that introspection endpoint, which answers {"active": true, "username": <login name>}
+    (see _oauth2_passdb); passwords work too.
     """
 
     host = "127.0.0.1"
@@ -504,7 +502,7 @@ default_client_limit = {self.process_limit * 10}
         on as the password):
 
         - Dovecot's own oauth2 passdb, asking the introspection endpoint about the token alone
-          (tokeninfo_url + token); it accepts tokens issued to one user (a service account's token for
+          (GET, the token as a Bearer header); it accepts tokens issued to one user (a service account's token for
           its subject, a user's consent), answered {"active": true, "username": <user>}.
         - a checkpassword script asking the same endpoint with the login name too, for application
           tokens (Microsoft client credentials), which name no user: the provider answers for the
@@ -517,7 +515,9 @@ default_client_limit = {self.process_limit * 10}
         conf = self.workdir / "dovecot-oauth2.conf.ext"
         conf.write_text(
             f"""\
-tokeninfo_url = {self.oauth2_introspection_url}/-/
+introspection_mode = auth
+introspection_url = {self.oauth2_introspection_url}
+force_introspection = yes
 username_attribute = username
 username_format = %u
 active_attribute = active

@@ -5,8 +5,9 @@ Two listeners in one thread each:
   /<tenant>/v2.0/.well-known/openid-configuration   MSAL's tenant discovery (unknown tenant: 400)
   /<tenant>/oauth2/v2.0/token, /token                token endpoint (RFC 6749 §4.1, §4.4, §6; RFC 7523)
   /authorize                                         consent page (GET) and consent (POST, redirects back)
-- HTTP: GET /introspect?user=<login> with the token as Bearer, for Dovecot's oauth2 passdb (RFC 7662
-  style answer: {"active": true, "username": ...}).
+- HTTP, for the test Dovecot (RFC 7662 style answers: {"active": true, "username": ...} or {"active": false}):
+  GET /introspect with the token as a Bearer header (Dovecot's oauth2 passdb, introspection_mode = auth), and
+  GET /introspect/<login>/<token> (its checkpassword script, for application tokens, which name no user).
 
 Grants: client_credentials (a Microsoft application token: valid for the mailboxes in `app_mailboxes`,
 like Exchange's Add-MailboxPermission), jwt-bearer (google-auth's service-account grant: the JWT's RS256
@@ -329,7 +330,11 @@ def _handler(provider: OAuthProvider) -> type[BaseHTTPRequestHandler]:
                     },
                 )
                 return
-            if url.path.startswith("/introspect/"):  # Dovecot's tokeninfo_url: /introspect/<login>/<token>
+            if url.path == "/introspect":  # Dovecot's oauth2 passdb: the token alone
+                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                self._send(200, provider.introspect(bearer, ""))
+                return
+            if url.path.startswith("/introspect/"):  # the checkpassword script: /introspect/<login>/<token>
                 _, user, token = url.path[1:].split("/", 2)
                 self._send(200, provider.introspect(urllib.parse.unquote(token), urllib.parse.unquote(user)))
                 return
