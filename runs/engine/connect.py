@@ -353,7 +353,7 @@ def _oauth_login(client: IMAPClient, mailbox: Mailbox, caps: set[str]) -> None:
         except LoginError as exc:
             if isinstance(exc.__context__, imaplib.IMAP4.abort) or _TEMPORARY_LOGIN_FAILURE.search(describe(exc)):
                 raise
-            words = describe(exc).replace(token, "********")
+            words = describe(exc).replace(token, "********") if token else describe(exc)
             if fresh:
                 who = f" ({mechanism} as {mailbox.username}" + (f", {mailbox.identity})" if mailbox.identity else ")")
                 raise ConnectError(ErrorKind.AUTH, f"token refused by the server{who}: {words}") from None
