@@ -179,6 +179,8 @@ def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
         "port": endpoint.port,
         "security": endpoint.security,
         "verify_tls": endpoint.verify_tls,
+        # null: each account's password; else how the endpoint signs in with OAuth 2.0 (Endpoint.AuthMethod).
+        "oauth": endpoint.auth_method if endpoint.uses_oauth else None,
         "max_connections": endpoint.max_connections,
     }
 

@@ -44,7 +44,7 @@ from runs.progress import WAITING_FOR_SLOTS
 from runs.state import FolderStateStore
 from tasks import slots
 from tasks.models import Account, Task
-from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, mailbox_for, test_account
+from tasks.services import BACKGROUND_TEST_SLOT_WAIT_SECONDS, account_mailbox, test_account
 
 logger = logging.getLogger(__name__)
 
@@ -366,9 +366,9 @@ def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: st
         return AccountResult(outcome=Outcome.CANCELLED, reason="cancelled before it started")
     task = account_run.run.task
     # The passwords are decrypted here, in the worker, just before the logins.
-    account = Account.objects.get(pk=account_run.account_id)
-    source = mailbox_for(task.source, account.source_user, account.source_password)
-    destination = mailbox_for(task.destination, account.destination_user, account.destination_password)
+    account = Account.objects.select_related("task__source", "task__destination").get(pk=account_run.account_id)
+    source = account_mailbox(account, "source")
+    destination = account_mailbox(account, "destination")
     del account
     store = FolderStateStore(
         account_run.account_id,

@@ -3,12 +3,14 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db import models
 
-from tasks.forms import AccountAdminForm
+from tasks.forms import AccountAdminForm, EndpointForm
 from tasks.models import Account, Endpoint, Task
 
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
+    form = EndpointForm  # OAuth 2.0 secrets write-only here too, checked like on the endpoint page
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # as EndpointForm
     list_display = [
         "label",
         "host",

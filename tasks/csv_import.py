@@ -1,7 +1,9 @@
 """Accounts from CSV: parse and check everything first, then save all of it or nothing.
 
-Columns: source_user, source_password, destination_user, destination_password. A header line
-with those names is optional. An empty destination password reuses the source password.
+Columns: source_user, source_password, destination_user, destination_password, and optionally
+sign_in ("password" or "oauth": how the task's source signs in, checked against its endpoint). A header
+line with those names is optional. An empty destination password reuses the source password. A side whose
+endpoint signs in with OAuth 2.0 needs no password (one given there is not stored).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from django.utils import timezone
 from tasks.models import Account, Task
 from tasks.spreadsheet import restore
 
-COLUMNS = ["source_user", "source_password", "destination_user", "destination_password"]
+COLUMNS = ["source_user", "source_password", "destination_user", "destination_password", "sign_in"]
+SIGN_IN = ("password", "oauth")
 MAX_LENGTH = {
     "source_user": Account._meta.get_field("source_user").max_length,
     "destination_user": Account._meta.get_field("destination_user").max_length,
@@ -82,7 +85,7 @@ class ImportRefused(Exception):
 
 
 def _is_header(fields: list[str]) -> bool:
-    return [f.strip().lower() for f in fields[:4]] == COLUMNS
+    return [f.strip().lower() for f in fields[:4]] == COLUMNS[:4]
 
 
 def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
@@ -104,6 +107,7 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
         preview.errors.append(LineError(1, "The file is empty."))
         return preview
 
+    source_oauth, destination_oauth = task.source.uses_oauth, task.destination.uses_oauth
     existing = dict(task.accounts.values_list("source_user", "pk"))
     seen: dict[str, int] = {}
     dialect = _sniff(text)
@@ -114,7 +118,7 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
             continue
         if line == 1 and _is_header(record):
             continue
-        problem = _check_record(record)
+        problem = _check_record(record, source_oauth=source_oauth, destination_oauth=destination_oauth)
         if problem:
             preview.errors.append(LineError(line, problem))
             continue
@@ -126,6 +130,11 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
             restore(record[2].strip()),
         )
         destination_password = record[3] if len(record) > 3 else ""
+        destination_password = destination_password or source_password
+        if source_oauth:
+            source_password = ""
+        if destination_oauth:
+            destination_password = ""
         if source_user in seen:
             preview.errors.append(
                 LineError(
@@ -141,7 +150,7 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
                 source_user=source_user,
                 source_password=source_password,
                 destination_user=destination_user,
-                destination_password=destination_password or source_password,
+                destination_password=destination_password,
                 existing_id=existing.get(source_user),
             )
         )
@@ -153,25 +162,37 @@ def parse_accounts_csv(task: Task, data: bytes) -> ImportPreview:
 def _sniff(text: str) -> type[csv.Dialect]:
     """Comma by default; semicolon or tab files (spreadsheet exports) are read too.
 
-    The delimiter is the one that splits the first line into 3 or 4 fields.
+    The delimiter is the one that splits the first line into 3 to 5 fields.
     """
     first = text.splitlines()[0]
     for delimiter in (",", ";", "\t"):
         fields = next(csv.reader([first], delimiter=delimiter))
-        if len(fields) in (3, 4):
+        if len(fields) in (3, 4, 5):
             return type("Dialect", (csv.excel,), {"delimiter": delimiter})
     return csv.excel
 
 
-def _check_record(record: list[str]) -> str:
-    if len(record) > 4:
+def _check_record(record: list[str], *, source_oauth: bool = False, destination_oauth: bool = False) -> str:
+    if len(record) > 5:
         return (
-            f"{len(record)} fields; expected 4 (source_user, source_password, destination_user, destination_password)."
+            f"{len(record)} fields; expected 4 (source_user, source_password, destination_user, destination_password)"
+            " and optionally sign_in."
         )
-    padded = [*record, "", "", "", ""][:4]
-    missing = [name for name, value in zip(COLUMNS[:3], padded[:3], strict=True) if not value.strip()]
+    padded = [*record, "", "", "", "", ""][:5]
+    required = ["source_user", "destination_user"]
+    if not source_oauth:
+        required.insert(1, "source_password")
+    elif not destination_oauth:
+        required.append("destination_password")  # nothing to reuse from the source
+    missing = [name for name in COLUMNS if name in required and not padded[COLUMNS.index(name)].strip()]
     if missing:
         return "Missing " + ", ".join(missing) + "."
+    sign_in = padded[4].strip().lower()
+    if sign_in and sign_in not in SIGN_IN:
+        return f"sign_in is {padded[4].strip()!r}; use password or oauth."
+    if sign_in and (sign_in == "oauth") != source_oauth:
+        expected = "oauth" if source_oauth else "password"
+        return f"sign_in says {sign_in}, but this task's source endpoint signs in with {expected}."
     for name, limit in MAX_LENGTH.items():
         value = padded[COLUMNS.index(name)].strip()
         if len(value) > limit:

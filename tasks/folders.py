@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from runs.engine import list_folders, plan_folders
 from runs.engine.types import FolderInfo, FolderPlan
 from tasks.models import Account, Task
-from tasks.services import mailbox_for
+from tasks.services import account_mailbox
 
 
 @dataclass
@@ -46,8 +46,8 @@ def folder_overview(task: Task, account: Account) -> FolderOverview:
     Talks to both servers (outside the endpoints' connection slots: two short connections, like
     a login test); a failure to connect or log in comes back as `error`, in words.
     """
-    source = mailbox_for(task.source, account.source_user, account.source_password)
-    destination = mailbox_for(task.destination, account.destination_user, account.destination_password)
+    source = account_mailbox(account, "source")
+    destination = account_mailbox(account, "destination")
     try:
         source_folders = list_folders(source, with_counts=True)
     except Exception as exc:  # shown to the operator, never raised

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
+from django.db import models
 
+from tasks import oauth
 from tasks.models import WEBHOOK_SECRET_MIN_CHARS, Account, Endpoint, Task, parse_recipients
 from tasks.services import forget_endpoint_tests
 
@@ -19,6 +22,13 @@ class WriteOnlyPasswordField(forms.CharField):
             forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         )
         super().__init__(**kwargs)
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value (a stored secret, or one just posted)."""
+
+    def format_value(self, value: Any) -> None:
+        return None
 
 
 class AccountAdminForm(forms.ModelForm):
@@ -46,8 +56,14 @@ class AccountAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         creating = self.instance.pk is None
-        if creating and not data.get("source_password"):
+        task = data.get("task") or (self.instance.task if self.instance.task_id else None)
+        # A side whose endpoint signs in with OAuth 2.0 needs no password.
+        source_oauth = task is not None and task.source.uses_oauth
+        destination_oauth = task is not None and task.destination.uses_oauth
+        if creating and not data.get("source_password") and not source_oauth:
             self.add_error("source_password", "A new account needs the source password.")
+        if creating and source_oauth and not destination_oauth and not data.get("destination_password"):
+            self.add_error("destination_password", "A new account needs the destination password.")
         return data
 
     def save(self, commit: bool = True) -> Account:
@@ -64,7 +80,32 @@ class AccountAdminForm(forms.ModelForm):
         return account
 
 
+def _https_urls(field: models.Field, **kwargs: Any) -> forms.Field | None:
+    """Model fields to form fields; a URL typed without a scheme is https (Django 6's default)."""
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
+
+
+# Endpoint secrets: write-only, a blank submit keeps the stored value.
+ENDPOINT_SECRETS = ("oauth_client_secret", "oauth_client_certificate", "oauth_service_account_key")
+
+
 class EndpointForm(forms.ModelForm):
+    oauth_client_secret = WriteOnlyPasswordField(label="Client secret")
+    oauth_client_certificate = forms.CharField(
+        label="Client certificate and private key (PEM)",
+        required=False,
+        widget=WriteOnlyTextarea(
+            attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE----- ... -----BEGIN PRIVATE KEY-----"}
+        ),
+    )
+    oauth_service_account_key = forms.CharField(
+        label="Service account key (JSON)",
+        required=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "placeholder": '{"type": "service_account", ...}'}),
+    )
+
     class Meta:
         model = Endpoint
         fields = [
@@ -75,12 +116,69 @@ class EndpointForm(forms.ModelForm):
             "verify_tls",
             "ca_certificate",
             "max_connections",
+            "auth_method",
+            "oauth_tenant",
+            "oauth_client_id",
+            "oauth_client_secret",
+            "oauth_client_certificate",
+            "oauth_service_account_key",
+            "oauth_authority_url",
+            "oauth_token_url",
+            "oauth_authorize_url",
+            "oauth_scope",
         ]
+        formfield_callback = _https_urls
         widgets = {
             "ca_certificate": forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}),
             # app.js follows the port along when the security mode changes and the port was a default.
             "security": forms.Select(attrs={"data-default-ports": '{"ssl": 993, "starttls": 143, "plain": 143}'}),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["auth_method"].required = False
+        for name in ENDPOINT_SECRETS:
+            # The form must not carry a stored secret into the page, even as an initial value.
+            self.initial.pop(name, None)
+            stored = bool(getattr(self.instance, name))
+            self.fields[name].help_text = (
+                "Stored encrypted and never shown. Leave blank to keep it."
+                if stored
+                else "Stored encrypted, never shown."
+            )
+
+    def clean_auth_method(self) -> str:
+        # Absent from older clients' posts (the API, scripts): passwords, as before sign-in methods existed.
+        return self.cleaned_data.get("auth_method") or Endpoint.AuthMethod.PASSWORD
+
+    def clean_oauth_client_secret(self) -> str:
+        return self.cleaned_data["oauth_client_secret"] or self.instance.oauth_client_secret
+
+    def clean_oauth_client_certificate(self) -> str:
+        text = self.cleaned_data["oauth_client_certificate"].strip()
+        if not text:
+            return self.instance.oauth_client_certificate
+        certificate, key = oauth.split_certificate(text)
+        if not (certificate and key):
+            raise forms.ValidationError(
+                "Paste the certificate and its private key, both in PEM form (-----BEGIN CERTIFICATE----- "
+                "and -----BEGIN PRIVATE KEY-----), without a passphrase."
+            )
+        return text
+
+    def clean_oauth_service_account_key(self) -> str:
+        text = self.cleaned_data["oauth_service_account_key"].strip()
+        if not text:
+            return self.instance.oauth_service_account_key
+        try:
+            key = json.loads(text)
+        except ValueError:
+            raise forms.ValidationError("Paste the key file exactly as Google gave it (JSON).") from None
+        if not isinstance(key, dict) or key.get("type") != "service_account" or not key.get("private_key"):
+            raise forms.ValidationError(
+                'This is not a service account key: it needs "type": "service_account" and a private key.'
+            )
+        return text
 
     def clean_ca_certificate(self) -> str:
         pem = self.cleaned_data["ca_certificate"].strip()
@@ -202,8 +300,9 @@ class AccountForm(AccountAdminForm):
 class CsvUploadForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="Columns: source_user, source_password, destination_user, destination_password. "
-        "Header optional; an empty destination password reuses the source one.",
+        help_text="Columns: source_user, source_password, destination_user, destination_password, optionally "
+        "sign_in (password or oauth). Header optional; an empty destination password reuses the source one; "
+        "a side that signs in with OAuth 2.0 needs no password.",
     )
 
     def clean_file(self) -> Any:

@@ -57,6 +57,15 @@ def host_problem(host: str) -> str:
     return ""
 
 
+# Where Microsoft and Google issue tokens, and the scopes IMAP needs there (Microsoft: "Authenticate an
+# IMAP connection using OAuth"; Google: "OAuth 2.0 scopes for Google APIs", Gmail IMAP).
+MICROSOFT_AUTHORITY_URL = "https://login.microsoftonline.com"
+MICROSOFT_APP_SCOPE = "https://outlook.office365.com/.default"
+MICROSOFT_USER_SCOPE = "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+GOOGLE_SCOPE = "https://mail.google.com/"
+
+
 class Endpoint(models.Model):
     """One IMAP server, used as the source or the destination of tasks."""
 
@@ -64,6 +73,12 @@ class Endpoint(models.Model):
         SSL = "ssl", "SSL/TLS (implicit, port 993)"
         STARTTLS = "starttls", "STARTTLS (port 143)"
         PLAIN = "plain", "None (plain text)"
+
+    class AuthMethod(models.TextChoices):
+        PASSWORD = "password", "Password (each account's own)"
+        MICROSOFT_APP = "oauth_microsoft", "OAuth 2.0: Microsoft 365 application access (client credentials)"
+        GOOGLE_SERVICE_ACCOUNT = "oauth_google", "OAuth 2.0: Google Workspace service account (domain-wide delegation)"
+        USER_CONSENT = "oauth_consent", "OAuth 2.0: each user's consent (a link per account)"
 
     label = models.CharField(max_length=100, unique=True)
     host = models.CharField(max_length=255)
@@ -80,6 +95,41 @@ class Endpoint(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Connections imapcopier opens to this server at once, all tasks and tests together.",
     )
+    auth_method = models.CharField("sign-in", max_length=20, choices=AuthMethod.choices, default=AuthMethod.PASSWORD)
+    oauth_tenant = models.CharField(
+        "tenant", max_length=255, blank=True, help_text="Microsoft: the directory (tenant) ID or domain."
+    )
+    oauth_client_id = models.CharField(
+        "client ID", max_length=255, blank=True, help_text="The application (client) ID of the app registration."
+    )
+    oauth_client_secret = EncryptedTextField("client secret", blank=True)
+    oauth_client_certificate = EncryptedTextField("client certificate and private key (PEM)", blank=True)
+    oauth_service_account_key = EncryptedTextField("service account key (JSON)", blank=True)
+    oauth_authority_url = models.URLField(
+        "Microsoft sign-in address",
+        blank=True,
+        default=MICROSOFT_AUTHORITY_URL,
+        help_text="The tenant is added to it. Change it only for a national cloud.",
+    )
+    oauth_token_url = models.URLField(
+        "token endpoint",
+        blank=True,
+        help_text=f"Empty: Google's ({GOOGLE_TOKEN_URL}) for a service account; for each user's consent, "
+        "Microsoft's for the tenant.",
+    )
+    oauth_authorize_url = models.URLField(
+        "authorization endpoint",
+        blank=True,
+        help_text="Each user's consent only. Empty: Microsoft's for the tenant; "
+        "Google: https://accounts.google.com/o/oauth2/v2/auth.",
+    )
+    oauth_scope = models.CharField(
+        "scope",
+        max_length=500,
+        blank=True,
+        help_text="Empty: what IMAP needs (Microsoft application: .default; Google: https://mail.google.com/; "
+        "Microsoft user: IMAP.AccessAsUser.All offline_access).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,17 +145,80 @@ class Endpoint(models.Model):
                 condition=Q(max_connections__gte=1),
                 name="endpoint_max_connections_positive",
             ),
+            models.CheckConstraint(
+                condition=Q(auth_method__in=["password", "oauth_microsoft", "oauth_google", "oauth_consent"]),
+                name="endpoint_auth_method_valid",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.label} ({self.host}:{self.port})"
 
     def clean(self) -> None:
-        """Run by every model form (the endpoint form, the admin): the host must be a bare host name."""
+        """Run by every model form (the endpoint form, the admin): the host must be a bare host name;
+        an OAuth 2.0 sign-in needs the settings of its kind (oauth_problems)."""
         super().clean()
+        problems = dict(self.oauth_problems())
         problem = host_problem(self.host)
         if problem:
-            raise ValidationError({"host": problem})
+            problems["host"] = problem
+        if problems:
+            raise ValidationError(problems)
+
+    @property
+    def uses_oauth(self) -> bool:
+        """Accounts of this endpoint sign in with an OAuth 2.0 token rather than a password."""
+        return self.auth_method != self.AuthMethod.PASSWORD
+
+    @property
+    def needs_consent(self) -> bool:
+        """Each account of this endpoint needs its user's consent (a stored refresh token)."""
+        return self.auth_method == self.AuthMethod.USER_CONSENT
+
+    def oauth_problems(self) -> list[tuple[str, str]]:
+        """(field, message) for each setting the chosen sign-in lacks; [] when complete."""
+        method = self.AuthMethod
+        needed: list[tuple[str, str]] = []
+        if self.auth_method == method.MICROSOFT_APP:
+            needed = [("oauth_tenant", "the tenant"), ("oauth_client_id", "the client ID")]
+            if not self.oauth_client_certificate:
+                needed.append(("oauth_client_secret", "the client secret (or a certificate)"))
+        elif self.auth_method == method.GOOGLE_SERVICE_ACCOUNT:
+            needed = [("oauth_service_account_key", "the service account key")]
+        elif self.auth_method == method.USER_CONSENT:
+            needed = [("oauth_client_id", "the client ID")]
+            if not (self.oauth_authorize_url and self.oauth_token_url):
+                needed.append(("oauth_tenant", "the tenant (or both endpoints)"))
+        return [(name, f"This sign-in needs {what}.") for name, what in needed if not getattr(self, name)]
+
+    @property
+    def microsoft_authority(self) -> str:
+        """MSAL's authority: the sign-in address and the tenant (https://login.microsoftonline.com/<tenant>)."""
+        return f"{(self.oauth_authority_url or MICROSOFT_AUTHORITY_URL).rstrip('/')}/{self.oauth_tenant}"
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint of a service account or of users' consent: the setting, else the default."""
+        if self.oauth_token_url:
+            return self.oauth_token_url
+        if self.auth_method == self.AuthMethod.GOOGLE_SERVICE_ACCOUNT:
+            return GOOGLE_TOKEN_URL
+        return f"{self.microsoft_authority}/oauth2/v2.0/token"
+
+    @property
+    def authorize_url(self) -> str:
+        """Where a user consents (each user's consent): the setting, else Microsoft's for the tenant."""
+        return self.oauth_authorize_url or f"{self.microsoft_authority}/oauth2/v2.0/authorize"
+
+    @property
+    def scope(self) -> str:
+        """The scope asked for: the setting, else what IMAP needs for this sign-in."""
+        if self.oauth_scope:
+            return self.oauth_scope
+        return {
+            self.AuthMethod.MICROSOFT_APP: MICROSOFT_APP_SCOPE,
+            self.AuthMethod.GOOGLE_SERVICE_ACCOUNT: GOOGLE_SCOPE,
+        }.get(self.auth_method, MICROSOFT_USER_SCOPE)
 
 
 # A webhook secret shorter than this is refused, for a task's webhook as for the site's
@@ -286,9 +399,12 @@ class Account(models.Model):
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="accounts")
     source_user = models.CharField(max_length=255)
-    source_password = EncryptedTextField()
+    source_password = EncryptedTextField(blank=True)  # empty when the source signs in with OAuth 2.0
     destination_user = models.CharField(max_length=255)
-    destination_password = EncryptedTextField()
+    destination_password = EncryptedTextField(blank=True)
+    # Each user's consent (Endpoint.AuthMethod.USER_CONSENT): the refresh token the user's consent gave.
+    source_refresh_token = EncryptedTextField(blank=True)
+    destination_refresh_token = EncryptedTextField(blank=True)
     source_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     source_test_message = models.TextField(blank=True)
     source_tested_at = models.DateTimeField(null=True, blank=True)

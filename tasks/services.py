@@ -8,15 +8,17 @@ copies do. Then what the tasks app's pages read and change (the views only parse
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from django.db.models import Count, ProtectedError, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from runs import engine
 from runs.engine.types import ConnectionTestResult, ErrorKind, Mailbox
-from tasks import slots
+from tasks import oauth, slots
 from tasks.models import Account, Endpoint, Task
 from tasks.spreadsheet import write_csv
 
@@ -31,9 +33,28 @@ BACKGROUND_TEST_SLOT_WAIT_SECONDS = 300.0
 MAX_MESSAGE_LENGTH = 1000
 
 
-@sensitive_variables("password")  # kept off Django's error pages
-def mailbox_for(endpoint: Endpoint, username: str, password: str) -> Mailbox:
-    """The engine's view of one side of an account. Build it just before use, never store it."""
+@sensitive_variables("password", "refresh_token")  # kept off Django's error pages
+def mailbox_for(
+    endpoint: Endpoint,
+    username: str,
+    password: str,
+    *,
+    refresh_token: str = "",
+    on_new_refresh_token: Callable[[str], None] | None = None,
+) -> Mailbox:
+    """The engine's view of one side of an account. Build it just before use, never store it.
+
+    An endpoint that signs in with OAuth 2.0 gets a token source (tasks/oauth.py) instead of the
+    password; refresh_token is the account side's stored consent (each user's consent only).
+    """
+    token_source = None
+    identity = ""
+    if endpoint.uses_oauth:
+        token_source = oauth.token_source(
+            endpoint, username, refresh_token=refresh_token, on_new_refresh_token=on_new_refresh_token
+        )
+        identity = oauth.identity(endpoint, username)
+        password = ""
     return Mailbox(
         host=endpoint.host,
         port=endpoint.port,
@@ -43,6 +64,21 @@ def mailbox_for(endpoint: Endpoint, username: str, password: str) -> Mailbox:
         verify_tls=endpoint.verify_tls,
         ca_certificate=endpoint.ca_certificate,
         timeout=IMAP_TIMEOUT_SECONDS,
+        token_source=token_source,
+        identity=identity,
+    )
+
+
+def account_mailbox(account: Account, side: str) -> Mailbox:
+    """The engine's view of one side ("source" or "destination") of an account, with its password or
+    its OAuth 2.0 sign-in; a refresh token the provider renews is stored back on the account."""
+    endpoint = account.task.source if side == "source" else account.task.destination
+    return mailbox_for(
+        endpoint,
+        getattr(account, f"{side}_user"),
+        getattr(account, f"{side}_password"),
+        refresh_token=getattr(account, f"{side}_refresh_token"),
+        on_new_refresh_token=lambda token: oauth.store_refresh_token(account.pk, side, token),
     )
 
 
@@ -53,8 +89,10 @@ def check_login(
     password: str,
     *,
     slot_wait_seconds: float | None = None,
+    mailbox: Mailbox | None = None,
 ) -> ConnectionTestResult:
-    """LOGIN and LIST on one server, inside one of the endpoint's connection slots."""
+    """LOGIN and LIST on one server, inside one of the endpoint's connection slots (`mailbox`, when
+    given, instead of one built from the user name and password)."""
     if slot_wait_seconds is None:
         slot_wait_seconds = TEST_SLOT_WAIT_SECONDS
 
@@ -78,7 +116,7 @@ def check_login(
             ),
         )
     try:
-        return engine.test_connection(mailbox_for(endpoint, username, password))
+        return engine.test_connection(mailbox or mailbox_for(endpoint, username, password))
     finally:
         slots.release(holder)
 
@@ -102,10 +140,20 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
     """
     account = Account.objects.select_related("task__source", "task__destination").get(pk=account.pk)
     task = account.task
-    source = check_login(task.source, account.source_user, account.source_password, slot_wait_seconds=slot_wait_seconds)
+    source = check_login(
+        task.source,
+        account.source_user,
+        "",
+        slot_wait_seconds=slot_wait_seconds,
+        mailbox=account_mailbox(account, "source"),
+    )
     source_at = timezone.now()
     destination = check_login(
-        task.destination, account.destination_user, account.destination_password, slot_wait_seconds=slot_wait_seconds
+        task.destination,
+        account.destination_user,
+        "",
+        slot_wait_seconds=slot_wait_seconds,
+        mailbox=account_mailbox(account, "destination"),
     )
     destination_at = timezone.now()
     Account.objects.filter(pk=account.pk).update(
@@ -229,10 +277,29 @@ EXPORT_COLUMNS = {
 }
 
 
-def write_accounts_csv(task: Task, out: TextIO) -> None:
-    """The task's accounts as CSV (the import's columns without the passwords, plus the test results)."""
-    # values_list: the export has no passwords, so it never decrypts them either.
-    write_csv(out, list(EXPORT_COLUMNS), task.accounts.values_list(*EXPORT_COLUMNS.values()).iterator())
+def write_accounts_csv(task: Task, out: TextIO, *, absolute_url: Callable[[str], str] = str) -> None:
+    """The task's accounts as CSV (the import's columns without the passwords, plus the test results).
+
+    A side whose endpoint needs each user's consent adds two columns: `<side>_consent` (given / missing)
+    and `<side>_consent_link` (made absolute by `absolute_url`), so the links can be mailed from the file.
+    """
+    sides = [side for side in oauth.SIDES if getattr(task, side).needs_consent]
+    header = list(EXPORT_COLUMNS)
+    given: dict[str, set[int]] = {}
+    for side in sides:
+        header += [f"{side}_consent", f"{side}_consent_link"]
+        # An empty secret is stored empty: no decryption needed to tell which accounts have one.
+        given[side] = set(task.accounts.exclude(**{f"{side}_refresh_token": ""}).values_list("pk", flat=True))
+
+    def rows() -> Iterator[list[Any]]:
+        # values_list: the export has no passwords, so it never decrypts them either.
+        for pk, *values in task.accounts.values_list("pk", *EXPORT_COLUMNS.values()).iterator():
+            for side in sides:
+                values.append("given" if pk in given[side] else "missing")
+                values.append(absolute_url(reverse("tasks:consent_start", args=[oauth.consent_token_for(pk, side)])))
+            yield values
+
+    write_csv(out, header, rows())
 
 
 def first_account(task: Task) -> Account | None:

@@ -17,9 +17,9 @@ from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 from imapclient.exceptions import IMAPClientError
 
-from runs.engine import tls_context
+from runs.engine import Mailbox, tls_context
 from tasks.models import Account, Endpoint
-from tasks.services import check_login
+from tasks.services import account_mailbox, check_login
 
 # The capabilities the operator cares about, in the order the page shows them.
 KNOWN_CAPABILITIES = [
@@ -191,8 +191,8 @@ def probe_endpoint(endpoint: Endpoint, account_id: int | None = None) -> ProbeRe
     if login is None:
         result.login_error = "that account does not use this endpoint"
         return result
-    username, password = login
-    tested = check_login(endpoint, username, password, slot_wait_seconds=10)
+    username, mailbox = login
+    tested = check_login(endpoint, username, "", slot_wait_seconds=10, mailbox=mailbox)
     if tested.ok:
         result.capabilities = list(tested.capabilities)
         result.login_user = username
@@ -201,13 +201,14 @@ def probe_endpoint(endpoint: Endpoint, account_id: int | None = None) -> ProbeRe
     return result
 
 
-def _login_for(endpoint: Endpoint, account_id: int) -> tuple[str, str] | None:
-    """User and password of this account on this endpoint's side, or None if it does not use it."""
-    account = Account.objects.filter(pk=account_id).select_related("task").first()
+def _login_for(endpoint: Endpoint, account_id: int) -> tuple[str, Mailbox] | None:
+    """User and engine mailbox (password or OAuth 2.0 sign-in) of this account on this endpoint's
+    side, or None if it does not use it."""
+    account = Account.objects.filter(pk=account_id).select_related("task__source", "task__destination").first()
     if account is None:
         return None
     if account.task.source_id == endpoint.pk:
-        return account.source_user, account.source_password
+        return account.source_user, account_mailbox(account, "source")
     if account.task.destination_id == endpoint.pk:
-        return account.destination_user, account.destination_password
+        return account.destination_user, account_mailbox(account, "destination")
     return None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tasks import views
+from tasks import consent_views, views
 
 # The site adds the task list and the task page to this namespace (imapcopier/urls.py).
 app_name = "tasks"
@@ -52,6 +52,8 @@ urlpatterns = [
     path("tasks/<int:pk>/accounts/<int:account_pk>/park/", views.account_park, name="account_park"),
     path("tasks/<int:pk>/accounts/park-failed/", views.account_park, {"account_pk": 0}, name="accounts_park_failed"),
     path("tasks/<int:pk>/accounts/<int:account_pk>/resume/", views.account_resume, name="account_resume"),
+    path("consent/done/", consent_views.consent_callback, name="consent_callback"),
+    path("consent/<str:token>/", consent_views.consent_start, name="consent_start"),
     path("endpoints/", views.endpoint_list, name="endpoint_list"),
     path("endpoints/new/", views.endpoint_create, name="endpoint_create"),
     path("endpoints/<int:pk>/edit/", views.endpoint_edit, name="endpoint_edit"),

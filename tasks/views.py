@@ -18,9 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from imapcopier import crypto
-from tasks import csv_import, parking, services
+from tasks import csv_import, oauth, parking, services
 from tasks.folders import folder_overview
 from tasks.forms import (
+    ENDPOINT_SECRETS,
     AccountForm,
     CsvUploadForm,
     EndpointForm,
@@ -50,6 +51,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@sensitive_post_parameters(*ENDPOINT_SECRETS)
 def endpoint_create(request: HttpRequest) -> HttpResponse:
     form = EndpointForm(*_posted(request))
     if request.method == "POST" and form.is_valid():
@@ -66,6 +68,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@sensitive_post_parameters(*ENDPOINT_SECRETS)
 def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
     form = EndpointForm(*_posted(request), instance=endpoint)
@@ -220,16 +223,22 @@ def account_create(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @sensitive_post_parameters("source_password", "destination_password")
 def account_edit(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
-    account = get_object_or_404(Account.objects.select_related("task"), pk=account_pk, task_id=pk)
+    account = get_object_or_404(
+        Account.objects.select_related("task__source", "task__destination"), pk=account_pk, task_id=pk
+    )
     form = AccountForm(*_posted(request), instance=account, task=account.task)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Account {account.source_user} saved.")
         return redirect(reverse("tasks:detail", args=[pk]) + "#accounts")
+    consent = [
+        (side, request.build_absolute_uri(path), bool(getattr(account, f"{side}_refresh_token")))
+        for side, path in oauth.consent_links(account).items()
+    ]
     return render(
         request,
         "tasks/account_form.html",
-        {"form": form, "task": account.task, "account": account, "nav": "tasks"},
+        {"form": form, "task": account.task, "account": account, "consent": consent, "nav": "tasks"},
         status=400 if form.errors else 200,
     )
 
@@ -251,10 +260,10 @@ def account_delete(request: HttpRequest, pk: int, account_pk: int) -> HttpRespon
 @login_required
 def account_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The account list as CSV, without passwords (the import columns minus the secrets)."""
-    task = get_object_or_404(Task, pk=pk)
+    task = get_object_or_404(Task.objects.select_related("source", "destination"), pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-accounts.csv"'
-    services.write_accounts_csv(task, response)
+    services.write_accounts_csv(task, response, absolute_url=request.build_absolute_uri)
     return response
 
 

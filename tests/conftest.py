@@ -3,7 +3,11 @@ from __future__ import annotations
 import pytest
 
 # IMAP test bed (a private Dovecot on loopback) lives in its own module.
-pytest_plugins = ["tests.support.imap_fixtures", "tests.support.server_fixtures"]
+pytest_plugins = [
+    "tests.support.imap_fixtures",
+    "tests.support.server_fixtures",
+    "tests.support.oauth_fixtures",
+]
 
 
 @pytest.fixture

@@ -42,6 +42,8 @@ from .types import (
     Security,
     StateStore,
     StopCheck,
+    TokenSource,
+    TokenUnavailable,
 )
 
 __all__ = [
@@ -64,6 +66,8 @@ __all__ = [
     "Security",
     "StateStore",
     "StopCheck",
+    "TokenSource",
+    "TokenUnavailable",
     "copy_account",
     "list_folders",
     "map_folders",

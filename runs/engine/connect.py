@@ -19,7 +19,7 @@ from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
 from imapclient.util import to_unicode
 
 from .imap import ConnectError, Connection, WriteRefused, describe
-from .types import ErrorKind, Mailbox, Security
+from .types import ErrorKind, Mailbox, Security, TokenUnavailable
 
 _TEMPORARY_LOGIN_FAILURE = re.compile(
     r"\[(UNAVAILABLE|INUSE|SERVERBUG|LIMIT)\]|too many|throttl|try again", re.IGNORECASE
@@ -310,19 +310,71 @@ def _login_with_literals(client: IMAPClient, username: str, password: str, *, li
     imap.state = "AUTH"  # what imaplib's own login() records
 
 
+def sasl_mechanism(caps: set[str]) -> str | None:
+    """The SASL mechanism for an OAuth 2.0 token among the server's capabilities (upper case):
+    OAUTHBEARER, the standard one (RFC 7628), when offered, else XOAUTH2 (Google's and Microsoft's
+    older one); None when the server offers neither."""
+    for mechanism in ("OAUTHBEARER", "XOAUTH2"):
+        if f"AUTH={mechanism}" in caps:
+            return mechanism
+    return None
+
+
+def _token(mailbox: Mailbox, *, fresh: bool) -> str:
+    assert mailbox.token_source is not None
+    try:
+        return mailbox.token_source(fresh)
+    except TokenUnavailable as exc:
+        kind = ErrorKind.PROTOCOL if exc.transient else ErrorKind.AUTH
+        raise ConnectError(kind, f"could not get a token: {exc}") from None
+
+
+def _oauth_login(client: IMAPClient, mailbox: Mailbox, caps: set[str]) -> None:
+    """AUTHENTICATE with an access token; once more with a fresh token when the server refuses a
+    cached one (it expired or was revoked early, e.g. on reconnecting in the middle of a copy).
+
+    ConnectError AUTH "could not get a token: <provider's words>" or "token refused by the server
+    (...): <server's words>"; the token itself never appears in a message.
+    """
+    mechanism = sasl_mechanism(caps)
+    if mechanism is None:
+        raise ConnectError(
+            ErrorKind.AUTH,
+            "the server does not offer OAuth 2.0 sign-in (neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2)",
+        )
+    for fresh in (False, True):
+        token = _token(mailbox, fresh=fresh)
+        try:
+            if mechanism == "OAUTHBEARER":
+                client.oauthbearer_login(mailbox.username, token)
+            else:
+                client.oauth2_login(mailbox.username, token)
+            return
+        except LoginError as exc:
+            if isinstance(exc.__context__, imaplib.IMAP4.abort) or _TEMPORARY_LOGIN_FAILURE.search(describe(exc)):
+                raise
+            words = describe(exc).replace(token, "********") if token else describe(exc)
+            if fresh:
+                who = f" ({mechanism} as {mailbox.username}" + (f", {mailbox.identity})" if mailbox.identity else ")")
+                raise ConnectError(ErrorKind.AUTH, f"token refused by the server{who}: {words}") from None
+
+
 def _login(client: IMAPClient, mailbox: Mailbox) -> None:
     """Log in; a refusal is ConnectError AUTH ("login refused: <server's words>"), a temporary one
-    or a connection lost meanwhile is PROTOCOL (retried)."""
+    or a connection lost meanwhile is PROTOCOL (retried). With a token source: OAuth 2.0 (_oauth_login)."""
     if client._imap.state != "NONAUTH":
         return  # PREAUTH greeting: the server authenticated the connection itself (RFC 9051 §7.1.4)
     caps = {to_unicode(c).upper() for c in client.capabilities()}
-    if "LOGINDISABLED" in caps:
+    if "LOGINDISABLED" in caps and mailbox.token_source is None:
         raise ConnectError(
             ErrorKind.TLS,
             "the server refuses LOGIN on an unencrypted connection (LOGINDISABLED)",
         )
     try:
-        _authenticate(client, mailbox, caps)
+        if mailbox.token_source is not None:
+            _oauth_login(client, mailbox, caps)
+        else:
+            _authenticate(client, mailbox, caps)
     except LoginError as exc:
         if isinstance(exc.__context__, imaplib.IMAP4.abort):
             # IMAPClient wraps a connection lost mid-LOGIN in LoginError: not a wrong password.

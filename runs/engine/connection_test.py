@@ -67,9 +67,13 @@ def _exercise(connection: Connection, capabilities: list[str]) -> ConnectionTest
             message=f"logged in, but opening INBOX was refused: {wire.describe(exc)}",
             capabilities=capabilities,
         )
+    login = "login"
+    mailbox = connection.mailbox
+    if mailbox.token_source is not None:
+        login = f"OAuth 2.0 sign-in as {mailbox.username}" + (f" ({mailbox.identity})" if mailbox.identity else "")
     return ConnectionTestResult(
         ok=True,
-        message="login, LIST and EXAMINE INBOX succeeded",
+        message=f"{login}, LIST and EXAMINE INBOX succeeded",
         capabilities=capabilities,
         folder_count=len(folders),
     )

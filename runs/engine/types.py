@@ -20,7 +20,13 @@ class Security(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Mailbox:
-    """Where and how to log in. `password` never appears in repr, logs or exception text."""
+    """Where and how to log in. `password` never appears in repr, logs or exception text.
+
+    With `token_source` set, the login is SASL XOAUTH2 or OAUTHBEARER (RFC 7628) with an OAuth 2.0
+    access token instead of the password: token_source(fresh) returns the token (str); fresh=True asks
+    for a new one rather than a cached one (after the server refused it); it raises TokenUnavailable
+    when no token can be had. `identity` says in words whose token it is, for messages.
+    """
 
     host: str
     port: int
@@ -30,6 +36,26 @@ class Mailbox:
     verify_tls: bool = True
     ca_certificate: str = ""  # PEM text of a private CA to trust instead of the system store
     timeout: float = 60.0  # seconds, for connect and for every read
+    token_source: TokenSource | None = field(default=None, repr=False, compare=False)
+    identity: str = ""  # e.g. "application 1234 of tenant contoso", shown with OAuth results
+
+
+# token_source(fresh: bool) -> access token; see Mailbox.
+TokenSource = Callable[[bool], str]
+
+
+class TokenUnavailable(Exception):
+    """No OAuth 2.0 access token could be had: the provider's error code and description (consent
+    missing, wrong tenant, invalid scope...) or why it could not be asked. Never contains a secret.
+
+    transient: the provider could not be reached or said to try later (RFC 6749 §5.2 has no such code,
+    but "temporarily_unavailable" and "server_error" answers exist): the login is retried like a
+    dropped connection instead of failing the account.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ErrorKind(enum.StrEnum):

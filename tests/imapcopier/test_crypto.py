@@ -91,3 +91,27 @@ def test_a_wrong_key_gives_a_clear_error_without_the_secret():
     assert "IMAPCOPIER_FERNET_KEYS" in message
     assert SECRET not in message and token not in message
     assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+
+
+def test_rotate_credentials_covers_oauth_secrets_and_refresh_tokens():
+    from tests.support.factories import EndpointFactory
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[old]):
+        endpoint = EndpointFactory(
+            auth_method="oauth_microsoft", oauth_client_secret="app-secret", oauth_service_account_key='{"k": 1}'
+        )
+        account = AccountFactory(task__source=endpoint, source_refresh_token="refresh-1")
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[new, old]):
+        out = io.StringIO()
+        call_command("rotate_credentials", stdout=out)
+    assert "1 account(s) and 2 endpoint(s)" in out.getvalue()  # the task's source and destination
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[new]):  # the old key is gone now
+        endpoint.refresh_from_db()
+        account.refresh_from_db()
+        assert endpoint.oauth_client_secret == "app-secret"
+        assert endpoint.oauth_service_account_key == '{"k": 1}'
+        assert account.source_refresh_token == "refresh-1"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT oauth_client_secret FROM tasks_endpoint WHERE id = %s", [endpoint.pk])
+        assert cursor.fetchone()[0].startswith("gAAAA")

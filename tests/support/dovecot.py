@@ -65,6 +65,10 @@ SPECIAL_USE_FOLDERS = {
 _START_TIMEOUT = 20.0
 
 
+# The checkpassword script runs as Dovecot's auth user, who cannot reach a Python under /root (pyenv).
+_SYSTEM_PYTHON = "/usr/bin/python3"
+
+
 class DovecotError(RuntimeError):
     """Dovecot could not be started (or stopped); the message carries the tail of its own log."""
 
@@ -214,6 +218,9 @@ class Dovecot:
     creates and subscribes them for every user. extra_config is appended to dovecot.conf, e.g.
     'protocol imap {\n imap_capability = IMAP4rev1 UIDPLUS\n}' for a server without LITERAL+ or
     MULTIAPPEND.
+    oauth2_introspection_url: also accept OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER, RFC 7628)
+    checked against that introspection endpoint, which answers {"active": true, "username": <login name>}
+    (see _oauth2_passdb); passwords work too.
     """
 
     host = "127.0.0.1"
@@ -227,6 +234,7 @@ class Dovecot:
         workdir: str | os.PathLike[str] | None = None,
         process_limit: int = 200,
         extra_config: str = "",
+        oauth2_introspection_url: str = "",
         start: bool = True,
     ) -> None:
         if layout not in ("slash", "dotted"):
@@ -238,6 +246,7 @@ class Dovecot:
         self.autocreate_special_use = autocreate_special_use
         self.process_limit = process_limit
         self.extra_config = extra_config
+        self.oauth2_introspection_url = oauth2_introspection_url
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"dovecot-{layout}-"))
         self.instance_name = f"imapcopier-test-{os.getpid()}-{secrets.token_hex(3)}"
@@ -419,7 +428,7 @@ ssl_key = <{w}/key.pem
 ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = no
 login_trusted_networks = 127.0.0.0/8
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection_url else ""}
 auth_cache_size = 0
 auth_verbose = yes
 auth_failure_delay = 0
@@ -435,7 +444,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
-userdb {{
+{self._oauth2_passdb()}userdb {{
   driver = static
   args = uid={self.uid} gid={self.gid} home={w}/home/%u
 }}
@@ -487,6 +496,57 @@ default_process_limit = {self.process_limit}
 default_client_limit = {self.process_limit * 10}
 {self.extra_config}
 """
+
+    def _oauth2_passdb(self) -> str:
+        """Two passdbs after the passwd-file, for the SASL XOAUTH2/OAUTHBEARER token (Dovecot hands it
+        on as the password):
+
+        - Dovecot's own oauth2 passdb, asking the introspection endpoint about the token alone
+          (GET, the token as a Bearer header); it accepts tokens issued to one user (a service account's token for
+          its subject, a user's consent), answered {"active": true, "username": <user>}.
+        - a checkpassword script asking the same endpoint with the login name too, for application
+          tokens (Microsoft client credentials), which name no user: the provider answers for the
+          mailboxes the application may open, as Exchange checks its mailbox permission at login.
+          Dovecot 2.3.19 cannot do this itself: any %variable in tokeninfo_url or introspection_url, and
+          introspection_mode = post, make its auth process panic (http-client-request.c, lines 546/597).
+        """
+        if not self.oauth2_introspection_url:
+            return ""
+        conf = self.workdir / "dovecot-oauth2.conf.ext"
+        conf.write_text(
+            f"""\
+introspection_mode = auth
+introspection_url = {self.oauth2_introspection_url}
+force_introspection = yes
+username_attribute = username
+username_format = %u
+active_attribute = active
+active_value = true
+"""
+        )
+        os.chmod(conf, 0o644)
+        script = self.workdir / "checkpassword-oauth2"
+        script.write_text(
+            f"""#!{_SYSTEM_PYTHON}
+import json, os, sys, urllib.parse, urllib.request
+data = os.read(3, 4096).split(b"\\0")
+user, token = data[0].decode(), data[1].decode()
+url = {self.oauth2_introspection_url!r} + "/" + urllib.parse.quote(user, safe="") + "/" + urllib.parse.quote(token, safe="")
+try:
+    answer = json.load(urllib.request.urlopen(url, timeout=10))
+except OSError:
+    sys.exit(111)
+if answer.get("active") is not True or answer.get("username") != user:
+    sys.exit(1)
+os.environ["USER"] = user
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+        )
+        os.chmod(script, 0o755)
+        return (
+            f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {conf}\n}}\n"
+            f"passdb {{\n  driver = checkpassword\n  mechanisms = xoauth2 oauthbearer\n  args = {script}\n}}\n"
+        )
 
     # --------------------------------------------------------------------- users
 

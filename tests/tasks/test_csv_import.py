@@ -50,7 +50,7 @@ def test_every_bad_line_is_listed_with_its_number_and_reason():
         b",p,nouser@new,\n"
         b"nopw@old,,nopw@new,\n"
         b"ok@old,p2,again@new,\n" + b"long" * 70 + b"@old,p,x@new,\n"
-        b"a,b,c,d,e\n"
+        b"a,b,c,d,e,f\n"
     )
     preview = parse_accounts_csv(task, data)
     reasons = {e.line: e.reason for e in preview.errors}
@@ -132,3 +132,29 @@ def test_apply_treats_a_source_user_added_after_the_preview_as_an_update():
 def test_passwords_stay_out_of_the_row_repr():
     preview = parse_accounts_csv(TaskFactory(), b"a@old,hunter2-secret,a@new,\n")
     assert "hunter2-secret" not in repr(preview)
+
+
+def test_an_oauth_source_needs_no_password_and_stores_none():
+    task = TaskFactory(source__auth_method="oauth_microsoft")
+    data = b"source_user,source_password,destination_user,destination_password,sign_in\na@old,,a@new,dpw,oauth\nb@old,ignored,b@new,dpw2,\n"
+    preview = parse_accounts_csv(task, data)
+    assert preview.errors == []
+    assert [(r.source_password, r.destination_password) for r in preview.rows] == [("", "dpw"), ("", "dpw2")]
+    apply_import(task, preview)
+    account = task.accounts.get(source_user="b@old")
+    assert (account.source_password, account.destination_password) == ("", "dpw2")
+
+
+def test_an_oauth_source_still_needs_the_destination_password():
+    task = TaskFactory(source__auth_method="oauth_google")
+    preview = parse_accounts_csv(task, b"a@old,,a@new,\n")
+    assert [e.reason for e in preview.errors] == ["Missing destination_password."]
+
+
+def test_a_sign_in_column_that_disagrees_with_the_endpoint_is_a_line_error():
+    preview = parse_accounts_csv(TaskFactory(), b"a@old,pw,a@new,,oauth\nb@old,pw,b@new,,token\n")
+    reasons = {e.line: e.reason for e in preview.errors}
+    assert reasons == {
+        1: "sign_in says oauth, but this task's source endpoint signs in with password.",
+        2: "sign_in is 'token'; use password or oauth.",
+    }
