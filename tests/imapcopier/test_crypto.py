@@ -105,7 +105,7 @@ def test_rotate_credentials_covers_oauth_secrets_and_refresh_tokens():
     with override_settings(IMAPCOPIER_FERNET_KEYS=[new, old]):
         out = io.StringIO()
         call_command("rotate_credentials", stdout=out)
-    assert "1 account(s) and 2 endpoint(s)" in out.getvalue()  # the task's source and destination
+    assert "1 account, 2 endpoints, 1 task" in out.getvalue()  # the task's source and destination
     with override_settings(IMAPCOPIER_FERNET_KEYS=[new]):  # the old key is gone now
         endpoint.refresh_from_db()
         account.refresh_from_db()
@@ -115,3 +115,35 @@ def test_rotate_credentials_covers_oauth_secrets_and_refresh_tokens():
     with connection.cursor() as cursor:
         cursor.execute("SELECT oauth_client_secret FROM tasks_endpoint WHERE id = %s", [endpoint.pk])
         assert cursor.fetchone()[0].startswith("gAAAA")
+
+
+def test_rotate_credentials_covers_every_encrypted_field_of_every_model():
+    """Key rotation, then the old key removed: every secret of every model still reads. A secret that
+    rotation skipped (the task webhook's once did) made every page showing its task answer 500."""
+    from django.apps import apps
+
+    from tasks.fields import EncryptedTextField
+    from tasks.models import Task
+    from tests.support.factories import EndpointFactory
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[old]):
+        endpoint = EndpointFactory(
+            oauth_client_secret="s1", oauth_client_certificate="c1", oauth_service_account_key="k1"
+        )
+        account = AccountFactory(task__source=endpoint, source_refresh_token="r1", destination_refresh_token="r2")
+        Task.objects.filter(pk=account.task_id).update(notify_webhook_url="https://hooks.example/x")
+        task = Task.objects.get(pk=account.task_id)
+        task.notify_webhook_secret = "a-webhook-secret-of-16+"
+        task.save()
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[new, old]):
+        out = io.StringIO()
+        call_command("rotate_credentials", stdout=out)
+    assert "1 task" in out.getvalue()
+    with override_settings(IMAPCOPIER_FERNET_KEYS=[new]):
+        for model in apps.get_models():
+            fields = [f.name for f in model._meta.get_fields() if isinstance(f, EncryptedTextField)]
+            for row in model.objects.all():  # reading decrypts: a skipped secret raises CredentialError
+                for name in fields:
+                    getattr(row, name)
+        assert Task.objects.get(pk=task.pk).notify_webhook_secret == "a-webhook-secret-of-16+"
