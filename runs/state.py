@@ -1,8 +1,10 @@
 """FolderStateStore: the engine's StateStore (runs.engine.types) on the FolderState model.
 
-The engine calls save() before a batch's APPENDs (the pending UIDs: its intent) and after the
-batch lands, so a crash loses nothing and duplicates nothing. Every write is checked against the
-job's claim (account run id + attempt). While the claim holds, the engine's view is written as
+The engine calls save() once per batch: the batch's outcome together with the UIDs about to be
+sent next (the pending UIDs: its intent, recorded before they are sent; runs.engine.account), so a
+crash loses nothing and duplicates nothing. Every write is checked against the job's claim
+(account run id + attempt); while the claim holds and the row exists, a save is one UPDATE
+statement whose WHERE clause is the claim check. While the claim holds, the engine's view is written as
 is. A worker that lost its claim (reaped after a long pause) is told to stop, and what it still
 reports is only merged in: the UIDs it copied and the APPENDs it sent are added to the row, never
 removed, so the next run neither copies them again nor misses them.
@@ -18,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 
 from runs.engine.folderstate import UidMap
 from runs.engine.types import FolderStateData
@@ -68,6 +71,15 @@ class FolderStateStore:
         }
 
     def save(self, state: FolderStateData) -> None:
+        """Write `state` for its source folder, fenced by the claim (see the module docstring).
+
+        The usual case (the row exists, the claim holds) is one UPDATE whose claim check is a
+        sub-select of the same statement; on PostgreSQL that sub-select locks the account run row
+        (FOR UPDATE), so the reaper cannot take the run away between the check and the write. Only
+        the first save of a folder, or a save after the claim was lost, takes the slower path."""
+        if self._update(state):
+            self.saves += 1
+            return
         with transaction.atomic():
             if self._still_ours():
                 FolderState.objects.update_or_create(
@@ -83,6 +95,20 @@ class FolderStateStore:
                     # The account was deleted meanwhile: nothing left to record.
                     logger.warning("account %s: gone, folder state dropped", self.account_id)
         self.saves += 1
+
+    def _update(self, state: FolderStateData) -> bool:
+        """One UPDATE of the folder's row if it exists and the claim holds; False otherwise."""
+        if self.lost:
+            return False
+        rows = FolderState.objects.filter(account_id=self.account_id, source_folder=state.source_folder)
+        if self.account_run_id is None:
+            return rows.update(**_columns(state)) == 1
+        claim = AccountRun.objects.select_for_update().filter(
+            pk=self.account_run_id, attempt=self.attempt, status=AccountRun.Status.RUNNING
+        )
+        # atomic() only because Django refuses FOR UPDATE outside a transaction; one statement runs in it.
+        with transaction.atomic():
+            return rows.filter(Exists(claim)).update(**_columns(state)) == 1
 
     def _merge(self, state: FolderStateData) -> None:
         """Add a claim-less writer's facts to the row without taking anything away."""

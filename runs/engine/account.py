@@ -31,10 +31,13 @@ Decisions worth knowing:
   flag changes follow it, so they land on the right copy of look-alike messages.
 - Totals: every source message is counted once, copied, already there ("skipped") or not copied
   with a NotCopied reason; the destination folders are counted at the end for the report.
-- Crash window: before a batch is sent, its UIDs and the destination's UIDNEXT are saved as
-  pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those messages
-  are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was lost is not
-  sent twice.
+- Crash window: before a batch is sent, its UIDs and a destination UIDNEXT taken before it are
+  saved as pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those
+  messages are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was
+  lost is not sent twice. To keep that write off the critical path, a worker records the intent
+  of batch N+2 in the same write as the outcome of batch N (worker._finish_batch): one state write
+  per batch, normally acknowledged long before the batch is sent. The main thread saves each
+  folder once for all the events it finds queued (copy_all), then acknowledges them.
 - Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
   allowed); dropped flags reported once per folder. Changes on the source are carried to the
   destination copies (through the UID map) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
@@ -45,6 +48,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -302,7 +306,16 @@ class _Account(_Planning):
                 event = self.run.events.get(timeout=0.25)
             except queue.Empty:
                 event = None
-            if event is not None:
+            events = [event] if event is not None else []
+            while event is not None and len(events) < 1000:  # drain: one save per folder for all of them
+                try:
+                    event = self.run.events.get_nowait()
+                except queue.Empty:
+                    break
+                events.append(event)
+            dirty: dict[int, _Job] = {}
+            acks: list[threading.Event] = []
+            for event in events:
                 kind = event[0]
                 if kind == "exit":
                     alive -= 1
@@ -318,12 +331,17 @@ class _Account(_Planning):
                         self.fatal = _Fatal(event[1], event[2])
                     self.run.stop.set()
                 else:
-                    self.handle(event)
-            batch_done = event is not None and event[0] == "batch"
-            if batch_done or event is None:
+                    for job in self.handle(event, acks):
+                        dirty[id(job)] = job
+            for job in dirty.values():
+                self.save(job)
+            for ack in acks:  # only once the intents are on record
+                ack.set()
+            batch_done = any(e[0] == "batch" for e in events)
+            if batch_done or not events:
                 self.progress()  # after every batch: the caller throttles its writes
             now = time.monotonic()
-            if batch_done or event is None or now - last_stop_check >= 0.1:
+            if batch_done or not events or now - last_stop_check >= 0.1:
                 last_stop_check = now
                 self.stop_requested()
         for worker in workers:
@@ -353,19 +371,25 @@ class _Account(_Planning):
                 job.state.highest_modseq = job.modseq
             self.save(job)
 
-    def handle(self, event: tuple) -> None:
+    def handle(self, event: tuple, acks: list[threading.Event]) -> list[_Job]:
+        """Apply one worker event to the result; returns the jobs whose state must be saved, and
+        adds to `acks` what to acknowledge once they are (the worker may send what they record)."""
         kind = event[0]
-        if kind == "pending":
-            _kind, index, job, uids, uidnext, ack = event
-            job.pending[index] = (uids, uidnext)
-            self.save(job)
-            ack.set()
-        elif kind == "batch":
-            _kind, index, batch, keep_pending = event
+        if kind == "batch":
+            _kind, index, batch, intent = event
             job = batch.job
             self.current_folder = job.source
-            if not keep_pending:
-                job.pending.pop(index, None)
+            changed = [job]
+            if intent is not None:
+                intent_job, uids, floor, ack = intent
+                if uids:
+                    intent_job.pending[index] = (uids, floor)
+                else:
+                    intent_job.pending.pop(index, None)
+                if intent_job is not job:
+                    changed.append(intent_job)
+                if ack is not None:
+                    acks.append(ack)
             job.uid_map.update(batch.mapped.items())
             if batch.vanished and job.result.source_messages is not None:
                 job.result.source_messages -= batch.vanished  # no longer at the source
@@ -395,14 +419,15 @@ class _Account(_Planning):
                         job,
                         f"flags the destination does not accept were dropped in {job.source!r}: {', '.join(sorted(new))}",
                     )
-            self.save(job)
-        elif kind == "sizes":
+            return changed
+        if kind == "sizes":
             self.total_bytes += event[1]
         elif kind == "unit_done":
             _kind, job, complete = event
             job.units_left -= 1
             if not complete:
                 job.incomplete = True
+        return []
 
 
 def copy_account(

@@ -387,8 +387,8 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     original = worker._Worker._finish_batch
     batches = []
 
-    def paced(self, dst, sent):
-        original(self, dst, sent)
+    def paced(self, dst, sent, **kwargs):
+        original(self, dst, sent, **kwargs)
         batches.append(len(sent.uids))
         if len(batches) >= 2:  # let the main thread see the progress before going on
             self.run_.stop.wait(5)

@@ -354,6 +354,45 @@ def test_a_crash_between_append_and_record_is_resolved_next_run(imap_server, mak
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 10
 
 
+def test_every_batch_is_on_record_before_its_appends_and_saved_once(imap_server, make_imap_user, monkeypatch):
+    """The crash window: a batch's UIDs are recorded (copied or pending) before its APPENDs go out,
+    and the next batch's UIDs already are too (their write is not awaited on the critical path);
+    each batch costs one state write."""
+    from runs.engine import worker
+
+    source, destination = make_imap_user(), make_imap_user()
+    uids = _fill_some(imap_server, source, count=40, size=500)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 10)
+    inbox_saves = []
+
+    class Store(MemoryStateStore):
+        def save(self, state):
+            if state.source_folder == "INBOX":
+                inbox_saves.append(state.pending_uids)
+            super().save(state)
+
+    store = Store()
+    checked = []
+    original = worker.PendingAppends.send
+
+    def send(self):
+        state = store.folders["INBOX"]
+        recorded = UidSet.parse(state.copied_uids) | UidSet.parse(state.pending_uids)
+        checked.append(recorded)
+        return original(self)
+
+    monkeypatch.setattr(worker.PendingAppends, "send", send)
+    result = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store, connections=1)
+    assert (result.outcome, result.copied) == (Outcome.DONE, 40)
+    assert len(checked) == 4
+    for index, recorded in enumerate(checked):  # batch N and N+1 on record when batch N is sent
+        assert not UidSet.from_uids(uids[: 10 * (index + 2)]) - recorded, index
+    assert store.folders["INBOX"].pending_uids == ""
+    # Planning, the first batch's intent, one write per batch (4), the end of the copy: 7 (it was 10,
+    # with a write before and one after each batch).
+    assert len(inbox_saves) <= 7, inbox_saves
+
+
 @pytest.mark.parametrize("when", ["planning", "copying"])
 def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
     from runs.engine import worker
