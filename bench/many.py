@@ -58,9 +58,14 @@ def _baseline_child() -> int:
 
 def _setup_django(data: Path, workers: int) -> dict[str, str]:
     """A private data directory and SQLite database; returns the environment the cluster gets too."""
+    from cryptography.fernet import Fernet
+
     env = {
         "IMAPCOPIER_DATA_DIR": str(data),
-        "DEBUG": "1",
+        # DEBUG off as in production (with DEBUG on, Django keeps every query for the debug page).
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
+        "IMAPCOPIER_FERNET_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": f"sqlite:///{data}/bench.sqlite3",
         "DJANGO_SETTINGS_MODULE": "imapcopier.settings",
         "LOG_LEVEL": "INFO",
@@ -229,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="paired runs (engine and baseline, taking turns)")
     parser.add_argument("--workers", type=int, default=4, help="Q_WORKERS of the cluster")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="record the cluster's processes with py-spy (installed apart) into this file (collapsed stacks)",
+    )
     parser.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.baseline_child:
@@ -260,8 +270,16 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         cluster = Cluster(env, workdir / "qcluster.log")
+        spy = None
         try:
             time.sleep(3)  # the cluster's workers start (Django set up in each)
+            if args.py_spy:
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "--subprocesses", "--nonblocking", "--format", "raw", "--rate", "200"]
+                    + ["-o", str(args.py_spy), "-p", str(cluster.process.pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             engine_runs, baseline_runs = [], []
             for repeat in range(args.repeat):
                 order = ["engine", "baseline"] if repeat % 2 == 0 else ["baseline", "engine"]
@@ -282,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
             overheads = _overheads(cluster.log())
         finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                spy.wait(60)
             cluster.stop()
     ratios = [e["seconds"] / b["seconds"] for e, b in zip(engine_runs, baseline_runs, strict=True)]
     cpu_ratios = [e["cpu"] / b["cpu"] for e, b in zip(engine_runs, baseline_runs, strict=True) if b["cpu"]]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists
 
 from runs.engine.folderstate import UidMap
@@ -103,12 +103,15 @@ class FolderStateStore:
         rows = FolderState.objects.filter(account_id=self.account_id, source_folder=state.source_folder)
         if self.account_run_id is None:
             return rows.update(**_columns(state)) == 1
-        claim = AccountRun.objects.select_for_update().filter(
+        claim = AccountRun.objects.filter(
             pk=self.account_run_id, attempt=self.attempt, status=AccountRun.Status.RUNNING
         )
+        if not connection.features.has_select_for_update:
+            # SQLite: the UPDATE takes the database's write lock, so the check and the write are one step.
+            return rows.filter(Exists(claim)).update(**_columns(state)) == 1
         # atomic() only because Django refuses FOR UPDATE outside a transaction; one statement runs in it.
         with transaction.atomic():
-            return rows.filter(Exists(claim)).update(**_columns(state)) == 1
+            return rows.filter(Exists(claim.select_for_update())).update(**_columns(state)) == 1
 
     def _merge(self, state: FolderStateData) -> None:
         """Add a claim-less writer's facts to the row without taking anything away."""

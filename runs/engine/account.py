@@ -47,6 +47,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -112,6 +113,7 @@ class _Account(_Planning):
         self.destination_key = destination_server(destination)
         self._failed_destinations: dict[str, str] = {}
         self.planned = False  # every folder was looked at: the source's message count is known
+        self.saved: dict[str, tuple] = {}  # source folder -> its state as the store holds it (save())
 
     # ---------------------------------------------------------------- plumbing
 
@@ -143,6 +145,8 @@ class _Account(_Planning):
         return self.cancelled
 
     def save(self, job: _Job) -> None:
+        """Hand the job's state to the store, unless the store already holds exactly that (as loaded or
+        last saved): a folder with nothing new, or a batch that changed nothing, costs no write."""
         job.state.copied_uids = str(job.copied)
         job.state.uid_map = str(job.uid_map)
         pending = UidSet()
@@ -152,7 +156,11 @@ class _Account(_Planning):
             since = uidnext if since is None else min(since, uidnext)
         job.state.pending_uids = str(pending)
         job.state.pending_uidnext = since
+        snapshot = dataclasses.astuple(job.state)
+        if self.saved.get(job.state.source_folder) == snapshot:
+            return
         self.store.save(job.state)
+        self.saved[job.state.source_folder] = snapshot
 
     def add_warning(self, job: _Job | None, text: str) -> None:
         if job is not None:
