@@ -147,6 +147,10 @@ def test_new_messages_are_found_and_copied_incrementally(imap_server, make_imap_
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 23
         assert assert_same_folder(src, "New folder", dst, "New folder") == 1
+    # Nothing new: the state is read, and not written again (a write costs a transaction in a task).
+    saves = store.saves
+    nothing, _ = copy(imap_server, source, imap_server, destination, store=store)
+    assert (nothing.copied, nothing.skipped, store.saves) == (0, 24, saves)
 
 
 def test_flag_changes_on_the_source_reach_the_destination(imap_server, make_imap_user):
