@@ -375,9 +375,9 @@ class _Account(_Planning):
         for job in self.jobs:
             if not job.queued:
                 continue
-            if job.units_left == 0 and not job.incomplete and not job.pending:
+            if self._complete(job):
                 job.state.highest_modseq = job.modseq
-            self.save(job)
+            self.save(job)  # nothing to write when unit_done recorded it all already
 
     def handle(self, event: tuple, acks: list[threading.Event]) -> list[_Job]:
         """Apply one worker event to the result; returns the jobs whose state must be saved, and
@@ -435,7 +435,17 @@ class _Account(_Planning):
             job.units_left -= 1
             if not complete:
                 job.incomplete = True
+            if self._complete(job):
+                # Recorded now, in the write of the folder's last batch (same drain), not in one more.
+                job.state.highest_modseq = job.modseq
+                return [job]
         return []
+
+    @staticmethod
+    def _complete(job: _Job) -> bool:
+        """Every unit of the folder done, nothing refused or left, nothing in flight: its
+        HIGHESTMODSEQ may be recorded (so refused messages are tried again next run otherwise)."""
+        return job.units_left == 0 and not job.incomplete and not job.pending
 
 
 def copy_account(
