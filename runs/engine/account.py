@@ -77,6 +77,10 @@ from .uidset import UidSet
 from .work import MAX_ATTEMPTS, _backoff, _Fatal, _Job, _Pair, _Run
 from .worker import _Worker
 
+# A worker past the first per this many messages to copy (each costs one more login per side; for a
+# few small messages that is more than it saves).
+MESSAGES_PER_EXTRA_WORKER = 100
+
 
 class _Account(_Planning):
     """The main thread's side of one copy_account() call."""
@@ -293,11 +297,14 @@ class _Account(_Planning):
     # ----------------------------------------------------------------- copying
 
     def copy_all(self) -> None:
+        wanted = sum(len(candidates) for _job, candidates in self.to_copy)
         self._make_units()
         pending_units = self.run.units.qsize()
         if pending_units == 0:
             return
-        workers = self._start_workers(min(self.connections, pending_units))
+        # Each worker past the first logs in once more on each side: worth it only for enough messages.
+        worth = 1 + wanted // MESSAGES_PER_EXTRA_WORKER
+        workers = self._start_workers(min(self.connections, pending_units, worth))
         alive = len(workers)
         crash: BaseException | None = None
         last_stop_check = 0.0
@@ -359,12 +366,12 @@ class _Account(_Planning):
         self._finish_jobs()
 
     def _start_workers(self, count: int) -> list[_Worker]:
-        """Start `count` workers; worker 0 takes over the planning connections."""
+        """Start `count` workers; worker 0 borrows the planning connections (self.pair) and leaves them
+        open when it ends, so counting the destination afterwards needs no new login."""
         workers = []
         for index in range(count):
             pair = self.pair if index == 0 else _Pair(self.source, self.destination)
-            workers.append(_Worker(index, self.run, pair))
-        self.pair = _Pair(self.source, self.destination)  # worker 0 owns the planning connections now
+            workers.append(_Worker(index, self.run, pair, borrowed=index == 0))
         for worker in workers:
             worker.start()
         return workers

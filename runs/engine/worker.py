@@ -62,11 +62,13 @@ def _release_memory() -> None:
 
 
 class _Worker(_AppendRetries, threading.Thread):
-    def __init__(self, index: int, run: _Run, pair: _Pair) -> None:
+    def __init__(self, index: int, run: _Run, pair: _Pair, *, borrowed: bool = False) -> None:
+        """`borrowed`: the pair belongs to the main thread, which closes it (the worker leaves it open)."""
         super().__init__(name=f"imapcopier-worker-{index}", daemon=True)
         self.index = index
         self.run_ = run
         self.pair = pair
+        self.borrowed = borrowed
         # The batch whose APPENDs were sent but not all confirmed when the connection broke.
         self.inflight: tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None = None
         self.remaining = UidSet()
@@ -101,7 +103,8 @@ class _Worker(_AppendRetries, threading.Thread):
         except BaseException as exc:  # a programming error: the main thread re-raises it
             self.run_.events.put(("crash", exc))
         finally:
-            self.pair.close()
+            if not self.borrowed:
+                self.pair.close()
             self.run_.events.put(("exit", self.index))
 
     def _process(self, unit: _Unit) -> bool:
