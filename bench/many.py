@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run_bench import dovecot_cpu, machine_ticks
+from bench.run_bench import _TICK, _stat_fields, machine_ticks
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = {"10x500": (10, 500), "1000x5": (1000, 5), "3x20": (3, 20)}  # 3x20: a quick look that it all works
@@ -101,7 +101,9 @@ class Cluster:
         )
 
     def cpu(self) -> float:
-        return dovecot_cpu(self.process.pid)  # a process tree's CPU, reaped children included
+        """CPU seconds of the cluster so far: every live process of its tree and every child one of them
+        reaped (a recycled worker is reaped by the sentinel, not by the main process)."""
+        return tree_cpu(self.process.pid)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -115,6 +117,25 @@ class Cluster:
                 os.killpg(self.process.pid, signal.SIGKILL)  # its own session: only its processes
                 self.process.wait(10)
         self._log.close()
+
+
+def tree_cpu(root: int) -> float:
+    """utime + stime + cutime + cstime (proc(5)) of `root` and its live descendants, in seconds."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        fields = _stat_fields(entry) if entry.isdigit() else None
+        if fields is not None:
+            parents[int(entry)] = int(fields[1])
+            times[int(entry)] = sum(int(v) for v in fields[11:15]) / _TICK
+    total = 0.0
+    for pid in times:
+        ancestor, hops = pid, 0
+        while ancestor not in (0, 1, root) and hops < 10:
+            ancestor, hops = parents.get(ancestor, 0), hops + 1
+        if ancestor == root:
+            total += times[pid]
+    return total
 
 
 def _make_task(server, sources, destinations, name: str):  # noqa: ANN001
