@@ -39,7 +39,7 @@ from pathlib import Path
 from bench.run_bench import _TICK, _stat_fields, machine_ticks
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = {"10x500": (10, 500), "1000x5": (1000, 5), "3x20": (3, 20)}  # 3x20: a quick look that it all works
+CASES = {"10x500": (10, 500), "1000x5": (1000, 5), "200x5": (200, 5), "3x20": (3, 20)}  # 3x20: a quick look
 BASELINE_PARALLEL = 4
 
 
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3)  # the cluster's workers start (Django set up in each)
             if args.py_spy:
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100"]
+                    ["py-spy", "record", "--subprocesses", "--nonblocking", "--format", "raw", "--rate", "100"]
                     + ["-o", str(args.py_spy), "-p", str(cluster.process.pid)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

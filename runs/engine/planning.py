@@ -242,6 +242,12 @@ class _Planning:
             int(modseq) if modseq is not None else None,
             uid_map=UidMap.parse(state.uid_map),
         )
+        if messages == 0 and previous is None:
+            # Empty, and never recorded: nothing to copy or re-flag, so neither opened nor recorded (on
+            # an account of a few messages, most folders are empty: each record would cost a write).
+            result.source_messages = 0
+            self.jobs.append(job)
+            return
         if (
             previous is not None
             and modseq is not None

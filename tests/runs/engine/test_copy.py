@@ -445,3 +445,17 @@ def test_flag_changes_are_carried_without_condstore_too(imap_server, make_imap_u
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 4
         assert [m.flags for m in read(dst, "INBOX")] == [("$Done", "\\Seen"), (), (), ("$Done", "\\Seen")]
+
+
+def test_an_empty_folder_is_created_but_neither_opened_nor_recorded(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        client.create_folder("Empty")
+        fill(client, "INBOX", [(make_message(seed=1), [], WHEN)])
+    result, store = copy(imap_server, source, imap_server, destination)
+    assert (result.outcome, result.copied) == ("done", 1)
+    empty = next(f for f in result.folders if f.source == "Empty")
+    assert (empty.source_messages, empty.destination_messages, empty.copied) == (0, 0, 0)
+    assert "Empty" not in store.folders and "INBOX" in store.folders
+    with imap_server.connect(destination) as dst:
+        assert dst.folder_exists("Empty")
