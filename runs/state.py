@@ -48,11 +48,12 @@ class FolderStateStore:
         self.on_lost = on_lost
         self.lost = False
         self.saves = 0
+        self.rows: set[str] = set()  # source folders whose row exists (loaded or saved by this store)
 
     def load(self) -> dict[str, FolderStateData]:
         """Every folder state of the account, with the refusals the operator accepted (runs.refusals)."""
         accepted = accepted_uids(self.account_id)
-        return {
+        states = {
             row.source_folder: FolderStateData(
                 source_folder=row.source_folder,
                 destination_folder=row.destination_folder,
@@ -69,6 +70,8 @@ class FolderStateStore:
             )
             for row in FolderState.objects.filter(account_id=self.account_id)
         }
+        self.rows = set(states)
+        return states
 
     def save(self, state: FolderStateData) -> None:
         """Write `state` for its source folder, fenced by the claim (see the module docstring).
@@ -77,16 +80,12 @@ class FolderStateStore:
         sub-select of the same statement; on PostgreSQL that sub-select locks the account run row
         (FOR UPDATE), so the reaper cannot take the run away between the check and the write. Only
         the first save of a folder, or a save after the claim was lost, takes the slower path."""
-        if self._update(state):
+        if state.source_folder in self.rows and self._update(state):
             self.saves += 1
             return
         with transaction.atomic():
             if self._still_ours():
-                FolderState.objects.update_or_create(
-                    account_id=self.account_id,
-                    source_folder=state.source_folder,
-                    defaults=_columns(state),
-                )
+                self._upsert(state)
             else:
                 try:
                     with transaction.atomic():
@@ -94,7 +93,23 @@ class FolderStateStore:
                 except IntegrityError:
                     # The account was deleted meanwhile: nothing left to record.
                     logger.warning("account %s: gone, folder state dropped", self.account_id)
+        self.rows.add(state.source_folder)
         self.saves += 1
+
+    def _upsert(self, state: FolderStateData) -> None:
+        """Create the folder's row (the usual case when this store has not seen it), else update it."""
+        if state.source_folder not in self.rows:
+            try:
+                with transaction.atomic():
+                    FolderState.objects.create(
+                        account_id=self.account_id, source_folder=state.source_folder, **_columns(state)
+                    )
+                return
+            except IntegrityError:
+                pass  # written meanwhile by another writer: updated below
+        FolderState.objects.update_or_create(
+            account_id=self.account_id, source_folder=state.source_folder, defaults=_columns(state)
+        )
 
     def _update(self, state: FolderStateData) -> bool:
         """One UPDATE of the folder's row if it exists and the claim holds; False otherwise."""
