@@ -5,7 +5,8 @@
 
 One run: start Dovecot (tests/support/dovecot.py), load the corpus (bench/corpus.py) into a source user, then
 time (a) the engine's full copy into a fresh user, (b) the baseline (bench/baseline.py) into another,
-(c) the engine's no-op re-run, (d) the engine after 50 new messages. Each copy runs in its own
+(c) the engine's no-op re-run, (d) the engine after 50 new messages; then `manage.py copymailbox` on the
+same state (nothing new) as a whole process. Each copy runs in its own
 process, so its peak RSS (VmHWM) is its own; "engine s" is the time spent inside copy_account(),
 "process s" adds interpreter start-up and imports. Afterwards the per-folder message counts of both
 destinations are checked against the source (--verify also compares sha256 of every message).
@@ -336,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         last = args.repeat - 1
         phases: list[Phase] = [full] + ([baseline] if baseline else [])
         phases.append(_run_child("engine", config(dest_engine, f"state-{last}.json"), "(c) engine no-op rerun", pid))
+        noop = _copymailbox_noop(config(dest_engine, f"state-{last}.json"), workdir)
         extra = corpus.specs(INCREMENT, args.seed, first_index=args.messages)
         corpus.load(server, source, extra, connections=1)
         phases.append(
@@ -381,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         if baseline is not None:
             print(f"full copy time / baseline time: {full.engine_seconds / baseline.engine_seconds:.2f}")
+        print(
+            f"manage.py copymailbox no-op re-run, whole process: {noop['seconds']:.2f} s wall, {noop['cpu']:.2f} s CPU; "
+            f"its summary: {noop['summary']}"
+        )
         if args.json:
             args.json.write_text(
                 json.dumps(
@@ -403,6 +409,38 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.rmtree(workdir, ignore_errors=True)
     return 1 if problems else 0
+
+
+def _copymailbox_noop(config: dict, workdir: Path) -> dict[str, object]:
+    """`manage.py copymailbox` on the state the engine's full copy left (nothing new): the whole process,
+    start-up included, as an operator's cron job would run it. A private data directory and keys."""
+    from cryptography.fernet import Fernet
+
+    s, d = config["source"], config["destination"]
+    env = {
+        **os.environ,
+        "IMAPCOPIER_DATA_DIR": str(workdir / "copymailbox-data"),
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
+        "IMAPCOPIER_FERNET_KEYS": Fernet.generate_key().decode(),
+        "IMAPCOPIER_SOURCE_PASSWORD": s["password"],
+        "IMAPCOPIER_DESTINATION_PASSWORD": d["password"],
+    }
+    env.pop("DATABASE_URL", None)
+    command = [
+        sys.executable, "manage.py", "copymailbox", "--no-progress", "--state", config["state"],
+        "--source", f"imap://{s['username']}@{s['host']}:{s['port']}",
+        "--destination", f"imap://{d['username']}@{d['host']}:{d['port']}",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"copymailbox failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu": cpu, "summary": done.stdout.splitlines()[0]}
 
 
 def _revision() -> str:

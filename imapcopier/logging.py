@@ -15,8 +15,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from django.views.debug import SafeExceptionReporterFilter
-
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
@@ -70,14 +68,3 @@ class JsonFormatter(logging.Formatter):
 def formatter(log_format: str = "text") -> logging.Formatter:
     """The formatter for LOG_FORMAT ("text" or "json"); settings.LOGGING builds it with `()`."""
     return JsonFormatter() if log_format == "json" else KeyValueFormatter()
-
-
-class AlwaysSafeExceptionReporterFilter(SafeExceptionReporterFilter):
-    """Hide sensitive variables and POST fields on error pages and reports with DEBUG on, too.
-
-    Django's filter only works with DEBUG off; an operator who turns DEBUG on to chase a problem
-    must not see (or screenshot) an IMAP password on the technical error page.
-    """
-
-    def is_active(self, request: object) -> bool:
-        return True

@@ -258,7 +258,7 @@ LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json; got {LOG_FORMAT!r}")
 # Error pages and reports hide sensitive variables and POST fields even with DEBUG on.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "imapcopier.logging.AlwaysSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "imapcopier.errorreports.AlwaysSafeExceptionReporterFilter"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -131,6 +131,8 @@ class JobMonitor:
         self._thread: threading.Thread | None = None
         self._last_ok = time.monotonic()
         self._last_renew = 0.0
+        self.engine_called: float | None = None  # time.monotonic() around engine.copy_account
+        self.engine_returned: float | None = None
 
     # called by the engine, in the job's thread: no database access here
     def on_progress(self, progress: Progress) -> None:
@@ -255,6 +257,7 @@ def copy_account_job(account_run_id: int) -> None:
         )
         orchestrator.push_jobs([account_run_id])
         return
+    taken = time.monotonic()
     try:
         account_run = orchestrator.claim_account_run(account_run_id, worker=worker_id(), now=timezone.now())
     except Exception:
@@ -292,6 +295,14 @@ def copy_account_job(account_run_id: int) -> None:
         logger.exception("account run %s: could not record its result", account_run_id)
         return
     if recorded:
+        # Per-account overhead (issue 14, bench/many.py): job taken -> engine called, engine, engine -> recorded.
+        ended = time.monotonic()
+        called, returned = monitor.engine_called or ended, monitor.engine_returned or ended
+        fields.update(
+            before_copy_s=round(called - taken, 4),
+            copy_s=round(returned - called, 4),
+            after_copy_s=round(ended - returned, 4),
+        )
         _log_finished(account_run.pk, result, fields)
 
 
@@ -376,15 +387,19 @@ def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: st
         attempt=attempt,
         on_lost=monitor.lost.set,
     )
-    return engine.copy_account(
-        source,
-        destination,
-        state=store,
-        folder_mapping=task.folder_mapping or None,
-        on_progress=monitor.on_progress,
-        should_stop=monitor.should_stop,
-        connections=per_side,
-    )
+    monitor.engine_called = time.monotonic()
+    try:
+        return engine.copy_account(
+            source,
+            destination,
+            state=store,
+            folder_mapping=task.folder_mapping or None,
+            on_progress=monitor.on_progress,
+            should_stop=monitor.should_stop,
+            connections=per_side,
+        )
+    finally:
+        monitor.engine_returned = time.monotonic()
 
 
 def test_account_job(account_id: int) -> None:

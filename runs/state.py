@@ -1,8 +1,10 @@
 """FolderStateStore: the engine's StateStore (runs.engine.types) on the FolderState model.
 
-The engine calls save() before a batch's APPENDs (the pending UIDs: its intent) and after the
-batch lands, so a crash loses nothing and duplicates nothing. Every write is checked against the
-job's claim (account run id + attempt). While the claim holds, the engine's view is written as
+The engine calls save() once per batch: the batch's outcome together with the UIDs about to be
+sent next (the pending UIDs: its intent, recorded before they are sent; runs.engine.account), so a
+crash loses nothing and duplicates nothing. Every write is checked against the job's claim
+(account run id + attempt); while the claim holds and the row exists, a save is one UPDATE
+statement whose WHERE clause is the claim check. While the claim holds, the engine's view is written as
 is. A worker that lost its claim (reaped after a long pause) is told to stop, and what it still
 reports is only merged in: the UIDs it copied and the APPENDs it sent are added to the row, never
 removed, so the next run neither copies them again nor misses them.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists
 
 from runs.engine.folderstate import UidMap
 from runs.engine.types import FolderStateData
@@ -45,11 +48,12 @@ class FolderStateStore:
         self.on_lost = on_lost
         self.lost = False
         self.saves = 0
+        self.rows: set[str] = set()  # source folders whose row exists (loaded or saved by this store)
 
     def load(self) -> dict[str, FolderStateData]:
         """Every folder state of the account, with the refusals the operator accepted (runs.refusals)."""
         accepted = accepted_uids(self.account_id)
-        return {
+        states = {
             row.source_folder: FolderStateData(
                 source_folder=row.source_folder,
                 destination_folder=row.destination_folder,
@@ -66,15 +70,22 @@ class FolderStateStore:
             )
             for row in FolderState.objects.filter(account_id=self.account_id)
         }
+        self.rows = set(states)
+        return states
 
     def save(self, state: FolderStateData) -> None:
+        """Write `state` for its source folder, fenced by the claim (see the module docstring).
+
+        The usual case (the row exists, the claim holds) is one UPDATE whose claim check is a
+        sub-select of the same statement; on PostgreSQL that sub-select locks the account run row
+        (FOR UPDATE), so the reaper cannot take the run away between the check and the write. Only
+        the first save of a folder, or a save after the claim was lost, takes the slower path."""
+        if state.source_folder in self.rows and self._update(state):
+            self.saves += 1
+            return
         with transaction.atomic():
             if self._still_ours():
-                FolderState.objects.update_or_create(
-                    account_id=self.account_id,
-                    source_folder=state.source_folder,
-                    defaults=_columns(state),
-                )
+                self._upsert(state)
             else:
                 try:
                     with transaction.atomic():
@@ -82,7 +93,40 @@ class FolderStateStore:
                 except IntegrityError:
                     # The account was deleted meanwhile: nothing left to record.
                     logger.warning("account %s: gone, folder state dropped", self.account_id)
+        self.rows.add(state.source_folder)
         self.saves += 1
+
+    def _upsert(self, state: FolderStateData) -> None:
+        """Create the folder's row (the usual case when this store has not seen it), else update it."""
+        if state.source_folder not in self.rows:
+            try:
+                with transaction.atomic():
+                    FolderState.objects.create(
+                        account_id=self.account_id, source_folder=state.source_folder, **_columns(state)
+                    )
+                return
+            except IntegrityError:
+                pass  # written meanwhile by another writer: updated below
+        FolderState.objects.update_or_create(
+            account_id=self.account_id, source_folder=state.source_folder, defaults=_columns(state)
+        )
+
+    def _update(self, state: FolderStateData) -> bool:
+        """One UPDATE of the folder's row if it exists and the claim holds; False otherwise."""
+        if self.lost:
+            return False
+        rows = FolderState.objects.filter(account_id=self.account_id, source_folder=state.source_folder)
+        if self.account_run_id is None:
+            return rows.update(**_columns(state)) == 1
+        claim = AccountRun.objects.filter(
+            pk=self.account_run_id, attempt=self.attempt, status=AccountRun.Status.RUNNING
+        )
+        if not connection.features.has_select_for_update:
+            # SQLite: the UPDATE takes the database's write lock, so the check and the write are one step.
+            return rows.filter(Exists(claim)).update(**_columns(state)) == 1
+        # atomic() only because Django refuses FOR UPDATE outside a transaction; one statement runs in it.
+        with transaction.atomic():
+            return rows.filter(Exists(claim.select_for_update())).update(**_columns(state)) == 1
 
     def _merge(self, state: FolderStateData) -> None:
         """Add a claim-less writer's facts to the row without taking anything away."""

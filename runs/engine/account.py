@@ -31,10 +31,13 @@ Decisions worth knowing:
   flag changes follow it, so they land on the right copy of look-alike messages.
 - Totals: every source message is counted once, copied, already there ("skipped") or not copied
   with a NotCopied reason; the destination folders are counted at the end for the report.
-- Crash window: before a batch is sent, its UIDs and the destination's UIDNEXT are saved as
-  pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those messages
-  are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was lost is not
-  sent twice.
+- Crash window: before a batch is sent, its UIDs and a destination UIDNEXT taken before it are
+  saved as pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those
+  messages are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was
+  lost is not sent twice. To keep that write off the critical path, a worker records the intent
+  of batch N+2 in the same write as the outcome of batch N (worker._finish_batch): one state write
+  per batch, normally acknowledged long before the batch is sent. The main thread saves each
+  folder once for all the events it finds queued (copy_all), then acknowledges them.
 - Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
   allowed); dropped flags reported once per folder. Changes on the source are carried to the
   destination copies (through the UID map) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
@@ -44,7 +47,9 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -71,6 +76,10 @@ from .types import (
 from .uidset import UidSet
 from .work import MAX_ATTEMPTS, _backoff, _Fatal, _Job, _Pair, _Run
 from .worker import _Worker
+
+# A worker past the first per this many messages to copy (each costs one more login per side; for a
+# few small messages that is more than it saves).
+MESSAGES_PER_EXTRA_WORKER = 100
 
 
 class _Account(_Planning):
@@ -108,6 +117,7 @@ class _Account(_Planning):
         self.destination_key = destination_server(destination)
         self._failed_destinations: dict[str, str] = {}
         self.planned = False  # every folder was looked at: the source's message count is known
+        self.saved: dict[str, tuple] = {}  # source folder -> its state as the store holds it (save())
 
     # ---------------------------------------------------------------- plumbing
 
@@ -139,6 +149,8 @@ class _Account(_Planning):
         return self.cancelled
 
     def save(self, job: _Job) -> None:
+        """Hand the job's state to the store, unless the store already holds exactly that (as loaded or
+        last saved): a folder with nothing new, or a batch that changed nothing, costs no write."""
         job.state.copied_uids = str(job.copied)
         job.state.uid_map = str(job.uid_map)
         pending = UidSet()
@@ -148,7 +160,11 @@ class _Account(_Planning):
             since = uidnext if since is None else min(since, uidnext)
         job.state.pending_uids = str(pending)
         job.state.pending_uidnext = since
+        snapshot = dataclasses.astuple(job.state)
+        if self.saved.get(job.state.source_folder) == snapshot:
+            return
         self.store.save(job.state)
+        self.saved[job.state.source_folder] = snapshot
 
     def add_warning(self, job: _Job | None, text: str) -> None:
         if job is not None:
@@ -281,11 +297,14 @@ class _Account(_Planning):
     # ----------------------------------------------------------------- copying
 
     def copy_all(self) -> None:
+        wanted = sum(len(candidates) for _job, candidates in self.to_copy)
         self._make_units()
         pending_units = self.run.units.qsize()
         if pending_units == 0:
             return
-        workers = self._start_workers(min(self.connections, pending_units))
+        # Each worker past the first logs in once more on each side: worth it only for enough messages.
+        worth = 1 + wanted // MESSAGES_PER_EXTRA_WORKER
+        workers = self._start_workers(min(self.connections, pending_units, worth))
         alive = len(workers)
         crash: BaseException | None = None
         last_stop_check = 0.0
@@ -302,7 +321,16 @@ class _Account(_Planning):
                 event = self.run.events.get(timeout=0.25)
             except queue.Empty:
                 event = None
-            if event is not None:
+            events = [event] if event is not None else []
+            while event is not None and len(events) < 1000:  # drain: one save per folder for all of them
+                try:
+                    event = self.run.events.get_nowait()
+                except queue.Empty:
+                    break
+                events.append(event)
+            dirty: dict[int, _Job] = {}
+            acks: list[threading.Event] = []
+            for event in events:
                 kind = event[0]
                 if kind == "exit":
                     alive -= 1
@@ -318,12 +346,17 @@ class _Account(_Planning):
                         self.fatal = _Fatal(event[1], event[2])
                     self.run.stop.set()
                 else:
-                    self.handle(event)
-            batch_done = event is not None and event[0] == "batch"
-            if batch_done or event is None:
+                    for job in self.handle(event, acks):
+                        dirty[id(job)] = job
+            for job in dirty.values():
+                self.save(job)
+            for ack in acks:  # only once the intents are on record
+                ack.set()
+            batch_done = any(e[0] == "batch" for e in events)
+            if batch_done or not events:
                 self.progress()  # after every batch: the caller throttles its writes
             now = time.monotonic()
-            if batch_done or event is None or now - last_stop_check >= 0.1:
+            if batch_done or not events or now - last_stop_check >= 0.1:
                 last_stop_check = now
                 self.stop_requested()
         for worker in workers:
@@ -333,12 +366,12 @@ class _Account(_Planning):
         self._finish_jobs()
 
     def _start_workers(self, count: int) -> list[_Worker]:
-        """Start `count` workers; worker 0 takes over the planning connections."""
+        """Start `count` workers; worker 0 borrows the planning connections (self.pair) and leaves them
+        open when it ends, so counting the destination afterwards needs no new login."""
         workers = []
         for index in range(count):
             pair = self.pair if index == 0 else _Pair(self.source, self.destination)
-            workers.append(_Worker(index, self.run, pair))
-        self.pair = _Pair(self.source, self.destination)  # worker 0 owns the planning connections now
+            workers.append(_Worker(index, self.run, pair, borrowed=index == 0))
         for worker in workers:
             worker.start()
         return workers
@@ -349,23 +382,29 @@ class _Account(_Planning):
         for job in self.jobs:
             if not job.queued:
                 continue
-            if job.units_left == 0 and not job.incomplete and not job.pending:
+            if self._complete(job):
                 job.state.highest_modseq = job.modseq
-            self.save(job)
+            self.save(job)  # nothing to write when unit_done recorded it all already
 
-    def handle(self, event: tuple) -> None:
+    def handle(self, event: tuple, acks: list[threading.Event]) -> list[_Job]:
+        """Apply one worker event to the result; returns the jobs whose state must be saved, and
+        adds to `acks` what to acknowledge once they are (the worker may send what they record)."""
         kind = event[0]
-        if kind == "pending":
-            _kind, index, job, uids, uidnext, ack = event
-            job.pending[index] = (uids, uidnext)
-            self.save(job)
-            ack.set()
-        elif kind == "batch":
-            _kind, index, batch, keep_pending = event
+        if kind == "batch":
+            _kind, index, batch, intent = event
             job = batch.job
             self.current_folder = job.source
-            if not keep_pending:
-                job.pending.pop(index, None)
+            changed = [job]
+            if intent is not None:
+                intent_job, uids, floor, ack = intent
+                if uids:
+                    intent_job.pending[index] = (uids, floor)
+                else:
+                    intent_job.pending.pop(index, None)
+                if intent_job is not job:
+                    changed.append(intent_job)
+                if ack is not None:
+                    acks.append(ack)
             job.uid_map.update(batch.mapped.items())
             if batch.vanished and job.result.source_messages is not None:
                 job.result.source_messages -= batch.vanished  # no longer at the source
@@ -395,14 +434,25 @@ class _Account(_Planning):
                         job,
                         f"flags the destination does not accept were dropped in {job.source!r}: {', '.join(sorted(new))}",
                     )
-            self.save(job)
-        elif kind == "sizes":
+            return changed
+        if kind == "sizes":
             self.total_bytes += event[1]
         elif kind == "unit_done":
             _kind, job, complete = event
             job.units_left -= 1
             if not complete:
                 job.incomplete = True
+            if self._complete(job):
+                # Recorded now, in the write of the folder's last batch (same drain), not in one more.
+                job.state.highest_modseq = job.modseq
+                return [job]
+        return []
+
+    @staticmethod
+    def _complete(job: _Job) -> bool:
+        """Every unit of the folder done, nothing refused or left, nothing in flight: its
+        HIGHESTMODSEQ may be recorded (so refused messages are tried again next run otherwise)."""
+        return job.units_left == 0 and not job.incomplete and not job.pending
 
 
 def copy_account(

@@ -14,7 +14,8 @@ _FIELDS = {f.name for f in dataclasses.fields(FolderStateData)}
 
 
 class JsonFileStateStore:
-    """FolderStateData per source folder in a JSON file, rewritten atomically on every save.
+    """FolderStateData per source folder in a JSON file, rewritten atomically on every save (once per
+    batch: the engine records a batch's outcome and the next batches' intent in one save).
 
     The file holds {"version": 1, "folders": {source folder: {...}}}. A missing file is an empty
     state; a malformed one raises ValueError rather than silently starting over (which would

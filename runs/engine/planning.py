@@ -4,6 +4,7 @@ holds and which flags changed; then cut the work into units for the workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import imaplib
 
 from imapclient.exceptions import IMAPClientError
@@ -27,6 +28,8 @@ UNIT_MAX = 2000  # ... and at most this many
 class _Planning:
     """The planning half of _Account (account.py), kept apart so each file reads as one concern."""
 
+    saved: dict[str, tuple]  # set by _Account: what the store holds, per source folder
+
     def plan_all(self) -> None:
         listing: dict[str, object] = {}
 
@@ -47,6 +50,7 @@ class _Planning:
         dest_names = {f.name for f in listing["dst"]}  # type: ignore[attr-defined]
         dest_ns = listing["dst_ns"]
         self.states = self.store.load()
+        self.saved = {name: dataclasses.astuple(state) for name, state in self.states.items()}
         # map_folders gives one plan per source folder, in order: the source's special-use travels along.
         uses = {
             plan.destination: info.special_use
@@ -238,6 +242,12 @@ class _Planning:
             int(modseq) if modseq is not None else None,
             uid_map=UidMap.parse(state.uid_map),
         )
+        if messages == 0 and previous is None:
+            # Empty, and never recorded: nothing to copy or re-flag, so neither opened nor recorded (on
+            # an account of a few messages, most folders are empty: each record would cost a write).
+            result.source_messages = 0
+            self.jobs.append(job)
+            return
         if (
             previous is not None
             and modseq is not None
@@ -306,6 +316,7 @@ class _Planning:
             return previous
         self.store.delete(source)
         self.states.pop(source, None)
+        self.saved.pop(source, None)
         result.warnings.append(
             f"{source!r}: {why}; its record was voided and its messages are matched against the destination again"
         )

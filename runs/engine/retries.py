@@ -49,7 +49,7 @@ class _AppendRetries:
             )
         else:
             report.errors.append(self._error(job, uid, item, outcome.text))
-        self._report(report)
+        self._report(report, resolved=[uid])
         self._drop([uid])
 
     def _append_with_fewer_keywords(self, dst: Connection, job: _Job, uid: int, item: AppendItem, refusal: str) -> None:
@@ -84,7 +84,7 @@ class _AppendRetries:
             refusal = outcome.text
         else:
             report.errors.append(self._error(job, uid, item, refusal))
-        self._report(report)
+        self._report(report, resolved=[uid])
         self._drop([uid])
 
     def _append_one(self, dst: Connection, job: _Job, uid: int, item: AppendItem) -> AppendOutcome:

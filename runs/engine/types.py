@@ -134,7 +134,10 @@ class FolderStateData:
 
 
 class StateStore(Protocol):
-    """Persistence for FolderStateData. The engine calls save() after each batch lands."""
+    """Persistence for FolderStateData. The engine calls save() once per batch, from one thread: the batch's
+    outcome together with the UIDs about to be sent (pending_uids, recorded before they are sent; see
+    account.py, "Crash window"), and not at all when the state is what the store already holds. save()
+    must have made the state durable when it returns."""
 
     def load(self) -> dict[str, FolderStateData]: ...
 

@@ -62,17 +62,26 @@ def _release_memory() -> None:
 
 
 class _Worker(_AppendRetries, threading.Thread):
-    def __init__(self, index: int, run: _Run, pair: _Pair) -> None:
+    def __init__(self, index: int, run: _Run, pair: _Pair, *, borrowed: bool = False) -> None:
+        """`borrowed`: the pair belongs to the main thread, which closes it (the worker leaves it open)."""
         super().__init__(name=f"imapcopier-worker-{index}", daemon=True)
         self.index = index
         self.run_ = run
         self.pair = pair
+        self.borrowed = borrowed
         # The batch whose APPENDs were sent but not all confirmed when the connection broke.
         self.inflight: tuple[_Job, list[tuple[int, AppendItem]], list[Identity], int] | None = None
         self.remaining = UidSet()
         self.connected_once = False
         self.isolation = Isolation()
         self.sizes: dict[int, int] = {}  # RFC822.SIZE of the unit's UIDs, as the source reported them
+        # The crash window (account.py): source UIDs whose APPENDs may reach the destination before
+        # the main thread hears how they ended, the destination's UIDNEXT before the first of them
+        # was sent, the job they belong to, and the acknowledgements of the writes that recorded them.
+        self.intent = UidSet()
+        self.intent_floor: int | None = None
+        self.intent_job: _Job | None = None
+        self.intent_acks: list[tuple[UidSet, threading.Event]] = []
 
     def run(self) -> None:
         try:
@@ -94,7 +103,8 @@ class _Worker(_AppendRetries, threading.Thread):
         except BaseException as exc:  # a programming error: the main thread re-raises it
             self.run_.events.put(("crash", exc))
         finally:
-            self.pair.close()
+            if not self.borrowed:
+                self.pair.close()
             self.run_.events.put(("exit", self.index))
 
     def _process(self, unit: _Unit) -> bool:
@@ -269,8 +279,10 @@ class _Worker(_AppendRetries, threading.Thread):
     def _pipeline(self, src: Connection, dst: Connection, job: _Job, batches: list[list[int]]) -> None:
         """Fetch and append the batches. Look-ahead: the FETCH of batch N+1 is sent before the APPENDs
         of batch N, so the source prepares the next batch while the destination stores this one
-        (memory: two batches)."""
+        (memory: two batches). The intent of batch N+2 is recorded with the outcome of batch N
+        (_finish_batch), so the state write of a batch is never awaited before APPENDs are sent."""
         sent: _Sent | None = None
+        self._forget_intent(job)
         try:
             if batches:
                 current = batches[0]
@@ -280,11 +292,11 @@ class _Worker(_AppendRetries, threading.Thread):
                         break
                     following = batches[index + 1] if index + 1 < len(batches) else None
                     tag = self._fetch_send(src, following) if following else None
-                    sent = self._send_batch(dst, job, current, *fetched)
+                    sent = self._send_batch(dst, job, current, *fetched, ahead=following)
                     if following is not None:
                         fetched = self._fetch_read(src, job, following, tag)
                     previous, sent = sent, None
-                    self._finish_batch(dst, previous)
+                    self._finish_batch(dst, previous, ahead=batches[index + 2] if index + 2 < len(batches) else None)
                     _release_memory()
                     if following is not None:
                         current = following
@@ -357,7 +369,11 @@ class _Worker(_AppendRetries, threading.Thread):
         uids: list[int],
         items: list[tuple[int, AppendItem]],
         report: _Batch,
+        *,
+        ahead: list[int] | None = None,
     ) -> _Sent:
+        """Send the APPENDs of a fetched batch (answers read by _finish_batch). `ahead`: the UIDs of
+        the batch after it, recorded as intent with this one when this one was not recorded yet."""
         sent = _Sent(job, uids, items, report)
         if not items:
             return sent
@@ -365,9 +381,14 @@ class _Worker(_AppendRetries, threading.Thread):
             sent.uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
         except wire.TRANSIENT_ERRORS as exc:
             raise wire.lost(exc) from None
-        # Record the intent before sending: a crash from here on is resolved on the next run by
-        # looking for these messages among the destination's UIDs >= uidnext.
-        self._announce(job, UidSet.from_uids(uid for uid, _ in items), sent.uidnext)
+        # The intent must be recorded before sending: a crash from here on is resolved on the next
+        # run by looking for these messages among the destination's UIDs >= the recorded UIDNEXT.
+        # Normally it was recorded one batch earlier (_finish_batch) and its write acknowledged
+        # while the previous batch was being stored, so nothing is awaited here.
+        sending = UidSet.from_uids(uid for uid, _ in items)
+        if sending - self.intent:
+            self._intend(job, sending | UidSet.from_uids(ahead or ()), sent.uidnext)
+        self._await_intent(sending)
         sent.appends = PendingAppends(dst, job.destination, [it for _, it in items])
         try:
             sent.appends.send()
@@ -376,10 +397,20 @@ class _Worker(_AppendRetries, threading.Thread):
             raise
         return sent
 
-    def _finish_batch(self, dst: Connection, sent: _Sent) -> None:
+    def _finish_batch(self, dst: Connection, sent: _Sent, *, ahead: list[int] | None = None) -> None:
+        """Read the answers of a sent batch and report them, with (one write) the intent of `ahead`,
+        the batch after the next one: by the time that one is sent, its intent is on record.
+
+        Why this order is safe: the intent of `ahead` is recorded with this batch's UIDNEXT (taken
+        before this batch was sent, so below any UID `ahead` can get) and before `ahead` is sent
+        (_send_batch waits for the write's acknowledgement if it is somehow still queued). A lower
+        UIDNEXT only widens where the next run looks: the copies of this batch, which also lie there,
+        are already in the UID map (APPENDUID) and excluded (planning._match), and twins are told
+        apart by their bodies. A crash therefore still loses at most the batches in flight (their
+        copies are found by identity next run) and never sends one twice."""
         job, uids, items, report = sent.job, sent.uids, sent.items, sent.report
         if sent.appends is None:  # nothing to send (all vanished)
-            self._report(report)
+            self._report(report, resolved=uids)
             self._drop(uids)
             return
         try:
@@ -405,7 +436,8 @@ class _Worker(_AppendRetries, threading.Thread):
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
         keep = {uid for uid, _, _ in retry} | set(throttled)
-        self._report(report)
+        # Retried and throttled messages stay in the intent until their own outcome is reported.
+        self._report(report, resolved=[uid for uid in uids if uid not in keep], ahead=ahead, floor=sent.uidnext)
         self._drop([uid for uid in uids if uid not in keep])
         self._check_stored(dst, job, [(uid, it, o) for (uid, it), o in zip(items, outcomes, strict=True) if o.ok])
         if throttled:
@@ -450,7 +482,8 @@ class _Worker(_AppendRetries, threading.Thread):
                 report.errors.append(self._error(job, uid, it, outcome.text))
         self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)
         self._suspect_stored(items[len(outcomes) :])
-        self._report(report, keep_pending=True)
+        # The unconfirmed ones stay in the intent: _resolve_inflight looks for them after the reconnect.
+        self._report(report, resolved=[uid for uid, _ in items[: len(outcomes)]])
         self._drop(done)
 
     def _resolve_inflight(self, dst: Connection) -> UidSet:
@@ -483,7 +516,9 @@ class _Worker(_AppendRetries, threading.Thread):
                 if spare.get(key):
                     report.mapped[uid] = spare[key].pop(0)
         self.inflight = None
-        self._report(report)
+        # Every APPEND this worker sent has an outcome now: what landed is reported, the rest is
+        # sent again under a new intent; nothing of the old one can land any more.
+        self._report(report, resolved=self.intent)
         return UidSet.from_uids(report.landed)
 
     def _wait_until_settled(self, dst: Connection, folder: str) -> None:
@@ -500,14 +535,57 @@ class _Worker(_AppendRetries, threading.Thread):
             previous = current
             waited += SETTLE_SECONDS
 
-    def _announce(self, job: _Job, uids: UidSet, uidnext: int) -> None:
-        ack = threading.Event()
-        self.run_.events.put(("pending", self.index, job, uids, uidnext, ack))
-        while not ack.wait(0.5):
-            if self.run_.finished.is_set():
-                return
+    # ------------------------------------------------------------------ the crash window
 
-    def _report(self, batch: _Batch, *, keep_pending: bool = False) -> None:
+    def _forget_intent(self, job: _Job) -> None:
+        """Start a pass over a unit with no intent left from a previous pass: after _resolve_inflight
+        (or a throttle, whose messages were not stored) no APPEND of this worker is unaccounted for."""
+        if self.intent_job is not None and self.intent_job is not job and self.intent:
+            self._report(_Batch(self.intent_job), resolved=self.intent)
+        self.intent, self.intent_floor, self.intent_job, self.intent_acks = UidSet(), None, job, []
+
+    def _intend(self, job: _Job, uids: UidSet, uidnext: int) -> None:
+        """Record `uids` as about to be sent (their copies will have UIDs >= uidnext)."""
+        self._report(_Batch(job), ahead=uids, floor=uidnext)
+
+    def _await_intent(self, uids: UidSet) -> None:
+        """Wait until every write that recorded `uids` as intent is done (normally it is already).
+        Returns early when the account run is over (the main thread no longer writes)."""
+        for recorded, ack in self.intent_acks:
+            if recorded & uids:
+                while not ack.wait(0.5):
+                    if self.run_.finished.is_set():
+                        return
+        self.intent_acks = [(recorded, ack) for recorded, ack in self.intent_acks if not ack.is_set()]
+
+    def _report(
+        self,
+        batch: _Batch,
+        *,
+        resolved: Sequence[int] | UidSet = (),
+        ahead: Sequence[int] | UidSet | None = None,
+        floor: int | None = None,
+    ) -> None:
+        """Hand a batch's outcome to the main thread, which records it (state store) in one write
+        together with this worker's intent: the UIDs whose APPENDs may land before their outcome
+        is known, i.e. the intent so far, less `resolved` (their outcome is in `batch` or will
+        never come), plus `ahead` (about to be sent; `floor` is the destination's UIDNEXT seen
+        before any of them is sent)."""
         if batch.landed:
             self.isolation.landed()
-        self.run_.events.put(("batch", self.index, batch, keep_pending))
+        intent: tuple[_Job, UidSet, int | None, threading.Event | None] | None = None
+        if batch.job is self.intent_job and (resolved or ahead):
+            left = self.intent - (resolved if isinstance(resolved, UidSet) else UidSet.from_uids(resolved))
+            added = (ahead if isinstance(ahead, UidSet) else UidSet.from_uids(ahead)) if ahead else UidSet()
+            added = added - left
+            if added:
+                assert floor is not None
+                self.intent_floor = floor if self.intent_floor is None or not left else min(self.intent_floor, floor)
+            elif not left:
+                self.intent_floor = None
+            self.intent = left | added
+            ack = threading.Event() if added else None
+            if ack is not None:
+                self.intent_acks.append((added, ack))
+            intent = (batch.job, self.intent, self.intent_floor, ack)
+        self.run_.events.put(("batch", self.index, batch, intent))

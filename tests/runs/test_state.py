@@ -144,3 +144,33 @@ def test_a_store_that_lost_its_claim_adds_uid_pairs_but_keeps_the_rows_own(claim
     # Written for another destination user: its UIDs name other copies, nothing is merged.
     store.save(FolderStateData("INBOX", "INBOX", 77, copied_uids="1:9", **{**bound, "destination_user": "bob"}))
     assert FolderState.objects.get(pk=row.pk).copied_uids == "1:5"
+
+
+def test_a_batch_save_is_one_update_fenced_by_the_claim(claimed):
+    """After a folder's first save, each save (one per batch) is a single UPDATE that checks the claim itself."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    store = _store(claimed)
+    state = FolderStateData(source_folder="INBOX", destination_folder="INBOX", uidvalidity=7, copied_uids="1:10")
+    store.save(state)
+    state.copied_uids, state.pending_uids, state.pending_uidnext = "1:20", "21:30", 60
+    with CaptureQueriesContext(connection) as queries:
+        store.save(state)
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"].upper()]
+    assert len(statements) == 1 and statements[0].startswith("UPDATE"), statements
+    assert "runs_accountrun" in statements[0]  # the claim check is part of the statement
+    row = FolderState.objects.get(account_id=claimed.account_id, source_folder="INBOX")
+    assert (row.copied_uids, row.pending_uids, row.pending_uidnext) == ("1:20", "21:30", 60)
+
+
+def test_a_batch_save_after_the_claim_moved_on_is_only_merged(claimed):
+    lost: list = []
+    store = _store(claimed, lost)
+    state = FolderStateData(source_folder="INBOX", destination_folder="INBOX", uidvalidity=7, copied_uids="1:10")
+    store.save(state)
+    AccountRun.objects.filter(pk=claimed.pk).update(attempt=claimed.attempt + 1)
+    state.copied_uids = "5:20"  # the engine's view lost 1:4 (it cannot, but a merge must not lose them)
+    store.save(state)
+    row = FolderState.objects.get(account_id=claimed.account_id, source_folder="INBOX")
+    assert row.copied_uids == "1:20" and lost == [1]

@@ -147,6 +147,10 @@ def test_new_messages_are_found_and_copied_incrementally(imap_server, make_imap_
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 23
         assert assert_same_folder(src, "New folder", dst, "New folder") == 1
+    # Nothing new: the state is read, and not written again (a write costs a transaction in a task).
+    saves = store.saves
+    nothing, _ = copy(imap_server, source, imap_server, destination, store=store)
+    assert (nothing.copied, nothing.skipped, store.saves) == (0, 24, saves)
 
 
 def test_flag_changes_on_the_source_reach_the_destination(imap_server, make_imap_user):
@@ -387,8 +391,8 @@ def test_cancel_between_batches_keeps_what_was_copied(imap_server, make_imap_use
     original = worker._Worker._finish_batch
     batches = []
 
-    def paced(self, dst, sent):
-        original(self, dst, sent)
+    def paced(self, dst, sent, **kwargs):
+        original(self, dst, sent, **kwargs)
         batches.append(len(sent.uids))
         if len(batches) >= 2:  # let the main thread see the progress before going on
             self.run_.stop.wait(5)
@@ -441,3 +445,17 @@ def test_flag_changes_are_carried_without_condstore_too(imap_server, make_imap_u
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 4
         assert [m.flags for m in read(dst, "INBOX")] == [("$Done", "\\Seen"), (), (), ("$Done", "\\Seen")]
+
+
+def test_an_empty_folder_is_created_but_neither_opened_nor_recorded(imap_server, make_imap_user):
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        client.create_folder("Empty")
+        fill(client, "INBOX", [(make_message(seed=1), [], WHEN)])
+    result, store = copy(imap_server, source, imap_server, destination)
+    assert (result.outcome, result.copied) == ("done", 1)
+    empty = next(f for f in result.folders if f.source == "Empty")
+    assert (empty.source_messages, empty.destination_messages, empty.copied) == (0, 0, 0)
+    assert "Empty" not in store.folders and "INBOX" in store.folders
+    with imap_server.connect(destination) as dst:
+        assert dst.folder_exists("Empty")

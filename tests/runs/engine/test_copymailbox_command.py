@@ -202,3 +202,39 @@ def test_copymailbox_says_which_messages_were_not_copied_and_why(imap_server, ma
     )  # fmt: skip
     assert "source: 7 messages, 2 at the destination, 5 not copied (5 folder not created)" in out
     assert isinstance(error, CommandError) and error.returncode == 1
+
+
+@pytest.mark.imap
+def test_manage_py_copymailbox_runs_without_the_site_and_reports_its_start_up(imap_server, make_imap_user, tmp_path):
+    """`manage.py copymailbox` skips django.setup() (imapcopier.boot): no app, no admin imported; the
+    summary gives the start-up apart from the copy; a failure still exits 1 with the reason."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(3)])
+    repo = Path(__file__).resolve().parents[3]
+    env = {
+        **os.environ,
+        "IMAPCOPIER_SOURCE_PASSWORD": source.password,
+        "IMAPCOPIER_DESTINATION_PASSWORD": destination.password,
+        "PYTHONPROFILEIMPORTTIME": "1",  # stderr lists every module imported
+    }
+    args = [
+        sys.executable, "manage.py", "copymailbox",
+        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
+        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
+        "--state", str(tmp_path / "state.json"), "--no-progress",
+    ]  # fmt: skip
+    done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("done: 3 copied, 0 already there, 0 errors") and "; start-up " in first
+    assert "django.contrib.admin" not in done.stderr and "django.views" not in done.stderr
+    env["IMAPCOPIER_SOURCE_PASSWORD"] = "wrong-password-456"
+    failed = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and failed.stdout.startswith("failed:")
+    assert "login refused" in failed.stdout and "wrong-password-456" not in failed.stdout + failed.stderr

@@ -354,6 +354,45 @@ def test_a_crash_between_append_and_record_is_resolved_next_run(imap_server, mak
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 10
 
 
+def test_every_batch_is_on_record_before_its_appends_and_saved_once(imap_server, make_imap_user, monkeypatch):
+    """The crash window: a batch's UIDs are recorded (copied or pending) before its APPENDs go out,
+    and the next batch's UIDs already are too (their write is not awaited on the critical path);
+    each batch costs one state write."""
+    from runs.engine import worker
+
+    source, destination = make_imap_user(), make_imap_user()
+    uids = _fill_some(imap_server, source, count=40, size=500)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 10)
+    inbox_saves = []
+
+    class Store(MemoryStateStore):
+        def save(self, state):
+            if state.source_folder == "INBOX":
+                inbox_saves.append(state.pending_uids)
+            super().save(state)
+
+    store = Store()
+    checked = []
+    original = worker.PendingAppends.send
+
+    def send(self):
+        state = store.folders["INBOX"]
+        recorded = UidSet.parse(state.copied_uids) | UidSet.parse(state.pending_uids)
+        checked.append(recorded)
+        return original(self)
+
+    monkeypatch.setattr(worker.PendingAppends, "send", send)
+    result = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store, connections=1)
+    assert (result.outcome, result.copied) == (Outcome.DONE, 40)
+    assert len(checked) == 4
+    for index, recorded in enumerate(checked):  # batch N and N+1 on record when batch N is sent
+        assert not UidSet.from_uids(uids[: 10 * (index + 2)]) - recorded, index
+    assert store.folders["INBOX"].pending_uids == ""
+    # Planning, the first batch's intent, one write per batch (4), the end of the copy: 7 (it was 10,
+    # with a write before and one after each batch).
+    assert len(inbox_saves) <= 7, inbox_saves
+
+
 @pytest.mark.parametrize("when", ["planning", "copying"])
 def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
     from runs.engine import worker
@@ -461,12 +500,32 @@ def test_plan_folders_says_which_side_failed(imap_server, make_imap_user):
     assert "wrong-one-77" not in str(caught.value)
 
 
+def test_a_small_account_is_copied_on_the_planning_connections_alone(imap_server, make_imap_user):
+    """A few messages: one worker on the connections planning opened, and the destination is counted on
+    them too: one login per side (each extra one costs more than it saves)."""
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        for name in ("INBOX", "A", "B"):
+            fill(client, name, [(make_message(seed=f"{name}{i}"), [], WHEN) for i in range(3)])
+    with FaultProxy(imap_server.imap_port) as src_proxy, FaultProxy(imap_server.imap_port) as dst_proxy:
+        result = copy_account(
+            replace(imap_server.mailbox(source), port=src_proxy.port),
+            replace(imap_server.mailbox(destination), port=dst_proxy.port),
+            state=MemoryStateStore(),
+            connections=2,
+        )
+        assert (src_proxy.accepted, dst_proxy.accepted) == (1, 1)
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 9, 0), result.reason
+    assert [f.destination_messages for f in result.folders if f.source in ("INBOX", "A", "B")] == [3, 3, 3]
+
+
 @pytest.mark.parametrize("reset", [False, True])
 def test_every_connection_dropped_at_once_with_two_workers(imap_server, make_imap_user, monkeypatch, reset):
-    from runs.engine import planning, worker
+    from runs.engine import account, planning, worker
 
     monkeypatch.setattr(worker, "BATCH_MESSAGES", 4)
     monkeypatch.setattr(planning, "UNIT_MIN", 10)
+    monkeypatch.setattr(account, "MESSAGES_PER_EXTRA_WORKER", 10)  # two workers for 80 messages
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         for name in ("INBOX", "Work"):
@@ -581,7 +640,10 @@ def test_temporary_login_refusals_are_not_wrong_passwords(answer, kind):
     assert words in result.message and "b'" not in result.message and "pw-5521" not in result.message
 
 
-def test_connections_the_server_refuses_are_done_without(imap_server, make_imap_user):
+def test_connections_the_server_refuses_are_done_without(imap_server, make_imap_user, monkeypatch):
+    from runs.engine import account
+
+    monkeypatch.setattr(account, "MESSAGES_PER_EXTRA_WORKER", 10)  # three workers wanted for 90 messages
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         for name in ("INBOX", "A", "B"):
