@@ -8,7 +8,7 @@ from django.db import models
 
 from tasks import oauth
 from tasks.models import WEBHOOK_SECRET_MIN_CHARS, Account, Endpoint, Task, parse_recipients
-from tasks.services import forget_endpoint_tests
+from tasks.services import forget_endpoint_tests, forget_tests_of_endpoint
 
 
 class WriteOnlyPasswordField(forms.CharField):
@@ -146,6 +146,14 @@ class EndpointForm(forms.ModelForm):
                 if stored
                 else "Stored encrypted, never shown."
             )
+
+    def save(self, commit: bool = True) -> Endpoint:
+        """Saves; when commit, forgets the tests of the accounts using it if a tested field changed
+        (the admin saves with commit=False and calls forget_tests_of_endpoint itself)."""
+        endpoint: Endpoint = super().save(commit=commit)
+        if commit and endpoint.pk:
+            forget_tests_of_endpoint(endpoint, self.changed_data)
+        return endpoint
 
     def clean_auth_method(self) -> str:
         # Absent from older clients' posts (the API, scripts): passwords, as before sign-in methods existed.

@@ -188,6 +188,14 @@ def test_accounts(task: Task, *, only_needing_test: bool = False) -> int:
     return len(ids)
 
 
+def _untested(side: str) -> dict[str, object]:
+    return {
+        f"{side}_test_status": Account.TestStatus.UNTESTED,
+        f"{side}_test_message": "",
+        f"{side}_tested_at": None,
+    }
+
+
 def forget_endpoint_tests(task: Task, sides: set[str]) -> int:
     """Mark the accounts' tests of the changed side(s) ("source", "destination") as untested.
 
@@ -196,13 +204,42 @@ def forget_endpoint_tests(task: Task, sides: set[str]) -> int:
     """
     changed = 0
     for side in sorted(sides & {"source", "destination"}):
-        changed = Account.objects.filter(task=task).update(
-            **{
-                f"{side}_test_status": Account.TestStatus.UNTESTED,
-                f"{side}_test_message": "",
-                f"{side}_tested_at": None,
-            }
-        )
+        changed = Account.objects.filter(task=task).update(**_untested(side))
+    return changed
+
+
+# Endpoint fields a passed test depends on: where the server is and how it is reached, and how its
+# accounts sign in (a wrong client secret, or Password instead of OAuth 2.0 for accounts without one).
+ENDPOINT_TESTED_FIELDS = frozenset(
+    {
+        "host",
+        "port",
+        "security",
+        "verify_tls",
+        "ca_certificate",
+        "auth_method",
+        "oauth_tenant",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_client_certificate",
+        "oauth_service_account_key",
+        "oauth_authority_url",
+        "oauth_token_url",
+        "oauth_authorize_url",
+        "oauth_scope",
+    }
+)
+
+
+def forget_tests_of_endpoint(endpoint: Endpoint, changed_fields: set[str] | list[str]) -> int:
+    """After an endpoint is edited: when one of ENDPOINT_TESTED_FIELDS changed, the tests of every
+    account using it, on the side(s) it is used on, are forgotten (untested), so that runs and
+    schedules wait for a new test instead of failing. Returns how many account sides were reset."""
+    if not ENDPOINT_TESTED_FIELDS & set(changed_fields):
+        return 0
+    changed = 0
+    for side in ("source", "destination"):
+        changed += Account.objects.filter(**{f"task__{side}": endpoint}).update(**_untested(side))
     return changed
 
 

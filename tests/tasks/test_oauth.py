@@ -383,3 +383,61 @@ def test_a_renewed_refresh_token_is_stored_and_a_new_consent_asks_for_a_new_test
     account.refresh_from_db()
     assert account.source_refresh_token not in ("", given)  # the provider's renewal is kept
     assert account.source_test_status == Account.TestStatus.UNTESTED
+
+
+# ------------------------------------------------------------------------------ editing an endpoint
+
+
+def _endpoint_post(endpoint: Endpoint, **changes) -> dict:
+    fields = (
+        *("label", "host", "port", "security", "max_connections"),
+        *("auth_method", "oauth_tenant", "oauth_client_id", "oauth_authority_url"),
+    )
+    return {**{name: getattr(endpoint, name) for name in fields}, "verify_tls": "on", **changes}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"oauth_client_secret": "a-wrong-secret"},
+        {"auth_method": "password"},
+        {"oauth_tenant": "other-tenant"},
+        {"oauth_scope": "https://outlook.office365.com/IMAP.AccessAsUser.All"},
+        {"port": 1993},
+    ],
+    ids=["secret", "method", "tenant", "scope", "port"],
+)
+def test_editing_how_an_endpoint_signs_in_forgets_the_tests_of_every_account_using_it(admin_client, changes):
+    endpoint = EndpointFactory(
+        auth_method="oauth_microsoft", oauth_tenant="t", oauth_client_id="c", oauth_client_secret="s3cret"
+    )
+    as_source = AccountFactory(task__source=endpoint, tested=True)
+    as_destination = AccountFactory(task__destination=endpoint, tested=True)
+    untouched = AccountFactory(tested=True)
+    url = reverse("tasks:endpoint_edit", args=[endpoint.pk])
+    assert admin_client.post(url, _endpoint_post(endpoint, **changes)).status_code == 302
+    for account in (as_source, as_destination, untouched):
+        account.refresh_from_db()
+    assert as_source.source_test_status == Account.TestStatus.UNTESTED
+    assert as_source.destination_test_status == Account.TestStatus.OK  # the other side's server is unchanged
+    assert as_destination.destination_test_status == Account.TestStatus.UNTESTED
+    assert as_destination.source_test_status == Account.TestStatus.OK
+    assert (untouched.source_test_status, untouched.destination_test_status) == (Account.TestStatus.OK,) * 2
+
+
+def test_saving_an_endpoint_unchanged_or_its_label_keeps_the_tests(admin_client):
+    endpoint = EndpointFactory(
+        auth_method="oauth_microsoft", oauth_tenant="t", oauth_client_id="c", oauth_client_secret="s3cret"
+    )
+    account = AccountFactory(task__source=endpoint, tested=True)
+    url = reverse("tasks:endpoint_edit", args=[endpoint.pk])
+    # The secret left blank keeps it: not a change.
+    assert admin_client.post(url, _endpoint_post(endpoint, oauth_client_secret="")).status_code == 302
+    assert admin_client.post(url, _endpoint_post(endpoint, label="renamed", max_connections=3)).status_code == 302
+    account.refresh_from_db()
+    assert account.source_test_status == Account.TestStatus.OK
+    admin = reverse("admin:tasks_endpoint_change", args=[endpoint.pk])
+    posted = _endpoint_post(endpoint, label="renamed", max_connections=3, oauth_client_secret="new-secret")
+    assert admin_client.post(admin, posted).status_code == 302
+    account.refresh_from_db()
+    assert account.source_test_status == Account.TestStatus.UNTESTED
