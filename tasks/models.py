@@ -405,6 +405,10 @@ class Account(models.Model):
     # Each user's consent (Endpoint.AuthMethod.USER_CONSENT): the refresh token the user's consent gave.
     source_refresh_token = EncryptedTextField(blank=True)
     destination_refresh_token = EncryptedTextField(blank=True)
+    # How many consents were stored for the side: a consent link carries the count it was made at
+    # and is used up once a consent is stored through it (tasks/oauth.py consent_account).
+    source_consents = models.PositiveIntegerField(default=0)
+    destination_consents = models.PositiveIntegerField(default=0)
     source_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     source_test_message = models.TextField(blank=True)
     source_tested_at = models.DateTimeField(null=True, blank=True)

@@ -132,14 +132,15 @@ def test_token_errors_never_carry_the_secret(oauth_bed):
 # ------------------------------------------------------------------------------ each user's consent
 
 
-def _consent_through_the_pages(client, provider, link: str, user: str):
-    """The user opens the link, follows 'Sign in and allow', allows at the provider; the answer page."""
+def _consent_through_the_pages(client, provider, link: str, user: str, *, signs_in_as: str = ""):
+    """The user opens the link, follows 'Sign in and allow', allows at the provider (signed in as
+    `signs_in_as`, by default the link's mailbox `user`); the answer page."""
     page = client.get(link)
     assert page.status_code == 200
     authorize = page.context["authorize_url"]
     form = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize).query))
     assert form["code_challenge_method"] == "S256" and form["login_hint"] == user
-    form["user"] = user
+    form["user"] = signs_in_as or user
     answer = requests.post(
         provider.authorize_url, data=form, verify=provider.ca_file, allow_redirects=False, timeout=10
     )
@@ -162,6 +163,67 @@ def test_a_user_consents_through_the_link_and_the_account_signs_in(client, admin
     page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
     assert b'data-testid="consent-given"' in page.content
     assert account.source_refresh_token.encode() not in page.content
+
+
+def test_a_consent_given_as_another_mailbox_is_refused_and_nothing_stored(client, admin_client, oauth_task, oauth_bed):
+    task, [(first, _), (second, _)] = oauth_task("oauth_consent", pairs=2)
+    account = task.accounts.get(source_user=second.username)
+    link = oauth.consent_links(account)["source"]
+    answer = _consent_through_the_pages(client, oauth_bed, link, second.username, signs_in_as=first.username)
+    assert answer.status_code == 400
+    problem = answer.context["problem"]
+    assert f"you signed in as another mailbox than {second.username}; " in problem
+    assert f"sign in as {second.username}" in problem
+    assert b"Thank you" not in answer.content
+    account.refresh_from_db()
+    assert (account.source_refresh_token, account.source_consents) == ("", 0)
+    # Nothing was used up: the same link still works for the right mailbox.
+    done = _consent_through_the_pages(client, oauth_bed, link, second.username)
+    assert done.status_code == 200 and b'data-testid="consent-done"' in done.content
+    assert b'data-testid="consent-test-pending"' not in done.content
+
+
+def test_a_consent_link_is_single_use_and_the_page_shows_the_current_one(client, admin_client, oauth_task, oauth_bed):
+    task, [(source, _)] = oauth_task("oauth_consent")
+    account = task.accounts.get()
+    link = oauth.consent_links(account)["source"]
+    assert _consent_through_the_pages(client, oauth_bed, link, source.username).status_code == 200
+    used = client.get(link)
+    assert used.status_code == 400
+    assert used.context["problem"] == "This link was used; ask for a new one."
+    page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
+    (_side, current, given) = page.context["consent"][0]
+    assert given and not current.endswith(link)
+    assert client.get(current).status_code == 200  # the page's link works for a new consent
+
+
+def test_a_consent_is_stored_with_its_test_pending_when_the_mail_server_cannot_be_reached(
+    client, oauth_task, oauth_bed
+):
+    task, [(source, _)] = oauth_task("oauth_consent")
+    account = task.accounts.get()
+    link = oauth.consent_links(account)["source"]
+    Endpoint.objects.filter(pk=task.source_id).update(port=_closed_port())
+    done = _consent_through_the_pages(client, oauth_bed, link, source.username)
+    assert done.status_code == 200 and b'data-testid="consent-done"' in done.content
+    assert b'data-testid="consent-test-pending"' in done.content and b"connection refused" in done.content
+    account.refresh_from_db()
+    assert account.source_refresh_token
+    assert account.source_test_status == Account.TestStatus.UNTESTED
+
+
+def test_a_withdrawn_consent_is_no_longer_shown_as_given(admin_client, oauth_task, oauth_bed):
+    from tests.runs.test_oauth_runs import consent
+
+    task, [(source, _)] = oauth_task("oauth_consent")
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get())
+    oauth_bed.revoke(source.username)
+    account = _tested(task.accounts.get())
+    assert account.source_test_status == Account.TestStatus.FAIL
+    assert account.source_test_message.endswith("send the user this account's consent link again)")
+    page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
+    assert b'data-testid="consent-missing"' in page.content
+    assert b'data-testid="consent-given"' not in page.content
 
 
 def test_a_refused_consent_and_a_forged_link_say_so(client, oauth_task, oauth_bed):
@@ -305,22 +367,47 @@ def test_the_account_export_lists_each_users_consent_link(admin_client, client, 
     assert b"stored" not in response.content
 
 
-def test_a_token_endpoint_that_cannot_be_reached_is_retried_like_a_dropped_connection(oauth_task, oauth_bed):
+def _closed_port() -> int:
     import socket
 
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    task, _users = oauth_task("oauth_google", oauth_token_url=f"https://127.0.0.1:{port}/token")
+        return closed.getsockname()[1]
+
+
+def test_a_token_endpoint_that_cannot_be_reached_is_named_with_its_cause_like_an_unreachable_server(
+    oauth_task, oauth_bed
+):
+    port = _closed_port()
+    task, _users = oauth_task("oauth_google", oauth_token_url=f"https://127.0.0.1:{port}/token?tenant=private")
     with pytest.raises(TokenUnavailable) as excinfo:
         token_source(task)(False)
-    assert excinfo.value.transient
-    assert str(excinfo.value) == "the token endpoint could not be reached: TransportError"
+    where = f"https://127.0.0.1:{port}/token"
+    assert str(excinfo.value) == f"the token endpoint could not be reached: {where} (connection refused)"
     from runs.engine import test_connection
 
     result = test_connection(services.account_mailbox(task.accounts.get(), "source"))
-    assert (result.ok, result.kind) == (False, "protocol")  # retried by copies, unlike a refusal
-    assert result.message == "could not get a token: the token endpoint could not be reached: TransportError"
+    # Classified like an IMAP server whose port is closed (runs.engine.connect.network_problem):
+    # the account fails at once with that kind, as it would for its IMAP server.
+    assert (result.ok, result.kind) == (False, "refused")
+    assert (
+        result.message
+        == f"could not get a token: the token endpoint could not be reached: {where} (connection refused)"
+    )
+    assert "private" not in result.message
+
+
+def test_a_token_endpoint_whose_certificate_is_not_trusted_says_so(oauth_task, oauth_bed, monkeypatch):
+    import certifi
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the local provider's CA is not in it
+    task, _users = oauth_task("oauth_microsoft")
+    account = _tested(task.accounts.get())
+    assert account.source_test_status == Account.TestStatus.FAIL
+    assert account.source_test_message.startswith(
+        f"could not get a token: the token endpoint could not be reached: {oauth_bed.authority_url}"
+    ), account.source_test_message
+    assert "(TLS: certificate verify failed: " in account.source_test_message
 
 
 def test_a_microsoft_application_signs_in_with_a_certificate_instead_of_a_secret(oauth_task, oauth_bed):
@@ -375,14 +462,19 @@ def test_a_renewed_refresh_token_is_stored_and_a_new_consent_asks_for_a_new_test
 
     consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get(pk=account.pk))
     account.refresh_from_db()
-    assert account.source_test_status == Account.TestStatus.UNTESTED  # a new consent: test again
+    # A new consent is tested at once: its proof (the token opens this mailbox) is the test.
+    assert account.source_test_status == Account.TestStatus.OK
+    assert account.source_test_message.endswith(
+        f", signed in with OAuth 2.0 (consent of {account.source_user} to application {oauth_bed.client_id})"
+    )
     assert account.destination_test_status == Account.TestStatus.OK
+    Account.objects.filter(pk=account.pk).update(source_test_status=Account.TestStatus.UNTESTED)
     given = account.source_refresh_token
     oauth_bed.rotate_refresh_tokens = True
     token_source(task)(False)
     account.refresh_from_db()
     assert account.source_refresh_token not in ("", given)  # the provider's renewal is kept
-    assert account.source_test_status == Account.TestStatus.UNTESTED
+    assert account.source_test_status == Account.TestStatus.UNTESTED  # and is not a new consent
 
 
 # ------------------------------------------------------------------------------ editing an endpoint
