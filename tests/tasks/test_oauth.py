@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import urllib.parse
 
@@ -26,14 +27,36 @@ def _tested(account: Account) -> Account:
     return services.test_account(account)
 
 
-def test_the_connection_test_says_which_identity_signed_in(oauth_task, oauth_bed):
+def test_the_connection_test_says_which_identity_signed_in(admin_client, oauth_task, oauth_bed):
     task, [(source, _)] = oauth_task("oauth_microsoft")
     account = _tested(task.accounts.get())
     assert account.source_test_status == Account.TestStatus.OK, account.source_test_message
-    assert account.source_test_message.startswith("OK")
+    microsoft = f"signed in with OAuth 2.0 (application {oauth_bed.client_id} of tenant {oauth_bed.tenant})"
+    assert re.fullmatch(rf"OK: \d+ folders, {re.escape(microsoft)}", account.source_test_message)
+    assert account.destination_test_message.startswith("OK") and "OAuth" not in account.destination_test_message
+    page = admin_client.get(reverse("tasks:detail", args=[task.pk]))
+    assert f'title="{account.source_test_message} · tested '.encode() in page.content  # the badge's tooltip
     google_task, [(google_source, _)] = oauth_task("oauth_google")
     google = _tested(google_task.accounts.get())
     assert google.source_test_status == Account.TestStatus.OK, google.source_test_message
+    email = oauth_bed.service_account_info()["client_email"]
+    assert google.source_test_message.endswith(
+        f", signed in with OAuth 2.0 (service account {email} acting for {google_source.username})"
+    )
+
+
+@pytest.mark.django_db(transaction=True)  # testaccounts tests in threads, each with its own connection
+def test_testaccounts_says_whose_token_signed_in(oauth_task, oauth_bed):
+    import io
+
+    from django.core.management import call_command
+
+    task, [(source, _)] = oauth_task("oauth_microsoft")
+    out = io.StringIO()
+    call_command("testaccounts", str(task.pk), stdout=out)
+    identity = f"application {oauth_bed.client_id} of tenant {oauth_bed.tenant}"
+    expected = rf"source ok \(OK: \d+ folders, signed in with OAuth 2\.0 \({re.escape(identity)}\)\)"
+    assert re.search(expected, out.getvalue()), out.getvalue()
 
 
 def test_the_connection_test_result_words_name_the_identity(oauth_task, oauth_bed):
