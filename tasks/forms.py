@@ -282,7 +282,14 @@ class AccountForm(AccountAdminForm):
         self.instance.task = task
         if self.instance.pk is None:
             self.fields["source_password"].help_text = ""
-            self.fields["destination_password"].help_text = "Leave blank to use the source password."
+            self.fields["destination_password"].help_text = (
+                "" if task.source.uses_oauth else "Leave blank to use the source password."
+            )
+        # A side whose endpoint signs in with OAuth 2.0 has no password to ask for (the page shows
+        # how it signs in instead, and the consent link for each user's consent).
+        for side in ("source", "destination"):
+            if getattr(task, side).uses_oauth:
+                del self.fields[f"{side}_password"]
 
     def clean_source_user(self) -> str:
         user = self.cleaned_data["source_user"].strip()
@@ -310,7 +317,7 @@ class CsvUploadForm(forms.Form):
         label="CSV file",
         help_text="Columns: source_user, source_password, destination_user, destination_password, optionally "
         "sign_in (password or oauth). Header optional; an empty destination password reuses the source one; "
-        "a side that signs in with OAuth 2.0 needs no password.",
+        "a side that signs in with OAuth 2.0 takes no password (leave it empty).",
     )
 
     def clean_file(self) -> Any:

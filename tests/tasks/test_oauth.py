@@ -556,3 +556,28 @@ def test_saving_an_endpoint_unchanged_or_its_label_keeps_the_tests(admin_client)
     assert admin_client.post(admin, posted).status_code == 302
     account.refresh_from_db()
     assert account.source_test_status == Account.TestStatus.UNTESTED
+
+
+# ------------------------------------------------------------------------------ accounts of OAuth sides
+
+
+def test_the_account_form_asks_no_password_for_an_oauth_side(admin_client):
+    task = TaskFactory(source__auth_method="oauth_consent", source__oauth_client_id="c", source__oauth_tenant="t")
+    account = AccountFactory(task=task, source_password="", destination_password="dpw")
+    for url in (
+        reverse("tasks:account_create", args=[task.pk]),
+        reverse("tasks:account_edit", args=[task.pk, account.pk]),
+    ):
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        assert b'name="source_password"' not in page.content and b'name="destination_password"' in page.content
+        assert b'data-testid="oauth-side-source"' in page.content
+    page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
+    assert b"no consent yet" in page.content
+    saved = admin_client.post(
+        reverse("tasks:account_edit", args=[task.pk, account.pk]),
+        {"source_user": account.source_user, "destination_user": account.destination_user, "source_password": "x"},
+    )
+    assert saved.status_code == 302
+    account.refresh_from_db()
+    assert (account.source_password, account.destination_password) == ("", "dpw")  # nothing posted is stored
