@@ -166,6 +166,16 @@ class Endpoint(models.Model):
             raise ValidationError(problems)
 
     @property
+    def sign_in_label(self) -> str:
+        """The sign-in method in a few words, for lists (the choice's label is the long form)."""
+        return {
+            self.AuthMethod.PASSWORD: "Password",
+            self.AuthMethod.MICROSOFT_APP: "OAuth 2.0: Microsoft 365 application",
+            self.AuthMethod.GOOGLE_SERVICE_ACCOUNT: "OAuth 2.0: Google service account",
+            self.AuthMethod.USER_CONSENT: "OAuth 2.0: each user's consent",
+        }.get(self.auth_method, self.auth_method)
+
+    @property
     def uses_oauth(self) -> bool:
         """Accounts of this endpoint sign in with an OAuth 2.0 token rather than a password."""
         return self.auth_method != self.AuthMethod.PASSWORD

@@ -278,6 +278,9 @@ def _google_service_account(settings: Settings, username: str) -> tuple[str, flo
         credentials.refresh(Request(session))
     except google_exceptions.RefreshError as exc:
         words = provider_words(exc.args[0] if exc.args else "refused", "")
+        if words.startswith("unauthorized_client"):
+            # Google's answer when the Workspace admin has not granted the client id this scope.
+            words += " (domain-wide delegation not granted for this client id and scope?)"
         raise TokenUnavailable(words, transient=bool(getattr(exc, "retryable", False))) from None
     except google_exceptions.TransportError as exc:
         raise _unreachable(settings.token_url, exc) from exc

@@ -115,6 +115,10 @@ def test_a_token_that_cannot_be_had_is_a_clear_error_of_the_account(method, chan
     account = _tested(task.accounts.get())
     assert account.source_test_status == Account.TestStatus.FAIL
     assert account.source_test_message.startswith(expected), account.source_test_message
+    if method == "oauth_google":
+        assert account.source_test_message.endswith(
+            " (domain-wide delegation not granted for this client id and scope?)"
+        ), account.source_test_message
     assert account.destination_test_status == Account.TestStatus.OK
     assert "not-the-secret" not in account.source_test_message
 
@@ -581,3 +585,14 @@ def test_the_account_form_asks_no_password_for_an_oauth_side(admin_client):
     assert saved.status_code == 302
     account.refresh_from_db()
     assert (account.source_password, account.destination_password) == ("", "dpw")  # nothing posted is stored
+
+
+def test_the_endpoint_pages_name_the_sign_in_once_and_the_list_shows_it(admin_client):
+    endpoint = EndpointFactory(auth_method="oauth_google", oauth_service_account_key='{"type": "service_account"}')
+    EndpointFactory()
+    form = admin_client.get(reverse("tasks:endpoint_edit", args=[endpoint.pk])).content.decode()
+    assert form.count(">Sign-in<") == 1  # the field's label, no heading repeating it
+    listing = admin_client.get(reverse("tasks:endpoint_list")).content.decode()
+    assert ">Sign-in</th>" in listing
+    cells = re.findall(r'data-testid="sign-in"[^>]*>([^<]*)</td>', listing)
+    assert sorted(cells) == ["OAuth 2.0: Google service account", "Password"]
