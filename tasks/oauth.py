@@ -450,3 +450,17 @@ def store_refresh_token(account_id: int, side: str, refresh_token: str, *, conse
     account.save(update_fields=fields)
     if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
         connection.close()
+
+
+def forget_consent(account_id: int, side: str, consents: int) -> None:
+    """Forget a side's refresh token the provider refused as withdrawn (invalid_grant), unless a new
+    consent was stored meanwhile (`consents`: Account.<side>_consents when the refused token was read),
+    so the account's page says "no consent yet" again. Closes a worker thread's database connection
+    like store_refresh_token."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}")
+    Account.objects.filter(pk=account_id, **{f"{side}_consents": consents}).update(
+        **{f"{side}_refresh_token": "", "updated_at": timezone.now()}
+    )
+    if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
+        connection.close()

@@ -86,7 +86,7 @@ def account_mailbox(account: Account, side: str) -> Mailbox:
         getattr(account, f"{side}_password"),
         refresh_token=getattr(account, f"{side}_refresh_token"),
         on_new_refresh_token=lambda token: oauth.store_refresh_token(account.pk, side, token),
-        on_consent_withdrawn=lambda: oauth.store_refresh_token(account.pk, side, ""),
+        on_consent_withdrawn=lambda: oauth.forget_consent(account.pk, side, getattr(account, f"{side}_consents")),
     )
 
 

@@ -253,6 +253,20 @@ def test_a_withdrawn_consent_is_no_longer_shown_as_given(admin_client, oauth_tas
     assert b'data-testid="consent-given"' not in page.content
 
 
+def test_a_refusal_of_an_old_consent_keeps_a_new_one_given_meanwhile(oauth_task, oauth_bed):
+    from tests.runs.test_oauth_runs import consent
+
+    task, [(source, _)] = oauth_task("oauth_consent")
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get())
+    before = Account.objects.select_related("task__source", "task__destination").get()
+    stale = services.account_mailbox(before, "source")  # e.g. a run that read the first consent
+    oauth_bed.revoke(source.username)
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get())
+    with pytest.raises(TokenUnavailable):
+        stale.token_source(False)
+    assert Account.objects.get().source_refresh_token  # the new consent is kept
+
+
 def test_a_refused_consent_and_a_forged_link_say_so(client, oauth_task, oauth_bed):
     task, _users = oauth_task("oauth_consent")
     account = task.accounts.get()
