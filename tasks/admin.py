@@ -5,6 +5,7 @@ from django.db import models
 
 from tasks.forms import AccountAdminForm, EndpointForm
 from tasks.models import Account, Endpoint, Task
+from tasks.services import forget_tests_of_endpoint
 
 
 @admin.register(Endpoint)
@@ -21,6 +22,11 @@ class EndpointAdmin(admin.ModelAdmin):
     ]
     list_filter = ["security", "verify_tls"]
     search_fields = ["label", "host"]
+
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        if change:
+            forget_tests_of_endpoint(obj, form.changed_data)  # as the endpoint page does
 
 
 class AccountInline(admin.TabularInline):

@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from tasks import oauth
+from tasks import oauth, services
 
 _SESSION_KEY = "imapcopier_consent"
 
@@ -31,7 +31,12 @@ def consent_start(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "tasks/consent.html", {"problem": str(exc)}, status=400)
     url, state, verifier = oauth.begin_consent(account, side, _redirect_uri(request))
     pending = request.session.get(_SESSION_KEY, {})
-    pending[state] = {"account": account.pk, "side": side, "verifier": verifier}
+    pending[state] = {
+        "account": account.pk,
+        "side": side,
+        "verifier": verifier,
+        "generation": getattr(account, f"{side}_consents"),
+    }
     request.session[_SESSION_KEY] = pending
     endpoint = getattr(account.task, side)
     return render(
@@ -54,8 +59,8 @@ def consent_callback(request: HttpRequest) -> HttpResponse:
         words = oauth.provider_words(request.GET.get("error", ""), request.GET.get("error_description", ""))
         return render(request, "tasks/consent.html", {"problem": f"No consent was given: {words}"}, status=400)
     try:
-        account, side = oauth.consent_account(waiting["account"], waiting["side"])
-        oauth.finish_consent(
+        account, side = oauth.consent_account(waiting["account"], waiting["side"], waiting.get("generation"))
+        result = services.finish_consent(
             account,
             side,
             code=request.GET.get("code", ""),
@@ -64,4 +69,8 @@ def consent_callback(request: HttpRequest) -> HttpResponse:
         )
     except oauth.ConsentError as exc:
         return render(request, "tasks/consent.html", {"problem": str(exc)}, status=400)
-    return render(request, "tasks/consent.html", {"done": True, "mailbox": getattr(account, f"{side}_user")})
+    return render(
+        request,
+        "tasks/consent.html",
+        {"done": True, "mailbox": getattr(account, f"{side}_user"), "pending": None if result.ok else result.message},
+    )

@@ -3,7 +3,8 @@
 Columns: source_user, source_password, destination_user, destination_password, and optionally
 sign_in ("password" or "oauth": how the task's source signs in, checked against its endpoint). A header
 line with those names is optional. An empty destination password reuses the source password. A side whose
-endpoint signs in with OAuth 2.0 needs no password (one given there is not stored).
+endpoint signs in with OAuth 2.0 takes no password: a line giving one is refused (nothing is lost
+silently; the operator empties the column or moves the password where it belongs).
 """
 
 from __future__ import annotations
@@ -187,6 +188,11 @@ def _check_record(record: list[str], *, source_oauth: bool = False, destination_
     missing = [name for name in COLUMNS if name in required and not padded[COLUMNS.index(name)].strip()]
     if missing:
         return "Missing " + ", ".join(missing) + "."
+    # A password for an OAuth 2.0 side is refused, not dropped: the file may be meant for another task
+    # or the operator may expect it to be reused for the destination; refusing loses nothing.
+    for side, oauth, column in (("source", source_oauth, 1), ("destination", destination_oauth, 3)):
+        if oauth and padded[column]:
+            return f"The {side} endpoint signs in with OAuth 2.0; leave {side}_password empty."
     sign_in = padded[4].strip().lower()
     if sign_in and sign_in not in SIGN_IN:
         return f"sign_in is {padded[4].strip()!r}; use password or oauth."

@@ -8,7 +8,7 @@ from django.db import models
 
 from tasks import oauth
 from tasks.models import WEBHOOK_SECRET_MIN_CHARS, Account, Endpoint, Task, parse_recipients
-from tasks.services import forget_endpoint_tests
+from tasks.services import forget_endpoint_tests, forget_tests_of_endpoint
 
 
 class WriteOnlyPasswordField(forms.CharField):
@@ -147,6 +147,14 @@ class EndpointForm(forms.ModelForm):
                 else "Stored encrypted, never shown."
             )
 
+    def save(self, commit: bool = True) -> Endpoint:
+        """Saves; when commit, forgets the tests of the accounts using it if a tested field changed
+        (the admin saves with commit=False and calls forget_tests_of_endpoint itself)."""
+        endpoint: Endpoint = super().save(commit=commit)
+        if commit and endpoint.pk:
+            forget_tests_of_endpoint(endpoint, self.changed_data)
+        return endpoint
+
     def clean_auth_method(self) -> str:
         # Absent from older clients' posts (the API, scripts): passwords, as before sign-in methods existed.
         return self.cleaned_data.get("auth_method") or Endpoint.AuthMethod.PASSWORD
@@ -274,7 +282,14 @@ class AccountForm(AccountAdminForm):
         self.instance.task = task
         if self.instance.pk is None:
             self.fields["source_password"].help_text = ""
-            self.fields["destination_password"].help_text = "Leave blank to use the source password."
+            self.fields["destination_password"].help_text = (
+                "" if task.source.uses_oauth else "Leave blank to use the source password."
+            )
+        # A side whose endpoint signs in with OAuth 2.0 has no password to ask for (the page shows
+        # how it signs in instead, and the consent link for each user's consent).
+        for side in ("source", "destination"):
+            if getattr(task, side).uses_oauth:
+                del self.fields[f"{side}_password"]
 
     def clean_source_user(self) -> str:
         user = self.cleaned_data["source_user"].strip()
@@ -302,7 +317,7 @@ class CsvUploadForm(forms.Form):
         label="CSV file",
         help_text="Columns: source_user, source_password, destination_user, destination_password, optionally "
         "sign_in (password or oauth). Header optional; an empty destination password reuses the source one; "
-        "a side that signs in with OAuth 2.0 needs no password.",
+        "a side that signs in with OAuth 2.0 takes no password (leave it empty).",
     )
 
     def clean_file(self) -> Any:

@@ -166,6 +166,16 @@ class Endpoint(models.Model):
             raise ValidationError(problems)
 
     @property
+    def sign_in_label(self) -> str:
+        """The sign-in method in a few words, for lists (the choice's label is the long form)."""
+        return {
+            self.AuthMethod.PASSWORD: "Password",
+            self.AuthMethod.MICROSOFT_APP: "OAuth 2.0: Microsoft 365 application",
+            self.AuthMethod.GOOGLE_SERVICE_ACCOUNT: "OAuth 2.0: Google service account",
+            self.AuthMethod.USER_CONSENT: "OAuth 2.0: each user's consent",
+        }.get(self.auth_method, self.auth_method)
+
+    @property
     def uses_oauth(self) -> bool:
         """Accounts of this endpoint sign in with an OAuth 2.0 token rather than a password."""
         return self.auth_method != self.AuthMethod.PASSWORD
@@ -405,6 +415,10 @@ class Account(models.Model):
     # Each user's consent (Endpoint.AuthMethod.USER_CONSENT): the refresh token the user's consent gave.
     source_refresh_token = EncryptedTextField(blank=True)
     destination_refresh_token = EncryptedTextField(blank=True)
+    # How many consents were stored for the side: a consent link carries the count it was made at
+    # and is used up once a consent is stored through it (tasks/oauth.py consent_account).
+    source_consents = models.PositiveIntegerField(default=0)
+    destination_consents = models.PositiveIntegerField(default=0)
     source_test_status = models.CharField(max_length=10, choices=TestStatus.choices, default=TestStatus.UNTESTED)
     source_test_message = models.TextField(blank=True)
     source_tested_at = models.DateTimeField(null=True, blank=True)

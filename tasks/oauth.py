@@ -22,6 +22,7 @@ import re
 import secrets
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,10 @@ from typing import Any
 import requests
 from django.core import signing
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
+from runs.engine.connect import network_problem
 from runs.engine.types import TokenSource, TokenUnavailable
 from tasks.models import Account, Endpoint
 
@@ -107,7 +110,9 @@ def _session() -> requests.Session:
 
 
 def identity(endpoint: Endpoint, username: str) -> str:
-    """Whose token signs in, in words for connection tests and errors (no secret)."""
+    """Whose token signs in, in words for connection tests and errors (no secret): "application <client
+    id> of tenant <tenant>", "service account <email> acting for <user>" or "consent of <user> to
+    application <client id>". The one home of these words (tasks.services._message shows them)."""
     method = Endpoint.AuthMethod
     if endpoint.auth_method == method.MICROSOFT_APP:
         return f"application {endpoint.oauth_client_id} of tenant {endpoint.oauth_tenant}"
@@ -117,7 +122,7 @@ def identity(endpoint: Endpoint, username: str) -> str:
         except (ValueError, AttributeError):
             email = "?"
         return f"service account {email} acting for {username}"
-    return f"{username}'s consent to application {endpoint.oauth_client_id}"
+    return f"consent of {username} to application {endpoint.oauth_client_id}"
 
 
 def token_source(
@@ -126,12 +131,15 @@ def token_source(
     *,
     refresh_token: str = "",
     on_new_refresh_token: Callable[[str], None] | None = None,
+    on_consent_withdrawn: Callable[[], None] | None = None,
 ) -> TokenSource:
     """The engine's token_source(fresh) for one mailbox of an OAuth 2.0 endpoint.
 
     Cached tokens are shared by every mailbox that may use them (a Microsoft application token by the
     whole tenant). on_new_refresh_token(token) is called when the provider hands out a new refresh
-    token (Microsoft rotates them), so the caller can store it.
+    token (Microsoft rotates them), so the caller can store it; on_consent_withdrawn() when the
+    provider answers invalid_grant to the refresh token (withdrawn or expired: ConsentWithdrawn), so
+    the caller can forget it.
     """
     settings = Settings.of(endpoint)
     if settings.method == Endpoint.AuthMethod.MICROSOFT_APP:
@@ -150,7 +158,12 @@ def token_source(
             cached = _cache.get(key)
         if cached is not None and not fresh and cached.use_until > now:
             return cached.token
-        token, expires_in, new_refresh = fetch(settings, username, current["refresh_token"])
+        try:
+            token, expires_in, new_refresh = fetch(settings, username, current["refresh_token"])
+        except ConsentWithdrawn:
+            if on_consent_withdrawn is not None:
+                on_consent_withdrawn()
+            raise
         with _lock:
             _cache[key] = _Cached(token, _use_until(expires_in, now))
         if new_refresh and new_refresh != current["refresh_token"]:
@@ -169,7 +182,11 @@ def forget_cached_tokens() -> None:
 
 
 def fetch(settings: Settings, username: str, refresh_token: str = "") -> tuple[str, float, str]:
-    """A new access token: (token, seconds it is valid, new refresh token or ""). Raises TokenUnavailable."""
+    """A new access token: (token, seconds it is valid, new refresh token or ""). Raises TokenUnavailable.
+
+    When the token endpoint cannot be reached, the TokenUnavailable names the URL and the cause and
+    its __cause__ is the network error, which the engine classifies like an IMAP server that cannot
+    be reached (runs.engine.connect.network_problem)."""
     try:
         if settings.method == Endpoint.AuthMethod.MICROSOFT_APP:
             return _microsoft_app(settings)
@@ -177,9 +194,27 @@ def fetch(settings: Settings, username: str, refresh_token: str = "") -> tuple[s
             return _google_service_account(settings, username)
         return _refresh(settings, refresh_token)
     except requests.RequestException as exc:
-        raise TokenUnavailable(
-            f"the token endpoint could not be reached: {type(exc).__name__}", transient=True
-        ) from None
+        url = settings.authority if settings.method == Endpoint.AuthMethod.MICROSOFT_APP else settings.token_url
+        raise _unreachable(url, exc) from exc
+
+
+def unreachable_words(url: str, exc: BaseException) -> str:
+    """'<scheme://host[:port]/path> (<cause>)' for a token or authorization endpoint that could not be
+    reached: the URL the request went to when known, never its query; the cause in the engine's
+    words (connection refused, TLS certificate not trusted, no answer...)."""
+    request = getattr(exc, "request", None)
+    parts = urllib.parse.urlsplit(getattr(request, "url", None) or url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    where = f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    problem = network_problem(exc)
+    cause = problem[1] if problem else type(exc).__name__
+    return f"{where} ({cause})"
+
+
+def _unreachable(url: str, exc: BaseException) -> TokenUnavailable:
+    return TokenUnavailable(f"the token endpoint could not be reached: {unreachable_words(url, exc)}", transient=True)
 
 
 def split_certificate(pem: str) -> tuple[str, str]:
@@ -243,11 +278,12 @@ def _google_service_account(settings: Settings, username: str) -> tuple[str, flo
         credentials.refresh(Request(session))
     except google_exceptions.RefreshError as exc:
         words = provider_words(exc.args[0] if exc.args else "refused", "")
+        if words.startswith("unauthorized_client"):
+            # Google's answer when the Workspace admin has not granted the client id this scope.
+            words += " (domain-wide delegation not granted for this client id and scope?)"
         raise TokenUnavailable(words, transient=bool(getattr(exc, "retryable", False))) from None
     except google_exceptions.TransportError as exc:
-        raise TokenUnavailable(
-            f"the token endpoint could not be reached: {type(exc).__name__}", transient=True
-        ) from None
+        raise _unreachable(settings.token_url, exc) from exc
     expires_in = 3600.0
     if credentials.expiry is not None:
         from datetime import UTC, datetime
@@ -280,25 +316,36 @@ def _refresh(settings: Settings, refresh_token: str) -> tuple[str, float, str]:
     try:
         token = session.refresh_token(settings.token_url, refresh_token=refresh_token, timeout=HTTP_TIMEOUT_SECONDS)
     except OAuthError as exc:
-        raise TokenUnavailable(
-            provider_words(exc.error, exc.description), transient=exc.error in TRANSIENT_ERRORS
-        ) from None
+        words = provider_words(exc.error, exc.description)
+        if exc.error == "invalid_grant":
+            raise ConsentWithdrawn(
+                f"{words} (the user's consent was withdrawn or has expired: send the user this account's "
+                "consent link again)"
+            ) from None
+        raise TokenUnavailable(words, transient=exc.error in TRANSIENT_ERRORS) from None
     return token["access_token"], float(token.get("expires_in", 3600)), token.get("refresh_token", "")
+
+
+class ConsentWithdrawn(TokenUnavailable):
+    """The provider refuses a user's refresh token (invalid_grant, RFC 6749 §5.2: revoked, expired,
+    or the password changed): only a new consent helps."""
 
 
 # ---------------------------------------------------------------------------- each user's consent
 
 
 def consent_token(account: Account, side: str) -> str:
-    """The signed part of an account's consent link (no secret in it; valid CONSENT_LINK_MAX_AGE_SECONDS)."""
-    return consent_token_for(account.pk, side)
+    """The signed part of an account's consent link (no secret in it; valid CONSENT_LINK_MAX_AGE_SECONDS
+    and until a consent is stored through it: single use)."""
+    return consent_token_for(account.pk, side, getattr(account, f"{side}_consents"))
 
 
-def consent_token_for(account_id: int, side: str) -> str:
-    """consent_token() by the account's id."""
+def consent_token_for(account_id: int, side: str, consents: int) -> str:
+    """consent_token() by the account's id and the count of consents stored for that side so far
+    (Account.<side>_consents): once one more is stored, the link answers "used" (consent_account)."""
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}")
-    return signing.dumps({"account": account_id, "side": side}, salt=CONSENT_SALT)
+    return signing.dumps({"account": account_id, "side": side, "generation": consents}, salt=CONSENT_SALT)
 
 
 def consent_links(account: Account) -> dict[str, str]:
@@ -324,17 +371,20 @@ def consent_target(signed: str) -> tuple[Account, str]:
         data = signing.loads(signed, salt=CONSENT_SALT, max_age=CONSENT_LINK_MAX_AGE_SECONDS)
     except signing.BadSignature:
         raise ConsentError("This consent link is not valid or has expired; ask for a new one.") from None
-    return consent_account(data.get("account"), data.get("side"))
+    return consent_account(data.get("account"), data.get("side"), data.get("generation"))
 
 
-def consent_account(account_id: object, side: object) -> tuple[Account, str]:
-    """The account side a consent is for, checked again: ConsentError when the account is gone or
-    that side no longer signs in with each user's consent."""
+def consent_account(account_id: object, side: object, generation: object) -> tuple[Account, str]:
+    """The account side a consent is for, checked again: ConsentError when the account is gone, that
+    side no longer signs in with each user's consent, or a consent was stored through this link
+    already (`generation`, from the link: the link is single-use)."""
     account = Account.objects.select_related("task__source", "task__destination").filter(pk=account_id).first()
     if account is None or side not in SIDES:
         raise ConsentError("This consent link is no longer in use.")
     if not getattr(account.task, str(side)).needs_consent:
         raise ConsentError("This mailbox no longer needs your consent.")
+    if generation != getattr(account, f"{side}_consents"):
+        raise ConsentError("This link was used; ask for a new one.")
     return account, str(side)
 
 
@@ -355,9 +405,9 @@ def begin_consent(account: Account, side: str, redirect_uri: str) -> tuple[str, 
     return url, state, verifier
 
 
-def finish_consent(account: Account, side: str, *, code: str, verifier: str, redirect_uri: str) -> None:
-    """Trade the code for tokens and store the refresh token on the account side (encrypted).
-    ConsentError with the provider's words when it refuses."""
+def exchange_code(account: Account, side: str, *, code: str, verifier: str, redirect_uri: str) -> tuple[str, str]:
+    """Trade the provider's code for (access token, refresh token); nothing is stored here (see
+    tasks.services.finish_consent). ConsentError with the provider's words when it refuses."""
     from authlib.integrations.base_client.errors import OAuthError
 
     endpoint = getattr(account.task, side)
@@ -368,11 +418,13 @@ def finish_consent(account: Account, side: str, *, code: str, verifier: str, red
     except OAuthError as exc:
         raise ConsentError(f"The sign-in service refused: {provider_words(exc.error, exc.description)}") from None
     except requests.RequestException as exc:
-        raise ConsentError(f"The sign-in service could not be reached: {type(exc).__name__}") from None
+        raise ConsentError(
+            f"The sign-in service could not be reached: {unreachable_words(settings.token_url, exc)}"
+        ) from None
     refresh_token = token.get("refresh_token", "")
     if not refresh_token:
         raise ConsentError("The sign-in service gave no refresh token (the scope needs offline_access for Microsoft).")
-    store_refresh_token(account.pk, side, refresh_token, consent=True)
+    return token["access_token"], refresh_token
 
 
 def store_refresh_token(account_id: int, side: str, refresh_token: str, *, consent: bool = False) -> None:
@@ -391,6 +443,24 @@ def store_refresh_token(account_id: int, side: str, refresh_token: str, *, conse
     account = Account.objects.get(pk=account_id)
     for name, value in changes.items():
         setattr(account, name, value)
-    account.save(update_fields=list(changes))
+    fields = list(changes)
+    if consent:
+        setattr(account, f"{side}_consents", F(f"{side}_consents") + 1)  # uses up the link (consent_account)
+        fields.append(f"{side}_consents")
+    account.save(update_fields=fields)
+    if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
+        connection.close()
+
+
+def forget_consent(account_id: int, side: str, consents: int) -> None:
+    """Forget a side's refresh token the provider refused as withdrawn (invalid_grant), unless a new
+    consent was stored meanwhile (`consents`: Account.<side>_consents when the refused token was read),
+    so the account's page says "no consent yet" again. Closes a worker thread's database connection
+    like store_refresh_token."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}")
+    Account.objects.filter(pk=account_id, **{f"{side}_consents": consents}).update(
+        **{f"{side}_refresh_token": "", "updated_at": timezone.now()}
+    )
     if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
         connection.close()

@@ -7,6 +7,7 @@ copies do. Then what the tasks app's pages read and change (the views only parse
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -41,6 +42,7 @@ def mailbox_for(
     *,
     refresh_token: str = "",
     on_new_refresh_token: Callable[[str], None] | None = None,
+    on_consent_withdrawn: Callable[[], None] | None = None,
 ) -> Mailbox:
     """The engine's view of one side of an account. Build it just before use, never store it.
 
@@ -51,7 +53,11 @@ def mailbox_for(
     identity = ""
     if endpoint.uses_oauth:
         token_source = oauth.token_source(
-            endpoint, username, refresh_token=refresh_token, on_new_refresh_token=on_new_refresh_token
+            endpoint,
+            username,
+            refresh_token=refresh_token,
+            on_new_refresh_token=on_new_refresh_token,
+            on_consent_withdrawn=on_consent_withdrawn,
         )
         identity = oauth.identity(endpoint, username)
         password = ""
@@ -71,7 +77,8 @@ def mailbox_for(
 
 def account_mailbox(account: Account, side: str) -> Mailbox:
     """The engine's view of one side ("source" or "destination") of an account, with its password or
-    its OAuth 2.0 sign-in; a refresh token the provider renews is stored back on the account."""
+    its OAuth 2.0 sign-in; a refresh token the provider renews is stored back on the account, one it
+    refuses as withdrawn is forgotten (the account's page then asks for a new consent)."""
     endpoint = account.task.source if side == "source" else account.task.destination
     return mailbox_for(
         endpoint,
@@ -79,6 +86,7 @@ def account_mailbox(account: Account, side: str) -> Mailbox:
         getattr(account, f"{side}_password"),
         refresh_token=getattr(account, f"{side}_refresh_token"),
         on_new_refresh_token=lambda token: oauth.store_refresh_token(account.pk, side, token),
+        on_consent_withdrawn=lambda: oauth.forget_consent(account.pk, side, getattr(account, f"{side}_consents")),
     )
 
 
@@ -121,12 +129,16 @@ def check_login(
         slots.release(holder)
 
 
-def _message(result: ConnectionTestResult) -> str:
+def _message(result: ConnectionTestResult, mailbox: Mailbox | None = None) -> str:
+    """A test result as stored and shown: "OK: 6 folders", with whose token signed in for an OAuth 2.0
+    side ("OK: 6 folders, signed in with OAuth 2.0 (application <id> of tenant <t>)"), or why it failed."""
     if result.ok:
         text = "OK"
         if result.folder_count:
             text += f": {result.folder_count} folders"
-        return text
+        if mailbox is not None and mailbox.token_source is not None:
+            text += ", signed in with OAuth 2.0" + (f" ({mailbox.identity})" if mailbox.identity else "")
+        return text[:MAX_MESSAGE_LENGTH]
     return (result.message or (result.kind or "failed"))[:MAX_MESSAGE_LENGTH]
 
 
@@ -140,28 +152,30 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
     """
     account = Account.objects.select_related("task__source", "task__destination").get(pk=account.pk)
     task = account.task
+    source_mailbox = account_mailbox(account, "source")
     source = check_login(
         task.source,
         account.source_user,
         "",
         slot_wait_seconds=slot_wait_seconds,
-        mailbox=account_mailbox(account, "source"),
+        mailbox=source_mailbox,
     )
     source_at = timezone.now()
+    destination_mailbox = account_mailbox(account, "destination")
     destination = check_login(
         task.destination,
         account.destination_user,
         "",
         slot_wait_seconds=slot_wait_seconds,
-        mailbox=account_mailbox(account, "destination"),
+        mailbox=destination_mailbox,
     )
     destination_at = timezone.now()
     Account.objects.filter(pk=account.pk).update(
         source_test_status=Account.TestStatus.OK if source.ok else Account.TestStatus.FAIL,
-        source_test_message=_message(source),
+        source_test_message=_message(source, source_mailbox),
         source_tested_at=source_at,
         destination_test_status=(Account.TestStatus.OK if destination.ok else Account.TestStatus.FAIL),
-        destination_test_message=_message(destination),
+        destination_test_message=_message(destination, destination_mailbox),
         destination_tested_at=destination_at,
         updated_at=destination_at,
     )
@@ -173,6 +187,42 @@ def test_account(account: Account, *, slot_wait_seconds: float | None = None) ->
     )
     account.refresh_from_db()
     return account
+
+
+@sensitive_variables("access_token", "refresh_token")
+def finish_consent(account: Account, side: str, *, code: str, verifier: str, redirect_uri: str) -> ConnectionTestResult:
+    """A user's consent came back: trade the code for tokens, prove the token opens this mailbox,
+    then store the refresh token (encrypted) on the account side. Returns the proof's result.
+
+    The proof signs in to the endpoint's IMAP server as the account side's user with the fresh access
+    token (the engine's login path, one short connection in one of the endpoint's slots): a user may
+    sign in at the provider as another mailbox than the link's. A server refusing the token (AUTH) is
+    oauth.ConsentError and nothing is stored. A proof that passes is the side's test result (OK); any
+    other failure (the server cannot be reached...) still stores the consent, its test left pending.
+    ConsentError also for the provider's refusal (oauth.exchange_code).
+    """
+    access_token, refresh_token = oauth.exchange_code(
+        account, side, code=code, verifier=verifier, redirect_uri=redirect_uri
+    )
+    endpoint = getattr(account.task, side)
+    user = getattr(account, f"{side}_user")
+    mailbox = dataclasses.replace(mailbox_for(endpoint, user, ""), token_source=lambda fresh: access_token)
+    result = check_login(endpoint, user, "", mailbox=mailbox)
+    if result.kind == ErrorKind.AUTH:
+        raise oauth.ConsentError(
+            f"The mail server did not accept this sign-in for the mailbox {user}: you signed in as another "
+            f"mailbox than {user}; open the link again and sign in as {user}. (The server said: {result.message})"
+        )
+    oauth.store_refresh_token(account.pk, side, refresh_token, consent=True)
+    if result.ok:
+        Account.objects.filter(pk=account.pk).update(
+            **{
+                f"{side}_test_status": Account.TestStatus.OK,
+                f"{side}_test_message": _message(result, mailbox),
+                f"{side}_tested_at": timezone.now(),
+            }
+        )
+    return result
 
 
 def test_accounts(task: Task, *, only_needing_test: bool = False) -> int:
@@ -188,6 +238,14 @@ def test_accounts(task: Task, *, only_needing_test: bool = False) -> int:
     return len(ids)
 
 
+def _untested(side: str) -> dict[str, object]:
+    return {
+        f"{side}_test_status": Account.TestStatus.UNTESTED,
+        f"{side}_test_message": "",
+        f"{side}_tested_at": None,
+    }
+
+
 def forget_endpoint_tests(task: Task, sides: set[str]) -> int:
     """Mark the accounts' tests of the changed side(s) ("source", "destination") as untested.
 
@@ -196,13 +254,42 @@ def forget_endpoint_tests(task: Task, sides: set[str]) -> int:
     """
     changed = 0
     for side in sorted(sides & {"source", "destination"}):
-        changed = Account.objects.filter(task=task).update(
-            **{
-                f"{side}_test_status": Account.TestStatus.UNTESTED,
-                f"{side}_test_message": "",
-                f"{side}_tested_at": None,
-            }
-        )
+        changed = Account.objects.filter(task=task).update(**_untested(side))
+    return changed
+
+
+# Endpoint fields a passed test depends on: where the server is and how it is reached, and how its
+# accounts sign in (a wrong client secret, or Password instead of OAuth 2.0 for accounts without one).
+ENDPOINT_TESTED_FIELDS = frozenset(
+    {
+        "host",
+        "port",
+        "security",
+        "verify_tls",
+        "ca_certificate",
+        "auth_method",
+        "oauth_tenant",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_client_certificate",
+        "oauth_service_account_key",
+        "oauth_authority_url",
+        "oauth_token_url",
+        "oauth_authorize_url",
+        "oauth_scope",
+    }
+)
+
+
+def forget_tests_of_endpoint(endpoint: Endpoint, changed_fields: set[str] | list[str]) -> int:
+    """After an endpoint is edited: when one of ENDPOINT_TESTED_FIELDS changed, the tests of every
+    account using it, on the side(s) it is used on, are forgotten (untested), so that runs and
+    schedules wait for a new test instead of failing. Returns how many account sides were reset."""
+    if not ENDPOINT_TESTED_FIELDS & set(changed_fields):
+        return 0
+    changed = 0
+    for side in ("source", "destination"):
+        changed += Account.objects.filter(**{f"task__{side}": endpoint}).update(**_untested(side))
     return changed
 
 
@@ -286,17 +373,20 @@ def write_accounts_csv(task: Task, out: TextIO, *, absolute_url: Callable[[str],
     sides = [side for side in oauth.SIDES if getattr(task, side).needs_consent]
     header = list(EXPORT_COLUMNS)
     given: dict[str, set[int]] = {}
+    consents: dict[str, dict[int, int]] = {}
     for side in sides:
         header += [f"{side}_consent", f"{side}_consent_link"]
         # An empty secret is stored empty: no decryption needed to tell which accounts have one.
         given[side] = set(task.accounts.exclude(**{f"{side}_refresh_token": ""}).values_list("pk", flat=True))
+        consents[side] = dict(task.accounts.values_list("pk", f"{side}_consents"))
 
     def rows() -> Iterator[list[Any]]:
         # values_list: the export has no passwords, so it never decrypts them either.
         for pk, *values in task.accounts.values_list("pk", *EXPORT_COLUMNS.values()).iterator():
             for side in sides:
                 values.append("given" if pk in given[side] else "missing")
-                values.append(absolute_url(reverse("tasks:consent_start", args=[oauth.consent_token_for(pk, side)])))
+                token = oauth.consent_token_for(pk, side, consents[side][pk])
+                values.append(absolute_url(reverse("tasks:consent_start", args=[token])))
             yield values
 
     write_csv(out, header, rows())

@@ -200,6 +200,43 @@ def connect(mailbox: Mailbox, *, read_only: bool) -> Connection:
         raise ConnectError(ErrorKind.PROTOCOL, _strip_password(describe(exc), mailbox)) from None
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """exc and what it wraps: __cause__, __context__, a `reason` (urllib3) and exception args."""
+    found: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop(0)
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        pending += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return found
+
+
+def network_problem(exc: BaseException) -> tuple[ErrorKind, str] | None:
+    """(kind, words) when exc is, or wraps, a failure to reach a server over the network; else None.
+
+    The one rule for "the server cannot be reached", for an IMAP server (_open) and for a token
+    endpoint (tasks/oauth.py, through TokenUnavailable's __cause__): certificate not trusted or
+    handshake failed -> TLS; connection refused -> REFUSED; host name not found, no route, no
+    answer (timeout) -> UNREACHABLE. Such an account fails at once with that kind (runs/engine/
+    account.py first_connect retries only PROTOCOL). The words never hold a URL's query or a secret.
+    """
+    causes = _causes(exc)
+    for kinds, kind, words in (
+        ((ssl.SSLCertVerificationError,), ErrorKind.TLS, _tls_message),
+        ((ssl.SSLError,), ErrorKind.TLS, _tls_message),
+        ((ConnectionRefusedError,), ErrorKind.REFUSED, lambda e: "connection refused"),
+        ((socket.gaierror,), ErrorKind.UNREACHABLE, lambda e: f"host name not found: {e.strerror or e}"),
+        ((TimeoutError,), ErrorKind.UNREACHABLE, lambda e: "no answer (timeout)"),
+        ((OSError,), ErrorKind.UNREACHABLE, lambda e: f"network error: {e.strerror or type(e).__name__}"),
+    ):
+        for cause in causes:
+            if isinstance(cause, kinds):
+                return kind, words(cause)
+    return None
+
+
 def _open(mailbox: Mailbox, security: Security, context: ssl.SSLContext | None) -> IMAPClient:
     """TCP (and TLS on an SSL port) up to the greeting; failures classified as ConnectError."""
     try:
@@ -326,6 +363,11 @@ def _token(mailbox: Mailbox, *, fresh: bool) -> str:
         return mailbox.token_source(fresh)
     except TokenUnavailable as exc:
         kind = ErrorKind.PROTOCOL if exc.transient else ErrorKind.AUTH
+        # A token endpoint that cannot be reached (its network error is the cause) is classified
+        # like an IMAP server that cannot be reached: network_problem, the one rule.
+        network = network_problem(exc.__cause__) if exc.__cause__ is not None else None
+        if network is not None:
+            kind = network[0]
         raise ConnectError(kind, f"could not get a token: {exc}") from None
 
 

@@ -35,6 +35,8 @@ def test_a_user_gives_consent_through_the_link_the_operator_sends(
         expect(user_page.get_by_label("Mailbox")).to_have_value(source.username)  # the login hint
         user_page.get_by_role("button", name="Allow").click()
         expect(user_page.get_by_test_id("consent-done")).to_contain_text(source.username)
+        user_page.goto(link)  # the link is single-use
+        expect(user_page.get_by_test_id("consent-problem")).to_have_text("This link was used; ask for a new one.")
     finally:
         context.close()
 
@@ -42,6 +44,8 @@ def test_a_user_gives_consent_through_the_link_the_operator_sends(
     assert account.source_refresh_token
     page.reload()
     expect(page.get_by_test_id("consent-given")).to_have_text("consent given")
+    expect(page.get_by_test_id("consent-link-source")).not_to_have_value(link)  # the current link
+    expect(page.get_by_label("Source password")).to_have_count(0)  # an OAuth side asks no password
     tested = services.test_account(account)
     assert tested.source_test_status == Account.TestStatus.OK, tested.source_test_message
 

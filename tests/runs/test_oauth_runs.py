@@ -35,7 +35,7 @@ def consent(provider, account: Account, side: str = "source") -> None:
     )
     back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(answer.headers["Location"]).query))
     assert back["state"] == state
-    oauth.finish_consent(account, side, code=back["code"], verifier=verifier, redirect_uri=redirect_uri)
+    services.finish_consent(account, side, code=back["code"], verifier=verifier, redirect_uri=redirect_uri)
 
 
 def consent_and_test(provider, account: Account) -> None:
@@ -109,5 +109,11 @@ def test_a_revoked_consent_is_a_clear_error_of_that_account(oauth_task, oauth_im
     assert run.copied == 3 and run.errors == 1
     failed = run.account_runs.get(account__source_user=revoked[0].username)
     assert failed.status == AccountRun.Status.FAILED
-    assert failed.last_error == "source: could not get a token: invalid_grant: Token has been expired or revoked."
+    assert failed.last_error == (
+        "source: could not get a token: invalid_grant: Token has been expired or revoked. (the user's consent "
+        "was withdrawn or has expired: send the user this account's consent link again)"
+    )
+    # The withdrawn consent is forgotten: the account's page asks for a new one.
+    assert Account.objects.get(source_user=revoked[0].username).source_refresh_token == ""
+    assert Account.objects.get(source_user=kept[0].username).source_refresh_token != ""
     assert run.account_runs.get(account__source_user=kept[0].username).status == AccountRun.Status.DONE

@@ -136,13 +136,27 @@ def test_passwords_stay_out_of_the_row_repr():
 
 def test_an_oauth_source_needs_no_password_and_stores_none():
     task = TaskFactory(source__auth_method="oauth_microsoft")
-    data = b"source_user,source_password,destination_user,destination_password,sign_in\na@old,,a@new,dpw,oauth\nb@old,ignored,b@new,dpw2,\n"
+    data = b"source_user,source_password,destination_user,destination_password,sign_in\na@old,,a@new,dpw,oauth\n"
     preview = parse_accounts_csv(task, data)
     assert preview.errors == []
-    assert [(r.source_password, r.destination_password) for r in preview.rows] == [("", "dpw"), ("", "dpw2")]
+    assert [(r.source_password, r.destination_password) for r in preview.rows] == [("", "dpw")]
     apply_import(task, preview)
-    account = task.accounts.get(source_user="b@old")
-    assert (account.source_password, account.destination_password) == ("", "dpw2")
+    account = task.accounts.get(source_user="a@old")
+    assert (account.source_password, account.destination_password) == ("", "dpw")
+
+
+def test_a_password_for_an_oauth_side_refuses_the_line_and_imports_nothing():
+    task = TaskFactory(source__auth_method="oauth_microsoft", destination__auth_method="oauth_google")
+    data = b"a@old,,a@new,\nb@old,spw,b@new,\nc@old,,c@new,dpw\n"
+    preview = parse_accounts_csv(task, data)
+    assert {e.line: e.reason for e in preview.errors} == {
+        2: "The source endpoint signs in with OAuth 2.0; leave source_password empty.",
+        3: "The destination endpoint signs in with OAuth 2.0; leave destination_password empty.",
+    }
+    assert not preview.ok
+    with pytest.raises(ImportRefused):
+        apply_import(task, preview)
+    assert not task.accounts.exists()
 
 
 def test_an_oauth_source_still_needs_the_destination_password():

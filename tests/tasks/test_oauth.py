@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import urllib.parse
 
@@ -26,14 +27,36 @@ def _tested(account: Account) -> Account:
     return services.test_account(account)
 
 
-def test_the_connection_test_says_which_identity_signed_in(oauth_task, oauth_bed):
+def test_the_connection_test_says_which_identity_signed_in(admin_client, oauth_task, oauth_bed):
     task, [(source, _)] = oauth_task("oauth_microsoft")
     account = _tested(task.accounts.get())
     assert account.source_test_status == Account.TestStatus.OK, account.source_test_message
-    assert account.source_test_message.startswith("OK")
+    microsoft = f"signed in with OAuth 2.0 (application {oauth_bed.client_id} of tenant {oauth_bed.tenant})"
+    assert re.fullmatch(rf"OK: \d+ folders, {re.escape(microsoft)}", account.source_test_message)
+    assert account.destination_test_message.startswith("OK") and "OAuth" not in account.destination_test_message
+    page = admin_client.get(reverse("tasks:detail", args=[task.pk]))
+    assert f'title="{account.source_test_message} · tested '.encode() in page.content  # the badge's tooltip
     google_task, [(google_source, _)] = oauth_task("oauth_google")
     google = _tested(google_task.accounts.get())
     assert google.source_test_status == Account.TestStatus.OK, google.source_test_message
+    email = oauth_bed.service_account_info()["client_email"]
+    assert google.source_test_message.endswith(
+        f", signed in with OAuth 2.0 (service account {email} acting for {google_source.username})"
+    )
+
+
+@pytest.mark.django_db(transaction=True)  # testaccounts tests in threads, each with its own connection
+def test_testaccounts_says_whose_token_signed_in(oauth_task, oauth_bed):
+    import io
+
+    from django.core.management import call_command
+
+    task, [(source, _)] = oauth_task("oauth_microsoft")
+    out = io.StringIO()
+    call_command("testaccounts", str(task.pk), stdout=out)
+    identity = f"application {oauth_bed.client_id} of tenant {oauth_bed.tenant}"
+    expected = rf"source ok \(OK: \d+ folders, signed in with OAuth 2\.0 \({re.escape(identity)}\)\)"
+    assert re.search(expected, out.getvalue()), out.getvalue()
 
 
 def test_the_connection_test_result_words_name_the_identity(oauth_task, oauth_bed):
@@ -92,6 +115,10 @@ def test_a_token_that_cannot_be_had_is_a_clear_error_of_the_account(method, chan
     account = _tested(task.accounts.get())
     assert account.source_test_status == Account.TestStatus.FAIL
     assert account.source_test_message.startswith(expected), account.source_test_message
+    if method == "oauth_google":
+        assert account.source_test_message.endswith(
+            " (domain-wide delegation not granted for this client id and scope?)"
+        ), account.source_test_message
     assert account.destination_test_status == Account.TestStatus.OK
     assert "not-the-secret" not in account.source_test_message
 
@@ -132,14 +159,15 @@ def test_token_errors_never_carry_the_secret(oauth_bed):
 # ------------------------------------------------------------------------------ each user's consent
 
 
-def _consent_through_the_pages(client, provider, link: str, user: str):
-    """The user opens the link, follows 'Sign in and allow', allows at the provider; the answer page."""
+def _consent_through_the_pages(client, provider, link: str, user: str, *, signs_in_as: str = ""):
+    """The user opens the link, follows 'Sign in and allow', allows at the provider (signed in as
+    `signs_in_as`, by default the link's mailbox `user`); the answer page."""
     page = client.get(link)
     assert page.status_code == 200
     authorize = page.context["authorize_url"]
     form = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize).query))
     assert form["code_challenge_method"] == "S256" and form["login_hint"] == user
-    form["user"] = user
+    form["user"] = signs_in_as or user
     answer = requests.post(
         provider.authorize_url, data=form, verify=provider.ca_file, allow_redirects=False, timeout=10
     )
@@ -162,6 +190,81 @@ def test_a_user_consents_through_the_link_and_the_account_signs_in(client, admin
     page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
     assert b'data-testid="consent-given"' in page.content
     assert account.source_refresh_token.encode() not in page.content
+
+
+def test_a_consent_given_as_another_mailbox_is_refused_and_nothing_stored(client, admin_client, oauth_task, oauth_bed):
+    task, [(first, _), (second, _)] = oauth_task("oauth_consent", pairs=2)
+    account = task.accounts.get(source_user=second.username)
+    link = oauth.consent_links(account)["source"]
+    answer = _consent_through_the_pages(client, oauth_bed, link, second.username, signs_in_as=first.username)
+    assert answer.status_code == 400
+    problem = answer.context["problem"]
+    assert f"you signed in as another mailbox than {second.username}; " in problem
+    assert f"sign in as {second.username}" in problem
+    assert b"Thank you" not in answer.content
+    account.refresh_from_db()
+    assert (account.source_refresh_token, account.source_consents) == ("", 0)
+    # Nothing was used up: the same link still works for the right mailbox.
+    done = _consent_through_the_pages(client, oauth_bed, link, second.username)
+    assert done.status_code == 200 and b'data-testid="consent-done"' in done.content
+    assert b'data-testid="consent-test-pending"' not in done.content
+
+
+def test_a_consent_link_is_single_use_and_the_page_shows_the_current_one(client, admin_client, oauth_task, oauth_bed):
+    task, [(source, _)] = oauth_task("oauth_consent")
+    account = task.accounts.get()
+    link = oauth.consent_links(account)["source"]
+    assert _consent_through_the_pages(client, oauth_bed, link, source.username).status_code == 200
+    used = client.get(link)
+    assert used.status_code == 400
+    assert used.context["problem"] == "This link was used; ask for a new one."
+    page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
+    (_side, current, given) = page.context["consent"][0]
+    assert given and not current.endswith(link)
+    assert client.get(current).status_code == 200  # the page's link works for a new consent
+
+
+def test_a_consent_is_stored_with_its_test_pending_when_the_mail_server_cannot_be_reached(
+    client, oauth_task, oauth_bed
+):
+    task, [(source, _)] = oauth_task("oauth_consent")
+    account = task.accounts.get()
+    link = oauth.consent_links(account)["source"]
+    Endpoint.objects.filter(pk=task.source_id).update(port=_closed_port())
+    done = _consent_through_the_pages(client, oauth_bed, link, source.username)
+    assert done.status_code == 200 and b'data-testid="consent-done"' in done.content
+    assert b'data-testid="consent-test-pending"' in done.content and b"connection refused" in done.content
+    account.refresh_from_db()
+    assert account.source_refresh_token
+    assert account.source_test_status == Account.TestStatus.UNTESTED
+
+
+def test_a_withdrawn_consent_is_no_longer_shown_as_given(admin_client, oauth_task, oauth_bed):
+    from tests.runs.test_oauth_runs import consent
+
+    task, [(source, _)] = oauth_task("oauth_consent")
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get())
+    oauth_bed.revoke(source.username)
+    account = _tested(task.accounts.get())
+    assert account.source_test_status == Account.TestStatus.FAIL
+    assert account.source_test_message.endswith("send the user this account's consent link again)")
+    page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
+    assert b'data-testid="consent-missing"' in page.content
+    assert b'data-testid="consent-given"' not in page.content
+
+
+def test_a_refusal_of_an_old_consent_keeps_a_new_one_given_meanwhile(oauth_task, oauth_bed):
+    from tests.runs.test_oauth_runs import consent
+
+    task, [(source, _)] = oauth_task("oauth_consent")
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get())
+    before = Account.objects.select_related("task__source", "task__destination").get()
+    stale = services.account_mailbox(before, "source")  # e.g. a run that read the first consent
+    oauth_bed.revoke(source.username)
+    consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get())
+    with pytest.raises(TokenUnavailable):
+        stale.token_source(False)
+    assert Account.objects.get().source_refresh_token  # the new consent is kept
 
 
 def test_a_refused_consent_and_a_forged_link_say_so(client, oauth_task, oauth_bed):
@@ -305,22 +408,47 @@ def test_the_account_export_lists_each_users_consent_link(admin_client, client, 
     assert b"stored" not in response.content
 
 
-def test_a_token_endpoint_that_cannot_be_reached_is_retried_like_a_dropped_connection(oauth_task, oauth_bed):
+def _closed_port() -> int:
     import socket
 
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    task, _users = oauth_task("oauth_google", oauth_token_url=f"https://127.0.0.1:{port}/token")
+        return closed.getsockname()[1]
+
+
+def test_a_token_endpoint_that_cannot_be_reached_is_named_with_its_cause_like_an_unreachable_server(
+    oauth_task, oauth_bed
+):
+    port = _closed_port()
+    task, _users = oauth_task("oauth_google", oauth_token_url=f"https://127.0.0.1:{port}/token?tenant=private")
     with pytest.raises(TokenUnavailable) as excinfo:
         token_source(task)(False)
-    assert excinfo.value.transient
-    assert str(excinfo.value) == "the token endpoint could not be reached: TransportError"
+    where = f"https://127.0.0.1:{port}/token"
+    assert str(excinfo.value) == f"the token endpoint could not be reached: {where} (connection refused)"
     from runs.engine import test_connection
 
     result = test_connection(services.account_mailbox(task.accounts.get(), "source"))
-    assert (result.ok, result.kind) == (False, "protocol")  # retried by copies, unlike a refusal
-    assert result.message == "could not get a token: the token endpoint could not be reached: TransportError"
+    # Classified like an IMAP server whose port is closed (runs.engine.connect.network_problem):
+    # the account fails at once with that kind, as it would for its IMAP server.
+    assert (result.ok, result.kind) == (False, "refused")
+    assert (
+        result.message
+        == f"could not get a token: the token endpoint could not be reached: {where} (connection refused)"
+    )
+    assert "private" not in result.message
+
+
+def test_a_token_endpoint_whose_certificate_is_not_trusted_says_so(oauth_task, oauth_bed, monkeypatch):
+    import certifi
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the local provider's CA is not in it
+    task, _users = oauth_task("oauth_microsoft")
+    account = _tested(task.accounts.get())
+    assert account.source_test_status == Account.TestStatus.FAIL
+    assert account.source_test_message.startswith(
+        f"could not get a token: the token endpoint could not be reached: {oauth_bed.authority_url}"
+    ), account.source_test_message
+    assert "(TLS: certificate verify failed: " in account.source_test_message
 
 
 def test_a_microsoft_application_signs_in_with_a_certificate_instead_of_a_secret(oauth_task, oauth_bed):
@@ -375,11 +503,110 @@ def test_a_renewed_refresh_token_is_stored_and_a_new_consent_asks_for_a_new_test
 
     consent(oauth_bed, Account.objects.select_related("task__source", "task__destination").get(pk=account.pk))
     account.refresh_from_db()
-    assert account.source_test_status == Account.TestStatus.UNTESTED  # a new consent: test again
+    # A new consent is tested at once: its proof (the token opens this mailbox) is the test.
+    assert account.source_test_status == Account.TestStatus.OK
+    assert account.source_test_message.endswith(
+        f", signed in with OAuth 2.0 (consent of {account.source_user} to application {oauth_bed.client_id})"
+    )
     assert account.destination_test_status == Account.TestStatus.OK
+    Account.objects.filter(pk=account.pk).update(source_test_status=Account.TestStatus.UNTESTED)
     given = account.source_refresh_token
     oauth_bed.rotate_refresh_tokens = True
     token_source(task)(False)
     account.refresh_from_db()
     assert account.source_refresh_token not in ("", given)  # the provider's renewal is kept
+    assert account.source_test_status == Account.TestStatus.UNTESTED  # and is not a new consent
+
+
+# ------------------------------------------------------------------------------ editing an endpoint
+
+
+def _endpoint_post(endpoint: Endpoint, **changes) -> dict:
+    fields = (
+        *("label", "host", "port", "security", "max_connections"),
+        *("auth_method", "oauth_tenant", "oauth_client_id", "oauth_authority_url"),
+    )
+    return {**{name: getattr(endpoint, name) for name in fields}, "verify_tls": "on", **changes}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"oauth_client_secret": "a-wrong-secret"},
+        {"auth_method": "password"},
+        {"oauth_tenant": "other-tenant"},
+        {"oauth_scope": "https://outlook.office365.com/IMAP.AccessAsUser.All"},
+        {"port": 1993},
+    ],
+    ids=["secret", "method", "tenant", "scope", "port"],
+)
+def test_editing_how_an_endpoint_signs_in_forgets_the_tests_of_every_account_using_it(admin_client, changes):
+    endpoint = EndpointFactory(
+        auth_method="oauth_microsoft", oauth_tenant="t", oauth_client_id="c", oauth_client_secret="s3cret"
+    )
+    as_source = AccountFactory(task__source=endpoint, tested=True)
+    as_destination = AccountFactory(task__destination=endpoint, tested=True)
+    untouched = AccountFactory(tested=True)
+    url = reverse("tasks:endpoint_edit", args=[endpoint.pk])
+    assert admin_client.post(url, _endpoint_post(endpoint, **changes)).status_code == 302
+    for account in (as_source, as_destination, untouched):
+        account.refresh_from_db()
+    assert as_source.source_test_status == Account.TestStatus.UNTESTED
+    assert as_source.destination_test_status == Account.TestStatus.OK  # the other side's server is unchanged
+    assert as_destination.destination_test_status == Account.TestStatus.UNTESTED
+    assert as_destination.source_test_status == Account.TestStatus.OK
+    assert (untouched.source_test_status, untouched.destination_test_status) == (Account.TestStatus.OK,) * 2
+
+
+def test_saving_an_endpoint_unchanged_or_its_label_keeps_the_tests(admin_client):
+    endpoint = EndpointFactory(
+        auth_method="oauth_microsoft", oauth_tenant="t", oauth_client_id="c", oauth_client_secret="s3cret"
+    )
+    account = AccountFactory(task__source=endpoint, tested=True)
+    url = reverse("tasks:endpoint_edit", args=[endpoint.pk])
+    # The secret left blank keeps it: not a change.
+    assert admin_client.post(url, _endpoint_post(endpoint, oauth_client_secret="")).status_code == 302
+    assert admin_client.post(url, _endpoint_post(endpoint, label="renamed", max_connections=3)).status_code == 302
+    account.refresh_from_db()
+    assert account.source_test_status == Account.TestStatus.OK
+    admin = reverse("admin:tasks_endpoint_change", args=[endpoint.pk])
+    posted = _endpoint_post(endpoint, label="renamed", max_connections=3, oauth_client_secret="new-secret")
+    assert admin_client.post(admin, posted).status_code == 302
+    account.refresh_from_db()
     assert account.source_test_status == Account.TestStatus.UNTESTED
+
+
+# ------------------------------------------------------------------------------ accounts of OAuth sides
+
+
+def test_the_account_form_asks_no_password_for_an_oauth_side(admin_client):
+    task = TaskFactory(source__auth_method="oauth_consent", source__oauth_client_id="c", source__oauth_tenant="t")
+    account = AccountFactory(task=task, source_password="", destination_password="dpw")
+    for url in (
+        reverse("tasks:account_create", args=[task.pk]),
+        reverse("tasks:account_edit", args=[task.pk, account.pk]),
+    ):
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        assert b'name="source_password"' not in page.content and b'name="destination_password"' in page.content
+        assert b'data-testid="oauth-side-source"' in page.content
+    page = admin_client.get(reverse("tasks:account_edit", args=[task.pk, account.pk]))
+    assert b"no consent yet" in page.content
+    saved = admin_client.post(
+        reverse("tasks:account_edit", args=[task.pk, account.pk]),
+        {"source_user": account.source_user, "destination_user": account.destination_user, "source_password": "x"},
+    )
+    assert saved.status_code == 302
+    account.refresh_from_db()
+    assert (account.source_password, account.destination_password) == ("", "dpw")  # nothing posted is stored
+
+
+def test_the_endpoint_pages_name_the_sign_in_once_and_the_list_shows_it(admin_client):
+    endpoint = EndpointFactory(auth_method="oauth_google", oauth_service_account_key='{"type": "service_account"}')
+    EndpointFactory()
+    form = admin_client.get(reverse("tasks:endpoint_edit", args=[endpoint.pk])).content.decode()
+    assert form.count(">Sign-in<") == 1  # the field's label, no heading repeating it
+    listing = admin_client.get(reverse("tasks:endpoint_list")).content.decode()
+    assert ">Sign-in</th>" in listing
+    cells = re.findall(r'data-testid="sign-in"[^>]*>([^<]*)</td>', listing)
+    assert sorted(cells) == ["OAuth 2.0: Google service account", "Password"]

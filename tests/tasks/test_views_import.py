@@ -132,3 +132,13 @@ def test_preview_of_a_long_file_shows_the_first_500_rows(admin_client):
     assert "The first 500 of 600 accounts are shown" in html
     assert "Import 600 accounts" in html
     assert "u499@old" in html and "u599@old" not in html
+
+
+def test_the_import_page_refuses_a_password_for_an_oauth_side(admin_client):
+    task = TaskFactory(source__auth_method="oauth_microsoft")
+    response = upload(admin_client, task, f"a@old,{SECRET},a@new,dpw\n".encode())
+    html = admin_client.get(response["Location"]).content.decode()
+    assert "The source endpoint signs in with OAuth 2.0; leave source_password empty." in html
+    assert SECRET not in html
+    admin_client.post(reverse("tasks:import_confirm", args=[task.pk]))
+    assert not task.accounts.exists()

@@ -17,8 +17,8 @@ class Command(BaseCommand):
     help = (
         "Import accounts into a task (by id or name) from a CSV file ('-' reads standard input). "
         "Columns: source_user, source_password, destination_user, destination_password, optionally "
-        "sign_in (password or oauth); a header line is optional; a side that signs in with OAuth 2.0 needs "
-        "no password. Every line is checked first: a file with a bad line imports nothing. "
+        "sign_in (password or oauth); a header line is optional; a side that signs in with OAuth 2.0 takes "
+        "no password (a line with one is refused). Every line is checked first: a file with a bad line imports nothing. "
         "An account whose source user already exists in the task is updated (and must be "
         "tested again)."
     )

@@ -106,6 +106,31 @@ def test_no_token_is_an_auth_error_with_the_providers_words(oauth_imap_server):
     )
 
 
+@pytest.mark.parametrize(
+    ("cause", "kind"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), ErrorKind.REFUSED),
+        (TimeoutError("timed out"), ErrorKind.UNREACHABLE),
+        (None, ErrorKind.PROTOCOL),  # the provider said "try later": retried like a dropped connection
+    ],
+)
+def test_a_token_endpoint_that_cannot_be_reached_is_classified_like_an_unreachable_server(
+    cause, kind, oauth_imap_server
+):
+    def source(fresh: bool) -> str:
+        problem = TokenUnavailable("the token endpoint could not be reached: https://idp/token (…)", transient=True)
+        if cause is None:
+            raise problem
+        # As tasks/oauth.py raises it: the network error (wrapped, as requests wraps it) is the cause.
+        wrapped = requests.ConnectionError(OSError("wrapper"))
+        wrapped.__context__ = cause
+        raise problem from wrapped
+
+    with pytest.raises(ConnectError) as excinfo:
+        connect(_mailbox(oauth_imap_server, "anyone", source), read_only=True)
+    assert excinfo.value.kind == kind
+
+
 def test_a_server_without_oauth_sign_in_says_so(imap_server):
     with pytest.raises(ConnectError) as excinfo:
         connect(_mailbox(imap_server, "anyone", lambda fresh: "t"), read_only=True)
