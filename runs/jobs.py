@@ -38,7 +38,7 @@ from django.db import connections
 from django.utils import timezone
 
 from runs import engine, lifeline, orchestrator, q2
-from runs.engine.types import AccountResult, Outcome, Progress
+from runs.engine.types import AccountResult, Outcome, Progress, SignalFlag
 from runs.models import AccountRun, Run
 from runs.progress import WAITING_FOR_SLOTS
 from runs.state import FolderStateStore
@@ -65,32 +65,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class SignalFlag:
-    """A one-way flag that a signal handler may set: set() takes no lock.
-
-    A Python signal handler runs in the main thread between two bytecodes of whatever it interrupted.
-    threading.Event.set() takes the event's (non-reentrant) lock, so a handler calling it while the
-    main thread is inside set() or wait() of the same event deadlocks that thread for ever. A plain
-    attribute assignment is atomic under the GIL and cannot.
-    """
-
-    __slots__ = ("_set",)
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def clear(self) -> None:
-        self._set = False
-
-    def is_set(self) -> bool:
-        return self._set
-
-
 # Set once this worker process got SIGTERM: the copy in flight stops, and no other starts here.
-_SIGTERM_RECEIVED = SignalFlag()
+_SIGTERM_RECEIVED = SignalFlag()  # runs/engine/types.py says why not threading.Event
 
 
 def worker_stopping() -> bool:

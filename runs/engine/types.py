@@ -252,3 +252,27 @@ class AccountResult:
 
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
+
+
+class SignalFlag:
+    """A one-way flag that a signal handler may set: set() takes no lock.
+
+    A Python signal handler runs in the main thread between two bytecodes of whatever it interrupted.
+    threading.Event.set() takes the event's (non-reentrant) lock, so a handler calling it while the
+    main thread is inside set() or wait() of the same event deadlocks that thread for ever. A plain
+    attribute assignment is atomic under the GIL and cannot.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set

@@ -32,6 +32,7 @@ from runs.engine import (
     copy_account,
 )
 from runs.engine.filestate import JsonFileStateStore
+from runs.engine.types import SignalFlag
 
 PASSWORD_VARIABLES = {
     "source": "IMAPCOPIER_SOURCE_PASSWORD",
@@ -210,13 +211,15 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 
-        stop = threading.Event()
+        stop = SignalFlag()
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
 
             def interrupted(signum: int, frame: object) -> None:
+                # Runs between two bytecodes of whatever it interrupts, maybe the progress bar's own
+                # write to stderr: a raw write() and a lock-free flag cannot re-enter either.
                 stop.set()
-                self.stderr.write("\nstopping after the current batch…")
+                os.write(2, "\nstopping after the current batch…\n".encode())
 
             previous_handler = signal.signal(signal.SIGINT, interrupted)
         bar = None if options["no_progress"] else ProgressBar(self.stderr._out)

@@ -238,3 +238,57 @@ def test_manage_py_copymailbox_runs_without_the_site_and_reports_its_start_up(im
     failed = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and failed.stdout.startswith("failed:")
     assert "login refused" in failed.stdout and "wrong-password-456" not in failed.stdout + failed.stderr
+
+
+@pytest.mark.imap
+def test_ctrl_c_stops_copymailbox_after_its_batch_and_the_next_run_copies_the_rest_once(
+    imap_server, make_imap_user, tmp_path
+):
+    """Ctrl-C while the progress bar draws: the handler only raises a flag and write()s its note, so it
+    cannot re-enter the bar's own write to stderr; the copy stops after its batch, keeps its state, and
+    the next run copies each remaining message exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.runs.conftest import fill_user, mail_hashes, message_count
+    from tests.support.faultproxy import FaultProxy
+
+    source, destination = make_imap_user(), make_imap_user()
+    total = fill_user(imap_server, source, {"INBOX": 1200}, size=2000)
+    repo = Path(__file__).resolve().parents[3]
+    state = tmp_path / "state.json"
+    env = {
+        **os.environ,
+        "IMAPCOPIER_SOURCE_PASSWORD": source.password,
+        "IMAPCOPIER_DESTINATION_PASSWORD": destination.password,
+    }
+
+    def args(port: int) -> list[str]:
+        return [
+            sys.executable, "manage.py", "copymailbox",
+            "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
+            "--destination", f"imap://{destination.username}@127.0.0.1:{port}",
+            "--state", str(state),
+        ]  # fmt: skip
+
+    with FaultProxy(imap_server.imap_port, delay=0.05) as proxy:
+        copy = subprocess.Popen(args(proxy.port), cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while message_count(imap_server, destination) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        copy.send_signal(signal.SIGINT)
+        out, err = copy.communicate(timeout=120)
+    assert copy.returncode == 1, out.decode() + err.decode()[-2000:]
+    assert "stopping after the current batch" in err.decode()
+    assert "Traceback" not in err.decode()
+    first = message_count(imap_server, destination)
+    assert 0 < first < total
+
+    done = subprocess.run(args(imap_server.imap_port), cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.startswith(f"done: {total - first} copied")
+    assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
