@@ -206,7 +206,10 @@ Q_CLUSTER = {
     "catch_up": False,
     "queue_limit": Q_WORKERS,
     "recycle": 50,
-    "save_limit": 200,
+    # Our own rows (Run, AccountRun, TestJob results) are the record of every job: django-q2 keeps no
+    # successful results (with a limit it pruned them with a DELETE per job, 15% of a 200-account run's
+    # cluster CPU in bench/many.py). Failed jobs are still kept (django-q2 always keeps those).
+    "save_limit": -1,
     "poll": 0.5,
     "label": "Background jobs",
     # The scheduler tick runs in its own small cluster, so long copy jobs can never hold it up
