@@ -150,14 +150,13 @@ def test_a_run_completes_through_a_cluster_with_the_orm_broker(imap_server, imap
     assert all(int(w.rsplit(":", 1)[1]) in cluster.children() for w in workers)
     for source, destination in users:
         assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
-    # The jobs carried ids only, and no password reached the cluster's log or its results.
+    # django-q2 keeps no successful results (save_limit -1: our rows are the record), and no password
+    # reached the cluster's log (the jobs carry ids only: runs.q2.enqueue).
     from django_q.models import Task as QTask
 
-    done = QTask.objects.filter(func=q2.COPY_ACCOUNT_JOB)
-    assert sorted(t.args for t in done) == sorted((pk,) for pk in run.account_runs.values_list("pk", flat=True))
+    assert not QTask.objects.filter(func=q2.COPY_ACCOUNT_JOB).exists()
     secrets = [u.password for pair in users for u in pair]
-    seen = cluster.log() + "".join(f"{t.args}{t.kwargs}{t.result}" for t in done)
-    assert not [s for s in secrets if s in seen]
+    assert not [s for s in secrets if s in cluster.log()]
 
 
 def test_runtask_wait_completes_through_a_cluster_with_the_redis_broker(imap_server, imap_task, cluster_factory):
