@@ -298,7 +298,7 @@ def _folder_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[objec
                 destination_user,
                 status,
                 f.source,
-                "" if f.left_out else f.destination,
+                f.destination or "",
                 _blank(f.source_messages),
                 _blank(f.destination_messages),
                 f.copied,

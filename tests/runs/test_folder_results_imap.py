@@ -94,3 +94,21 @@ def test_messages_deleted_at_the_destination_are_reported_not_copied_again(
     csv_text = admin_client.get(f"/runs/{run.pk}/folders.csv").content.decode()
     row = next(r for r in csv.DictReader(io.StringIO(csv_text)) if r["source_folder"] == "INBOX")
     assert (row["already_there"], row["deleted_at_destination"], row["complete"]) == ("3", "2", "yes")
+
+
+def test_a_folder_the_destination_refused_to_create_keeps_its_name_in_the_api(
+    imap_server, imap_task, pushed, admin_client
+):
+    task, [(source, _destination)] = imap_task(pairs=1)
+    fill_user(imap_server, source, {"INBOX": 1, "Projects": 2})
+    task.folder_mapping = {"Projects": "~Projects"}  # Dovecot refuses names starting with '~'
+    task.save()
+    projects = _run_once(task, admin_client)["Projects"]
+    assert (projects["destination_folder"], projects["destination_not_created"]) == ("~Projects", True)
+    assert (projects["complete"], projects["not_copied_reasons"]) == (False, {"folder not created": 2})
+    run = Run.objects.latest("pk")
+    csv_text = admin_client.get(f"/runs/{run.pk}/folders.csv").content.decode()
+    row = next(r for r in csv.DictReader(io.StringIO(csv_text)) if r["source_folder"] == "Projects")
+    assert (row["destination_folder"], row["complete"]) == ("~Projects", "no")
+    page = admin_client.get(f"/runs/{run.pk}/accounts/{run.account_runs.get().account_id}/").content.decode()
+    assert '~Projects <span class="small muted" data-not-created>(not created)</span>' in page
