@@ -41,6 +41,7 @@ _FIELDS = (
     "started_at",
     "finished_at",
     "heartbeat_at",
+    "interrupted",
 )
 
 
@@ -115,6 +116,7 @@ class AccountProgress:
     rate: float | None  # messages copied per second
     byte_rate: float | None  # bytes copied per second
     eta_seconds: int | None
+    interrupted: bool = False  # stopped for the worker's sake (run_status.shows_interrupted)
 
     @property
     def arrived(self) -> int:
@@ -265,6 +267,7 @@ def _account(row: dict, now: datetime) -> AccountProgress:
         rate=rate,
         byte_rate=byte_rate,
         eta_seconds=eta,
+        interrupted=row["interrupted"],
     )
 
 
