@@ -68,7 +68,8 @@ def run_report(run: Run, *, now: datetime, result: str = "", sort: str = "") -> 
 
 def write_run_csv(run: Run, out: TextIO, *, result: str = "", sort: str = "") -> None:
     """One line per account, then one line per message error, then the refusals accepted as not copied;
-    no passwords. Filtered and sorted like the report (run_report's `result` and `sort`). Cells that come from outside (subjects, folder names, server words) are neutralised by
+    no passwords. An account line's last column counts its messages deleted at the destination after
+    they were copied (folder_deleted, over its folders). Filtered and sorted like the report (run_report's `result` and `sort`). Cells that come from outside (subjects, folder names, server words) are neutralised by
     the one CSV writer (tasks/spreadsheet.py)."""
     write_csv(out, RUN_CSV_COLUMNS, _run_csv_rows(run, result=result, sort=sort))
 
@@ -88,6 +89,7 @@ RUN_CSV_COLUMNS = [
     "size",
     "source_messages",
     "not_copied",
+    "deleted_at_destination",
 ]
 
 
@@ -112,6 +114,7 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
             "",
             "" if ar.source_messages is None else ar.source_messages,
             "; ".join(f"{n} {why}" for why, n in sorted((ar.not_copied or {}).items())),
+            sum(folder_deleted(f) for f in ar.folder_totals or []),
         ]
         for error in ar.message_errors or []:
             yield [
@@ -129,6 +132,7 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
                 error.get("size", ""),
                 "",
                 error.get("kind", ""),
+                "",
             ]
     for accepted in accepted_for_run(run.pk):
         if accepted.account_id not in listed:
@@ -148,6 +152,7 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
             accepted.size,
             "",
             NotCopied.ACCEPTED.value,
+            "",
         ]
 
 

@@ -94,6 +94,8 @@ def test_messages_deleted_at_the_destination_are_reported_not_copied_again(
     csv_text = admin_client.get(f"/runs/{run.pk}/folders.csv").content.decode()
     row = next(r for r in csv.DictReader(io.StringIO(csv_text)) if r["source_folder"] == "INBOX")
     assert (row["already_there"], row["deleted_at_destination"], row["complete"]) == ("3", "2", "yes")
+    report = list(csv.DictReader(io.StringIO(admin_client.get(f"/runs/{run.pk}/report.csv").content.decode())))
+    assert (report[0]["already_there"], report[0]["deleted_at_destination"]) == ("3", "2")
 
 
 def test_a_folder_the_destination_refused_to_create_keeps_its_name_in_the_api(
