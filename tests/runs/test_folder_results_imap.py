@@ -88,6 +88,9 @@ def test_messages_deleted_at_the_destination_are_reported_not_copied_again(
     assert summary["deleted_at_destination"] == 2 and summary["already_there"] == 3
     assert "4 of 6 source messages are at the destination" in summary["summary"]
     assert "2 messages deleted at the destination after they were copied (not copied again)" in summary["summary"]
+    report_page = admin_client.get(f"/runs/{run.pk}/").content.decode()
+    assert "4 of 6 source messages are at the destination; 2 messages deleted at the destination" in report_page
+    assert "Folders not complete" not in report_page
     page = admin_client.get(f"/runs/{run.pk}/accounts/{run.account_runs.get().account_id}/").content.decode()
     assert 'Complete</span><span class="small" data-deleted-note>: 2 deleted at the destination' in page
     assert "Not complete" not in page
