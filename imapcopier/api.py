@@ -275,6 +275,7 @@ def run_json(run: Any) -> dict[str, Any]:
         "total_already_there": run.skipped,
         "total_errors": run.errors,
         "total_not_copied": run.not_copied,
+        "interrupted": run.interrupted,
     }
 
 
@@ -363,14 +364,19 @@ def task_test(request: HttpRequest, pk: int) -> HttpResponse:
 def folder_json(folder: reports.FolderRow) -> dict[str, Any]:
     """One folder of an account run (runs.reports.FolderRow): message counts, `bytes` copied (None for
     runs recorded before bytes were kept per folder), `destination_folder` None when the folder
-    mapping leaves it out, `complete` whether every source message is at the destination."""
+    mapping leaves it out (it names the folder even when the destination refused to create it:
+    `destination_not_created` says so), `deleted_at_destination` the messages copied by an earlier
+    run and deleted at the destination since (not copied again, not in `already_there`), `complete`
+    whether every source message is at the destination or was deleted there after it was copied."""
     return {
         "source_folder": folder.source,
         "destination_folder": folder.destination,
+        "destination_not_created": folder.not_created,
         "source_messages": folder.source_messages,
         "destination_messages": folder.destination_messages,
         "copied": folder.copied,
         "already_there": folder.already_there,
+        "deleted_at_destination": folder.deleted_at_destination,
         "altered": folder.altered,
         "errors": folder.errors,
         "not_copied": folder.not_copied_total,
@@ -392,6 +398,7 @@ def account_run_detail(request: HttpRequest, pk: int, account_pk: int) -> HttpRe
         {
             **_account_result_json(account_run),
             "run_id": pk,
+            "deleted_at_destination": context["deleted_at_destination"],
             "folders": [folder_json(f) for f in context["folders"]],
             "message_errors": context["message_errors"],
             "warnings": context["warnings"],
@@ -410,6 +417,7 @@ def _account_result_json(account_run: Any) -> dict[str, Any]:
         "errors": account_run.errors,
         "not_copied": account_run.not_copied_messages,
         "bytes": account_run.bytes,
+        "interrupted": account_run.interrupted,
         "reason": account_run.last_error,
         "started_at": rfc3339(account_run.started_at),
         "finished_at": rfc3339(account_run.finished_at),
@@ -436,6 +444,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "started_at",
         "finished_at",
         "folder_totals",
+        "interrupted",
     )
     accounts = [
         {
@@ -447,6 +456,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "already_there": row["skipped"],
             "errors": row["errors"],
             "bytes": row["bytes"],
+            "interrupted": row["interrupted"],
             "reason": row["last_error"],
             "started_at": rfc3339(row["started_at"]),
             "finished_at": rfc3339(row["finished_at"]),
@@ -481,6 +491,7 @@ def run_not_copied(request: HttpRequest, pk: int) -> HttpResponse:
             "copied": summary.copied,
             "already_there": summary.already_there,
             "altered": summary.altered,
+            "deleted_at_destination": summary.deleted_at_destination,
             "not_copied": summary.not_copied,
             "mailbox_not_read": summary.unread_accounts,
             "accepted_as_not_copied": [

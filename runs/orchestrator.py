@@ -343,6 +343,7 @@ def finish_account_run(
                 "errors": f.errors,
                 "bytes": f.bytes,
                 "not_copied": {str(reason): n for reason, n in f.not_copied.items() if n},
+                "deleted_at_destination": f.deleted_at_destination,
             }
             for f in result.folders
         ],

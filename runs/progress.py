@@ -41,6 +41,7 @@ _FIELDS = (
     "started_at",
     "finished_at",
     "heartbeat_at",
+    "interrupted",
 )
 
 
@@ -115,6 +116,7 @@ class AccountProgress:
     rate: float | None  # messages copied per second
     byte_rate: float | None  # bytes copied per second
     eta_seconds: int | None
+    interrupted: bool = False  # stopped for the worker's sake (run_status.shows_interrupted)
 
     @property
     def arrived(self) -> int:
@@ -265,6 +267,7 @@ def _account(row: dict, now: datetime) -> AccountProgress:
         rate=rate,
         byte_rate=byte_rate,
         eta_seconds=eta,
+        interrupted=row["interrupted"],
     )
 
 
@@ -324,6 +327,7 @@ def run_progress(run: Run | int, *, now: datetime | None = None) -> RunProgress:
 # ------------------------------------------------------------------------ the report's summary
 
 MAILBOX_NOT_READ = "mailbox not read"
+DELETED_AT_DESTINATION = "deleted at the destination after they were copied (not copied again)"
 UNACCOUNTED = "not accounted for"  # a finished account whose counts do not add up (never expected)
 
 
@@ -345,11 +349,12 @@ class FolderShortfall:
 class RunSummary:
     """Where every source message of a run ended up: the report's summary (issue 11 case 10).
 
-    Each source message counts once: arrived (copied or already there) or not copied by reason.
+    Each source message counts once: arrived (copied or already there), deleted at the destination
+    after an earlier run copied it (not copied again), or not copied by reason.
     Accounts whose mailbox was not read at all are listed by name in `unread_accounts`, their
     messages being unknown. `complete` is only True when the run is done, every account was read,
-    nothing was left out, nothing was stored altered, and every folder's destination count is at least its
-    source count.
+    nothing was left out, nothing was stored altered, and every folder's destination count (plus its
+    messages deleted at the destination) is at least its source count.
     """
 
     source_messages: int
@@ -360,10 +365,18 @@ class RunSummary:
     unread_accounts: list[str]
     shortfalls: list[FolderShortfall]
     complete: bool
+    deleted_at_destination: int = 0  # copied by an earlier run, deleted at the destination since
 
     @property
     def arrived(self) -> int:
         return self.copied + self.already_there + self.altered
+
+    @property
+    def deleted_sentence(self) -> str:
+        """The deleted-at-destination count in words, "" when there is none."""
+        if not self.deleted_at_destination:
+            return ""
+        return f"{plural(self.deleted_at_destination, 'message')} {DELETED_AT_DESTINATION}"
 
     @property
     def not_copied_total(self) -> int:
@@ -371,12 +384,14 @@ class RunSummary:
 
     @property
     def sentence(self) -> str:
-        if self.complete:
+        if self.complete and not self.deleted_at_destination:
             return (
                 f"Every message was copied or already there: {self.arrived} of {self.source_messages} "
                 "source messages are at the destination."
             )
         parts = [f"{self.arrived} of {self.source_messages} source messages are at the destination"]
+        if self.deleted_at_destination:
+            parts.append(self.deleted_sentence)
         if self.altered:
             parts.append(f"{self.altered} of them stored altered by the destination (see the warnings)")
         if self.not_copied:
@@ -398,12 +413,21 @@ def folder_arrived(folder: dict) -> int:
     return folder.get("copied", 0) + folder.get("skipped", 0) + folder.get("altered", 0)
 
 
+def folder_deleted(folder: dict) -> int:
+    """Messages of one AccountRun.folder_totals entry that an earlier run copied and someone deleted
+    at the destination since (not copied again; 0 in entries written before this was counted)."""
+    return int(folder.get("deleted_at_destination") or 0)
+
+
 def folder_is_short(folder: dict) -> bool:
     """Whether one AccountRun.folder_totals entry (of a folder the mapping copies) is not complete:
     the source was not read or the destination not counted, the destination holds fewer messages
-    than the source, or fewer messages arrived than the source holds."""
+    than the source, or fewer messages arrived than the source holds. Messages deleted at the
+    destination after they were copied (folder_deleted) count as dealt with: a one-way copy does
+    not bring them back."""
     src, dst = folder.get("source_messages"), folder.get("destination_messages")
-    return src is None or dst is None or dst < src or folder_arrived(folder) < src
+    deleted = folder_deleted(folder)
+    return src is None or dst is None or dst + deleted < src or folder_arrived(folder) + deleted < src
 
 
 _SUMMARY_FIELDS = (
@@ -426,7 +450,7 @@ def run_summary(run: Run | int) -> RunSummary:
     run_id = run.pk if isinstance(run, Run) else run
     status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
     rows = AccountRun.objects.filter(run_id=run_id).order_by("account__source_user", "pk").values(*_SUMMARY_FIELDS)
-    source = copied = skipped = altered = 0
+    source = copied = skipped = altered = deleted = 0
     not_copied: dict[str, int] = {}
     unread: list[str] = []
     shortfalls: list[FolderShortfall] = []
@@ -443,7 +467,9 @@ def run_summary(run: Run | int) -> RunSummary:
         skipped += row["skipped"]
         for reason, count in (row["not_copied"] or {}).items():
             add(reason, int(count))
-        counted = arrived + row["not_copied_messages"]
+        gone = sum(folder_deleted(f) for f in row["folder_totals"] or [])
+        deleted += gone
+        counted = arrived + gone + row["not_copied_messages"]
         known = row["source_messages"]
         if known is None:
             # Not read to the end (login refused, interrupted, failed midway, queued when cancelled):
@@ -481,6 +507,7 @@ def run_summary(run: Run | int) -> RunSummary:
         unread_accounts=unread,
         shortfalls=shortfalls,
         complete=complete,
+        deleted_at_destination=deleted,
     )
 
 

@@ -13,7 +13,14 @@ from runs import selection
 from runs.engine.types import NotCopied
 from runs.models import AccountRun, Run
 from runs.orchestrator import ACTIVE
-from runs.progress import folder_arrived, folder_is_short, progress_context, run_summary
+from runs.progress import (
+    DELETED_AT_DESTINATION,
+    folder_arrived,
+    folder_deleted,
+    folder_is_short,
+    progress_context,
+    run_summary,
+)
 from runs.refusals import accepted_for_run
 from tasks.spreadsheet import write_csv
 
@@ -61,7 +68,8 @@ def run_report(run: Run, *, now: datetime, result: str = "", sort: str = "") -> 
 
 def write_run_csv(run: Run, out: TextIO, *, result: str = "", sort: str = "") -> None:
     """One line per account, then one line per message error, then the refusals accepted as not copied;
-    no passwords. Filtered and sorted like the report (run_report's `result` and `sort`). Cells that come from outside (subjects, folder names, server words) are neutralised by
+    no passwords. An account line's last column counts its messages deleted at the destination after
+    they were copied (folder_deleted, over its folders). Filtered and sorted like the report (run_report's `result` and `sort`). Cells that come from outside (subjects, folder names, server words) are neutralised by
     the one CSV writer (tasks/spreadsheet.py)."""
     write_csv(out, RUN_CSV_COLUMNS, _run_csv_rows(run, result=result, sort=sort))
 
@@ -81,6 +89,7 @@ RUN_CSV_COLUMNS = [
     "size",
     "source_messages",
     "not_copied",
+    "deleted_at_destination",
 ]
 
 
@@ -105,6 +114,7 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
             "",
             "" if ar.source_messages is None else ar.source_messages,
             "; ".join(f"{n} {why}" for why, n in sorted((ar.not_copied or {}).items())),
+            sum(folder_deleted(f) for f in ar.folder_totals or []),
         ]
         for error in ar.message_errors or []:
             yield [
@@ -122,6 +132,7 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
                 error.get("size", ""),
                 "",
                 error.get("kind", ""),
+                "",
             ]
     for accepted in accepted_for_run(run.pk):
         if accepted.account_id not in listed:
@@ -141,6 +152,7 @@ def _run_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[object]]
             accepted.size,
             "",
             NotCopied.ACCEPTED.value,
+            "",
         ]
 
 
@@ -152,7 +164,10 @@ class FolderRow:
     destination already held them. `bytes` is the size of the messages this run copied into the
     folder (bytes, as sent by APPEND; decimal units on the pages). `errors` and `bytes` are None for
     runs recorded before they were kept per folder (issue 12). `source` and `destination` are folder
-    names from the servers: untrusted text. `destination` None: the folder mapping leaves it out.
+    names from the servers: untrusted text. `destination` None: the folder mapping leaves it out
+    (or no destination name could be made for it: then `not_created`). `deleted_at_destination`:
+    copied by an earlier run, deleted at the destination since, not copied again (counted neither as
+    already there nor as not copied; 0 for runs recorded before it was counted).
     """
 
     source: str
@@ -166,14 +181,29 @@ class FolderRow:
     not_copied: dict[str, int]
     bytes: int | None
     complete: bool
+    deleted_at_destination: int = 0
 
     @property
     def not_copied_total(self) -> int:
         return sum(self.not_copied.values())
 
     @property
+    def not_created(self) -> bool:
+        """The destination folder does not exist: the destination refused to create it, or cannot
+        hold its name (NotCopied.FOLDER_NOT_CREATED). `destination` still names it when known."""
+        return NotCopied.FOLDER_NOT_CREATED.value in self.not_copied
+
+    @property
     def left_out(self) -> bool:
-        return self.destination is None
+        """The folder mapping leaves the folder out (nothing was meant to be copied)."""
+        return self.destination is None and not self.not_created
+
+    @property
+    def deleted_note(self) -> str:
+        """The folder's messages deleted at the destination after they were copied, in words, or ""."""
+        if not self.deleted_at_destination:
+            return ""
+        return f"{self.deleted_at_destination:,} {DELETED_AT_DESTINATION}"
 
 
 def folder_rows(folder_totals: Iterable[dict] | None) -> list[FolderRow]:
@@ -195,7 +225,8 @@ def folder_rows(folder_totals: Iterable[dict] | None) -> list[FolderRow]:
                 errors=folder.get("errors"),
                 not_copied={str(k): int(v) for k, v in (folder.get("not_copied") or {}).items()},
                 bytes=folder.get("bytes"),
-                complete=destination is None or not folder_is_short(folder),
+                complete=(destination is None and not folder.get("not_copied")) or not folder_is_short(folder),
+                deleted_at_destination=folder_deleted(folder),
             )
         )
     return sorted(rows, key=lambda row: (row.source.upper() != "INBOX", row.source.casefold(), row.source))
@@ -211,7 +242,8 @@ def account_runs_for_report() -> QuerySet[AccountRun]:
 def account_run_report(account_run: AccountRun) -> dict[str, Any]:
     """What the account-run page shows: `account_run` (with its account, run and task loaded; never
     a password), `folders` (FolderRows), its `message_errors` and `warnings`, and `arrived` (messages
-    at the destination after the run, over its folders), `active` (queued or running: no folder
+    at the destination after the run, over its folders), `deleted_at_destination` (copied earlier,
+    deleted at the destination since, over its folders), `active` (queued or running: no folder
     results yet)."""
     folders = folder_rows(account_run.folder_totals)
     return {
@@ -220,6 +252,7 @@ def account_run_report(account_run: AccountRun) -> dict[str, Any]:
         "task": account_run.run.task,
         "folders": folders,
         "arrived": sum(folder_arrived(f) for f in account_run.folder_totals or []),
+        "deleted_at_destination": sum(f.deleted_at_destination for f in folders),
         "message_errors": account_run.message_errors or [],
         "warnings": account_run.warnings or [],
         "active": account_run.status in ACTIVE,
@@ -242,6 +275,7 @@ FOLDER_CSV_COLUMNS = [
     "not_copied_reasons",
     "bytes",
     "complete",
+    "deleted_at_destination",
 ]
 
 
@@ -269,7 +303,7 @@ def _folder_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[objec
                 destination_user,
                 status,
                 f.source,
-                "" if f.left_out else f.destination,
+                f.destination or "",
                 _blank(f.source_messages),
                 _blank(f.destination_messages),
                 f.copied,
@@ -280,6 +314,7 @@ def _folder_csv_rows(run: Run, *, result: str, sort: str) -> Iterator[list[objec
                 "; ".join(f"{n} {why}" for why, n in sorted(f.not_copied.items())),
                 _blank(f.bytes),
                 "left out by the folder mapping" if f.left_out else ("yes" if f.complete else "no"),
+                f.deleted_at_destination,
             ]
 
 

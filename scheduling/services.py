@@ -159,6 +159,15 @@ class ScheduleState:
         n = self.waiting_accounts
         return f"waiting: {n} account{'s' if n != 1 else ''} need{'s' if n == 1 else ''} a test"
 
+    @property
+    def starts_when(self) -> str:
+        """What lets a waiting schedule start, in words for the control log, or ""."""
+        if self.state != self.WAITING:
+            return ""
+        if not self.account_count:
+            return "it starts once the task has an active account that passes its connection test"
+        return "it starts once they pass"
+
 
 def schedule_state(task: Task) -> ScheduleState:
     """The state of the task's schedule. Uses the annotations of with_schedule_facts() when present.
@@ -198,7 +207,7 @@ def record_waiting(task: Task, state: ScheduleState) -> bool:
         if waiting is None:
             logger.info("schedule of task %s no longer waiting: its accounts are tested OK", task.pk)
         else:
-            logger.warning("schedule of task %s is %s; it starts once they pass", task.pk, state.note)
+            logger.warning("schedule of task %s is %s; %s", task.pk, state.note, state.starts_when)
         if was is None and waiting is not None:
             # Once per stall, not per tick and not when the count changes while it waits.
             announce(Event.SCHEDULE_STALLED, task_id=task.pk, detail=state.note.removeprefix("waiting: "))

@@ -264,7 +264,7 @@ class _Account(_Planning):
         for folder in self.result.folders:
             if folder.destination is None or folder.source_messages is None:
                 continue
-            arrived = folder.copied + folder.altered + folder.skipped
+            arrived = folder.copied + folder.altered + folder.skipped + folder.deleted_at_destination
             rest = folder.source_messages - arrived - sum(folder.not_copied.values())
             if rest > 0:
                 self.count_not_copied(folder, NotCopied.NOT_ATTEMPTED, rest)

@@ -65,6 +65,24 @@ def binding_change(
     return ""
 
 
+def deleted_at_destination(uid_map: UidMap, copied: UidSet, destination_uids: UidSet) -> UidSet:
+    """Source UIDs among `copied` whose copy someone deleted at the destination after it was copied.
+
+    `uid_map` says which destination UID each copy became; `destination_uids` is UID SEARCH ALL of
+    the destination folder now, under the UIDVALIDITY the state is bound to (binding_change: a
+    re-created folder voids the state first, so the UIDs compare). A copy whose UID is no longer
+    there was expunged at the destination. A one-way migration does not copy it again (a re-run must
+    not resurrect what the destination's user deleted); the report counts it apart.
+
+    A copied UID the map does not know (a state written before the map existed, issue 11, or a copy
+    made without UIDPLUS and never matched by identity) cannot be checked: it is left out here, so it
+    still counts as already there, as it did before this count existed.
+    """
+    return UidSet.from_uids(
+        source for source, dest in uid_map.items() if source in copied and dest not in destination_uids
+    )
+
+
 class UidMap:
     """Source UID → destination UID for one folder, kept as runs of consecutive pairs.
 

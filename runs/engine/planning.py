@@ -13,7 +13,7 @@ from imapclient.util import to_unicode
 from . import imap as wire
 from .append import encode_folder
 from .folders import MAPPED_SPECIAL_USE, folder_infos, map_folders
-from .folderstate import UidMap, binding_change
+from .folderstate import UidMap, binding_change, deleted_at_destination
 from .identity import _dest_identities, _flag_key, _identities, pair_messages
 from .imap import Connection, ConnectionLost
 from .messages import filter_flags
@@ -259,9 +259,15 @@ class _Planning:
             # of the folder is already at the destination, but for the refusals the operator accepted.
             accepted = min(messages, len(UidSet.parse(state.accepted_uids)))
             self.count_not_copied(result, NotCopied.ACCEPTED, accepted)
-            result.skipped += messages - accepted
+            gone = UidSet()
+            if job.uid_map:  # the source did not change, the destination may have
+                dst.examine(plan.destination)
+                try:
+                    gone = deleted_at_destination(job.uid_map, job.copied, dst.search_all())
+                finally:
+                    dst.unselect()
+            self._count_already(job, messages - accepted, gone)
             result.source_messages = messages
-            self.result.skipped += messages - accepted
             if rebound:
                 self.save(job)
             self.jobs.append(job)
@@ -327,7 +333,8 @@ class _Planning:
     ) -> UidSet | None:
         """Source UIDs still to copy; None when there is nothing new and no flag to carry.
 
-        Messages copied by earlier runs count as already there ("skipped"); so do messages found at
+        Messages copied by earlier runs count as already there ("skipped"), but for those deleted at
+        the destination since (counted apart, not copied again: _count_already); so do messages found at
         the destination by identity: on a first run onto a destination that holds mail (or after
         the record was voided), and after a run that stopped between APPEND and its answer. Found
         copies join the UID map; flags are carried (_sync_flags): changes since the last run, and
@@ -340,23 +347,23 @@ class _Planning:
         all_uids = src.search_all()
         job.result.source_messages = len(all_uids)
         candidates = all_uids - job.copied
-        # Messages copied by earlier runs count as skipped: "already there" for the operator.
-        already = len(job.copied & all_uids)
-        job.result.skipped += already
-        self.result.skipped += already
+        kept = job.copied & all_uids  # copied by earlier runs: counted once the destination is open
         accepted = UidSet.parse(job.state.accepted_uids) & candidates
         if accepted:  # refused before, and the operator accepted it: not tried again
             self.count_not_copied(job.result, NotCopied.ACCEPTED, len(accepted))
             candidates = candidates - accepted
         pending = UidSet.parse(job.state.pending_uids or "") & candidates
-        needs_flags = bool(previous is not None and (job.copied & all_uids))
+        needs_flags = bool(previous is not None and kept)
         if not candidates and not needs_flags:
             src.unselect()
+            self._count_already(job, len(kept), UidSet())
             return None
         select = dst.select(destination)
         perm = select.get(b"PERMANENTFLAGS")
         job.permanent_flags = tuple(perm) if perm is not None else None
         try:
+            gone = deleted_at_destination(job.uid_map, kept, dst.search_all()) if kept and job.uid_map else UidSet()
+            self._count_already(job, len(kept), gone)
             found = UidSet()
             if previous is None and candidates and dest_has_mail:
                 # A destination that already holds mail: copy only what is missing.
@@ -371,13 +378,22 @@ class _Planning:
                 candidates = candidates - found
             if needs_flags:
                 since = previous.highest_modseq if previous is not None else None
-                self._sync_flags(src, dst, job, job.copied & all_uids, since_modseq=since)
+                self._sync_flags(src, dst, job, kept - gone, since_modseq=since)
             if found and previous is None:
                 self._sync_flags(src, dst, job, found, since_modseq=None)
         finally:
             dst.unselect()
             src.unselect()
         return candidates
+
+    def _count_already(self, job: _Job, copied_before: int, gone: UidSet) -> None:
+        """Count the `copied_before` messages of a folder that earlier runs copied: "already there"
+        (skipped), but for `gone`, the ones deleted at the destination since (not copied again,
+        counted apart: folderstate.deleted_at_destination)."""
+        job.result.skipped += copied_before - len(gone)
+        self.result.skipped += copied_before - len(gone)
+        job.result.deleted_at_destination += len(gone)
+        self.result.deleted_at_destination += len(gone)
 
     def _finish_plan(self, job: _Job) -> None:
         job.state.highest_modseq = job.modseq

@@ -209,10 +209,14 @@ class FolderResult:
     warnings: list[str] = field(default_factory=list)
     altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
     # Messages in the source folder (None: never read) and, once the copy is over, in the
-    # destination folder (None: not counted); copied + skipped + not copied = source_messages.
+    # destination folder (None: not counted);
+    # copied + altered + skipped + deleted_at_destination + not copied = source_messages.
     source_messages: int | None = None
     destination_messages: int | None = None
     not_copied: dict[str, int] = field(default_factory=dict)  # NotCopied value -> messages
+    # Copied by an earlier run, then deleted at the destination (folderstate.deleted_at_destination):
+    # not copied again, and not counted in `skipped` ("already there").
+    deleted_at_destination: int = 0
 
 
 class Outcome(enum.StrEnum):
@@ -237,9 +241,10 @@ class AccountResult:
     altered: int = 0  # landed, but stored differently from what was sent (a warning each; not in `copied`)
     # Messages found on the source (None: the mailbox was not read, e.g. the login failed), and
     # those not copied by reason (NotCopied value -> messages). For an account that was read to the
-    # end, copied + skipped + sum(not_copied) == source_messages.
+    # end, copied + altered + skipped + deleted_at_destination + sum(not_copied) == source_messages.
     source_messages: int | None = None
     not_copied: dict[str, int] = field(default_factory=dict)
+    deleted_at_destination: int = 0  # over the folders: FolderResult.deleted_at_destination
 
     @classmethod
     def failed(cls, reason: str, kind: ErrorKind | None = None) -> AccountResult:

@@ -141,10 +141,12 @@ def test_run_report_json_gives_each_account_its_folders(admin_client):
     assert sent == {
         "source_folder": "Sent",
         "destination_folder": "Sent Items",
+        "destination_not_created": False,
         "source_messages": 4,
         "destination_messages": 4,
         "copied": 4,
         "already_there": 0,
+        "deleted_at_destination": 0,
         "altered": 0,
         "errors": 0,
         "not_copied": 0,

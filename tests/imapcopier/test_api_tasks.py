@@ -170,6 +170,7 @@ def test_runs_newest_first_with_totals(admin_client):
         "total_already_there": 0,
         "total_errors": 0,
         "total_not_copied": 0,
+        "interrupted": False,
     }
     assert body[1]["total_copied"] == 10 and body[1]["total_skipped"] == 2 and body[1]["total_errors"] == 1
     assert body[1]["total_not_copied"] == 1

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs.models import Run
+from runs.reports import folder_rows
 from tests.support.factories import AccountFactory, AccountRunFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -192,3 +193,15 @@ def test_the_folder_csv_follows_the_report_filter(admin_client, run_with_folders
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [r["source_user"] for r in rows] == ["bob@old"]
     assert response["Content-Disposition"] == f'attachment; filename="run-{run.pk}-folders-failed.csv"'
+
+
+def test_a_folder_not_created_without_a_destination_name_is_not_called_left_out():
+    [row] = folder_rows([_folder("a//b", None, 4, None, 0, errors=1, **{"folder not created": 4})])
+    assert row.not_created and not row.left_out and not row.complete
+    [skipped] = folder_rows([_folder("Trash", None, None, None, 0)])
+    assert skipped.left_out and not skipped.not_created and skipped.complete
+
+
+def test_a_run_recorded_before_deletions_were_counted_reads_as_before():
+    [row] = folder_rows([_folder("INBOX", "INBOX", 5, 5, 0, 5)])
+    assert (row.already_there, row.deleted_at_destination, row.deleted_note, row.complete) == (5, 0, "", True)

@@ -107,8 +107,8 @@ def test_run_report_csv(admin_client):
     assert lines[0].startswith("source_user,destination_user,status,copied")
     assert lines[1].startswith("a@old,")
     assert ',INBOX,9,"Hi, there",10' in lines[2]
-    assert lines[0].endswith(",source_messages,not_copied")
-    assert lines[1].endswith(",4,1 refused by the destination")
+    assert lines[0].endswith(",source_messages,not_copied,deleted_at_destination")
+    assert lines[1].endswith(",4,1 refused by the destination,0")
     assert "pw-never-shown" not in body
 
 

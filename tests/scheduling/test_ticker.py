@@ -265,3 +265,18 @@ def test_a_tick_racing_manual_starts_gives_one_run(monkeypatch):
     assert Run.objects.filter(status=Run.Status.RUNNING).count() == 1
     task.refresh_from_db()
     assert task.status == Task.Status.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_schedule_without_active_accounts_says_what_it_waits_for(no_enqueue, caplog):
+    now = timezone.now()
+    task = scheduled_task(enabled_at=now - timedelta(hours=3))
+    Account.objects.filter(task=task).update(paused=True)
+    with caplog.at_level(logging.INFO):
+        report = tick(now)
+    assert report.started == []
+    said = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert said == [
+        f"schedule of task {task.pk} is waiting: the task has no active accounts; "
+        "it starts once the task has an active account that passes its connection test"
+    ]

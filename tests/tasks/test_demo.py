@@ -21,6 +21,7 @@ def test_demo_creates_a_tested_task_against_its_own_dovecot(capsys):
     out = capsys.readouterr().out
     assert f"/tasks/{task.pk}/" in out
     assert "Projekte/Größenplanung" in out
+    assert "  carol: Archive (1 message)\n" in out and "(1 messages)" not in out  # tasks.wording.plural
     for account in accounts:  # passwords stay out of the output
         assert account.source_password not in out
 

@@ -292,6 +292,10 @@ def _accounting(result: AccountResult) -> str:
         return "source: mailbox not read to the end; the messages it holds are not known"
     arrived = result.copied + result.skipped
     text = f"source: {result.source_messages} messages, {arrived} at the destination"
+    if result.deleted_at_destination:
+        text += (
+            f", {result.deleted_at_destination} deleted at the destination after they were copied (not copied again)"
+        )
     if result.not_copied:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(result.not_copied.items()))
         text += f", {result.not_copied_total} not copied ({reasons})"

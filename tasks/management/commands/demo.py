@@ -188,7 +188,7 @@ class Command(BaseCommand):
                             flags.append(b"\\Flagged")
                         items.append((message, flags, when))
                     fill(client, folder, items)
-                    self.stdout.write(f"  {name}: {folder} ({share} messages)")
+                    self.stdout.write(f"  {name}: {folder} ({plural(share, 'message')})")
             finally:
                 client.logout()
             pairs.append((source, destination, count))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runs.engine import FolderStateData, Mailbox
-from runs.engine.folderstate import UidMap, binding_change, destination_server
+from runs.engine.folderstate import UidMap, binding_change, deleted_at_destination, destination_server
 from runs.engine.uidset import UidSet
 
 
@@ -96,3 +96,12 @@ def test_uid_map_only_keeps_the_listed_source_uids():
 def test_uid_map_refuses_malformed_text(text):
     with pytest.raises(ValueError):
         UidMap.parse(text)
+
+
+def test_deleted_at_destination_names_the_copies_gone_from_the_destination():
+    uid_map = UidMap.parse("1:5=101,7=200")
+    copied = UidSet.parse("1:8")  # 6 and 8 were copied before the map existed: they cannot be checked
+    gone = deleted_at_destination(uid_map, copied, UidSet.parse("101:102,104:105"))
+    assert gone == UidSet.parse("3,7")
+    # A source UID no longer counted as copied (gone from the source) is not reported.
+    assert deleted_at_destination(uid_map, UidSet.parse("1:2"), UidSet()) == UidSet.parse("1:2")
