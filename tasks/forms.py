@@ -8,7 +8,7 @@ from django.db import models
 
 from tasks import oauth
 from tasks.models import WEBHOOK_SECRET_MIN_CHARS, Account, Endpoint, Task, parse_recipients
-from tasks.services import forget_endpoint_tests, forget_tests_of_endpoint
+from tasks.services import ENDPOINT_TESTED_FIELDS, forget_endpoint_tests, forget_tests_of_endpoint
 
 
 class WriteOnlyPasswordField(forms.CharField):
@@ -108,25 +108,9 @@ class EndpointForm(forms.ModelForm):
 
     class Meta:
         model = Endpoint
-        fields = [
-            "label",
-            "host",
-            "port",
-            "security",
-            "verify_tls",
-            "ca_certificate",
-            "max_connections",
-            "auth_method",
-            "oauth_tenant",
-            "oauth_client_id",
-            "oauth_client_secret",
-            "oauth_client_certificate",
-            "oauth_service_account_key",
-            "oauth_authority_url",
-            "oauth_token_url",
-            "oauth_authorize_url",
-            "oauth_scope",
-        ]
+        # Every setting that decides how accounts connect (one list: editing any of them forgets the
+        # accounts' tests, tasks/services.py), plus the two that do not. The template places each field.
+        fields = ["label", "max_connections", *sorted(ENDPOINT_TESTED_FIELDS)]
         formfield_callback = _https_urls
         widgets = {
             "ca_certificate": forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}),
