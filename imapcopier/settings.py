@@ -206,7 +206,7 @@ Q_CLUSTER = {
     "catch_up": False,
     "queue_limit": Q_WORKERS,
     "recycle": 50,
-    # Our own rows (Run, AccountRun, TestJob results) are the record of every job: django-q2 keeps no
+    # Our own rows (Run, AccountRun, test results) are the record of every copy job: django-q2 keeps no
     # successful results (with a limit it pruned them with a DELETE per job, 15% of a 200-account run's
     # cluster CPU in bench/many.py). Failed jobs are still kept (django-q2 always keeps those).
     "save_limit": -1,
@@ -216,7 +216,9 @@ Q_CLUSTER = {
     # (a cluster whose workers all copy would run the tick only when a copy ends):
     # `Q_CLUSTER_NAME=control manage.py qcluster`. Jobs must name their queue (runs.q2.enqueue
     # does), or a copy enqueued by the tick would land here.
-    "ALT_CLUSTERS": {"control": {"workers": 1, "timeout": 300, "retry": 420, "queue_limit": 1}},
+    # The control cluster keeps its last 200 tick results: the admin's "Successful tasks" then shows when
+    # each tick ran (one DELETE per tick to prune them, every 30 s, costs nothing).
+    "ALT_CLUSTERS": {"control": {"workers": 1, "timeout": 300, "retry": 420, "queue_limit": 1, "save_limit": 200}},
 }
 Q_CONTROL_CLUSTER = "control"
 if REDIS_URL:
