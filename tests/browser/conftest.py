@@ -230,3 +230,14 @@ def logged_in_page(page: object, product: Product) -> object:
 def live_page(page: object, live_server: object, admin_user: object) -> object:
     log_in(page, live_server.url, "admin", "correct horse battery staple")
     return page
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed browser test's report carries the product's logs (web server and cluster), for a
+    failure seen only in CI."""
+    report = yield
+    product = getattr(item, "funcargs", {}).get("product")
+    if report.when == "call" and report.failed and isinstance(product, Product):
+        report.sections.append(("product logs", product.log_tail(200)))
+    return report
