@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -101,12 +103,7 @@ def run_unaccept_refusal(request: HttpRequest, pk: int, accepted_pk: int) -> Htt
 @login_required
 def run_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """One line per account, then one line per message error; no passwords. Filtered and sorted like the report."""
-    run = get_object_or_404(Run, pk=pk)
-    result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}{"-" + result if result else ""}.csv"'
-    reports.write_run_csv(run, response, result=result, sort=sort)
-    return response
+    return _report_csv(request, pk, "", reports.write_run_csv)
 
 
 @require_GET
@@ -121,11 +118,16 @@ def account_run_report(request: HttpRequest, pk: int, account_pk: int) -> HttpRe
 @login_required
 def run_folders_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """One line per account x folder (reports.write_folder_csv); accounts filtered and sorted like the report."""
+    return _report_csv(request, pk, "-folders", reports.write_folder_csv)
+
+
+def _report_csv(request: HttpRequest, pk: int, name: str, write: Callable[..., None]) -> HttpResponse:
+    """A run's CSV download (run-<id><name>[-<result>].csv), filtered and sorted like the report page."""
     run = get_object_or_404(Run, pk=pk)
     result, sort = selection.report_filter(request.GET.get("result"), request.GET.get("sort"))
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-folders{"-" + result if result else ""}.csv"'
-    reports.write_folder_csv(run, response, result=result, sort=sort)
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}{name}{"-" + result if result else ""}.csv"'
+    write(run, response, result=result, sort=sort)
     return response
 
 
