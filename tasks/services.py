@@ -254,7 +254,7 @@ def forget_endpoint_tests(task: Task, sides: set[str]) -> int:
     """
     changed = 0
     for side in sorted(sides & {"source", "destination"}):
-        changed = Account.objects.filter(task=task).update(**_untested(side))
+        changed += Account.objects.filter(task=task).update(**_untested(side))
     return changed
 
 
