@@ -118,6 +118,7 @@ class _Account(_Planning):
         self._failed_destinations: dict[str, str] = {}
         self.planned = False  # every folder was looked at: the source's message count is known
         self.saved: dict[str, tuple] = {}  # source folder -> its state as the store holds it (save())
+        self.listed_status: dict[str, dict[str, dict[str, int]]] = {}  # planning.py: LIST-STATUS per side
 
     # ---------------------------------------------------------------- plumbing
 
@@ -249,9 +250,12 @@ class _Account(_Planning):
             failure.not_copied[NotCopied.ACCOUNT_NOT_REACHED] = failure.source_messages
 
     def _count_destination(self, _src: Connection | None, dst: Connection) -> None:
-        """Messages in each destination folder once the copy is over (the report compares them)."""
+        """Messages in each destination folder once the copy is over (the report compares them): one
+        LIST-STATUS (RFC 5819) for all of them where the server has it, else STATUS folder by folder."""
+        listed = dst.list_status(["MESSAGES"])[1] if len(self.jobs) > 1 else {}
         for job in self.jobs:
-            job.result.destination_messages = int(dst.status(job.destination, ["MESSAGES"]).get("MESSAGES", 0))
+            status = listed.get(job.destination) or dst.status(job.destination, ["MESSAGES"])
+            job.result.destination_messages = int(status.get("MESSAGES", 0))
 
     def _tally(self) -> None:
         """Account for every source message: what no batch reached is counted "not attempted".

@@ -31,8 +31,21 @@ _FORBIDDEN = {chr(c) for c in range(32)} | {"\x7f"}
 
 def folder_infos(connection: Connection) -> list[FolderInfo]:
     """LIST every folder with delimiter, attributes and special-use, names decoded from modified UTF-7."""
+    return _infos(connection.list())
+
+
+def folder_infos_with_status(
+    connection: Connection, items: Sequence[str]
+) -> tuple[list[FolderInfo], dict[str, dict[str, int]]]:
+    """folder_infos() and, where the server has LIST-STATUS (RFC 5819), the STATUS `items` of every
+    selectable folder from the same LIST (Connection.list_status: {} without it, then ask STATUS)."""
+    listed, statuses = connection.list_status(items)
+    return _infos(listed), statuses
+
+
+def _infos(listed: Iterable[tuple[tuple[str, ...], str | None, str]]) -> list[FolderInfo]:
     infos = []
-    for flags, delimiter, name in connection.list():
+    for flags, delimiter, name in listed:
         lowered = {f.lower() for f in flags}
         special = next((_SPECIAL_USE[f] for f in lowered if f in _SPECIAL_USE), None)
         selectable = "\\noselect" not in lowered and "\\nonexistent" not in lowered

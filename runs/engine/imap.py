@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from imapclient.response_parser import parse_fetch_response
+from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.response_parser import parse_fetch_response, parse_response
 from imapclient.util import to_unicode
 
 from .types import ErrorKind, Mailbox
@@ -153,8 +154,49 @@ class Connection:
         return Namespace("", delimiter)
 
     def list(self) -> list[tuple[tuple[str, ...], str | None, str]]:
+        """Every folder: (attributes, delimiter, name decoded from modified UTF-7)."""
+        return self._listed(self.client.list_folders())
+
+    def list_status(
+        self, items: Sequence[str]
+    ) -> tuple[list[tuple[tuple[str, ...], str | None, str]], dict[str, dict[str, int]]]:
+        """Every folder (as list()) and the STATUS `items` of each selectable one, in one round trip.
+
+        `LIST "" "*" RETURN (STATUS (items))` where the server offers LIST-STATUS (RFC 5819), with
+        SPECIAL-USE among the return options where offered (RFC 6154 §3, so the attributes are the
+        same as a plain LIST's). The STATUS answers are keyed by decoded folder name, item names upper
+        case (e.g. {"INBOX": {"MESSAGES": 3, "UIDNEXT": 4}}). A server without LIST-STATUS, or one that
+        refuses the extended LIST, gives an empty dict: callers then ask STATUS folder by folder.
+        Raises imaplib's abort or OSError when the connection breaks.
+        """
+        if not self.has("LIST-STATUS"):
+            return self.list(), {}
+        imap = self.client._imap
+        options = ("SPECIAL-USE " if self.has("SPECIAL-USE") else "") + "STATUS (" + " ".join(items) + ")"
+        imap.untagged_responses.pop("STATUS", None)
+        typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({options})")
+        statuses = imap.untagged_responses.pop("STATUS", [])
+        if typ != "OK":
+            imap.untagged_responses.pop("LIST", None)
+            return self.list(), {}
+        typ, data = imap._untagged_response(typ, data, "LIST")
+        listed = self._listed(self.client._proc_folder_list(data))
+        found: dict[str, dict[str, int]] = {}
+        tokens = parse_response(statuses) if statuses else ()
+        for name, values in zip(tokens[::2], tokens[1::2], strict=False):
+            if not isinstance(values, tuple):
+                continue
+            key = decode_utf7(name) if isinstance(name, bytes) else str(name)
+            found[key] = {
+                to_unicode(values[i]).upper(): int(values[i + 1])
+                for i in range(0, len(values) - 1, 2)
+                if isinstance(values[i + 1], int)
+            }
+        return listed, found
+
+    def _listed(self, folders: Iterable[tuple]) -> list[tuple[tuple[str, ...], str | None, str]]:
         out = []
-        for flags, delimiter, name in self.client.list_folders():
+        for flags, delimiter, name in folders:
             out.append(
                 (
                     tuple(to_unicode(f) for f in flags),

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import imaplib
+from collections.abc import Sequence
 
 from imapclient.exceptions import IMAPClientError
 from imapclient.util import to_unicode
 
 from . import imap as wire
 from .append import encode_folder
-from .folders import MAPPED_SPECIAL_USE, folder_infos, map_folders
+from .folders import MAPPED_SPECIAL_USE, folder_infos_with_status, map_folders
 from .folderstate import UidMap, binding_change, deleted_at_destination
 from .identity import _dest_identities, _flag_key, _identities, pair_messages
 from .imap import Connection, ConnectionLost
@@ -24,18 +25,39 @@ from .work import _Job, _Unit
 UNIT_MIN = 200  # a folder is split into units of this many UIDs or more ...
 UNIT_MAX = 2000  # ... and at most this many
 
+# STATUS items planning reads of each destination folder (its UIDVALIDITY binds the record, MESSAGES
+# says whether it already holds mail).
+DESTINATION_STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY")
+
+
+def _source_status_items(src: Connection) -> list[str]:
+    """STATUS items planning reads of each source folder: HIGHESTMODSEQ too under CONDSTORE (RFC 7162 §3.1.2)."""
+    return ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if src.has("CONDSTORE") else [])
+
 
 class _Planning:
     """The planning half of _Account (account.py), kept apart so each file reads as one concern."""
 
     saved: dict[str, tuple]  # set by _Account: what the store holds, per source folder
+    # STATUS of every folder as the planning LIST brought it (LIST-STATUS), per side ("src", "dst") and
+    # folder name; empty where the server lacks LIST-STATUS. Set by _Account.
+    listed_status: dict[str, dict[str, dict[str, int]]]
+
+    def listed(self, side: str, folder: str, items: Sequence[str]) -> dict[str, int] | None:
+        """`items` of `folder` from the planning LIST (LIST-STATUS), or None when it did not bring them all
+        (a server without LIST-STATUS, a folder created since): then ask STATUS."""
+        status = self.listed_status.get(side, {}).get(folder)
+        if status is None or any(item not in status for item in items):
+            return None
+        return status
 
     def plan_all(self) -> None:
         listing: dict[str, object] = {}
 
         def discover(src: Connection, dst: Connection) -> None:
-            listing["src"] = folder_infos(src)
-            listing["dst"] = folder_infos(dst)
+            # One LIST per side also brings every folder's STATUS where the server has LIST-STATUS.
+            listing["src"], self.listed_status["src"] = folder_infos_with_status(src, _source_status_items(src))
+            listing["dst"], self.listed_status["dst"] = folder_infos_with_status(dst, DESTINATION_STATUS_ITEMS)
             listing["src_ns"] = src.namespace()
             listing["dst_ns"] = dst.namespace()
 
@@ -94,7 +116,8 @@ class _Planning:
         result = FolderResult(plan.source, plan.destination, errors=1, warnings=[text])
         try:
             if plan.selectable:  # a \Noselect level holds no messages
-                result.source_messages = int(src.status(plan.source, ["MESSAGES"]).get("MESSAGES", 0))
+                status = self.listed("src", plan.source, ["MESSAGES"]) or src.status(plan.source, ["MESSAGES"])
+                result.source_messages = int(status.get("MESSAGES", 0))
         except imaplib.IMAP4.abort:
             raise  # a broken connection, not a refusal: the reconnect logic handles it
         except IMAPClientError:
@@ -217,7 +240,9 @@ class _Planning:
         uidvalidity = int(status["UIDVALIDITY"])
         modseq = status.get("HIGHESTMODSEQ")
         result = FolderResult(plan.source, plan.destination)
-        dest_status = dst.status(plan.destination, ["MESSAGES", "UIDVALIDITY"])
+        dest_status = self.listed("dst", plan.destination, DESTINATION_STATUS_ITEMS) or dst.status(
+            plan.destination, DESTINATION_STATUS_ITEMS
+        )
         dest_uidvalidity = int(dest_status["UIDVALIDITY"])
         loaded = self.states.get(plan.source)
         previous = self._previous_state(plan, uidvalidity, dest_uidvalidity, result)
@@ -285,7 +310,10 @@ class _Planning:
     def _folder_status(self, src: Connection, plan: FolderPlan) -> dict | None:
         """STATUS of the source folder (with HIGHESTMODSEQ under CONDSTORE, RFC 7162 §3.1.2), or None
         (and the folder recorded as not copied) when the server refuses it."""
-        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if src.has("CONDSTORE") else [])
+        items = _source_status_items(src)
+        listed = self.listed("src", plan.source, items)
+        if listed is not None:
+            return listed
         try:
             return src.status(plan.source, items)
         except imaplib.IMAP4.abort:

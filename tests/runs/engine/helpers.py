@@ -16,6 +16,17 @@ from tests.support.dovecot import read
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 
 
+def hiding_capabilities(*capabilities: bytes) -> Callable[[bytes], bytes]:
+    """A CommandRecorder server filter that removes these capability words from what the server says."""
+
+    def rewrite(data: bytes) -> bytes:
+        for word in capabilities:
+            data = data.replace(b" " + word, b"")
+        return data
+
+    return rewrite
+
+
 class CommandRecorder:
     """A loopback relay that records every command the client sends (literal contents skipped).
 

@@ -8,7 +8,7 @@ import pytest
 
 from runs.engine import Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
-from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
+from tests.runs.engine.helpers import CommandRecorder, assert_same_folder, hiding_capabilities
 from tests.support.dovecot import fill, folder_names, make_message, read
 
 pytestmark = pytest.mark.imap
@@ -103,7 +103,8 @@ def test_shared_and_missing_message_ids_all_arrive(imap_server, make_imap_user):
         assert assert_same_folder(src, "Drafts", dst, "Drafts") == len(messages)
 
 
-def test_second_run_copies_nothing_and_reads_no_bodies(imap_server, make_imap_user):
+@pytest.mark.parametrize("list_status", [True, False], ids=["list-status", "status-per-folder"])
+def test_second_run_copies_nothing_and_reads_no_bodies(imap_server, make_imap_user, list_status):
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         fill(
@@ -118,7 +119,8 @@ def test_second_run_copies_nothing_and_reads_no_bodies(imap_server, make_imap_us
         )
     result, store = copy(imap_server, source, imap_server, destination)
     assert result.copied == 50
-    with CommandRecorder(imap_server.imap_port) as recorder:
+    hide = None if list_status else hiding_capabilities(b"LIST-STATUS")
+    with CommandRecorder(imap_server.imap_port, server_filter=hide) as recorder:
         mailbox = imap_server.mailbox(source)
         from dataclasses import replace
 
@@ -130,8 +132,13 @@ def test_second_run_copies_nothing_and_reads_no_bodies(imap_server, make_imap_us
     assert (again.outcome, again.copied, again.skipped, again.errors) == (Outcome.DONE, 0, 50, 0)
     verbs = recorder.verbs()
     assert "UID FETCH" not in verbs and "FETCH" not in verbs
-    assert "EXAMINE" not in verbs  # nothing changed: STATUS (HIGHESTMODSEQ) was enough
-    assert "STATUS" in verbs
+    assert "EXAMINE" not in verbs  # nothing changed: HIGHESTMODSEQ was enough
+    if list_status:
+        # One LIST brought every folder's HIGHESTMODSEQ (RFC 5819): no STATUS round trip per folder.
+        assert "STATUS" not in verbs
+        assert [line for line in recorder.commands if b"LIST" in line and b"HIGHESTMODSEQ" in line]
+    else:
+        assert verbs.count("STATUS") >= 2  # INBOX and Work/2024, one by one
 
 
 def test_new_messages_are_found_and_copied_incrementally(imap_server, make_imap_user):

@@ -192,11 +192,14 @@ def test_a_rematched_destination_that_kept_part_of_the_mail_gets_only_the_rest(i
 
 def _recreate_mailbox(server, user) -> None:
     """Delete the user's whole mailbox at the server and let it be created again (new UIDVALIDITYs)."""
+    with server.connect(user) as client:
+        old = {name: client.folder_status(name, ["UIDVALIDITY"])[b"UIDVALIDITY"] for name in ("INBOX", "Archive")}
     shutil.rmtree(server.workdir / "home" / user.username)
     with server.connect(user) as client:
-        old = client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+        client.create_folder("Archive")
     # Dovecot takes the time as UIDVALIDITY: a mailbox re-created within the same second would keep it.
-    server.set_uidvalidity(user, "INBOX", int(old) + 1000)
+    for name, uidvalidity in old.items():
+        server.set_uidvalidity(user, name, int(uidvalidity) + 1000)
 
 
 def _without_uidplus(line: bytes) -> bytes:

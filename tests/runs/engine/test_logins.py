@@ -17,7 +17,7 @@ from django.core.management import call_command
 
 from runs.engine import ErrorKind, Outcome, copy_account, test_connection
 from runs.engine.filestate import MemoryStateStore
-from tests.runs.engine.helpers import CommandRecorder, assert_same_folder
+from tests.runs.engine.helpers import CommandRecorder, assert_same_folder, hiding_capabilities
 from tests.support.dovecot import Dovecot, DovecotError, fill, make_message
 
 pytestmark = pytest.mark.imap
@@ -42,17 +42,6 @@ def jurgen(unicode_server):
     return unicode_server.add_user(USER, PASSWORD)
 
 
-def _hiding(*capabilities: bytes):
-    """A server filter that removes these capability words from what the server says."""
-
-    def rewrite(data: bytes) -> bytes:
-        for word in capabilities:
-            data = data.replace(b" " + word, b"")
-        return data
-
-    return rewrite
-
-
 def test_a_unicode_user_and_password_log_in_with_authenticate_plain(unicode_server, jurgen):
     with CommandRecorder(unicode_server.imap_port) as recorder:
         result = test_connection(replace(unicode_server.mailbox(jurgen), port=recorder.port))
@@ -67,7 +56,7 @@ def test_a_unicode_user_and_password_log_in_with_authenticate_plain(unicode_serv
     ids=["literal-plus", "synchronising-literals"],
 )
 def test_without_authenticate_plain_a_unicode_login_is_sent_as_literals(unicode_server, jurgen, hidden):
-    with CommandRecorder(unicode_server.imap_port, server_filter=_hiding(*hidden)) as recorder:
+    with CommandRecorder(unicode_server.imap_port, server_filter=hiding_capabilities(*hidden)) as recorder:
         result = test_connection(replace(unicode_server.mailbox(jurgen), port=recorder.port))
     assert result.ok, result.message
     assert "LOGIN" in recorder.verbs() and "AUTHENTICATE" not in recorder.verbs()
@@ -82,7 +71,7 @@ def test_without_authenticate_plain_a_unicode_login_is_sent_as_literals(unicode_
 @pytest.mark.parametrize("hidden", [(), (b"AUTH=PLAIN",)], ids=["authenticate-plain", "login-literals"])
 def test_a_refused_unicode_login_is_login_refused_with_the_servers_words(unicode_server, jurgen, hidden):
     wrong = "fälsch-€-42"
-    with CommandRecorder(unicode_server.imap_port, server_filter=_hiding(*hidden)) as recorder:
+    with CommandRecorder(unicode_server.imap_port, server_filter=hiding_capabilities(*hidden)) as recorder:
         mailbox = replace(unicode_server.mailbox(jurgen), port=recorder.port, password=wrong)
         result = test_connection(mailbox)
         copied = copy_account(mailbox, unicode_server.mailbox(jurgen), state=MemoryStateStore())
