@@ -35,6 +35,16 @@ def _source_status_items(src: Connection) -> list[str]:
     return ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if src.has("CONDSTORE") else [])
 
 
+def every_uid(status: dict[str, int]) -> UidSet | None:
+    """The folder's UIDs when its STATUS alone gives them: MESSAGES = UIDNEXT − 1 means the UIDs are exactly
+    1..MESSAGES (strictly ascending, at least 1 and below UIDNEXT: RFC 9051 §2.3.1.1), as in a folder nothing
+    was ever expunged from. None otherwise (ask UID SEARCH)."""
+    messages, uidnext = status.get("MESSAGES"), status.get("UIDNEXT")
+    if messages is None or uidnext is None or messages < 1 or messages != uidnext - 1:
+        return None
+    return UidSet([(1, messages)])
+
+
 class _Planning:
     """The planning half of _Account (account.py), kept apart so each file reads as one concern."""
 
@@ -297,7 +307,9 @@ class _Planning:
                 self.save(job)
             self.jobs.append(job)
             return
-        candidates = self._candidates(src, dst, job, previous, dest_has_mail=int(dest_status.get("MESSAGES", 0)) > 0)
+        candidates = self._candidates(
+            src, dst, job, previous, dest_has_mail=int(dest_status.get("MESSAGES", 0)) > 0, status=status
+        )
         if candidates is not None:
             job.state.pending_uids = ""
             job.state.pending_uidnext = None
@@ -357,7 +369,14 @@ class _Planning:
         return None
 
     def _candidates(
-        self, src: Connection, dst: Connection, job: _Job, previous: FolderStateData | None, *, dest_has_mail: bool
+        self,
+        src: Connection,
+        dst: Connection,
+        job: _Job,
+        previous: FolderStateData | None,
+        *,
+        dest_has_mail: bool,
+        status: dict[str, int],
     ) -> UidSet | None:
         """Source UIDs still to copy; None when there is nothing new and no flag to carry.
 
@@ -369,10 +388,14 @@ class _Planning:
         every re-matched message brought in line with its source.
         """
         source, destination = job.source, job.destination
-        info = src.examine(source)
-        if int(info.get(b"UIDVALIDITY", 0)) != job.uidvalidity:
-            raise ConnectionLost(f"UIDVALIDITY of {source!r} changed while reading it")
-        all_uids = src.search_all()
+        all_uids = every_uid(status) if previous is None and not dest_has_mail else None
+        if all_uids is None:
+            info = src.examine(source)
+            if int(info.get(b"UIDVALIDITY", 0)) != job.uidvalidity:
+                raise ConnectionLost(f"UIDVALIDITY of {source!r} changed while reading it")
+            all_uids = src.search_all()
+        # else: a folder copied for the first time onto an empty one, whose UIDs STATUS alone gives: not
+        # opened here (no flags to carry, nothing to match); the worker checks its UIDVALIDITY when it opens it.
         job.result.source_messages = len(all_uids)
         candidates = all_uids - job.copied
         kept = job.copied & all_uids  # copied by earlier runs: counted once the destination is open

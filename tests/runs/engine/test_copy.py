@@ -466,3 +466,47 @@ def test_an_empty_folder_is_created_but_neither_opened_nor_recorded(imap_server,
     assert "Empty" not in store.folders and "INBOX" in store.folders
     with imap_server.connect(destination) as dst:
         assert dst.folder_exists("Empty")
+
+
+def test_a_first_copy_opens_each_source_folder_once_and_a_sparse_one_is_searched(imap_server, make_imap_user):
+    # STATUS (MESSAGES 10, UIDNEXT 11) gives INBOX's UIDs: planning does not open it to SEARCH; the worker
+    # opens it once to copy. "Work" lost messages to an expunge: its UIDs have gaps, so they are searched.
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=f"in{i}"), [], WHEN) for i in range(10)])
+        fill(client, "Work", [(make_message(seed=f"w{i}"), [], WHEN) for i in range(6)])
+        client.select_folder("Work")
+        client.add_flags([2, 5], [b"\\Deleted"])
+        client.expunge()
+    with CommandRecorder(imap_server.imap_port) as recorder:
+        from dataclasses import replace
+
+        result = copy_account(
+            replace(imap_server.mailbox(source), port=recorder.port),
+            imap_server.mailbox(destination),
+            state=MemoryStateStore(),
+        )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 14, 0)
+    examined = [line.split(b" ", 2)[2] for line in recorder.commands if b" EXAMINE " in line]
+    assert examined.count(b'"INBOX"') == 1
+    assert examined.count(b'"Work"') == 2  # planning's SEARCH, then the worker
+    assert [line for line in recorder.commands if b"SEARCH" in line]
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 10
+        assert assert_same_folder(src, "Work", dst, "Work") == 4
+
+
+@pytest.mark.parametrize(
+    ("status", "uids"),
+    [
+        ({"MESSAGES": 3, "UIDNEXT": 4}, "1:3"),
+        ({"MESSAGES": 3, "UIDNEXT": 9}, None),  # gaps: expunged messages
+        ({"MESSAGES": 0, "UIDNEXT": 1}, None),
+        ({"MESSAGES": 3}, None),  # no UIDNEXT asked or given
+    ],
+)
+def test_status_gives_the_uids_only_of_a_folder_without_gaps(status, uids):
+    from runs.engine.planning import every_uid
+
+    found = every_uid(status)
+    assert (str(found) if found is not None else None) == uids
