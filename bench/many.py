@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3)  # the cluster's workers start (Django set up in each)
             if args.py_spy:
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--subprocesses", "--nonblocking", "--format", "raw", "--rate", "100"]
+                    ["py-spy", "record", "--subprocesses", "--nonblocking", "--gil", "--format", "raw", "--rate", "100"]
                     + ["-o", str(args.py_spy), "-p", str(cluster.process.pid)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

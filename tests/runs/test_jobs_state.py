@@ -6,8 +6,6 @@ Issue 11 case 11 (state outliving its destination), case 12 (sums after a killed
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from runs import jobs, orchestrator
@@ -76,10 +74,7 @@ def test_a_destination_mailbox_deleted_and_created_again_is_filled_again(imap_se
     task, [(source, destination)] = imap_task()
     total = fill_user(imap_server, source, FOLDERS)
     _run(task)
-    shutil.rmtree(imap_server.workdir / "home" / destination.username)
-    with imap_server.connect(destination) as client:
-        old = client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"]
-    imap_server.set_uidvalidity(destination, "INBOX", int(old) + 1000)  # not the same second's value
+    imap_server.recreate_mailbox(destination, FOLDERS)
     run = _run(task)
     _assert_every_message_there(run, total, 0)
     assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)

@@ -714,6 +714,20 @@ os.execv(sys.argv[1], sys.argv[1:])
         username = user if isinstance(user, str) else user.username
         self.doveadm("mailbox", "update", "-u", username, "--uid-validity", str(uidvalidity), folder)
 
+    def recreate_mailbox(self, user: ImapUser, folders: Iterable[str]) -> None:
+        """Delete the user's whole mailbox and create it again with `folders`, each with a UIDVALIDITY other
+        than before (Dovecot takes the time as UIDVALIDITY: a folder re-created within the same second as
+        the one it replaces would otherwise keep the old value, which no real deletion would show)."""
+        with self.connect(user) as client:
+            old = {name: int(client.folder_status(name, ["UIDVALIDITY"])[b"UIDVALIDITY"]) for name in folders}
+        shutil.rmtree(self.workdir / "home" / user.username)
+        with self.connect(user) as client:
+            for name in old:
+                if not client.folder_exists(name):
+                    client.create_folder(name)
+        for name, uidvalidity in old.items():
+            self.set_uidvalidity(user, name, uidvalidity + 1000)
+
     def quota(self, user: ImapUser | str) -> str:
         username = user if isinstance(user, str) else user.username
         return self.doveadm("quota", "get", "-u", username)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 
 import pytest
 
@@ -168,7 +167,7 @@ def test_a_destination_mailbox_deleted_and_created_again_is_filled_again(imap_se
     _fill_some(imap_server, source)
     store = MemoryStateStore()
     _copy(imap_server, source, imap_server, destination, store)
-    _recreate_mailbox(imap_server, destination)
+    imap_server.recreate_mailbox(destination, ["INBOX", "Archive"])
     result = _copy(imap_server, source, imap_server, destination, store)
     _assert_all_there(result, imap_server, destination)
     again = _copy(imap_server, source, imap_server, destination, store)
@@ -188,18 +187,6 @@ def test_a_rematched_destination_that_kept_part_of_the_mail_gets_only_the_rest(i
     result = _copy(imap_server, source, imap_server, second, store)
     assert (result.copied, result.skipped) == (23, 12)
     assert (_count(imap_server, second), _count(imap_server, second, "Archive")) == (30, 5)
-
-
-def _recreate_mailbox(server, user) -> None:
-    """Delete the user's whole mailbox at the server and let it be created again (new UIDVALIDITYs)."""
-    with server.connect(user) as client:
-        old = {name: client.folder_status(name, ["UIDVALIDITY"])[b"UIDVALIDITY"] for name in ("INBOX", "Archive")}
-    shutil.rmtree(server.workdir / "home" / user.username)
-    with server.connect(user) as client:
-        client.create_folder("Archive")
-    # Dovecot takes the time as UIDVALIDITY: a mailbox re-created within the same second would keep it.
-    for name, uidvalidity in old.items():
-        server.set_uidvalidity(user, name, int(uidvalidity) + 1000)
 
 
 def _without_uidplus(line: bytes) -> bytes:
