@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from runs.engine.folderstate import UidMap
 from runs.engine.types import FolderStateData
@@ -99,9 +100,10 @@ class FolderStateStore:
         """Create the folder's row (the usual case when this store has not seen it), else update it."""
         if state.source_folder not in self.rows:
             try:
-                with transaction.atomic():
-                    FolderState.objects.create(
-                        account_id=self.account_id, source_folder=state.source_folder, **_columns(state)
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(
+                        _sql("insert"),
+                        [self.account_id, state.source_folder, timezone.now(), *_columns(state).values()],
                     )
                 return
             except IntegrityError:
@@ -122,7 +124,7 @@ class FolderStateStore:
         if fenced:
             params += [self.account_run_id, self.attempt, AccountRun.Status.RUNNING.value]
         with connection.cursor() as cursor:
-            cursor.execute(_fenced_update_sql(connection.vendor, fenced=fenced), params)
+            cursor.execute(_sql("fenced update" if fenced else "update"), params)
             return cursor.rowcount == 1
 
     def _merge(self, state: FolderStateData) -> None:
@@ -173,17 +175,10 @@ class FolderStateStore:
             return False
         # Locks the account run row (PostgreSQL) until the write commits, so the reaper cannot take
         # the run away between this check and the write.
-        ours = (
-            AccountRun.objects.select_for_update()
-            .filter(
-                pk=self.account_run_id,
-                attempt=self.attempt,
-                status=AccountRun.Status.RUNNING,
-            )
-            .values_list("pk", flat=True)
-        )
-        if list(ours):
-            return True
+        with connection.cursor() as cursor:
+            cursor.execute(_sql("claim"), [self.account_run_id, self.attempt, AccountRun.Status.RUNNING.value])
+            if cursor.fetchone() is not None:
+                return True
         self.lost = True
         logger.warning(
             "account run %s attempt %s: claim lost, folder state not saved",
@@ -195,35 +190,43 @@ class FolderStateStore:
         return False
 
 
-_UPDATE_SQL: dict[tuple[str, bool], str] = {}
+_SQL: dict[tuple[str, str], str] = {}
 
 
-def _fenced_update_sql(vendor: str, *, fenced: bool) -> str:
-    """`UPDATE folder state SET <_columns> WHERE account = %s AND source folder = %s [AND the claim holds]`.
+def _sql(statement: str) -> str:
+    """The store's statements, written once per database vendor rather than built by the ORM on every
+    save (building them was most of a save's CPU, and saves come once per batch). Parameters:
 
-    Parameters: the _columns values in order, the account id and source folder, then (fenced) the account
-    run id, attempt and the running status. The claim check is a sub-select of the same statement. On
-    SQLite the UPDATE holds the database's write lock, so the check and the write are one step; where
-    the database has SELECT ... FOR UPDATE (PostgreSQL) the sub-select locks the account run row, so the
-    reaper cannot take the run away between the check and the write (the ORM form of this statement,
-    `rows.filter(Exists(claim.select_for_update())).update(...)`, writes the same SQL)."""
-    key = (vendor, fenced)
-    if key not in _UPDATE_SQL:
+    - "claim": account run id, attempt, running status → one row while the claim holds. Where the
+      database has SELECT ... FOR UPDATE (PostgreSQL) it locks the account run row until the write
+      commits, so the reaper cannot take the run away between the check and the write.
+    - "update": the _columns values in order, account id, source folder.
+    - "fenced update": the same, then the "claim" parameters: the claim check is a sub-select of the
+      UPDATE (its ORM form: `rows.filter(Exists(claim.select_for_update())).update(...)`). On SQLite
+      the UPDATE holds the database's write lock, so the check and the write are one step.
+    - "insert": account id, source folder, updated_at (UTC), the _columns values in order.
+    """
+    key = (connection.vendor, statement)
+    if key not in _SQL:
         quote = connection.ops.quote_name
         folder, run = FolderState._meta, AccountRun._meta
-        sets = ", ".join(f"{quote(folder.get_field(name).column)} = %s" for name in _COLUMN_NAMES)
-        sql = (
-            f"UPDATE {quote(folder.db_table)} SET {sets} WHERE {quote(folder.get_field('account').column)} = %s "
-            f"AND {quote(folder.get_field('source_folder').column)} = %s"
+        table = quote(folder.db_table)
+        columns = [quote(folder.get_field(name).column) for name in _COLUMN_NAMES]
+        account, source = quote(folder.get_field("account").column), quote(folder.get_field("source_folder").column)
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        claim = (
+            f"SELECT 1 FROM {quote(run.db_table)} WHERE {quote(run.pk.column)} = %s "
+            f"AND {quote(run.get_field('attempt').column)} = %s AND {quote(run.get_field('status').column)} = %s"
         )
-        if fenced:
-            lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-            sql += (
-                f" AND EXISTS (SELECT 1 FROM {quote(run.db_table)} WHERE {quote(run.pk.column)} = %s "
-                f"AND {quote(run.get_field('attempt').column)} = %s AND {quote(run.get_field('status').column)} = %s{lock})"
-            )
-        _UPDATE_SQL[key] = sql
-    return _UPDATE_SQL[key]
+        update = f"UPDATE {table} SET {', '.join(c + ' = %s' for c in columns)} WHERE {account} = %s AND {source} = %s"
+        _SQL[key] = {
+            "claim": claim + lock,
+            "update": update,
+            "fenced update": f"{update} AND EXISTS ({claim}{lock})",
+            "insert": f"INSERT INTO {table} ({account}, {source}, {quote(folder.get_field('updated_at').column)}, "
+            f"{', '.join(columns)}) VALUES ({', '.join(['%s'] * (len(columns) + 3))})",
+        }[statement]
+    return _SQL[key]
 
 
 def _columns(state: FolderStateData) -> dict[str, object]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -162,6 +164,24 @@ def test_a_batch_save_is_one_update_fenced_by_the_claim(claimed):
     assert "runs_accountrun" in statements[0]  # the claim check is part of the statement
     row = FolderState.objects.get(account_id=claimed.account_id, source_folder="INBOX")
     assert (row.copied_uids, row.pending_uids, row.pending_uidnext) == ("1:20", "21:30", 60)
+
+
+def test_a_folders_first_save_is_the_claim_check_and_one_insert(claimed):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    store = _store(claimed)
+    state = FolderStateData(source_folder="Sent", destination_folder="Sent", uidvalidity=9, copied_uids="1:3")
+    with CaptureQueriesContext(connection) as queries:
+        store.save(state)
+    statements = [
+        q["sql"].split()[0].upper()
+        for q in queries.captured_queries
+        if not re.match(r"(SAVEPOINT|RELEASE|BEGIN|COMMIT)", q["sql"].upper())
+    ]
+    assert statements == ["SELECT", "INSERT"]
+    row = FolderState.objects.get(account_id=claimed.account_id, source_folder="Sent")
+    assert (row.copied_uids, row.uidvalidity) == ("1:3", 9) and row.updated_at is not None
 
 
 def test_a_batch_save_after_the_claim_moved_on_is_only_merged(claimed):
