@@ -90,16 +90,17 @@ def try_acquire(
                     .values_list("pk", flat=True)
                 )
                 got = 0
-                for pk in candidates:
-                    # The conditional UPDATE is the claim: of two processes racing for one slot,
-                    # only one sees it still free (PostgreSQL re-checks the WHERE after the row lock).
+                while candidates and got < needs[eid]:
+                    # The conditional UPDATE is the claim: of two processes racing for a slot, only
+                    # one sees it still free (PostgreSQL re-checks the WHERE after the row lock). One
+                    # statement for as many slots as are still needed; a slot lost to a race is
+                    # made up from the next candidates.
+                    take, candidates = candidates[: needs[eid] - got], candidates[needs[eid] - got :]
                     got += (
-                        ConnectionSlot.objects.filter(pk=pk)
+                        ConnectionSlot.objects.filter(pk__in=take)
                         .filter(_free(now))
                         .update(holder=holder, expires_at=expires_at)
                     )
-                    if got == needs[eid]:
-                        break
                 if got < needs[eid]:
                     raise _NotEnough
     except _NotEnough:

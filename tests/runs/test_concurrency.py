@@ -17,7 +17,7 @@ from runs import orchestrator
 from runs.engine.types import AccountResult, Outcome
 from runs.models import AccountRun, Run
 from tasks import slots
-from tasks.models import Task
+from tasks.models import ConnectionSlot, Task
 from tests.support.factories import EndpointFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,3 +117,17 @@ def test_simultaneous_slot_requests_never_exceed_the_cap():
     assert results.count(True) == 3, results
     assert results.count(False) == 5, results
     assert slots.in_use(endpoint.pk, now=timezone.now()) == 3
+
+
+def test_simultaneous_requests_for_several_slots_each_get_all_or_none():
+    # A copy job leases its connections of both sides at once; racing jobs must never split the slots.
+    endpoint = EndpointFactory(max_connections=6)
+    results = _race(
+        8,
+        lambda i: slots.try_acquire({endpoint.pk: 2}, f"holder-{i}", now=timezone.now()),
+    )
+    assert results.count(True) == 3 and results.count(False) == 5, results
+    held = {
+        holder: ConnectionSlot.objects.filter(holder=holder).count() for holder in (f"holder-{i}" for i in range(8))
+    }
+    assert sorted(held.values()) == [0] * 5 + [2] * 3, held
