@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
+from imapclient.imap4 import IMAP4WithTimeout
+from imapclient.tls import IMAP4_TLS
 from imapclient.util import to_unicode
 
 from .imap import ConnectError, Connection, WriteRefused, describe
@@ -237,10 +239,43 @@ def network_problem(exc: BaseException) -> tuple[ErrorKind, str] | None:
     return None
 
 
+class _GreetingCapabilities:
+    """imaplib asks CAPABILITY as soon as the greeting is read. Most servers (Dovecot, Cyrus, Courier)
+    already list them in the greeting's [CAPABILITY ...] response code (RFC 9051 §7.1, "the server MAY
+    include a CAPABILITY response code in the initial OK"): take those and save a round trip per
+    connection. A greeting without them is asked as before. After STARTTLS and after login IMAPClient
+    asks (or takes the login answer's) again, as RFC 9051 §6.2.1 requires."""
+
+    def _get_capabilities(self) -> None:
+        announced = self.untagged_responses.pop("CAPABILITY", None)  # type: ignore[attr-defined]
+        if not announced or not announced[-1]:
+            super()._get_capabilities()  # type: ignore[misc]
+            return
+        self.capabilities = tuple(str(announced[-1], self._encoding).upper().split())  # type: ignore[attr-defined]
+
+
+class _PlainIMAP4(_GreetingCapabilities, IMAP4WithTimeout):
+    pass
+
+
+class _TlsIMAP4(_GreetingCapabilities, IMAP4_TLS):
+    pass
+
+
+class _Client(IMAPClient):
+    """IMAPClient whose imaplib object takes the greeting's capabilities (_GreetingCapabilities)."""
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        connect_timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _TlsIMAP4(self.host, self.port, self.ssl_context, connect_timeout)
+        return _PlainIMAP4(self.host, self.port, connect_timeout)
+
+
 def _open(mailbox: Mailbox, security: Security, context: ssl.SSLContext | None) -> IMAPClient:
     """TCP (and TLS on an SSL port) up to the greeting; failures classified as ConnectError."""
     try:
-        return IMAPClient(
+        return _Client(
             mailbox.host,
             port=mailbox.port,
             ssl=security == Security.SSL,

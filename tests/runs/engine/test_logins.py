@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import quote
@@ -113,3 +114,20 @@ def test_copymailbox_logs_in_with_a_unicode_user_and_password(unicode_server, ju
     with unicode_server.connect(destination) as client:
         client.select_folder("INBOX", readonly=True)
         assert len(client.search("ALL")) == 1
+
+
+def _greeting_without_capabilities(data: bytes) -> bytes:
+    """A server whose greeting lists no capabilities (RFC 9051 §7.1 makes them optional there)."""
+    return re.sub(rb"^\* OK \[CAPABILITY [^\]]*\] ", b"* OK ", data)
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["greeting-lists-capabilities", "greeting-lists-none"])
+def test_capabilities_are_asked_only_when_the_greeting_did_not_list_them(imap_server, make_imap_user, announced):
+    user = make_imap_user()
+    hide = None if announced else _greeting_without_capabilities
+    with CommandRecorder(imap_server.imap_port, server_filter=hide) as recorder:
+        result = test_connection(replace(imap_server.mailbox(user), port=recorder.port))
+    assert result.ok, result.message
+    verbs = recorder.verbs()
+    before_login = verbs[: verbs.index("LOGIN") if "LOGIN" in verbs else verbs.index("AUTHENTICATE")]
+    assert ("CAPABILITY" in before_login) is not announced, verbs
