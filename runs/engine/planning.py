@@ -217,7 +217,7 @@ class _Planning:
         uidvalidity = int(status["UIDVALIDITY"])
         modseq = status.get("HIGHESTMODSEQ")
         result = FolderResult(plan.source, plan.destination)
-        dest_status = dst.status(plan.destination, ["MESSAGES", "UIDVALIDITY"])
+        dest_status = dst.status(plan.destination, ["MESSAGES", "UIDNEXT", "UIDVALIDITY"])
         dest_uidvalidity = int(dest_status["UIDVALIDITY"])
         loaded = self.states.get(plan.source)
         previous = self._previous_state(plan, uidvalidity, dest_uidvalidity, result)
@@ -241,6 +241,7 @@ class _Planning:
             uidvalidity,
             int(modseq) if modseq is not None else None,
             uid_map=UidMap.parse(state.uid_map),
+            destination_uidnext=int(dest_status["UIDNEXT"]) if "UIDNEXT" in dest_status else None,
         )
         if messages == 0 and previous is None:
             # Empty, and never recorded: nothing to copy or re-flag, so neither opened nor recorded (on

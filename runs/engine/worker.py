@@ -82,6 +82,9 @@ class _Worker(_AppendRetries, threading.Thread):
         self.intent_floor: int | None = None
         self.intent_job: _Job | None = None
         self.intent_acks: list[tuple[UidSet, threading.Event]] = []
+        # Per job: the highest destination UID this worker learnt from APPENDUID (RFC 4315 §3) since its
+        # last reconnect: the next batch's floor is one more (_floor).
+        self.highest_copy: dict[_Job, int] = {}
 
     def run(self) -> None:
         try:
@@ -174,6 +177,7 @@ class _Worker(_AppendRetries, threading.Thread):
                 kind,
             )
         self.pair.drop()
+        self.highest_copy.clear()  # the floor after a reconnect: STATUS, as before the first batch
         if len(self.remaining) < before:
             attempts = 1
         elif verdict.counts:
@@ -377,10 +381,7 @@ class _Worker(_AppendRetries, threading.Thread):
         sent = _Sent(job, uids, items, report)
         if not items:
             return sent
-        try:
-            sent.uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
-        except wire.TRANSIENT_ERRORS as exc:
-            raise wire.lost(exc) from None
+        sent.uidnext = self._floor(dst, job)
         # The intent must be recorded before sending: a crash from here on is resolved on the next
         # run by looking for these messages among the destination's UIDs >= the recorded UIDNEXT.
         # Normally it was recorded one batch earlier (_finish_batch) and its write acknowledged
@@ -396,6 +397,29 @@ class _Worker(_AppendRetries, threading.Thread):
             self._broken(sent)
             raise
         return sent
+
+    def _floor(self, dst: Connection, job: _Job) -> int:
+        """A lower bound of the destination UIDs the next batch's copies can get: the crash-window
+        floor recorded with its intent (_finish_batch says why a lower bound is enough).
+
+        Without a round trip where one is known (a new message's UID is above every UID the
+        folder ever held, and UIDNEXT never decreases while UIDVALIDITY holds: RFC 9051 §2.3.1.1;
+        a changed UIDVALIDITY voids the folder's record next run, folderstate.binding_change):
+        1. the highest destination UID this worker learnt in this folder, plus one; after a batch
+           with APPENDUIDs (RFC 4315 §3) it is exact, as far as this worker's copies go;
+        2. for the first batch sent into the folder, the UIDNEXT planning saw (_Job.destination_uidnext);
+        3. otherwise (no UIDPLUS on a later batch, a reconnect) the folder's UIDNEXT by STATUS.
+        """
+        learnt = self.highest_copy.get(job)
+        if learnt is not None:
+            return learnt + 1
+        planned = job.take_destination_uidnext()
+        if planned is not None:
+            return planned
+        try:
+            return int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
 
     def _finish_batch(self, dst: Connection, sent: _Sent, *, ahead: list[int] | None = None) -> None:
         """Read the answers of a sent batch and report them, with (one write) the intent of `ahead`,
@@ -519,6 +543,7 @@ class _Worker(_AppendRetries, threading.Thread):
         # Every APPEND this worker sent has an outcome now: what landed is reported, the rest is
         # sent again under a new intent; nothing of the old one can land any more.
         self._report(report, resolved=self.intent)
+        self.highest_copy.clear()  # copies found by identity are no APPENDUIDs: the next floor by STATUS
         return UidSet.from_uids(report.landed)
 
     def _wait_until_settled(self, dst: Connection, folder: str) -> None:
@@ -573,6 +598,9 @@ class _Worker(_AppendRetries, threading.Thread):
         before any of them is sent)."""
         if batch.landed:
             self.isolation.landed()
+        if batch.mapped:
+            highest = max(batch.mapped.values())
+            self.highest_copy[batch.job] = max(highest, self.highest_copy.get(batch.job, highest))
         intent: tuple[_Job, UidSet, int | None, threading.Event | None] | None = None
         if batch.job is self.intent_job and (resolved or ahead):
             left = self.intent - (resolved if isinstance(resolved, UidSet) else UidSet.from_uids(resolved))
