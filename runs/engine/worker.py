@@ -76,8 +76,8 @@ class _Worker(_AppendRetries, threading.Thread):
         self.isolation = Isolation()
         self.sizes: dict[int, int] = {}  # RFC822.SIZE of the unit's UIDs, as the source reported them
         # The crash window (account.py): source UIDs whose APPENDs may reach the destination before
-        # the main thread hears how they ended, the destination's UIDNEXT before the first of them
-        # was sent, the job they belong to, and the acknowledgements of the writes that recorded them.
+        # the main thread hears how they ended, a lower bound of the destination's UIDNEXT before the
+        # first of them was sent (_floor), the job they belong to, and the acknowledgements of the writes that recorded them.
         self.intent = UidSet()
         self.intent_floor: int | None = None
         self.intent_job: _Job | None = None
@@ -383,7 +383,7 @@ class _Worker(_AppendRetries, threading.Thread):
             return sent
         sent.uidnext = self._floor(dst, job)
         # The intent must be recorded before sending: a crash from here on is resolved on the next
-        # run by looking for these messages among the destination's UIDs >= the recorded UIDNEXT.
+        # run by looking for these messages among the destination's UIDs >= the recorded floor.
         # Normally it was recorded one batch earlier (_finish_batch) and its write acknowledged
         # while the previous batch was being stored, so nothing is awaited here.
         sending = UidSet.from_uids(uid for uid, _ in items)
@@ -425,8 +425,8 @@ class _Worker(_AppendRetries, threading.Thread):
         """Read the answers of a sent batch and report them, with (one write) the intent of `ahead`,
         the batch after the next one: by the time that one is sent, its intent is on record.
 
-        Why this order is safe: the intent of `ahead` is recorded with this batch's UIDNEXT (taken
-        before this batch was sent, so below any UID `ahead` can get) and before `ahead` is sent
+        Why this order is safe: the intent of `ahead` is recorded with this batch's floor (_floor: at
+        most the UIDNEXT before this batch was sent, so below any UID `ahead` can get) and before `ahead` is sent
         (_send_batch waits for the write's acknowledgement if it is somehow still queued). A lower
         UIDNEXT only widens where the next run looks: the copies of this batch, which also lie there,
         are already in the UID map (APPENDUID) and excluded (planning._match), and twins are told
@@ -594,8 +594,8 @@ class _Worker(_AppendRetries, threading.Thread):
         """Hand a batch's outcome to the main thread, which records it (state store) in one write
         together with this worker's intent: the UIDs whose APPENDs may land before their outcome
         is known, i.e. the intent so far, less `resolved` (their outcome is in `batch` or will
-        never come), plus `ahead` (about to be sent; `floor` is the destination's UIDNEXT seen
-        before any of them is sent)."""
+        never come), plus `ahead` (about to be sent; `floor` is at most the destination's UIDNEXT
+        before any of them is sent, _floor)."""
         if batch.landed:
             self.isolation.landed()
         if batch.mapped:
