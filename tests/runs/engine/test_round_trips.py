@@ -11,6 +11,7 @@ import datetime as dt
 import imaplib
 import threading
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 from imapclient.exceptions import IMAPClientError
@@ -21,6 +22,8 @@ from runs.engine.connect import connect
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.uidset import UidSet
 from runs.engine.verify import stored_alterations
+from tests.runs.engine.helpers import ResponseRewriter
+from tests.runs.engine.test_identity import _without_uidplus
 from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
@@ -122,6 +125,38 @@ def test_the_crash_window_floor_is_the_first_uid_each_batch_gets(imap_server, ma
             assert uidnext is not None
             assert uidnext <= min(copies[uid] for uid in UidSet.parse(pending)), (pending, uidnext)
     assert store.folders["INBOX"].pending_uids == ""
+
+
+def test_without_uidplus_later_batches_take_their_floor_from_status(imap_server, make_imap_user, monkeypatch):
+    """No APPENDUID to learn from: the first batch of the folder uses planning's UIDNEXT, every later
+    batch asks STATUS as before (planning's figure would be below the earlier batches' copies, which
+    no UID map tells apart)."""
+    from runs.engine import worker
+
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 4)
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=f"np{i}"), [], WHEN) for i in range(12)])
+    floors: list[int] = []
+    original = worker._Worker._floor
+
+    def floor(self, dst, job):
+        floors.append(original(self, dst, job))
+        return floors[-1]
+
+    monkeypatch.setattr(worker._Worker, "_floor", floor)
+    with ResponseRewriter(imap_server.imap_port, _without_uidplus) as plain:
+        trips = RoundTrips(monkeypatch, thread="imapcopier-worker")
+        result = copy_account(
+            imap_server.mailbox(source),
+            replace(imap_server.mailbox(destination), port=plain.port),
+            state=MemoryStateStore(),
+            connections=1,
+        )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 12, 0)
+    _flights, verbs = trips.appending()
+    assert verbs.count(b"STATUS") == 2  # batches 2 and 3
+    assert floors == [1, 5, 9]
 
 
 def _copies(store: MemoryStateStore) -> dict[int, int]:
