@@ -31,13 +31,15 @@ Decisions worth knowing:
   flag changes follow it, so they land on the right copy of look-alike messages.
 - Totals: every source message is counted once, copied, already there ("skipped") or not copied
   with a NotCopied reason; the destination folders are counted at the end for the report.
-- Crash window: before a batch is sent, its UIDs and a destination UIDNEXT taken before it are
-  saved as pending_uids/pending_uidnext; after a reconnect (or on the next run after a crash) those
-  messages are looked for among the destination's UIDs >= that UIDNEXT, so an APPEND whose OK was
-  lost is not sent twice. To keep that write off the critical path, a worker records the intent
-  of batch N+2 in the same write as the outcome of batch N (worker._finish_batch): one state write
-  per batch, normally acknowledged long before the batch is sent. The main thread saves each
-  folder once for all the events it finds queued (copy_all), then acknowledges them.
+- Crash window: before a batch is sent, its UIDs and a lower bound of the destination's UIDNEXT
+  before it are saved as pending_uids/pending_uidnext; after a reconnect (or on the next run after a
+  crash) those messages are looked for among the destination's UIDs >= that bound, so an APPEND
+  whose OK was lost is not sent twice. The bound costs no round trip where known (worker._floor: the
+  last APPENDUID + 1, or planning's STATUS for a folder's first batch). To keep that write off the
+  critical path, a worker records the intent of batch N+2 in the same write as the outcome of batch
+  N (worker._finish_batch): one state write per batch, normally acknowledged long before the batch
+  is sent. The main thread saves each folder once for all the events it finds queued (copy_all),
+  then acknowledges them.
 - Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
   allowed); dropped flags reported once per folder. Changes on the source are carried to the
   destination copies (through the UID map) with STORE FLAGS; CHANGEDSINCE keeps this cheap.

@@ -245,6 +245,59 @@ class Connection:
                 pass  # the NO we asked for: nothing is selected now
         self.selected = None
 
+    def fetch_examined(self, folder: str, uids: UidSet, items: Sequence[str]) -> dict[int, dict[bytes, object]]:
+        """EXAMINE `folder`, UID FETCH `items` of `uids`, and leave the folder again, in one round trip.
+
+        The three commands are pipelined (RFC 9051 §5.5: the client may send several commands
+        without waiting; the server answers them in order) and their tagged answers read in order,
+        every one of them, so the connection stays in step whatever each answered. Leaving is as
+        unselect() does it: UNSELECT (RFC 3691), or without it the EXAMINE of a mailbox that does
+        not exist (a failed EXAMINE leaves no mailbox selected, RFC 3501 §6.3.2). So the connection
+        ends unselected, as unselect() leaves it. Returns the FETCH answer keyed by UID, only the
+        UIDs asked for (a UID missing was expunged meanwhile).
+
+        Raises IMAPClientError when the server refused the EXAMINE (the FETCH then answers BAD or
+        NO, and is read too) or the FETCH; imaplib's abort (or OSError) when the connection broke.
+        """
+        imap = self.client._imap
+        leave_with_unselect = self.has("UNSELECT")
+        # What imaplib's select() does before an EXAMINE: old untagged responses go, and the
+        # "[READ-ONLY]" the server answers is expected (otherwise the next command raises readonly).
+        imap.untagged_responses = {}
+        imap.is_readonly = True
+        self.selected = None
+        examined = False
+        try:
+            examine_tag = imap._command("EXAMINE", self.client._normalise_folder(folder))
+            imap.state = "SELECTED"  # imaplib refuses to send UID FETCH and UNSELECT in any other state
+            fetch_tags = [
+                imap._command("UID", "FETCH", str(piece), "(" + " ".join(items) + ")") for piece in split_set(uids)
+            ]
+            if leave_with_unselect:
+                leave_tag = imap._command("UNSELECT")
+            else:
+                leave_tag = imap._command("EXAMINE", self.client._normalise_folder(NO_SUCH_MAILBOX))
+            refusal: str | None = None
+            answers = [("EXAMINE", examine_tag)] + [("FETCH", tag) for tag in fetch_tags]
+            for name, tag in answers:
+                typ, data = _tagged_answer(imap, name, tag)
+                if name == "EXAMINE":
+                    examined = typ == "OK"
+                if typ != "OK" and refusal is None:
+                    refusal = f"{name} failed: {to_unicode(data[0] or b'')}"
+            typ, data = _tagged_answer(imap, "UNSELECT" if leave_with_unselect else "EXAMINE", leave_tag)
+            if leave_with_unselect and examined and typ != "OK":
+                self.selected, self.selected_read_only = folder, True  # still open: say so
+                refusal = refusal or f"UNSELECT failed: {to_unicode(data[0] or b'')}"
+            fetched = imap.untagged_responses.pop("FETCH", [])
+        finally:
+            imap.state = "SELECTED" if self.selected is not None else "AUTH"
+        if refusal is not None:
+            raise IMAPClientError(refusal)
+        if not fetched or fetched == [None]:
+            return {}
+        return {uid: item for uid, item in by_uid(fetched).items() if uid in uids}
+
     def search_all(self) -> UidSet:
         """Every UID of the selected folder, compactly with ESEARCH when the server has it."""
         if self.has("ESEARCH"):
@@ -317,6 +370,18 @@ class Connection:
         if not data or data == [None]:
             return {}
         return by_uid(data)
+
+
+def _tagged_answer(imap: imaplib.IMAP4, name: str, tag: bytes) -> tuple[str, list]:
+    """The tagged answer to a command already sent: ("OK" | "NO" | "BAD", data). imaplib raises its
+    error for BAD once the answer is read; it is returned instead, so the caller can read the
+    answers to the commands sent after it. A broken connection raises imaplib's abort."""
+    try:
+        return imap._command_complete(name, tag)
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as exc:
+        return "BAD", [describe(exc).encode()]
 
 
 def by_uid(data: Sequence[object]) -> dict[int, dict[bytes, object]]:

@@ -276,6 +276,7 @@ class _Planning:
             uidvalidity,
             int(modseq) if modseq is not None else None,
             uid_map=UidMap.parse(state.uid_map),
+            destination_uidnext=int(dest_status["UIDNEXT"]) if "UIDNEXT" in dest_status else None,
         )
         if messages == 0 and previous is None:
             # Empty, and never recorded: nothing to copy or re-flag, so neither opened nor recorded (on

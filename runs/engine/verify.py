@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .imap import Connection
 from .messages import normalise_line_endings
+from .uidset import UidSet
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,10 @@ def stored_alterations(connection: Connection, folder: str, appended: Sequence[t
     """Compare the messages just appended to `folder` with the bytes sent; `appended` is (destination UID from
     APPENDUID, bytes sent). Returns one Alteration per message stored differently, in the order given.
 
-    Opens `folder` with EXAMINE and leaves it again (UNSELECT, or CLOSE, which after EXAMINE never expunges:
-    RFC 3501 section 6.4.2), so the connection can go on appending to it. Raises what Connection raises.
+    Opens `folder` with EXAMINE, asks RFC822.SIZE (and DIGEST.SHA1) and leaves it again, pipelined in one round
+    trip (Connection.fetch_examined), so the connection ends unselected and can go on appending to it. Only when a
+    message looks altered is the folder opened again to fetch it whole (rare). Raises what Connection raises: a
+    refused EXAMINE or FETCH is an IMAPClientError, a broken connection imaplib's abort or OSError.
     """
     if not appended:
         return []
@@ -54,29 +57,30 @@ def stored_alterations(connection: Connection, folder: str, appended: Sequence[t
     digest = connection.has("DIGEST=SHA1")
     if digest:
         items.append("DIGEST.SHA1")
+    answers = connection.fetch_examined(folder, UidSet.from_uids(sent), items)
+    suspects = []
+    for uid, raw in appended:
+        item = answers.get(uid)
+        if item is None:
+            continue  # expunged meanwhile by someone else: nothing to compare
+        size = item.get(b"RFC822.SIZE")
+        value = item.get(b"DIGEST.SHA1")
+        stored_digest = value.decode("ascii", "replace").lower() if isinstance(value, bytes) else None
+        if size != len(raw) or (digest and stored_digest and stored_digest != hashlib.sha1(raw).hexdigest()):
+            suspects.append(uid)
+    if not suspects:
+        return []
+    found = []
     connection.examine(folder)
     try:
-        answers = connection.fetch(list(sent), items)
-        suspects = []
-        for uid, raw in appended:
-            item = answers.get(uid)
-            if item is None:
-                continue  # expunged meanwhile by someone else: nothing to compare
-            size = item.get(b"RFC822.SIZE")
-            value = item.get(b"DIGEST.SHA1")
-            stored_digest = value.decode("ascii", "replace").lower() if isinstance(value, bytes) else None
-            if size != len(raw) or (digest and stored_digest and stored_digest != hashlib.sha1(raw).hexdigest()):
-                suspects.append(uid)
-        found = []
-        if suspects:
-            bodies = connection.fetch(suspects, ["BODY.PEEK[]"])
-            for uid in suspects:
-                stored = bodies.get(uid, {}).get(b"BODY[]")
-                if isinstance(stored, bytes) and stored != sent[uid]:
-                    found.append(Alteration(uid, describe_change(sent[uid], stored)))
-        return found
+        bodies = connection.fetch(suspects, ["BODY.PEEK[]"])
+        for uid in suspects:
+            stored = bodies.get(uid, {}).get(b"BODY[]")
+            if isinstance(stored, bytes) and stored != sent[uid]:
+                found.append(Alteration(uid, describe_change(sent[uid], stored)))
     finally:
         connection.unselect()
+    return found
 
 
 def alteration_report(

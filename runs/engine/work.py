@@ -18,6 +18,7 @@ from .uidset import UidSet
 MAX_ATTEMPTS = 5  # reconnects in a row without progress before the account fails
 BACKOFF_FIRST = 0.5  # seconds; doubled per attempt
 BACKOFF_MAX = 8.0
+_TAKE_LOCK = threading.Lock()  # two workers may start on one folder at once (_Job.take_destination_uidnext)
 
 
 @dataclass(eq=False)
@@ -37,6 +38,21 @@ class _Job:
     dropped: Counter[str] = field(default_factory=Counter)
     pending: dict[int, tuple[UidSet, int]] = field(default_factory=dict)
     uid_map: UidMap = field(default_factory=UidMap)  # source UID -> destination UID of the copies
+    # The destination folder's UIDNEXT as planning saw it (STATUS), until the first batch takes it as
+    # its crash-window floor (take_destination_uidnext); None when unknown or taken.
+    destination_uidnext: int | None = None
+
+    def take_destination_uidnext(self) -> int | None:
+        """The destination UIDNEXT planning saw, to the first caller only (then None).
+
+        A lower bound of every UID the run's copies get (UIDNEXT never decreases while UIDVALIDITY
+        holds, RFC 9051 §2.3.1.1), but tight only for the first batch sent into the folder: a later
+        batch's window [floor, ...) would also hold the earlier batches' copies. So one batch, the
+        first, gets it; the others learn their floor from APPENDUID or ask STATUS (worker._floor).
+        """
+        with _TAKE_LOCK:
+            value, self.destination_uidnext = self.destination_uidnext, None
+        return value
 
     @property
     def source(self) -> str:

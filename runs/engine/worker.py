@@ -76,12 +76,15 @@ class _Worker(_AppendRetries, threading.Thread):
         self.isolation = Isolation()
         self.sizes: dict[int, int] = {}  # RFC822.SIZE of the unit's UIDs, as the source reported them
         # The crash window (account.py): source UIDs whose APPENDs may reach the destination before
-        # the main thread hears how they ended, the destination's UIDNEXT before the first of them
-        # was sent, the job they belong to, and the acknowledgements of the writes that recorded them.
+        # the main thread hears how they ended, a lower bound of the destination's UIDNEXT before the
+        # first of them was sent (_floor), the job they belong to, and the acknowledgements of the writes that recorded them.
         self.intent = UidSet()
         self.intent_floor: int | None = None
         self.intent_job: _Job | None = None
         self.intent_acks: list[tuple[UidSet, threading.Event]] = []
+        # Per job: the highest destination UID this worker learnt from APPENDUID (RFC 4315 §3) since its
+        # last reconnect: the next batch's floor is one more (_floor).
+        self.highest_copy: dict[_Job, int] = {}
 
     def run(self) -> None:
         try:
@@ -174,6 +177,7 @@ class _Worker(_AppendRetries, threading.Thread):
                 kind,
             )
         self.pair.drop()
+        self.highest_copy.clear()  # the floor after a reconnect: STATUS, as before the first batch
         if len(self.remaining) < before:
             attempts = 1
         elif verdict.counts:
@@ -377,12 +381,9 @@ class _Worker(_AppendRetries, threading.Thread):
         sent = _Sent(job, uids, items, report)
         if not items:
             return sent
-        try:
-            sent.uidnext = int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
-        except wire.TRANSIENT_ERRORS as exc:
-            raise wire.lost(exc) from None
+        sent.uidnext = self._floor(dst, job)
         # The intent must be recorded before sending: a crash from here on is resolved on the next
-        # run by looking for these messages among the destination's UIDs >= the recorded UIDNEXT.
+        # run by looking for these messages among the destination's UIDs >= the recorded floor.
         # Normally it was recorded one batch earlier (_finish_batch) and its write acknowledged
         # while the previous batch was being stored, so nothing is awaited here.
         sending = UidSet.from_uids(uid for uid, _ in items)
@@ -397,12 +398,35 @@ class _Worker(_AppendRetries, threading.Thread):
             raise
         return sent
 
+    def _floor(self, dst: Connection, job: _Job) -> int:
+        """A lower bound of the destination UIDs the next batch's copies can get: the crash-window
+        floor recorded with its intent (_finish_batch says why a lower bound is enough).
+
+        Without a round trip where one is known (a new message's UID is above every UID the
+        folder ever held, and UIDNEXT never decreases while UIDVALIDITY holds: RFC 9051 §2.3.1.1;
+        a changed UIDVALIDITY voids the folder's record next run, folderstate.binding_change):
+        1. the highest destination UID this worker learnt in this folder, plus one; after a batch
+           with APPENDUIDs (RFC 4315 §3) it is exact, as far as this worker's copies go;
+        2. for the first batch sent into the folder, the UIDNEXT planning saw (_Job.destination_uidnext);
+        3. otherwise (no UIDPLUS on a later batch, a reconnect) the folder's UIDNEXT by STATUS.
+        """
+        learnt = self.highest_copy.get(job)
+        if learnt is not None:
+            return learnt + 1
+        planned = job.take_destination_uidnext()
+        if planned is not None:
+            return planned
+        try:
+            return int(dst.status(job.destination, ["UIDNEXT"])["UIDNEXT"])
+        except wire.TRANSIENT_ERRORS as exc:
+            raise wire.lost(exc) from None
+
     def _finish_batch(self, dst: Connection, sent: _Sent, *, ahead: list[int] | None = None) -> None:
         """Read the answers of a sent batch and report them, with (one write) the intent of `ahead`,
         the batch after the next one: by the time that one is sent, its intent is on record.
 
-        Why this order is safe: the intent of `ahead` is recorded with this batch's UIDNEXT (taken
-        before this batch was sent, so below any UID `ahead` can get) and before `ahead` is sent
+        Why this order is safe: the intent of `ahead` is recorded with this batch's floor (_floor: at
+        most the UIDNEXT before this batch was sent, so below any UID `ahead` can get) and before `ahead` is sent
         (_send_batch waits for the write's acknowledgement if it is somehow still queued). A lower
         UIDNEXT only widens where the next run looks: the copies of this batch, which also lie there,
         are already in the UID map (APPENDUID) and excluded (planning._match), and twins are told
@@ -519,6 +543,7 @@ class _Worker(_AppendRetries, threading.Thread):
         # Every APPEND this worker sent has an outcome now: what landed is reported, the rest is
         # sent again under a new intent; nothing of the old one can land any more.
         self._report(report, resolved=self.intent)
+        self.highest_copy.clear()  # copies found by identity are no APPENDUIDs: the next floor by STATUS
         return UidSet.from_uids(report.landed)
 
     def _wait_until_settled(self, dst: Connection, folder: str) -> None:
@@ -569,10 +594,13 @@ class _Worker(_AppendRetries, threading.Thread):
         """Hand a batch's outcome to the main thread, which records it (state store) in one write
         together with this worker's intent: the UIDs whose APPENDs may land before their outcome
         is known, i.e. the intent so far, less `resolved` (their outcome is in `batch` or will
-        never come), plus `ahead` (about to be sent; `floor` is the destination's UIDNEXT seen
-        before any of them is sent)."""
+        never come), plus `ahead` (about to be sent; `floor` is at most the destination's UIDNEXT
+        before any of them is sent, _floor)."""
         if batch.landed:
             self.isolation.landed()
+        if batch.mapped:
+            highest = max(batch.mapped.values())
+            self.highest_copy[batch.job] = max(highest, self.highest_copy.get(batch.job, highest))
         intent: tuple[_Job, UidSet, int | None, threading.Event | None] | None = None
         if batch.job is self.intent_job and (resolved or ahead):
             left = self.intent - (resolved if isinstance(resolved, UidSet) else UidSet.from_uids(resolved))
