@@ -121,6 +121,7 @@ class _Account(_Planning):
         self.planned = False  # every folder was looked at: the source's message count is known
         self.saved: dict[str, tuple] = {}  # source folder -> its state as the store holds it (save())
         self.listed_status: dict[str, dict[str, dict[str, int]]] = {}  # planning.py: LIST-STATUS per side
+        self.listed_subscriptions: dict[str, set[str]] = {}  # planning.py: \Subscribed per side
 
     # ---------------------------------------------------------------- plumbing
 

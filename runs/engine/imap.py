@@ -97,6 +97,10 @@ def lost(exc: BaseException) -> ConnectionLost:
 NO_SUCH_MAILBOX = "imapcopier-deselect-7f3a9c1e"
 
 
+# LIST return options list_status() asks for, and the capability that offers each.
+LIST_RETURN_OPTIONS = {"SPECIAL-USE": "SPECIAL-USE", "SUBSCRIBED": "LIST-EXTENDED"}
+
+
 @dataclass
 class Namespace:
     prefix: str
@@ -164,7 +168,8 @@ class Connection:
 
         `LIST "" "*" RETURN (STATUS (items))` where the server offers LIST-STATUS (RFC 5819), with
         SPECIAL-USE among the return options where offered (RFC 6154 §3, so the attributes are the
-        same as a plain LIST's). The STATUS answers are keyed by decoded folder name, item names upper
+        same as a plain LIST's) and SUBSCRIBED (RFC 5258 §3.2: subscribed folders carry \\Subscribed, so
+        no LSUB is needed; subscriptions_listed() says whether it was asked). The STATUS answers are keyed by decoded folder name, item names upper
         case (e.g. {"INBOX": {"MESSAGES": 3, "UIDNEXT": 4}}). A server without LIST-STATUS, or one that
         refuses the extended LIST, gives an empty dict: callers then ask STATUS folder by folder.
         Raises imaplib's abort or OSError when the connection breaks.
@@ -172,7 +177,10 @@ class Connection:
         if not self.has("LIST-STATUS"):
             return self.list(), {}
         imap = self.client._imap
-        options = ("SPECIAL-USE " if self.has("SPECIAL-USE") else "") + "STATUS (" + " ".join(items) + ")"
+        options = " ".join(
+            [option for option in ("SPECIAL-USE", "SUBSCRIBED") if self.has(LIST_RETURN_OPTIONS[option])]
+            + ["STATUS (" + " ".join(items) + ")"]
+        )
         imap.untagged_responses.pop("STATUS", None)
         typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({options})")
         statuses = imap.untagged_responses.pop("STATUS", [])
@@ -193,6 +201,10 @@ class Connection:
                 if isinstance(values[i + 1], int)
             }
         return listed, found
+
+    def subscriptions_listed(self) -> bool:
+        """Did list_status() ask for SUBSCRIBED (the listing's \\Subscribed attributes replace LSUB)?"""
+        return self.has("LIST-STATUS") and self.has(LIST_RETURN_OPTIONS["SUBSCRIBED"])
 
     def _listed(self, folders: Iterable[tuple]) -> list[tuple[tuple[str, ...], str | None, str]]:
         out = []

@@ -52,6 +52,7 @@ class _Planning:
     # STATUS of every folder as the planning LIST brought it (LIST-STATUS), per side ("src", "dst") and
     # folder name; empty where the server lacks LIST-STATUS. Set by _Account.
     listed_status: dict[str, dict[str, dict[str, int]]]
+    listed_subscriptions: dict[str, set[str]]  # per side, the \Subscribed folders of that LIST (_subscribed)
 
     def listed(self, side: str, folder: str, items: Sequence[str]) -> dict[str, int] | None:
         """`items` of `folder` from the planning LIST (LIST-STATUS), or None when it did not bring them all
@@ -68,6 +69,10 @@ class _Planning:
             # One LIST per side also brings every folder's STATUS where the server has LIST-STATUS.
             listing["src"], self.listed_status["src"] = folder_infos_with_status(src, _source_status_items(src))
             listing["dst"], self.listed_status["dst"] = folder_infos_with_status(dst, DESTINATION_STATUS_ITEMS)
+            self.listed_subscriptions = {
+                side: {info.name for info in listing[side] if "\\subscribed" in {f.lower() for f in info.flags}}  # type: ignore[attr-defined]
+                for side in ("src", "dst")
+            }
             listing["src_ns"] = src.namespace()
             listing["dst_ns"] = dst.namespace()
 
@@ -145,8 +150,7 @@ class _Planning:
         Nothing is unsubscribed: what the destination user subscribed stays. A folder the source
         does not subscribe is not subscribed. A refused SUBSCRIBE is a warning.
         """
-        subscribed = {name for _flags, _delim, name in src.client.list_sub_folders()}
-        already = {name for _flags, _delim, name in dst.client.list_sub_folders()}
+        subscribed, already = self._subscribed(src, "src"), self._subscribed(dst, "dst")
         refused = self._failed_destinations
         for plan in plans:
             target = plan.destination
@@ -161,6 +165,14 @@ class _Planning:
             except IMAPClientError as exc:
                 self.result.warnings.append(f"could not subscribe {target!r}: {wire.describe(exc)}")
             already.add(target)
+
+    def _subscribed(self, connection: Connection, side: str) -> set[str]:
+        """The folders `side` subscribes: the \\Subscribed ones of the planning LIST where it asked for them
+        (Connection.subscriptions_listed), else LSUB. The LIST names only existing folders; a subscription
+        to a folder that does not exist is of no use to the copy (nothing is copied from or into it)."""
+        if connection.subscriptions_listed() and side in self.listed_subscriptions:
+            return self.listed_subscriptions[side]
+        return {name for _flags, _delim, name in connection.client.list_sub_folders()}
 
     def _create_destinations(
         self, plans: list[FolderPlan], existing: set[str], delimiter: str, uses: dict[str, str] | None = None

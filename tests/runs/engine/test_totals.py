@@ -7,13 +7,14 @@ named reason; copied + skipped + not copied = the source's messages.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import pytest
 
 from runs.engine import NotCopied, Outcome, copy_account
 from runs.engine.filestate import MemoryStateStore
 from runs.engine.uidset import UidSet
-from tests.runs.engine.helpers import assert_same_folder
+from tests.runs.engine.helpers import CommandRecorder, assert_same_folder, hiding_capabilities
 from tests.support.dovecot import fill, make_message, read
 
 pytestmark = pytest.mark.imap
@@ -132,7 +133,8 @@ def _subscribed(server, user) -> set[str]:
         return {name for _flags, _delim, name in client.list_sub_folders()}
 
 
-def test_the_destination_subscribes_what_the_source_does_and_keeps_its_own(imap_server, make_imap_user):
+@pytest.mark.parametrize("listed", [True, False], ids=["list-returns-subscribed", "lsub"])
+def test_the_destination_subscribes_what_the_source_does_and_keeps_its_own(imap_server, make_imap_user, listed):
     source, destination = make_imap_user(), make_imap_user()
     auto = _subscribed(imap_server, make_imap_user())  # the test server always subscribes its special-use folders
     _fill(imap_server, source, {"INBOX": 1, "A": 1, "B": 1, "C": 1})
@@ -149,9 +151,20 @@ def test_the_destination_subscribes_what_the_source_does_and_keeps_its_own(imap_
         for name in ("INBOX",):
             client.unsubscribe_folder(name)
     assert _subscribed(imap_server, source) == {"INBOX", "A", "C"} | auto
-    result = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore())
+    # A server with LIST-EXTENDED says which folders are subscribed in the LIST itself (RFC 5258 §3.2).
+    hide = None if listed else hiding_capabilities(b"LIST-EXTENDED")
+    with (
+        CommandRecorder(imap_server.imap_port, server_filter=hide) as src_side,
+        CommandRecorder(imap_server.imap_port, server_filter=hide) as dst_side,
+    ):
+        result = copy_account(
+            replace(imap_server.mailbox(source), port=src_side.port),
+            replace(imap_server.mailbox(destination), port=dst_side.port),
+            state=MemoryStateStore(),
+        )
     assert result.outcome == Outcome.DONE
     assert _subscribed(imap_server, destination) == {"INBOX", "A", "C", "Mine"} | auto
+    assert ("LSUB" in src_side.verbs() + dst_side.verbs()) is not listed
 
 
 def test_a_source_without_subscriptions_adds_none(imap_server, make_imap_user):
