@@ -31,8 +31,10 @@ DESTINATION_STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY")
 
 
 def _source_status_items(src: Connection) -> list[str]:
-    """STATUS items planning reads of each source folder: HIGHESTMODSEQ too under CONDSTORE (RFC 7162 §3.1.2)."""
-    return ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if src.has("CONDSTORE") else [])
+    """STATUS items planning reads of each source folder: HIGHESTMODSEQ too under CONDSTORE (RFC 7162 §3.1.2),
+    SIZE where offered."""
+    items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if src.has("CONDSTORE") else [])
+    return items + (["SIZE"] if src.has("STATUS=SIZE") else [])  # RFC 8438: the folder's bytes (_Job.source_size)
 
 
 def every_uid(status: dict[str, int]) -> UidSet | None:
@@ -288,6 +290,8 @@ class _Planning:
             uidvalidity,
             int(modseq) if modseq is not None else None,
             uid_map=UidMap.parse(state.uid_map),
+            source_size=status.get("SIZE"),
+            source_uidnext=status.get("UIDNEXT"),
             destination_uidnext=int(dest_status["UIDNEXT"]) if "UIDNEXT" in dest_status else None,
         )
         if messages == 0 and previous is None:

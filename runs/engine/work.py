@@ -41,6 +41,10 @@ class _Job:
     # The destination folder's UIDNEXT as planning saw it (STATUS), until the first batch takes it as
     # its crash-window floor (take_destination_uidnext); None when unknown or taken.
     destination_uidnext: int | None = None
+    # The source folder's bytes (STATUS SIZE, RFC 8438) and UIDNEXT, read together by planning; None when
+    # unknown. Every message below that UIDNEXT counts in that size (messages never change, RFC 9051 §2.3.1).
+    source_size: int | None = None
+    source_uidnext: int | None = None
 
     def take_destination_uidnext(self) -> int | None:
         """The destination UIDNEXT planning saw, to the first caller only (then None).

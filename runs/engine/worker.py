@@ -75,6 +75,7 @@ class _Worker(_AppendRetries, threading.Thread):
         self.connected_once = False
         self.isolation = Isolation()
         self.sizes: dict[int, int] = {}  # RFC822.SIZE of the unit's UIDs, as the source reported them
+        self.unsized = False  # this pass fetches bodies without their sizes first (_fits_one_batch)
         # The crash window (account.py): source UIDs whose APPENDs may reach the destination before
         # the main thread hears how they ended, a lower bound of the destination's UIDNEXT before the
         # first of them was sent (_floor), the job they belong to, and the acknowledgements of the writes that recorded them.
@@ -215,6 +216,13 @@ class _Worker(_AppendRetries, threading.Thread):
                     self._drop(landed)
             if src.selected != job.source and not self._open_source(src, job):
                 return False
+            self.unsized = self._fits_one_batch(job, dst)
+            if self.unsized:
+                # One batch within budget whatever the sizes: the bodies are fetched without asking each
+                # message's RFC822.SIZE first (what vanished shows in the FETCH answer, _fetch_read).
+                self.sizes = {}
+                self._pipeline(src, dst, job, [list(self.remaining)])
+                return not (self.remaining and self.run_.stop.is_set())
             sizes = {
                 uid: int(item.get(b"RFC822.SIZE", 0))
                 for uid, item in src.fetch(self.remaining, ["RFC822.SIZE"]).items()
@@ -237,6 +245,21 @@ class _Worker(_AppendRetries, threading.Thread):
         self.run_.events.put(("sizes", sum(sizes.values())))
         self._pipeline(src, dst, job, self._cut_batches(src, job, sizes, dst.append_limit))
         return not (self.remaining and self.run_.stop.is_set())
+
+    def _fits_one_batch(self, job: _Job, dst: Connection) -> bool:
+        """Is what is left of the unit sure to fit one batch (BATCH_BYTES, the batch's message count) and the
+        destination's APPENDLIMIT (RFC 7889)? Sure when all its UIDs are below the UIDNEXT planning read
+        together with the folder's SIZE (RFC 8438) and that whole SIZE fits: those messages are part of it."""
+        size, uidnext, limit = job.source_size, job.source_uidnext, dst.append_limit
+        return (
+            size is not None
+            and uidnext is not None
+            and bool(self.remaining)
+            and self.remaining.max < uidnext
+            and size <= BATCH_BYTES
+            and (limit is None or size <= limit)
+            and len(self.remaining) <= self.isolation.batch_messages(BATCH_MESSAGES)
+        )
 
     def _open_source(self, src: Connection, job: _Job) -> bool:
         """EXAMINE the unit's folder; False (and a warning) when it is refused or its UIDVALIDITY
@@ -364,6 +387,8 @@ class _Worker(_AppendRetries, threading.Thread):
                     ),
                 )
             )
+        if self.unsized:  # their sizes were not asked first (_fits_one_batch): counted as they arrive
+            self.run_.events.put(("sizes", sum(len(it.raw) for _, it in items)))
         return items, report
 
     def _send_batch(

@@ -510,3 +510,42 @@ def test_status_gives_the_uids_only_of_a_folder_without_gaps(status, uids):
 
     found = every_uid(status)
     assert (str(found) if found is not None else None) == uids
+
+
+@pytest.mark.parametrize(
+    ("case", "asks_sizes"),
+    [("fits", False), ("no STATUS=SIZE", True), ("above the batch budget", True), ("above APPENDLIMIT", True)],
+)
+def test_a_folder_that_fits_one_batch_is_read_without_asking_sizes_first(
+    imap_server, make_imap_user, monkeypatch, case, asks_sizes
+):
+    # STATUS SIZE (RFC 8438) says the whole folder fits one batch: the bodies are fetched at once. Without
+    # SIZE, or when it does not fit the batch or the destination's APPENDLIMIT, each size is asked first.
+    from dataclasses import replace
+
+    from runs.engine import imap, worker
+
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=f"fit{i}"), [b"\\Seen"], WHEN) for i in range(4)])
+    if case == "above the batch budget":
+        monkeypatch.setattr(worker, "BATCH_BYTES", 1000)
+    if case == "above APPENDLIMIT":
+        monkeypatch.setattr(
+            imap.Connection, "append_limit", property(lambda self: 10_000_000 if self.read_only else 1000)
+        )
+    totals = []
+    hide = hiding_capabilities(b"STATUS=SIZE") if case == "no STATUS=SIZE" else None
+    with CommandRecorder(imap_server.imap_port, server_filter=hide) as recorder:
+        result = copy_account(
+            replace(imap_server.mailbox(source), port=recorder.port),
+            imap_server.mailbox(destination),
+            state=MemoryStateStore(),
+            on_progress=lambda p: totals.append(p.total_bytes),
+        )
+    sizes_asked = any(b"FETCH" in line and b"(RFC822.SIZE)" in line for line in recorder.commands)
+    assert sizes_asked is asks_sizes, recorder.commands
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 4, 0)
+    assert totals[-1] == result.bytes > 0  # the progress total counts the bodies either way
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 4
