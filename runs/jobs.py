@@ -251,7 +251,7 @@ def copy_account_job(account_run_id: int) -> None:
         "task_id": account_run.run.task_id,
         "account_run_id": account_run.pk,
         "account_id": account_run.account_id,
-        "source_user": _source_user(account_run.account_id),
+        "source_user": account_run.account.source_user,
         "worker": account_run.worker,
         "attempt": attempt,
     }
@@ -337,10 +337,6 @@ def _log_finished(account_run_id: int, result: AccountResult, fields: dict) -> N
     )
 
 
-def _source_user(account_id: int) -> str:
-    return Account.objects.filter(pk=account_id).values_list("source_user", flat=True).first() or ""
-
-
 def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: str) -> AccountResult:
     try:
         needs, per_side = slot_needs(account_run)
@@ -352,8 +348,7 @@ def _copy(account_run: AccountRun, attempt: int, monitor: JobMonitor, holder: st
     if not got:
         return AccountResult(outcome=Outcome.CANCELLED, reason="cancelled before it started")
     task = account_run.run.task
-    # The passwords are decrypted here, in the worker, just before the logins.
-    account = Account.objects.select_related("task__source", "task__destination").get(pk=account_run.account_id)
+    account = account_run.account  # loaded by the claim, with its task and endpoints
     source = account_mailbox(account, "source")
     destination = account_mailbox(account, "destination")
     del account

@@ -269,7 +269,8 @@ def claim_account_run(account_run_id: int, *, worker: str, now: datetime) -> Acc
     """Claim a queued account run for this worker; None when there is nothing to do.
 
     A second delivery of the same job, a job of a cancelled or finished run, or an id that no longer
-    exists all give None. The returned row carries the new `attempt`, the job's fencing token.
+    exists all give None. The returned row carries the new `attempt`, the job's fencing token, and
+    its run, task, endpoints and account loaded.
     """
     with transaction.atomic():
         claimed = AccountRun.objects.filter(pk=account_run_id, status=AccountRun.Status.QUEUED).update(
@@ -283,8 +284,13 @@ def claim_account_run(account_run_id: int, *, worker: str, now: datetime) -> Acc
         )
         if claimed != 1:
             return None
-        # Our UPDATE holds the row until commit, so this reads our own attempt number.
-        return AccountRun.objects.select_related("run__task__source", "run__task__destination").get(pk=account_run_id)
+        # Our UPDATE holds the row until commit, so this reads our own attempt number. The account comes
+        # along (the job logs in with it), its task being the run's (one query for all a job reads).
+        account_run = AccountRun.objects.select_related(
+            "run__task__source", "run__task__destination", "account"
+        ).get(pk=account_run_id)
+        account_run.account.task = account_run.run.task
+        return account_run
 
 
 _OUTCOME_STATUS = {

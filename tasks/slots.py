@@ -83,12 +83,13 @@ def try_acquire(
     try:
         with transaction.atomic():
             for eid in sorted(needs):
-                _ensure_slots(eid, caps[eid])
-                candidates = list(
-                    ConnectionSlot.objects.filter(endpoint_id=eid, number__lt=caps[eid])
-                    .filter(_free(now))
-                    .values_list("pk", flat=True)
-                )
+                free = ConnectionSlot.objects.filter(endpoint_id=eid, number__lt=caps[eid]).filter(_free(now))
+                candidates = list(free.values_list("pk", flat=True))
+                if len(candidates) < needs[eid]:
+                    # Too few free: maybe the endpoint's slot rows are not all there yet (new endpoint,
+                    # raised cap). Counting them before every lease cost a query per job.
+                    _ensure_slots(eid, caps[eid])
+                    candidates = list(free.values_list("pk", flat=True))
                 got = 0
                 while candidates and got < needs[eid]:
                     # The conditional UPDATE is the claim: of two processes racing for a slot, only

@@ -188,18 +188,22 @@ class Connection:
             imap.untagged_responses.pop("LIST", None)
             return self.list(), {}
         typ, data = imap._untagged_response(typ, data, "LIST")
-        listed = self._listed(self.client._proc_folder_list(data))
-        found: dict[str, dict[str, int]] = {}
-        tokens = parse_response(statuses) if statuses else ()
-        for name, values in zip(tokens[::2], tokens[1::2], strict=False):
-            if not isinstance(values, tuple):
-                continue
-            key = decode_utf7(name) if isinstance(name, bytes) else str(name)
-            found[key] = {
-                to_unicode(values[i]).upper(): int(values[i + 1])
-                for i in range(0, len(values) - 1, 2)
-                if isinstance(values[i + 1], int)
-            }
+        lines = [line for line in data if line not in (b"", None)]
+        simple = _simple_list(lines)
+        listed = self._listed(simple if simple is not None else self.client._proc_folder_list(data))
+        found = _simple_statuses(statuses)
+        if found is None:
+            found = {}
+            tokens = parse_response(statuses) if statuses else ()
+            for name, values in zip(tokens[::2], tokens[1::2], strict=False):
+                if not isinstance(values, tuple):
+                    continue
+                key = decode_utf7(name) if isinstance(name, bytes) else str(name)
+                found[key] = {
+                    to_unicode(values[i]).upper(): int(values[i + 1])
+                    for i in range(0, len(values) - 1, 2)
+                    if isinstance(values[i + 1], int)
+                }
         return listed, found
 
     def subscriptions_listed(self) -> bool:
@@ -382,6 +386,50 @@ class Connection:
         if not data or data == [None]:
             return {}
         return by_uid(data)
+
+
+# The usual shapes of LIST and STATUS answer lines (RFC 9051 §7.3.1, §7.3.4): flags, a quoted or NIL delimiter and
+# a quoted or atom name; a quoted or atom name and "(ITEM number ...)". Anything else (a literal, extended data)
+# goes to IMAPClient's general parser: these only spare its cost on the common case.
+_QUOTED = rb'"((?:[^"\\\r\n]|\\["\\])*)"'
+_ATOM = rb"([^\s\x00-\x1f\x7f(){%*\"\\\]]+)"
+_LIST_LINE = re.compile(rb"\(([^()]*)\) (?:" + _QUOTED + rb"|NIL) (?:" + _QUOTED + rb"|" + _ATOM + rb")")
+_STATUS_LINE = re.compile(rb"(?:" + _QUOTED + rb"|" + _ATOM + rb") \(((?:[A-Za-z0-9=.-]+ \d+ ?)*)\)")
+_UNESCAPE = re.compile(rb"\\([\\\"])")
+
+
+def _simple_list(lines: list) -> list[tuple[tuple[bytes, ...], bytes | None, str]] | None:
+    """LIST answer lines as IMAPClient gives them ((flags, delimiter, name decoded from modified UTF-7)), or
+    None when one of them is not of the usual shape."""
+    out = []
+    for line in lines:
+        match = _LIST_LINE.fullmatch(line) if isinstance(line, bytes) else None
+        if match is None:
+            return None
+        flags, delimiter, quoted, atom = match.groups()
+        name = _UNESCAPE.sub(rb"\1", quoted) if quoted is not None else atom
+        out.append(
+            (
+                tuple(flags.split()),
+                _UNESCAPE.sub(rb"\1", delimiter) if delimiter is not None else None,
+                decode_utf7(name),
+            )
+        )
+    return out
+
+
+def _simple_statuses(lines: list) -> dict[str, dict[str, int]] | None:
+    """STATUS answer lines as {decoded folder name: {ITEM: number}}, or None when one is not of the usual shape."""
+    found: dict[str, dict[str, int]] = {}
+    for line in lines:
+        match = _STATUS_LINE.fullmatch(line) if isinstance(line, bytes) else None
+        if match is None:
+            return None
+        quoted, atom, items = match.groups()
+        words = items.split()
+        name = _UNESCAPE.sub(rb"\1", quoted) if quoted is not None else atom
+        found[decode_utf7(name)] = {words[i].decode().upper(): int(words[i + 1]) for i in range(0, len(words), 2)}
+    return found
 
 
 def _tagged_answer(imap: imaplib.IMAP4, name: str, tag: bytes) -> tuple[str, list]:
