@@ -286,9 +286,9 @@ def claim_account_run(account_run_id: int, *, worker: str, now: datetime) -> Acc
             return None
         # Our UPDATE holds the row until commit, so this reads our own attempt number. The account comes
         # along (the job logs in with it), its task being the run's (one query for all a job reads).
-        account_run = AccountRun.objects.select_related(
-            "run__task__source", "run__task__destination", "account"
-        ).get(pk=account_run_id)
+        account_run = AccountRun.objects.select_related("run__task__source", "run__task__destination", "account").get(
+            pk=account_run_id
+        )
         account_run.account.task = account_run.run.task
         return account_run
 
