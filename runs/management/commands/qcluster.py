@@ -7,6 +7,7 @@ INSTALLED_APPS lists `runs` before `django_q`, so this command is the one `manag
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import signal
 from typing import Any
 
@@ -20,5 +21,8 @@ class Command(q2.ClusterCommand):
         # For a worker that seems stuck: `kill -USR1 <pid>` prints where each of its threads is (README,
         # "Production"). Registered before the fork, so the sentinel and every worker inherit it.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # The jobs' module, imported before the fork: a worker recycled after `recycle` jobs (settings.Q_CLUSTER)
+        # starts with it instead of importing it again at its first job.
+        importlib.import_module("runs.jobs")
         lifeline.install()
         super().handle(*args, **options)
