@@ -84,6 +84,21 @@ def test_a_batch_costs_the_destination_two_round_trips(imap_server, make_imap_us
     assert flights == 2 * 4, verbs
 
 
+def _recorded_floors(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The crash-window floor of every batch, in the order the worker chose them (worker._Worker._floor)."""
+    from runs.engine import worker
+
+    floors: list[int] = []
+    original = worker._Worker._floor
+
+    def floor(self, dst, job):
+        floors.append(original(self, dst, job))
+        return floors[-1]
+
+    monkeypatch.setattr(worker._Worker, "_floor", floor)
+    return floors
+
+
 def test_the_crash_window_floor_is_the_first_uid_each_batch_gets(imap_server, make_imap_user, monkeypatch):
     """The floor recorded with a batch's intent is a lower bound of its copies' UIDs (the crash-window
     rule), and with APPENDUID an exact one; on a destination that already holds mail the first batch's
@@ -96,14 +111,7 @@ def test_the_crash_window_floor_is_the_first_uid_each_batch_gets(imap_server, ma
         fill(client, "INBOX", [(make_message(seed=f"there{i}"), [], WHEN) for i in range(3)])
     with imap_server.connect(source) as client:
         fill(client, "INBOX", [(make_message(seed=f"fl{i}"), [], WHEN) for i in range(12)])
-    floors: list[int] = []
-    original = worker._Worker._floor
-
-    def floor(self, dst, job):
-        floors.append(original(self, dst, job))
-        return floors[-1]
-
-    monkeypatch.setattr(worker._Worker, "_floor", floor)
+    floors = _recorded_floors(monkeypatch)
     saved: list[tuple[str, int | None]] = []
 
     class Store(MemoryStateStore):
@@ -137,14 +145,7 @@ def test_without_uidplus_later_batches_take_their_floor_from_status(imap_server,
     source, destination = make_imap_user(), make_imap_user()
     with imap_server.connect(source) as client:
         fill(client, "INBOX", [(make_message(seed=f"np{i}"), [], WHEN) for i in range(12)])
-    floors: list[int] = []
-    original = worker._Worker._floor
-
-    def floor(self, dst, job):
-        floors.append(original(self, dst, job))
-        return floors[-1]
-
-    monkeypatch.setattr(worker._Worker, "_floor", floor)
+    floors = _recorded_floors(monkeypatch)
     with ResponseRewriter(imap_server.imap_port, _without_uidplus) as plain:
         trips = RoundTrips(monkeypatch, thread="imapcopier-worker")
         result = copy_account(
