@@ -182,7 +182,12 @@ class Connection:
             + ["STATUS (" + " ".join(items) + ")"]
         )
         imap.untagged_responses.pop("STATUS", None)
-        typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({options})")
+        try:
+            typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({options})")
+        except imaplib.IMAP4.abort:
+            raise  # a broken connection, not a refusal
+        except imaplib.IMAP4.error:  # imaplib raises this for a BAD answer
+            typ = "BAD"
         statuses = imap.untagged_responses.pop("STATUS", [])
         if typ != "OK":
             imap.untagged_responses.pop("LIST", None)

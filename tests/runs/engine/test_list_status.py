@@ -73,3 +73,41 @@ def test_usual_status_lines_read_as_imapclient_reads_them():
 )
 def test_any_other_status_line_is_left_to_imapclient(lines):
     assert _simple_statuses(lines) is None
+
+
+@pytest.mark.imap
+def test_a_refused_extended_list_falls_back_to_list_and_status_per_folder(imap_server, make_imap_user, monkeypatch):
+    # A server that advertises LIST-STATUS but refuses the extended LIST with BAD or NO (no real server here
+    # does: the refusal is put in imaplib's mouth): the plain LIST and STATUS folder by folder, and the copy goes on.
+    import imaplib
+
+    from runs.engine import Outcome, copy_account
+    from runs.engine.connect import connect
+    from runs.engine.filestate import MemoryStateStore
+    from tests.support.dovecot import fill, make_message
+
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "Work", [(make_message(seed=f"rl{i}"), [], None) for i in range(3)])
+    original = imaplib.IMAP4._simple_command
+    refused = []
+
+    def simple_command(self, name, *args):
+        if name == "LIST" and "RETURN" in args:
+            refused.append(args)
+            if len(refused) % 2:
+                raise self.error("LIST command error: BAD [b'Unknown LIST return option']")  # what imaplib does on BAD
+            return "NO", [b"LIST-STATUS unavailable"]
+        return original(self, name, *args)
+
+    monkeypatch.setattr(imaplib.IMAP4, "_simple_command", simple_command)
+    connection = connect(imap_server.mailbox(source), read_only=True)
+    try:
+        listed, statuses = connection.list_status(["MESSAGES"])
+        assert statuses == {} and listed == connection.list()
+    finally:
+        connection.close()
+    result = copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=MemoryStateStore())
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 3, 0)
+    assert refused
+    assert [f.destination_messages for f in result.folders if f.source == "Work"] == [3]
