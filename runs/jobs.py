@@ -222,7 +222,18 @@ def slot_needs(account_run: AccountRun) -> tuple[dict[int, int], int]:
 
 
 def copy_account_job(account_run_id: int) -> None:
-    """Copy one account of a run. Does nothing for a duplicate delivery; never raises."""
+    """Copy one account of a run. Does nothing for a duplicate delivery; never raises.
+
+    SIGTERM is held from the first line to the last: a worker told to stop claims nothing more, stops
+    its copy after the batch in flight and records the account run before it may die. A SIGTERM that
+    arrives between the copy's end and the record (runs/lifeline.py sends one each second once the
+    sentinel is gone) must not end the process with the run claimed and unrecorded.
+    """
+    with _stop_on_sigterm():
+        _copy_account_job(account_run_id)
+
+
+def _copy_account_job(account_run_id: int) -> None:
     if worker_stopping():
         # A job the cluster took from the broker before it was told to stop: back to the queue for
         # another worker (or this one after its restart), unclaimed.
@@ -283,13 +294,12 @@ def copy_account_job(account_run_id: int) -> None:
 
 
 def _copy_watched(account_run: AccountRun, attempt: int) -> tuple[AccountResult, JobMonitor]:
-    """Run the copy with its heartbeat and SIGTERM handler going; never raises (an error is the result)."""
+    """Run the copy with its heartbeat going; never raises (an error is the result)."""
     holder = slots.account_run_holder(account_run.pk, attempt)
     monitor = JobMonitor(account_run.pk, account_run.run_id, attempt, holder)
     monitor.start()
     try:
-        with _stop_on_sigterm():
-            result = _copy(account_run, attempt, monitor, holder)
+        result = _copy(account_run, attempt, monitor, holder)
     except Exception as exc:
         # Recorded on the AccountRun. The job must not raise, or django-q2 would deliver it again.
         logger.exception("account run %s failed", account_run.pk)

@@ -358,6 +358,42 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
     assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
 
 
+@pytest.mark.parametrize("moment", ["claim", "record"])
+def test_a_sigterm_outside_the_copy_is_held_until_the_account_run_is_recorded(moment, imap_server, imap_task, pushed):
+    # CI on 2026-12-01: with the whole process group signalled, the sentinel dies at once and runs/lifeline.py
+    # sends each worker SIGTERM every second. One landed after the copy had stopped and before its result was
+    # written, when the process's own disposition (SIG_DFL, the sentinel's) was back: the worker died with the
+    # account run claimed and unrecorded. The job now holds SIGTERM from its first line to its last.
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda *args: received.append(1))  # the process's own disposition
+    target = {"claim": "claim_account_run", "record": "finish_account_run"}[moment]
+    real = getattr(orchestrator, target)
+
+    def signalled_first(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    task, users = imap_task(pairs=1)
+    fill_user(imap_server, users[0][0], {"INBOX": 3}, size=500)
+    run, (pk,) = _start(task)
+    try:
+        with mock.patch.object(orchestrator, target, signalled_first):
+            jobs.copy_account_job(pk)
+        assert received == [], "SIGTERM reached the process's own handler while the job held a claim"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stopping = jobs.worker_stopping()
+        jobs._SIGTERM_RECEIVED.clear()
+    assert stopping  # the job took it: this worker starts no other copy
+    ar = AccountRun.objects.get(pk=pk)
+    assert ar.status != AccountRun.Status.RUNNING and ar.finished_at is not None
+    if moment == "claim":
+        # Told to stop before it copied anything: the copy does not start, and says why.
+        assert ar.status == AccountRun.Status.FAILED and ar.interrupted and ar.copied == 0, ar.last_error
+    else:
+        assert ar.status == AccountRun.Status.DONE and ar.copied == 3  # it had finished: the record stands
+
+
 def test_a_copy_that_reaches_the_time_limit_stops_resumably(imap_server, imap_task, pushed, monkeypatch):
     monkeypatch.setattr(jobs, "time_limit_seconds", lambda: 0.3)
     with FaultProxy(imap_server.imap_port, delay=0.01) as proxy:
