@@ -10,9 +10,11 @@ import ssl
 
 import pytest
 
-from runs.engine import ErrorKind, test_connection, tls_context
+from runs.engine import ErrorKind, Outcome, copy_account, test_connection, tls_context
 from runs.engine import connect as connect_module
-from tests.support.dovecot import make_self_signed_certificate
+from runs.engine.filestate import MemoryStateStore
+from tests.runs.engine.helpers import assert_same_folder
+from tests.support.dovecot import fill, make_message, make_self_signed_certificate
 
 pytestmark = pytest.mark.imap
 
@@ -83,3 +85,23 @@ def test_an_unreadable_custom_ca_is_a_tls_failure(imap_server, imap_user, fresh_
     result = test_connection(mailbox)
     assert (result.ok, result.kind) == (False, ErrorKind.TLS)
     assert result.message.startswith("the custom CA certificate could not be read")
+
+
+@pytest.mark.parametrize("security", ["plain", "ssl", "starttls"])
+def test_a_copy_over_each_transport_arrives_byte_for_byte(imap_server, make_imap_user, fresh_contexts, security):
+    """The engine reads with its own buffer (connect.READ_BUFFER_BYTES), made again after STARTTLS: many
+    small messages land in one read and a message larger than the buffer spans several; neither may lose
+    or reorder a byte on any transport."""
+    source, destination = make_imap_user(), make_imap_user()
+    messages = [make_message(seed=i) for i in range(60)]
+    messages.insert(30, make_message(seed=99, attachment_size=3 * connect_module.READ_BUFFER_BYTES))
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(raw, [b"\\Seen"], None) for raw in messages])
+    result = copy_account(
+        imap_server.mailbox(source, security=security),
+        imap_server.mailbox(destination, security=security),
+        state=MemoryStateStore(),
+    )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, len(messages), 0), result.reason
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == len(messages)
