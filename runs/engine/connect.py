@@ -254,42 +254,11 @@ class _GreetingCapabilities:
         self.capabilities = tuple(str(announced[-1], self._encoding).upper().split())  # type: ignore[attr-defined]
 
 
-# Bytes read from the socket at a time. imaplib reads through sock.makefile("rb"), whose buffer is 8 KiB: a
-# message of a few KB then costs two or three recv() calls, and the copy makes one per 8 KiB of line reads.
-# With 1 MiB a recv() takes whatever the server has sent (many small messages at once); issue 14 measured
-# the engine's system CPU at twice the baseline's, which reads with this same buffer (bench/baseline.py).
-READ_BUFFER_BYTES = 1024 * 1024
-
-
-class _BufferedReads:
-    """imaplib's reader with READ_BUFFER_BYTES of buffer, on the plain or TLS socket, and again after
-    STARTTLS (imaplib makes a new reader for the TLS socket). Only where `file` is imaplib's plain attribute
-    (Python < 3.14; later versions manage their own buffer)."""
-
-    def open(self, *args: object, **kwargs: object) -> None:
-        super().open(*args, **kwargs)  # type: ignore[misc]
-        self._buffer_reads()
-
-    def starttls(self, *args: object, **kwargs: object) -> tuple:
-        answer = super().starttls(*args, **kwargs)  # type: ignore[misc]
-        self._buffer_reads()
-        return answer
-
-    def _buffer_reads(self) -> None:
-        # Right after open() (greeting not read yet) and after the TLS handshake, nothing is buffered: the
-        # reader can be replaced without losing a byte.
-        old = self.__dict__.get("file")
-        if old is None or getattr(old, "raw", None) is None:
-            return
-        self.file = self.sock.makefile("rb", buffering=READ_BUFFER_BYTES)  # type: ignore[attr-defined]
-        old.close()  # the old reader only: the socket stays open
-
-
-class _PlainIMAP4(_GreetingCapabilities, _BufferedReads, IMAP4WithTimeout):
+class _PlainIMAP4(_GreetingCapabilities, IMAP4WithTimeout):
     pass
 
 
-class _TlsIMAP4(_GreetingCapabilities, _BufferedReads, IMAP4_TLS):
+class _TlsIMAP4(_GreetingCapabilities, IMAP4_TLS):
     pass
 
 
