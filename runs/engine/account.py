@@ -49,7 +49,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 import time
@@ -164,7 +163,7 @@ class _Account(_Planning):
             since = uidnext if since is None else min(since, uidnext)
         job.state.pending_uids = str(pending)
         job.state.pending_uidnext = since
-        snapshot = dataclasses.astuple(job.state)
+        snapshot = job.state.snapshot()
         if self.saved.get(job.state.source_folder) == snapshot:
             return
         self.store.save(job.state)
@@ -320,7 +319,9 @@ class _Account(_Planning):
             crash is None and self.fatal is None and not self.run.stop.is_set() and not self.run.units.empty()
         ):
             if not alive:
-                worker = _Worker(0, self.run, _Pair(self.source, self.destination))
+                # On the planning connections again (left open by the first worker 0): under a per-user
+                # connection limit they may hold the only slot the server grants.
+                worker = _Worker(0, self.run, self.pair, borrowed=True)
                 workers.append(worker)
                 worker.start()
                 alive = 1

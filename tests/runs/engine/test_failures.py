@@ -608,6 +608,51 @@ def test_a_throttled_append_waits_as_asked_and_is_sent_again(imap_server, make_i
         assert assert_same_folder(src, "INBOX", dst, "INBOX") == 12
 
 
+def test_a_unit_handed_back_after_the_first_worker_ended_is_copied_on_its_connections(
+    imap_server, make_imap_user, monkeypatch
+):
+    """A server granting one connection per user: worker 0 copies on the planning connections (the one
+    slot) and ends, leaving them open; worker 1 only then finds it cannot connect and hands its folder back.
+    The worker started for that folder must take the planning connections again: a new login is refused
+    for as long as they are open (before, the account failed now and then in the suite)."""
+    import threading
+
+    from runs.engine import account, work, worker
+
+    monkeypatch.setattr(account, "MESSAGES_PER_EXTRA_WORKER", 10)
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        for name in ("INBOX", "A"):
+            fill(client, name, [(make_message(seed=f"{name}{i}"), [], WHEN) for i in range(20)])
+    first_ended = threading.Event()
+    real_run, real_connect = worker._Worker.run, work._connect_side
+
+    def run(self):
+        real_run(self)
+        if self.index == 0:
+            first_ended.set()
+
+    def connect_side(*args, **kwargs):
+        if threading.current_thread().name == "imapcopier-worker-1":
+            assert first_ended.wait(30)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(worker._Worker, "run", run)
+    monkeypatch.setattr(work, "_connect_side", connect_side)
+    with FaultProxy(imap_server.imap_port, max_connections=1) as proxy:
+        result = copy_account(
+            imap_server.mailbox(source),
+            replace(imap_server.mailbox(destination), port=proxy.port),
+            state=MemoryStateStore(),
+            connections=2,
+        )
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 40, 0), result.reason
+    assert any("fewer connections" in w for w in result.warnings)
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        for name in ("INBOX", "A"):
+            assert assert_same_folder(src, name, dst, name) == 20
+
+
 def test_throttle_wait_parsing():
     from runs.engine.imap import throttle_wait
 
