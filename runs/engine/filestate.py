@@ -14,12 +14,20 @@ _FIELDS = {f.name for f in dataclasses.fields(FolderStateData)}
 
 
 class JsonFileStateStore:
-    """FolderStateData per source folder in a JSON file, rewritten atomically on every save (once per
-    batch: the engine records a batch's outcome and the next batches' intent in one save).
+    """FolderStateData per source folder in a JSON Lines journal: each save() appends one line, so a copy
+    of 5,000 messages writes about 140 short lines instead of rewriting the whole file 140 times (issue 14).
 
-    The file holds {"version": 1, "folders": {source folder: {...}}}. A missing file is an empty
-    state; a malformed one raises ValueError rather than silently starting over (which would
-    copy everything again).
+    The file's first line is {"version": 2}; each further line is {"save": {field: value, ...}} (every
+    FolderStateData field but accepted_uids, the operator's input) or {"delete": source folder}, and the
+    last line for a folder wins. Loading compacts the file (one line per folder, written to a temporary
+    file and renamed over it) when it holds superseded lines, so it does not grow from run to run.
+
+    A last line cut short with no newline is a save that never returned (the process died while writing
+    it): it is ignored and cut off, as the engine never sent the batch that save announced (account.py,
+    "Crash window"). Any other unreadable line, a missing file header, or a file of the first format
+    ({"version": 1, "folders": {...}}, read and then rewritten as a journal) that is malformed raises
+    ValueError and leaves the file as it is, rather than silently starting over (which would copy
+    everything again). A missing file is an empty state.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -27,59 +35,111 @@ class JsonFileStateStore:
         self._folders: dict[str, FolderStateData] | None = None
 
     def load(self) -> dict[str, FolderStateData]:
-        if self._folders is None:
-            self._folders = self._read()
-        return {name: dataclasses.replace(state) for name, state in self._folders.items()}
+        return {name: dataclasses.replace(state) for name, state in self._loaded().items()}
 
     def save(self, state: FolderStateData) -> None:
-        if self._folders is None:
-            self._folders = self._read()
-        self._folders[state.source_folder] = dataclasses.replace(state)
-        self._write()
+        folders = self._loaded()
+        self._append({"save": _saved(state)})
+        folders[state.source_folder] = dataclasses.replace(state)
 
     def delete(self, source_folder: str) -> None:
-        if self._folders is None:
-            self._folders = self._read()
-        if self._folders.pop(source_folder, None) is not None:
-            self._write()
+        folders = self._loaded()
+        if source_folder in folders:
+            self._append({"delete": source_folder})
+            del folders[source_folder]
 
-    def _read(self) -> dict[str, FolderStateData]:
+    def _loaded(self) -> dict[str, FolderStateData]:
+        if self._folders is None:
+            self._folders, compact = self._read()
+            if compact:
+                self._rewrite(self._folders)
+        return self._folders
+
+    def _read(self) -> tuple[dict[str, FolderStateData], bool]:
+        """The folders, and whether the file should be rewritten (superseded lines, a torn last line,
+        the first format)."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return {}, False
         try:
-            data = json.loads(text)
-            folders = data["folders"]
-            return {
-                name: FolderStateData(**{k: v for k, v in item.items() if k in _FIELDS})
-                for name, item in folders.items()
-            }
+            return _read_journal(text)
+        except _NotAJournal:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path} is not a copy state file: {exc}") from None
+        try:
+            folders = json.loads(text)["folders"]
+            return {name: _state(item) for name, item in folders.items()}, True
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path} is not a copy state file: {exc}") from None
 
-    def _write(self) -> None:
-        assert self._folders is not None
-        payload = {
-            "version": 1,
-            "folders": {name: _saved(state) for name, state in sorted(self._folders.items())},
-        }
+    def _append(self, entry: dict[str, object]) -> None:
+        if not self.path.exists():
+            self._rewrite({})
+        with self.path.open("a", encoding="utf-8") as journal:
+            journal.write(_line(entry))
+
+    def _rewrite(self, folders: dict[str, FolderStateData]) -> None:
+        lines = [_line(_HEADER)] + [_line({"save": _saved(state)}) for _, state in sorted(folders.items())]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, ensure_ascii=False, indent=1)
+                handle.write("".join(lines))
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
 
+_HEADER = {"version": 2}
+
+
+class _NotAJournal(Exception):
+    """The file does not start with the journal's header line (it may be the first format)."""
+
+
+def _read_journal(text: str) -> tuple[dict[str, FolderStateData], bool]:
+    """Replay a journal; raises _NotAJournal, or ValueError/KeyError/TypeError for a malformed one."""
+    lines = text.split("\n")
+    try:
+        header = json.loads(lines[0])
+    except ValueError:
+        raise _NotAJournal from None
+    if header != _HEADER:
+        raise _NotAJournal
+    torn = False
+    if lines[-1] == "":
+        lines.pop()  # the file ends with a newline: every line is whole
+    else:
+        lines.pop()  # a last line without its newline was never completely written
+        torn = True
+    folders: dict[str, FolderStateData] = {}
+    for line in lines[1:]:
+        entry = json.loads(line)
+        if "save" in entry:
+            state = _state(entry["save"])
+            folders[state.source_folder] = state
+        else:
+            folders.pop(entry["delete"], None)
+    return folders, torn or len(lines) - 1 > len(folders)
+
+
+def _line(entry: dict[str, object]) -> str:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _state(item: dict[str, object]) -> FolderStateData:
+    return FolderStateData(**{k: v for k, v in item.items() if k in _FIELDS})  # type: ignore[arg-type]
+
+
 def _saved(state: FolderStateData) -> dict[str, object]:
     """What is kept of a state: all but the operator's input (accepted_uids)."""
-    data = dataclasses.asdict(state)
-    data.pop("accepted_uids", None)
-    return data
+    return {name: getattr(state, name) for name in _KEPT}
+
+
+_KEPT = tuple(f.name for f in dataclasses.fields(FolderStateData) if f.name != "accepted_uids")
 
 
 class MemoryStateStore:

@@ -4,7 +4,6 @@ holds and which flags changed; then cut the work into units for the workers."""
 
 from __future__ import annotations
 
-import dataclasses
 import imaplib
 from collections.abc import Sequence
 
@@ -89,7 +88,7 @@ class _Planning:
         dest_names = {f.name for f in listing["dst"]}  # type: ignore[attr-defined]
         dest_ns = listing["dst_ns"]
         self.states = self.store.load()
-        self.saved = {name: dataclasses.astuple(state) for name, state in self.states.items()}
+        self.saved = {name: state.snapshot() for name, state in self.states.items()}
         # map_folders gives one plan per source folder, in order: the source's special-use travels along.
         uses = {
             plan.destination: info.special_use

@@ -6,6 +6,7 @@ pages). Change it with care: runs/jobs.py, tasks/services.py and the commands bu
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,11 @@ class FolderStateData:
     # (same source UIDVALIDITY). They are not attempted, and counted NotCopied.ACCEPTED.
     accepted_uids: str = ""
 
+    def snapshot(self) -> tuple[object, ...]:
+        """The field values in declaration order: equal snapshots, same state. What dataclasses.astuple
+        gives for these flat fields (str, int, None) without its deep copy of each value."""
+        return tuple(getattr(self, name) for name in _STATE_FIELDS)
+
 
 class StateStore(Protocol):
     """Persistence for FolderStateData. The engine calls save() once per batch, from one thread: the batch's
@@ -144,6 +150,9 @@ class StateStore(Protocol):
     def save(self, state: FolderStateData) -> None: ...
 
     def delete(self, source_folder: str) -> None: ...
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(FolderStateData))
 
 
 class NotCopied(enum.StrEnum):

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from runs.engine import Security
+from runs.engine.filestate import JsonFileStateStore
 from runs.management.commands.copymailbox import parse_endpoint
 from tests.runs.engine.helpers import assert_same_folder
 from tests.support.dovecot import fill, make_message
@@ -82,7 +82,7 @@ def test_copymailbox_copies_then_copies_only_what_is_new(imap_server, make_imap_
     assert "Projects/Ω → Projects/Ω: 3 copied" in out
     assert "messages" in err  # the progress bar's last line
     assert source.password not in out + err and destination.password not in out + err
-    assert json.loads(state.read_text())["folders"]["INBOX"]["copied_uids"]
+    assert JsonFileStateStore(state).load()["INBOX"].copied_uids
     with imap_server.connect(source) as client:
         fill(client, "INBOX", [(make_message(seed=99), [], WHEN)])
     error, out, _ = run(*args)
