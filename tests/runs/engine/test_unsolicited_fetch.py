@@ -68,3 +68,39 @@ def test_by_uid_keys_by_uid_and_merges_an_unsolicited_response_into_the_message_
     assert sorted(parsed) == [3, 4]
     assert parsed[3][b"FLAGS"] == ()
     assert parsed[4][b"FLAGS"] == (b"\\Seen",)  # the solicited answer came last and wins
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [
+            b'5 (UID 12 RFC822.SIZE 3456 DIGEST.SHA1 "0a4d55a8d778e5022fab701977c5d840bbc486d0")',
+            b"6 (RFC822.SIZE 7 UID 13)",
+        ],
+        [b"5 (uid 12 rfc822.size 3456)"],  # names in any case
+        [b"5 (UID 12 RFC822.SIZE 3456)", b"5 (RFC822.SIZE 3457)", b"7 (RFC822.SIZE 9)"],  # merged; no UID: dropped
+        [b"5 (UID 12 RFC822.SIZE 3456)", b"6 (FLAGS (\\Seen))"],  # a list: the general parser reads it all
+        [b'5 (UID 12 DIGEST.SHA1 "a\\"b")'],  # an escaped quoted string: likewise
+        [(b"5 (UID 12 BODY[] {3}", b"abc"), b")"],  # a literal: likewise
+        [],
+    ],
+)
+def test_the_fast_fetch_parser_reads_what_the_general_one_reads_or_declines(answer):
+    """The size and digest check after each batch (verify.py) reads its answer with parse_scalar_fetch:
+    whatever it returns must be what IMAPClient's general parser returns."""
+    from imapclient.response_parser import parse_fetch_response
+
+    from runs.engine.imap import parse_scalar_fetch
+
+    fast = parse_scalar_fetch(answer)
+    general = parse_fetch_response(answer, False, False)
+    if fast is not None:
+        assert fast == dict(general)
+    assert by_uid(answer) == {int(item[b"UID"]): item for item in general.values() if b"UID" in item}
+
+
+def test_the_fast_fetch_parser_declines_a_name_without_a_value():
+    from runs.engine.imap import parse_scalar_fetch
+
+    assert parse_scalar_fetch([b"5 (UID 12 RFC822.SIZE 3456 X-JUNK)"]) is None
+    assert parse_scalar_fetch([b"5 (UID 12 junk RFC822.SIZE 3456)"]) is None
