@@ -319,11 +319,9 @@ class _Account(_Planning):
             crash is None and self.fatal is None and not self.run.stop.is_set() and not self.run.units.empty()
         ):
             if not alive:
-                # On the planning connections again (left open by the first worker 0): under a per-user
+                # A worker 0 again, on the planning connections the first one left open: under a per-user
                 # connection limit they may hold the only slot the server grants.
-                worker = _Worker(0, self.run, self.pair, borrowed=True)
-                workers.append(worker)
-                worker.start()
+                workers += self._start_workers(1)
                 alive = 1
             try:
                 event = self.run.events.get(timeout=0.25)
@@ -375,7 +373,8 @@ class _Account(_Planning):
 
     def _start_workers(self, count: int) -> list[_Worker]:
         """Start `count` workers; worker 0 borrows the planning connections (self.pair) and leaves them
-        open when it ends, so counting the destination afterwards needs no new login."""
+        open when it ends, so counting the destination afterwards, or a worker 0 started again for a unit
+        handed back, needs no new login."""
         workers = []
         for index in range(count):
             pair = self.pair if index == 0 else _Pair(self.source, self.destination)
