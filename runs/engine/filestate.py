@@ -10,8 +10,6 @@ from pathlib import Path
 
 from .types import FolderStateData
 
-_FIELDS = {f.name for f in dataclasses.fields(FolderStateData)}
-
 
 class JsonFileStateStore:
     """FolderStateData per source folder in a JSON Lines journal: each save() appends one line, so a copy
@@ -33,6 +31,7 @@ class JsonFileStateStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._folders: dict[str, FolderStateData] | None = None
+        self._journal_started = False  # the file exists with its header (it is created by the first save)
 
     def load(self) -> dict[str, FolderStateData]:
         return {name: dataclasses.replace(state) for name, state in self._loaded().items()}
@@ -62,20 +61,18 @@ class JsonFileStateStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}, False
+        self._journal_started = True
         try:
-            return _read_journal(text)
-        except _NotAJournal:
-            pass
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path} is not a copy state file: {exc}") from None
-        try:
-            folders = json.loads(text)["folders"]
-            return {name: _state(item) for name, item in folders.items()}, True
+            try:
+                return _read_journal(text)
+            except _NotAJournal:
+                folders = json.loads(text)["folders"]
+                return {name: _state(item) for name, item in folders.items()}, True
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.path} is not a copy state file: {exc}") from None
 
     def _append(self, entry: dict[str, object]) -> None:
-        if not self.path.exists():
+        if not self._journal_started:
             self._rewrite({})
         with self.path.open("a", encoding="utf-8") as journal:
             journal.write(_line(entry))
@@ -88,6 +85,7 @@ class JsonFileStateStore:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write("".join(lines))
             os.replace(tmp, self.path)
+            self._journal_started = True
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -109,12 +107,8 @@ def _read_journal(text: str) -> tuple[dict[str, FolderStateData], bool]:
         raise _NotAJournal from None
     if header != _HEADER:
         raise _NotAJournal
-    torn = False
-    if lines[-1] == "":
-        lines.pop()  # the file ends with a newline: every line is whole
-    else:
-        lines.pop()  # a last line without its newline was never completely written
-        torn = True
+    # After the last newline: "" when every line is whole, else a line never completely written.
+    torn = lines.pop() != ""
     folders: dict[str, FolderStateData] = {}
     for line in lines[1:]:
         entry = json.loads(line)
@@ -131,7 +125,7 @@ def _line(entry: dict[str, object]) -> str:
 
 
 def _state(item: dict[str, object]) -> FolderStateData:
-    return FolderStateData(**{k: v for k, v in item.items() if k in _FIELDS})  # type: ignore[arg-type]
+    return FolderStateData(**{k: v for k, v in item.items() if k in _KEPT})  # type: ignore[arg-type]
 
 
 def _saved(state: FolderStateData) -> dict[str, object]:

@@ -113,3 +113,12 @@ def test_a_state_file_of_the_first_format_is_read_and_continued(tmp_path):
     store.save(FolderStateData("INBOX", "INBOX", 1, "1:3"))
     assert set(JsonFileStateStore(path).load()) == {"Отправленные", "INBOX"}
     assert _lines(path)[0] == {"version": 2}
+
+
+def test_a_state_file_cannot_supply_the_operators_accepted_refusals(tmp_path):
+    """accepted_uids is the operator's input for one run (never saved): a file that carries it is read
+    without it, so no message is skipped as "accepted" on the word of a state file."""
+    path = tmp_path / "s.json"
+    saved = {"source_folder": "INBOX", "destination_folder": "INBOX", "uidvalidity": 7, "accepted_uids": "1:*"}
+    path.write_text(json.dumps({"version": 2}) + "\n" + json.dumps({"save": saved}) + "\n")
+    assert JsonFileStateStore(path).load()["INBOX"].accepted_uids == ""
