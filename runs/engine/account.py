@@ -221,6 +221,9 @@ class _Account(_Planning):
         except _Fatal as exc:
             self.fatal = exc
         finally:
+            # Normally every worker has ended by now; after an error (a state write that failed) they
+            # stop at their next check, and send nothing off the record (worker._await_intent).
+            self.run.stop.set()
             self.pair.close()
             self.run.finished.set()
         for job in self.jobs:

@@ -107,6 +107,11 @@ class _GiveBack(Exception):
     """A worker beyond the first could not open its connections: it hands its unit back."""
 
 
+class _RunOver(Exception):
+    """The account run ended (its main thread left, e.g. because a state write failed) while a worker
+    waited for the write that records its next APPENDs: those may not be sent, and the worker ends."""
+
+
 class _Fatal(Exception):
     def __init__(self, reason: str, kind: ErrorKind | None) -> None:
         super().__init__(reason)

@@ -29,7 +29,7 @@ from .retries import _AppendRetries
 from .types import ErrorKind, MessageError, NotCopied
 from .uidset import UidSet
 from .verify import alteration_report
-from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _Sent, _Unit
+from .work import MAX_ATTEMPTS, _backoff, _Batch, _Fatal, _GiveBack, _Job, _Pair, _Run, _RunOver, _Sent, _Unit
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class _Worker(_AppendRetries, threading.Thread):
                 self.run_.events.put(("unit_done", unit.job, complete))
         except _Fatal as exc:
             self.run_.events.put(("fatal", exc.reason, exc.kind))
+        except _RunOver:
+            pass  # nobody is left to tell
         except BaseException as exc:  # a programming error: the main thread re-raises it
             self.run_.events.put(("crash", exc))
         finally:
@@ -600,12 +602,15 @@ class _Worker(_AppendRetries, threading.Thread):
 
     def _await_intent(self, uids: UidSet) -> None:
         """Wait until every write that recorded `uids` as intent is done (normally it is already).
-        Returns early when the account run is over (the main thread no longer writes)."""
+
+        Raises _RunOver when the account run ended without doing it (the main thread no longer writes):
+        APPENDs sent then would be on no record, and the next run could copy them twice (account.py,
+        "Crash window")."""
         for recorded, ack in self.intent_acks:
             if recorded & uids:
                 while not ack.wait(0.5):
                     if self.run_.finished.is_set():
-                        return
+                        raise _RunOver
         self.intent_acks = [(recorded, ack) for recorded, ack in self.intent_acks if not ack.is_set()]
 
     def _report(

@@ -401,6 +401,40 @@ def test_every_batch_is_on_record_before_its_appends_and_saved_once(imap_server,
     assert len(inbox_saves) <= 7, inbox_saves
 
 
+def test_a_state_write_that_fails_ends_the_copy_with_nothing_sent_off_the_record(
+    imap_server, make_imap_user, monkeypatch
+):
+    """The store cannot write (disk full, a state path the process may not write): copy_account raises the
+    store's error, and no APPEND goes out whose intent was not recorded, so the next run neither loses nor
+    duplicates a message. Workers do not go on copying after copy_account has returned."""
+    import threading
+
+    from runs.engine import worker
+
+    source, destination = make_imap_user(), make_imap_user()
+    _fill_some(imap_server, source, count=60, size=500)
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 10)
+
+    class FullDisk(MemoryStateStore):
+        def save(self, state):
+            if self.saves == 3:
+                raise OSError(28, "No space left on device")
+            super().save(state)
+
+    store = FullDisk()
+    with pytest.raises(OSError, match="No space left"):
+        copy_account(imap_server.mailbox(source), imap_server.mailbox(destination), state=store, connections=1)
+    for thread in threading.enumerate():
+        if thread.name.startswith("imapcopier-worker"):
+            thread.join(30)
+            assert not thread.is_alive()
+    state = store.folders["INBOX"]
+    on_record = UidSet.parse(state.copied_uids) | UidSet.parse(state.pending_uids)
+    with imap_server.connect(destination) as client:
+        arrived = len(read(client, "INBOX"))
+    assert 0 < arrived <= len(on_record) < 60
+
+
 @pytest.mark.parametrize("when", ["planning", "copying"])
 def test_bye_mid_run_reconnects(imap_server, make_imap_user, monkeypatch, when):
     from runs.engine import worker
