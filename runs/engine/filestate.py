@@ -24,8 +24,10 @@ class JsonFileStateStore:
     it): it is ignored and cut off, as the engine never sent the batch that save announced (account.py,
     "Crash window"). Any other unreadable line, a missing file header, or a file of the first format
     ({"version": 1, "folders": {...}}, read and then rewritten as a journal) that is malformed raises
-    ValueError and leaves the file as it is, rather than silently starting over (which would copy
-    everything again). A missing file is an empty state.
+    StateFileError and leaves the file as it is, rather than silently starting over (which would copy
+    everything again). A missing file is an empty state. A file that cannot be read or written (no
+    permission, a directory in the way, a full disk) raises StateFileError naming the path and the
+    system's reason; a save that raises it recorded nothing, and the engine sends nothing it announced.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -61,6 +63,10 @@ class JsonFileStateStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}, False
+        except OSError as exc:
+            raise StateFileError(f"cannot read the copy state file {self.path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise StateFileError(f"{self.path} is not a copy state file: it is not UTF-8 text") from None
         self._journal_started = True
         try:
             try:
@@ -69,26 +75,43 @@ class JsonFileStateStore:
                 folders = json.loads(text)["folders"]
                 return {name: _state(item) for name, item in folders.items()}, True
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path} is not a copy state file: {exc}") from None
+            raise StateFileError(f"{self.path} is not a copy state file: {exc}") from None
 
     def _append(self, entry: dict[str, object]) -> None:
         if not self._journal_started:
             self._rewrite({})
-        with self.path.open("a", encoding="utf-8") as journal:
-            journal.write(_line(entry))
+        try:
+            with self.path.open("a", encoding="utf-8") as journal:
+                journal.write(_line(entry))
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
 
     def _rewrite(self, folders: dict[str, FolderStateData]) -> None:
         lines = [_line(_HEADER)] + [_line({"save": _saved(state)}) for _, state in sorted(folders.items())]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write("".join(lines))
             os.replace(tmp, self.path)
             self._journal_started = True
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _write_error(self.path, exc) from None
             raise
+
+
+class StateFileError(Exception):
+    """The copy state file cannot be read or written, or is not one; the message names the path and
+    the reason (the system's words for an OSError), never the file's contents."""
+
+
+def _write_error(path: Path, exc: OSError) -> StateFileError:
+    return StateFileError(f"cannot write the copy state file {path}: {exc.strerror or exc}")
 
 
 _HEADER = {"version": 2}

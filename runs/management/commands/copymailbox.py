@@ -31,7 +31,7 @@ from runs.engine import (
     Security,
     copy_account,
 )
-from runs.engine.filestate import JsonFileStateStore
+from runs.engine.filestate import JsonFileStateStore, StateFileError
 from runs.engine.types import SignalFlag
 
 PASSWORD_VARIABLES = {
@@ -208,7 +208,7 @@ class Command(BaseCommand):
         store = JsonFileStateStore(state_path)
         try:
             store.load()
-        except ValueError as exc:
+        except StateFileError as exc:
             raise CommandError(str(exc)) from None
 
         stop = SignalFlag()
@@ -235,6 +235,9 @@ class Command(BaseCommand):
                 should_stop=stop.is_set,
                 connections=options["connections"],
             )
+        except StateFileError as exc:
+            # Raised by a save: the copy stopped, and no APPEND went out that the file does not record.
+            raise CommandError(f"{exc}; the copy stopped, and a run once the file can be written goes on") from None
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from runs.engine import Security
 from runs.engine.filestate import JsonFileStateStore
 from runs.management.commands.copymailbox import parse_endpoint
-from tests.runs.engine.helpers import assert_same_folder
+from tests.runs.engine.helpers import assert_same_folder, read
 from tests.support.dovecot import fill, make_message
 
 WHEN = dt.datetime(2023, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
@@ -156,6 +156,66 @@ def test_copymailbox_refuses_a_malformed_state_file(monkeypatch, tmp_path):
     )
     assert isinstance(error, CommandError) and "not a copy state file" in str(error)
     assert state.read_text() == "garbage"
+
+
+def test_copymailbox_says_when_the_state_file_cannot_be_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", "x")
+    monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", "y")
+    (tmp_path / "a-file").write_text("")
+    state = tmp_path / "a-file" / "s.json"
+    error, _, _ = run(
+        "--source", "imap://a@127.0.0.1:1", "--destination", "imap://b@127.0.0.1:1", "--state", str(state),
+    )  # fmt: skip
+    assert isinstance(error, CommandError)
+    assert str(error) == f"cannot read the copy state file {state}: Not a directory"
+
+
+@pytest.mark.imap
+def test_copymailbox_stops_when_the_disk_fills_and_the_next_run_copies_the_rest_once(
+    imap_server, make_imap_user, tmp_path, monkeypatch
+):
+    """The state file's disk fills mid-copy: a clear error, not a traceback; once there is room again
+    the next run copies what is left, and nothing twice."""
+    import pathlib
+
+    from runs.engine import worker
+
+    monkeypatch.setattr(worker, "BATCH_MESSAGES", 5)
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        fill(client, "INBOX", [(make_message(seed=i), [], WHEN) for i in range(30)])
+    monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", source.password)
+    monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
+    state = tmp_path / "state.json"
+    args = [
+        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
+        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
+        "--state", str(state), "--no-progress",
+    ]  # fmt: skip
+    real_open = pathlib.Path.open
+    appends = []
+
+    def open_on_a_filling_disk(path, mode="r", *a, **k):
+        if path == state and mode == "a":
+            appends.append(mode)
+            if len(appends) > 4:
+                raise OSError(28, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "open", open_on_a_filling_disk)
+        error, out, err = run(*args)
+    assert isinstance(error, CommandError)
+    assert str(error) == (
+        f"cannot write the copy state file {state}: No space left on device; "
+        "the copy stopped, and a run once the file can be written goes on"
+    )
+    with imap_server.connect(destination) as client:
+        assert 0 < len(read(client, "INBOX")) < 30
+    error, out, _ = run(*args)
+    assert error is None, out
+    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
+        assert assert_same_folder(src, "INBOX", dst, "INBOX") == 30
 
 
 @pytest.mark.imap

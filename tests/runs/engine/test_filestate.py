@@ -5,7 +5,7 @@ import json
 import pytest
 
 from runs.engine import FolderStateData
-from runs.engine.filestate import JsonFileStateStore
+from runs.engine.filestate import JsonFileStateStore, StateFileError
 
 
 def test_state_survives_a_new_store_on_the_same_file(tmp_path):
@@ -38,10 +38,10 @@ def test_loaded_state_is_a_copy(tmp_path):
 def test_a_malformed_file_is_refused_not_reset(tmp_path):
     path = tmp_path / "s.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="not a copy state file"):
+    with pytest.raises(StateFileError, match="not a copy state file"):
         JsonFileStateStore(path).load()
     path.write_text(json.dumps({"version": 1}))
-    with pytest.raises(ValueError):
+    with pytest.raises(StateFileError):
         JsonFileStateStore(path).load()
     assert path.read_text() == json.dumps({"version": 1})
 
@@ -84,7 +84,7 @@ def test_an_unreadable_line_inside_the_journal_is_refused_and_kept(tmp_path):
     lines = path.read_text().splitlines(keepends=True)
     damaged = lines[0] + '{"save": garbage\n' + lines[2]
     path.write_text(damaged)
-    with pytest.raises(ValueError, match="not a copy state file"):
+    with pytest.raises(StateFileError, match="not a copy state file"):
         JsonFileStateStore(path).load()
     assert path.read_text() == damaged
 
