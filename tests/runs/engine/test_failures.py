@@ -664,10 +664,6 @@ def test_a_unit_handed_back_after_the_first_worker_ended_is_copied_on_its_connec
     from runs.engine import account, work, worker
 
     monkeypatch.setattr(account, "MESSAGES_PER_EXTRA_WORKER", 10)
-    source, destination = make_imap_user(), make_imap_user()
-    with imap_server.connect(source) as client:
-        for name in ("INBOX", "A"):
-            fill(client, name, [(make_message(seed=f"{name}{i}"), [], WHEN) for i in range(20)])
     first_ended = threading.Event()
     real_run, real_connect = worker._Worker.run, work._connect_side
 
@@ -683,18 +679,29 @@ def test_a_unit_handed_back_after_the_first_worker_ended_is_copied_on_its_connec
 
     monkeypatch.setattr(worker._Worker, "run", run)
     monkeypatch.setattr(work, "_connect_side", connect_side)
+    _copy_to_a_server_granting_one_connection(imap_server, make_imap_user, ("INBOX", "A"), 20, connections=2)
+
+
+def _copy_to_a_server_granting_one_connection(imap_server, make_imap_user, folders, messages, *, connections):
+    """Copies `messages` messages in each of `folders` to a destination that refuses a user's second
+    connection; asserts the account is done, with a warning and every message copied once."""
+    source, destination = make_imap_user(), make_imap_user()
+    with imap_server.connect(source) as client:
+        for name in folders:
+            fill(client, name, [(make_message(seed=f"{name}{i}"), [], WHEN) for i in range(messages)])
     with FaultProxy(imap_server.imap_port, max_connections=1) as proxy:
         result = copy_account(
             imap_server.mailbox(source),
             replace(imap_server.mailbox(destination), port=proxy.port),
             state=MemoryStateStore(),
-            connections=2,
+            connections=connections,
         )
-    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 40, 0), result.reason
+        assert proxy.max_concurrent == 1
+    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, messages * len(folders), 0), result.reason
     assert any("fewer connections" in w for w in result.warnings)
     with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
-        for name in ("INBOX", "A"):
-            assert assert_same_folder(src, name, dst, name) == 20
+        for name in folders:
+            assert assert_same_folder(src, name, dst, name) == messages
 
 
 def test_throttle_wait_parsing():
@@ -733,20 +740,4 @@ def test_connections_the_server_refuses_are_done_without(imap_server, make_imap_
     from runs.engine import account
 
     monkeypatch.setattr(account, "MESSAGES_PER_EXTRA_WORKER", 10)  # three workers wanted for 90 messages
-    source, destination = make_imap_user(), make_imap_user()
-    with imap_server.connect(source) as client:
-        for name in ("INBOX", "A", "B"):
-            fill(client, name, [(make_message(seed=f"{name}{i}"), [], WHEN) for i in range(30)])
-    with FaultProxy(imap_server.imap_port, max_connections=1) as proxy:
-        result = copy_account(
-            imap_server.mailbox(source),
-            replace(imap_server.mailbox(destination), port=proxy.port),
-            state=MemoryStateStore(),
-            connections=3,
-        )
-        assert proxy.max_concurrent == 1
-    assert (result.outcome, result.copied, result.errors) == (Outcome.DONE, 90, 0), result.reason
-    assert any("fewer connections" in w for w in result.warnings)
-    with imap_server.connect(source) as src, imap_server.connect(destination) as dst:
-        for name in ("INBOX", "A", "B"):
-            assert assert_same_folder(src, name, dst, name) == 30
+    _copy_to_a_server_granting_one_connection(imap_server, make_imap_user, ("INBOX", "A", "B"), 30, connections=3)
