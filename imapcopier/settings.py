@@ -129,8 +129,14 @@ TEMPLATES = [
 ]
 
 
+CONN_MAX_AGE_SECONDS = 60
+
+
 def _database(url: str) -> dict:
-    config = dj_database_url.parse(url, conn_max_age=0 if url.startswith("sqlite") else 60, conn_health_checks=True)
+    # Connections are kept for a minute on every database, SQLite included: a cluster's processes would
+    # otherwise open a new one (with the PRAGMAs below) for each job and each poll of the ORM broker, which
+    # django-q2 ends with close_old_connections() (bench/README.md, "persistent SQLite connections").
+    config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE_SECONDS, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         # WAL lets the web, the cluster and its workers read while one writes; IMMEDIATE takes the
