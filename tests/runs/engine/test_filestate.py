@@ -46,6 +46,39 @@ def test_a_malformed_file_is_refused_not_reset(tmp_path):
     assert path.read_text() == json.dumps({"version": 1})
 
 
+def test_a_file_that_is_not_text_is_refused_not_reset(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(StateFileError, match="is not a copy state file: it is not UTF-8 text"):
+        JsonFileStateStore(path).load()
+    assert path.read_bytes() == b"\xff\xfe binary"
+
+
+def test_a_rewrite_that_cannot_write_names_the_file_and_leaves_it_whole(tmp_path, monkeypatch):
+    """Compaction on load (and the first save) writes a temporary file and renames it: a full disk there
+    is a StateFileError, the journal is left as it was and no temporary file stays behind."""
+    import os
+
+    path = tmp_path / "s.json"
+    store = JsonFileStateStore(path)
+    store.save(FolderStateData("A", "A", 1, "1"))
+    store.save(FolderStateData("A", "A", 1, "1:2"))  # a superseded line: the next load compacts
+    before = path.read_text()
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(StateFileError) as raised:
+        JsonFileStateStore(path).load()
+    assert str(raised.value) == f"cannot write the copy state file {path}: No space left on device"
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+    assert JsonFileStateStore(path).load()["A"].copied_uids == "1:2"
+
+
 def _lines(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
