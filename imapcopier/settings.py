@@ -135,7 +135,7 @@ CONN_MAX_AGE_SECONDS = 60
 def _database(url: str) -> dict:
     # Connections are kept for a minute on every database, SQLite included: a cluster's processes would
     # otherwise open a new one (with the PRAGMAs below) for each job and each poll of the ORM broker, which
-    # django-q2 ends with close_old_connections() (bench/README.md, "persistent SQLite connections").
+    # django-q2 ends with close_old_connections() (bench/README.md, "SQLite connections kept between jobs").
     config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE_SECONDS, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
