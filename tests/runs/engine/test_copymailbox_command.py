@@ -54,6 +54,15 @@ def run(*args):
     return None, out.getvalue(), err.getvalue()
 
 
+def endpoints(imap_server, source, destination, state, *, port=None) -> list[str]:
+    """--source, --destination (plain IMAP on loopback, `port` for a proxy in front of the destination) and --state."""
+    return [
+        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
+        "--destination", f"imap://{destination.username}@127.0.0.1:{port or imap_server.imap_port}",
+        "--state", str(state),
+    ]  # fmt: skip
+
+
 @pytest.mark.imap
 def test_copymailbox_copies_then_copies_only_what_is_new(imap_server, make_imap_user, tmp_path, monkeypatch):
     source, destination = make_imap_user(), make_imap_user()
@@ -98,10 +107,9 @@ def test_copymailbox_fails_with_a_non_zero_status(imap_server, make_imap_user, t
     monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", "wrong-password-123")
     monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
     error, out, err = run(
-        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
-        "--state", str(tmp_path / "s.json"), "--no-progress",
-    )  # fmt: skip
+        *endpoints(imap_server, source, destination, tmp_path / "s.json"),
+        "--no-progress",
+    )
     assert isinstance(error, CommandError) and error.returncode == 1
     assert out.startswith("failed:")
     assert "login refused" in out
@@ -122,10 +130,8 @@ def test_copymailbox_reports_refused_messages_and_exits_non_zero(imap_server, ma
     monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", source.password)
     monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
     error, out, _ = run(
-        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
-        "--state", str(tmp_path / "s.json"),
-    )  # fmt: skip
+        *endpoints(imap_server, source, destination, tmp_path / "s.json"),
+    )
     assert isinstance(error, CommandError) and error.returncode == 1
     assert "done: 1 copied" in out
     assert "error: INBOX UID 1" in out and "'huge'" in out and "NO [LIMIT]" in out
@@ -188,10 +194,9 @@ def test_copymailbox_stops_when_the_disk_fills_and_the_next_run_copies_the_rest_
     monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
     state = tmp_path / "state.json"
     args = [
-        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
-        "--state", str(state), "--no-progress",
-    ]  # fmt: skip
+        *endpoints(imap_server, source, destination, state),
+        "--no-progress",
+    ]
     real_open = pathlib.Path.open
     appends = []
 
@@ -232,10 +237,9 @@ def test_copymailbox_with_a_state_file_for_another_destination_user_copies_every
     def copy_to(user):
         monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", user.password)
         return run(
-            "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-            "--destination", f"imap://{user.username}@127.0.0.1:{imap_server.imap_port}",
-            "--state", str(state), "--no-progress",
-        )  # fmt: skip
+            *endpoints(imap_server, source, user, state),
+            "--no-progress",
+        )
 
     assert copy_to(first)[0] is None
     error, out, _ = copy_to(second)
@@ -256,10 +260,11 @@ def test_copymailbox_says_which_messages_were_not_copied_and_why(imap_server, ma
     monkeypatch.setenv("IMAPCOPIER_SOURCE_PASSWORD", source.password)
     monkeypatch.setenv("IMAPCOPIER_DESTINATION_PASSWORD", destination.password)
     error, out, _ = run(
-        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
-        "--state", str(tmp_path / "s.json"), "--no-progress", "--map", "Projects=~Projects",
-    )  # fmt: skip
+        *endpoints(imap_server, source, destination, tmp_path / "s.json"),
+        "--no-progress",
+        "--map",
+        "Projects=~Projects",
+    )
     assert "source: 7 messages, 2 at the destination, 5 not copied (5 folder not created)" in out
     assert isinstance(error, CommandError) and error.returncode == 1
 
@@ -284,11 +289,12 @@ def test_manage_py_copymailbox_runs_without_the_site_and_reports_its_start_up(im
         "PYTHONPROFILEIMPORTTIME": "1",  # stderr lists every module imported
     }
     args = [
-        sys.executable, "manage.py", "copymailbox",
-        "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-        "--destination", f"imap://{destination.username}@127.0.0.1:{imap_server.imap_port}",
-        "--state", str(tmp_path / "state.json"), "--no-progress",
-    ]  # fmt: skip
+        sys.executable,
+        "manage.py",
+        "copymailbox",
+        *endpoints(imap_server, source, destination, tmp_path / "state.json"),
+        "--no-progress",
+    ]
     done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     first = done.stdout.splitlines()[0]
@@ -329,11 +335,11 @@ def test_ctrl_c_stops_copymailbox_after_its_batch_and_the_next_run_copies_the_re
 
     def args(port: int) -> list[str]:
         return [
-            sys.executable, "manage.py", "copymailbox",
-            "--source", f"imap://{source.username}@127.0.0.1:{imap_server.imap_port}",
-            "--destination", f"imap://{destination.username}@127.0.0.1:{port}",
-            "--state", str(state),
-        ]  # fmt: skip
+            sys.executable,
+            "manage.py",
+            "copymailbox",
+            *endpoints(imap_server, source, destination, state, port=port),
+        ]
 
     with FaultProxy(imap_server.imap_port, delay=0.05) as proxy:
         copy = subprocess.Popen(args(proxy.port), cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
