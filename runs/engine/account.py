@@ -58,7 +58,7 @@ from imapclient.exceptions import IMAPClientError
 
 from . import imap as wire
 from .folders import folder_infos, with_counts
-from .folderstate import destination_server
+from .folderstate import bind_to_appended, destination_server
 from .imap import Connection, ConnectionLost
 from .planning import _Planning
 from .types import (
@@ -415,6 +415,8 @@ class _Account(_Planning):
                     changed.append(intent_job)
                 if ack is not None:
                     acks.append(ack)
+            if batch.uidvalidity is not None:
+                bind_to_appended(job.state, job.copied, job.uid_map, batch.uidvalidity)
             job.uid_map.update(batch.mapped.items())
             if batch.vanished and job.result.source_messages is not None:
                 job.result.source_messages -= batch.vanished  # no longer at the source

@@ -31,9 +31,10 @@ class AppendOutcome:
     ok: bool
     text: str  # the server's words
     uid: int | None = None  # from APPENDUID
+    uidvalidity: int | None = None  # the destination folder's UIDVALIDITY that `uid` is under (APPENDUID)
 
 
-_APPENDUID = re.compile(r"\[APPENDUID \d+ (\d+)\]", re.IGNORECASE)
+_APPENDUID = re.compile(r"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 
 
 def _quote(text: bytes) -> bytes:
@@ -145,5 +146,7 @@ def _outcome(typ: str, data: list[object]) -> AppendOutcome:
     text = to_unicode(data[0]) if data and data[0] is not None else ""
     if typ == "OK":
         match = _APPENDUID.search(text)
-        return AppendOutcome(True, text, int(match.group(1)) if match else None)
+        if match is None:
+            return AppendOutcome(True, text)
+        return AppendOutcome(True, text, int(match.group(2)), int(match.group(1)))
     return AppendOutcome(False, f"{typ} {text}".strip())

@@ -65,6 +65,24 @@ def binding_change(
     return ""
 
 
+def bind_to_appended(state: FolderStateData, copied: UidSet, uid_map: UidMap, uidvalidity: int) -> bool:
+    """Bind `state` to the destination UIDVALIDITY an APPENDUID named (RFC 4315 §3) when it differs from
+    the one planning read by STATUS and the record holds no copy yet. Returns whether it re-bound.
+
+    Why: a server may answer STATUS for a folder it has not stored UIDs for yet with a UIDVALIDITY it
+    does not keep. Courier's is the time of asking, in seconds, until the folder is first written (an
+    APPEND or a read-write SELECT; PITFALLS.md). A record bound to it would look "re-created" to the
+    next run, be voided and every message matched again. The APPENDUID names the UIDVALIDITY the
+    copies really are under. With copies already on record (`copied`, `uid_map`), a different value
+    means the folder was re-created meanwhile: the binding is kept, so the next run voids the record
+    (binding_change) and finds what the destination really holds.
+    """
+    if state.destination_uidvalidity == uidvalidity or copied or uid_map:
+        return False
+    state.destination_uidvalidity = uidvalidity
+    return True
+
+
 def deleted_at_destination(uid_map: UidMap, copied: UidSet, destination_uids: UidSet) -> UidSet:
     """Source UIDs among `copied` whose copy someone deleted at the destination after it was copied.
 

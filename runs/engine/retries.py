@@ -34,10 +34,7 @@ class _AppendRetries:
         fixed = AppendItem(raw=normalise_line_endings(item.raw), flags=item.flags, when=item.when)
         outcome = self._append_one(dst, job, uid, fixed)
         if outcome.ok:
-            report.landed.append(uid)
-            report.bytes += len(fixed.raw)
-            if outcome.uid:
-                report.mapped[uid] = outcome.uid
+            report.add_landed(uid, len(fixed.raw), outcome)
             report.message_warnings.append(
                 self._warning(
                     job,
@@ -67,10 +64,7 @@ class _AppendRetries:
             outcome = self._append_one(dst, job, uid, AppendItem(raw=item.raw, flags=flags, when=item.when))
             if outcome.ok:
                 dropped = [k for k in keywords if k not in flags]
-                report.landed.append(uid)
-                report.bytes += len(item.raw)
-                if outcome.uid:
-                    report.mapped[uid] = outcome.uid
+                report.add_landed(uid, len(item.raw), outcome)
                 report.message_warnings.append(
                     self._warning(
                         job,

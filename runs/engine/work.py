@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .append import AppendItem, PendingAppends
+from .append import AppendItem, AppendOutcome, PendingAppends
 from .connect import connect
 from .folderstate import UidMap
 from .imap import ConnectError, Connection, ConnectionLost
@@ -89,6 +89,17 @@ class _Batch:
     skipped: int = 0
     vanished: int = 0
     altered: int = 0  # of `landed` in an earlier report: stored differently from what was sent
+    # The destination UIDVALIDITY the APPENDUIDs of `mapped` named (RFC 4315 §3); None without one.
+    uidvalidity: int | None = None
+
+    def add_landed(self, uid: int, size: int, outcome: AppendOutcome) -> None:
+        """Count source `uid` as landed, `size` bytes sent; with an APPENDUID in `outcome` (RFC 4315 §3),
+        map it to its destination UID and note the UIDVALIDITY that UID is under."""
+        self.landed.append(uid)
+        self.bytes += size
+        if outcome.uid:
+            self.mapped[uid] = outcome.uid
+            self.uidvalidity = outcome.uidvalidity
 
 
 @dataclass

@@ -475,10 +475,7 @@ class _Worker(_AppendRetries, threading.Thread):
         for (uid, it), outcome in zip(items, outcomes, strict=True):
             asked = None if outcome.ok else wire.throttle_wait(outcome.text)
             if outcome.ok:
-                report.landed.append(uid)
-                report.bytes += len(it.raw)
-                if outcome.uid:
-                    report.mapped[uid] = outcome.uid
+                report.add_landed(uid, len(it.raw), outcome)
             elif asked is not None:  # not refused, only "not now": tried again after the wait
                 throttled.append(uid)
                 wait = max(wait, asked)
@@ -524,11 +521,8 @@ class _Worker(_AppendRetries, threading.Thread):
         for (uid, it), outcome in zip(items, outcomes, strict=False):
             done.append(uid)
             if outcome.ok:
-                report.landed.append(uid)
-                report.bytes += len(it.raw)
+                report.add_landed(uid, len(it.raw), outcome)
                 confirmed_ids.append(identity_of_message(it.raw))
-                if outcome.uid:
-                    report.mapped[uid] = outcome.uid
             else:
                 report.errors.append(self._error(job, uid, it, outcome.text))
         self.inflight = (job, items[len(outcomes) :], confirmed_ids, sent.uidnext)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from runs.engine import FolderStateData, Mailbox
-from runs.engine.folderstate import UidMap, binding_change, deleted_at_destination, destination_server
+from runs.engine.folderstate import (
+    UidMap,
+    bind_to_appended,
+    binding_change,
+    deleted_at_destination,
+    destination_server,
+)
 from runs.engine.uidset import UidSet
 
 
@@ -54,6 +60,20 @@ def test_a_state_written_before_bindings_were_kept_is_adopted():
 
 def test_an_empty_state_for_a_folder_still_to_create_is_not_void():
     assert _change(_state(copied_uids=""), uidvalidity=None) == ""
+
+
+def test_a_record_holding_no_copy_yet_takes_the_uidvalidity_the_first_appenduid_names():
+    state = _state(copied_uids="")
+    assert bind_to_appended(state, UidSet(), UidMap(), 41)
+    assert state.destination_uidvalidity == 41 and _change(state, uidvalidity=41) == ""
+
+
+@pytest.mark.parametrize(("copied", "mapped"), [(UidSet.parse("1:300"), UidMap()), (UidSet(), UidMap.parse("1:300=1"))])
+def test_with_copies_on_record_an_appenduid_under_another_uidvalidity_leaves_the_record_to_be_voided(copied, mapped):
+    """The folder was re-created since those copies were made: the next run must find that out (binding_change)."""
+    state = _state()
+    assert not bind_to_appended(state, copied, mapped, 41)
+    assert "re-created" in _change(state, uidvalidity=41)
 
 
 def test_the_server_key_ignores_the_case_of_the_host_name():

@@ -11,6 +11,7 @@ cannot hold and messages a destination alters: test_server_capabilities.py.)
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -234,3 +235,39 @@ def test_flag_changes_land_on_the_right_copy_cheaply(loaded, source_name, destin
     # Cheaply: the re-run reads flags from the source, never headers or bodies again.
     fetches = [line.upper() for line in recorder.commands if b" FETCH " in line.upper()]
     assert fetches and not [line for line in fetches if b"BODY" in line or b"RFC822" in line], recorded
+
+
+@pytest.mark.parametrize("destination_name", SERVERS)
+def test_a_rerun_finds_the_record_of_a_new_destination_folder_valid(loaded, destination_name):
+    """Courier answers STATUS on a folder it has no UIDs stored for with a UIDVALIDITY it does not keep (the time
+    of asking, in seconds, until the folder is first written): a record bound to that value looked re-created on
+    the next run, was voided with a warning saying so, and every message was matched again. Here a second
+    passes between planning's STATUS of the new folder and its first write (the worker's SELECT)."""
+    source = loaded["dovecot" if destination_name == "cyrus" else "cyrus"]
+    destination = loaded[destination_name]
+    source_user, dest_user = source.server.add_user(), destination.server.add_user()
+    with source.server.connect(source_user) as client:
+        fill(client, "INBOX", [(make_message(subject=f"m{i}", seed=70 + i), (), WHEN) for i in range(3)])
+    waited = []
+
+    def slow_first_select(line: bytes) -> bool:
+        if b' SELECT "INBOX"' in line and not waited:
+            waited.append(line)
+            time.sleep(1.1)
+        return False
+
+    store = MemoryStateStore()
+    src_mailbox = source.server.mailbox(source_user)
+    with CommandRecorder(destination.server.imap_port, client_cut=slow_first_select) as slow:
+        dst_mailbox = replace(destination.server.mailbox(dest_user), port=slow.port)
+        first = copy_account(src_mailbox, dst_mailbox, state=store)
+        assert (first.outcome, first.copied, first.warnings) == (Outcome.DONE, 3, [])
+        assert waited, "the copy never selected the destination INBOX"
+
+        with destination.server.connect(dest_user) as client:
+            kept = client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+        assert store.load()["INBOX"].destination_uidvalidity == kept
+        with CommandRecorder(source.server.imap_port) as recorder:
+            again = copy_account(replace(src_mailbox, port=recorder.port), dst_mailbox, state=store)
+    assert (again.outcome, again.copied, again.skipped, again.warnings) == (Outcome.DONE, 0, 3, [])
+    assert not [line for line in recorder.commands if b" FETCH " in line.upper()]
