@@ -316,9 +316,13 @@ def _interruption(result: AccountResult, monitor: JobMonitor) -> str | None:
     or None (done, failed, cancelled)."""
     if result.outcome != Outcome.CANCELLED or monitor.cancelled.is_set():
         return None  # finished by itself, or cancelled by the operator
-    if monitor.terminated.is_set() and lifeline.main_gone():
-        return orchestrator.MAIN_PROCESS_DIED
     if monitor.terminated.is_set():
+        # A SIGTERM from outside (a process manager stopping the whole group) is the reason, even when the
+        # cluster's main process died of the same signal meanwhile (CI, 2026-12-02). The main process's death
+        # is the reason when only it stopped the copy: the sentinel's stop event or the lifeline's own SIGTERM.
+        told_to_stop = _SIGTERM_RECEIVED.is_set() and not lifeline.signalled_itself()
+        if lifeline.main_gone() and not told_to_stop:
+            return orchestrator.MAIN_PROCESS_DIED
         return orchestrator.STOPPED_BY_SIGTERM
     if monitor.timed_out.is_set():
         return f"{orchestrator.TIME_LIMIT_REACHED} ({time_limit_seconds() / 3600:.1f} h)"

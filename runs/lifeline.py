@@ -34,12 +34,19 @@ logger = logging.getLogger(__name__)
 CHECK_SECONDS = 1.0
 
 _main_gone = threading.Event()
+_signalled_itself = threading.Event()  # this process sent itself SIGTERM (_watch_as_descendant)
 _installed_for: int | None = None
 
 
 def main_gone() -> bool:
     """True in a cluster process once it has seen the cluster's main process die."""
     return _main_gone.is_set()
+
+
+def signalled_itself() -> bool:
+    """True once this process has sent itself SIGTERM because its sentinel died: a SIGTERM it got is then
+    not (only) a process manager's stop."""
+    return _signalled_itself.is_set()
 
 
 def install() -> None:
@@ -54,6 +61,7 @@ def install() -> None:
 
 def _start_watcher(main_pid: int) -> None:
     _main_gone.clear()
+    _signalled_itself.clear()
     parent = os.getppid()
     target = _watch_as_sentinel if parent == main_pid else _watch_as_descendant
     threading.Thread(target=target, args=(main_pid, parent), name="lifeline", daemon=True).start()
@@ -107,6 +115,7 @@ def _watch_as_descendant(main_pid: int, parent: int) -> None:
             # in flight turns SIGTERM into "stop after this batch"; an idle process just ends.
             if not _alive(main_pid):
                 _main_gone.set()
+            _signalled_itself.set()
             os.kill(os.getpid(), signal.SIGTERM)
         elif not _main_gone.is_set() and parent_of(parent) not in (main_pid, None):
             _main_gone.set()  # the sentinel will stop the cluster; jobs can now say why

@@ -18,7 +18,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from runs import jobs, orchestrator, q2
+from runs import jobs, lifeline, orchestrator, q2
 from runs.engine.types import ConnectionTestResult
 from runs.models import AccountRun, FolderState, Run
 from runs.progress import WAITING_FOR_SLOTS
@@ -356,6 +356,41 @@ def test_sigterm_ends_the_copy_as_interrupted_and_the_next_run_resumes(imap_serv
     jobs.copy_account_job(pk2)
     assert Run.objects.get(pk=run2.pk).status == Run.Status.DONE
     assert mail_hashes(imap_server, destination) == mail_hashes(imap_server, source)
+
+
+@pytest.mark.parametrize(
+    ("sender", "reason"),
+    [("a process manager", orchestrator.STOPPED_BY_SIGTERM), ("the lifeline", orchestrator.MAIN_PROCESS_DIED)],
+)
+def test_with_the_main_process_gone_the_record_says_who_stopped_the_copy(
+    sender, reason, imap_server, imap_task, pushed
+):
+    # CI on 2026-12-02: SIGTERM to the whole process group; the cluster's main process died of it too, and the
+    # worker, having seen that, blamed the main process's death although a process manager had stopped it.
+    previous = signal.signal(signal.SIGTERM, lambda *args: None)
+
+    def stop() -> None:
+        lifeline._main_gone.set()  # what this worker's lifeline thread notes when the main process dies
+        if sender == "the lifeline":
+            lifeline._signalled_itself.set()  # ... and what it does when the sentinel dies too
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        with FaultProxy(imap_server.imap_port, delay=0.01) as proxy:
+            task, users = imap_task(pairs=1, source_port=proxy.port)
+            fill_user(imap_server, users[0][0], {"INBOX": 1500}, size=500)
+            run, (pk,) = _start(task)
+            with _Once(stop) as once:
+                jobs.copy_account_job(pk)
+            assert once.fired.is_set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        jobs._SIGTERM_RECEIVED.clear()
+        lifeline._main_gone.clear()
+        lifeline._signalled_itself.clear()
+    ar = AccountRun.objects.get(pk=pk)
+    assert ar.status == AccountRun.Status.FAILED and ar.interrupted
+    assert ar.last_error.startswith(f"interrupted: {reason}"), ar.last_error
 
 
 @pytest.mark.parametrize("moment", ["claim", "record"])
