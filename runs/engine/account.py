@@ -43,6 +43,13 @@ Decisions worth knowing:
 - Flags: \Recent never; filtered to the destination folder's PERMANENTFLAGS (keywords where \* is
   allowed); dropped flags reported once per folder. Changes on the source are carried to the
   destination copies (through the UID map) with STORE FLAGS; CHANGEDSINCE keeps this cheap.
+- Sessions: planning reads a folder on its own connection, a worker copies it on another; the UIDs
+  planned hold there only under the same UIDVALIDITY. A server that keeps no UIDs between sessions
+  gives each session a new one (RFC 9051 §2.3.1.1; Courier, for a folder nobody opened read-write).
+  A worker that finds another UIDVALIDITY hands the folder back; once the workers are done, it is
+  read again on the planning connections (planning._plan_in_session: matched by identity against the
+  destination) and copied by worker 0 on them, in that same session; after MAX_ATTEMPTS readings,
+  what is left waits for the next run, with a warning.
 - Subscriptions: the destination subscribes what the source subscribes (mapped names); nothing is
   unsubscribed and nothing the source does not subscribe is subscribed.
 """
@@ -106,6 +113,7 @@ class _Account(_Planning):
         self.result = AccountResult(outcome=Outcome.DONE)
         self.jobs: list[_Job] = []
         self.to_copy: list[tuple[_Job, UidSet]] = []
+        self.resessions: list[_Job] = []  # folders a worker found under another UIDVALIDITY ("Sessions")
         self.run = _Run()
         self.started = time.monotonic()
         self.total_messages = 0
@@ -313,7 +321,22 @@ class _Account(_Planning):
             return
         # Each worker past the first logs in once more on each side: worth it only for enough messages.
         worth = 1 + wanted // MESSAGES_PER_EXTRA_WORKER
-        workers = self._start_workers(min(self.connections, pending_units, worth))
+        crash = self._work(self._start_workers(min(self.connections, pending_units, worth)))
+        while crash is None and self.fatal is None and not self.run.stop.is_set() and self.resessions:
+            job = self.resessions.pop(0)
+            self._retrying(
+                f"reading {job.source!r} again", lambda src, dst, job=job: self._plan_in_session(src, dst, job)
+            )
+            if not self.run.units.empty():
+                # Worker 0 on the planning connections, where the folder is still open in that session.
+                crash = self._work(self._start_workers(1))
+        if crash is not None:
+            raise crash
+        self._finish_jobs()
+
+    def _work(self, workers: list[_Worker]) -> BaseException | None:
+        """Apply the workers' events until every worker has ended and no unit is left; returns a worker's
+        crash (a programming error, to re-raise), else None."""
         alive = len(workers)
         crash: BaseException | None = None
         last_stop_check = 0.0
@@ -370,9 +393,7 @@ class _Account(_Planning):
                 self.stop_requested()
         for worker in workers:
             worker.join()
-        if crash is not None:
-            raise crash
-        self._finish_jobs()
+        return crash
 
     def _start_workers(self, count: int) -> list[_Worker]:
         """Start `count` workers; worker 0 borrows the planning connections (self.pair) and leaves them
@@ -447,7 +468,19 @@ class _Account(_Planning):
                         f"flags the destination does not accept were dropped in {job.source!r}: {', '.join(sorted(new))}",
                     )
             return changed
-        if kind == "sizes":
+        if kind == "resession":
+            _kind, job, uidvalidity = event
+            if job in self.resessions:
+                pass
+            elif job.sessions < MAX_ATTEMPTS:
+                self.resessions.append(job)
+            else:
+                self.add_warning(
+                    job,
+                    f"{job.source!r} had another UIDVALIDITY ({uidvalidity}) each time it was opened; "
+                    "what is left of it is copied next run",
+                )
+        elif kind == "sizes":
             self.total_bytes += event[1]
         elif kind == "unit_done":
             _kind, job, complete = event

@@ -453,6 +453,64 @@ class _Planning:
             src.unselect()
         return candidates
 
+    def _plan_in_session(self, src: Connection, dst: Connection, job: _Job) -> None:
+        """Plan a folder again in this session, whose UIDVALIDITY differs from the one planning read (a
+        worker found it so: worker._open_source), and leave it open for worker 0, which copies it on these
+        connections, so in the same session (account.py, "Sessions").
+
+        RFC 9051 §2.3.1.1: a server that cannot keep a folder's UIDs between sessions gives each session a
+        new UIDVALIDITY; Courier does so for a folder it has not stored UIDs for yet (one nobody opened
+        read-write: it answers the time of asking). The UIDs planned before, and the copies on record under
+        them, then name nothing: the folder's messages are matched against the destination by identity,
+        the copies this run made included, and what is not there is queued as one unit. The folder's
+        counts are redone to match (a message is counted once: copied, already there, or not copied).
+        """
+        before = job.uidvalidity
+        info = src.examine(job.source)
+        uidvalidity = int(info.get(b"UIDVALIDITY", 0))
+        all_uids = src.search_all()
+        result = job.result
+        # What planning counted under the old UIDs is void: the skipped and deleted copies, the refusals
+        # the operator accepted (like a changed source UIDVALIDITY, _previous_state, they are tried again).
+        self.result.skipped -= result.skipped
+        self.result.deleted_at_destination -= result.deleted_at_destination
+        result.skipped = result.deleted_at_destination = 0
+        accepted = result.not_copied.pop(NotCopied.ACCEPTED, 0)
+        if accepted:
+            self.result.not_copied[NotCopied.ACCEPTED] -= accepted
+        job.uidvalidity = job.state.uidvalidity = uidvalidity
+        job.state.accepted_uids = ""
+        job.state.highest_modseq = None
+        job.uid_map = UidMap()
+        job.source_size = job.source_uidnext = None  # read with the old UIDs (worker._fits_one_batch)
+        job.sessions += 1
+        self.total_messages += len(all_uids) - (result.source_messages or 0)
+        result.source_messages = len(all_uids)
+        dst.select(job.destination)
+        try:
+            found = self._match(src, dst, job, all_uids, since=1) if all_uids else UidSet()
+            self._sync_flags(src, dst, job, found, since_modseq=None)
+        finally:
+            dst.unselect()
+        job.copied = found
+        arrived_now = result.copied + result.altered  # copied by this run: among `found`
+        self._count_already(job, max(0, len(found) - arrived_now), UidSet())
+        candidates = all_uids - found
+        self.save(job)
+        if job.sessions == 1:
+            self.add_warning(
+                job,
+                f"{job.source!r} had another UIDVALIDITY in another session ({before} → {uidvalidity}): the source does "
+                "not keep its UIDs between sessions, so it was read again, matched against the destination by identity "
+                "and copied in one session",
+            )
+        if not candidates:
+            src.unselect()
+            return
+        job.units_left += 1
+        job.incomplete = bool(result.errors)
+        self.run.units.put(_Unit(job, candidates))
+
     def _count_already(self, job: _Job, copied_before: int, gone: UidSet) -> None:
         """Count the `copied_before` messages of a folder that earlier runs copied: "already there"
         (skipped), but for `gone`, the ones deleted at the destination since (not copied again,

@@ -45,6 +45,8 @@ class _Job:
     # unknown. Every message below that UIDNEXT counts in that size (messages never change, RFC 9051 §2.3.1).
     source_size: int | None = None
     source_uidnext: int | None = None
+    # Times the folder was read again because a worker's session saw another UIDVALIDITY (account.py, "Sessions").
+    sessions: int = 0
 
     def take_destination_uidnext(self) -> int | None:
         """The destination UIDNEXT planning saw, to the first caller only (then None).

@@ -264,8 +264,9 @@ class _Worker(_AppendRetries, threading.Thread):
         )
 
     def _open_source(self, src: Connection, job: _Job) -> bool:
-        """EXAMINE the unit's folder; False (and a warning) when it is refused or its UIDVALIDITY
-        changed since planning (RFC 9051 §2.3.1.1: its UIDs then name other messages)."""
+        """EXAMINE the unit's folder; False when it is refused (and a warning) or its UIDVALIDITY is not the
+        one planning read (RFC 9051 §2.3.1.1: the unit's UIDs then name other messages, or nothing): the main
+        thread reads the folder again and copies it in one session (account.py, "Sessions")."""
         try:
             info = src.examine(job.source)
         except imaplib.IMAP4.abort:
@@ -273,10 +274,9 @@ class _Worker(_AppendRetries, threading.Thread):
         except IMAPClientError as exc:
             self._report(_Batch(job, warnings=[f"{job.source!r} could not be opened: {wire.describe(exc)}"]))
             return False
-        if int(info.get(b"UIDVALIDITY", 0)) != job.uidvalidity:
-            self._report(
-                _Batch(job, warnings=[f"{job.source!r} changed UIDVALIDITY during the run; it is copied next run"])
-            )
+        uidvalidity = int(info.get(b"UIDVALIDITY", 0))
+        if uidvalidity != job.uidvalidity:
+            self.run_.events.put(("resession", job, uidvalidity))
             return False
         return True
 

@@ -11,6 +11,7 @@ cannot hold and messages a destination alters: test_server_capabilities.py.)
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ import pytest
 
 from runs.engine import copy_account, plan_folders, test_connection
 from runs.engine.filestate import MemoryStateStore
-from runs.engine.types import Outcome
+from runs.engine.types import NotCopied, Outcome
 from tests.runs.engine.helpers import CommandRecorder
 from tests.support.dovecot import fill, make_message, read
 
@@ -271,3 +272,91 @@ def test_a_rerun_finds_the_record_of_a_new_destination_folder_valid(loaded, dest
             again = copy_account(replace(src_mailbox, port=recorder.port), dst_mailbox, state=store)
     assert (again.outcome, again.copied, again.skipped, again.warnings) == (Outcome.DONE, 0, 3, [])
     assert not [line for line in recorder.commands if b" FETCH " in line.upper()]
+
+
+def _deliver(server, user, messages: list[bytes]) -> None:
+    """Put messages straight into a Courier user's Maildir, as a mail delivery agent does: no IMAP session has
+    opened the folder, so Courier has stored no UIDs for it."""
+    cur = server.workdir / "home" / user.username / "Maildir" / "cur"
+    for raw in messages:
+        path = cur / f"{time.time_ns()}.M{len(list(cur.iterdir()))}P1.mail.example.org:2,"
+        path.write_bytes(raw.replace(b"\r\n", b"\n"))  # a Maildir file has LF line ends
+        os.chown(path, server.uid, server.gid)
+
+
+def _slow_nth_examine(nth: int):
+    """A client_cut for CommandRecorder: the nth EXAMINE of INBOX reaches the server a second late."""
+    seen = []
+
+    def hook(line: bytes) -> bool:
+        if b' EXAMINE "INBOX"' in line:
+            seen.append(line)
+            if len(seen) == nth:
+                time.sleep(1.1)
+        return False
+
+    return hook
+
+
+def test_a_source_folder_with_a_new_uidvalidity_each_session_is_copied_whole_and_once(loaded):
+    """Courier keeps no UIDs for a folder nobody has opened read-write (mail delivered straight into the Maildir):
+    each session gets another UIDVALIDITY, the time in seconds (RFC 9051 §2.3.1.1 allows it). A worker opening the
+    folder a second after planning read its STATUS found "another UIDVALIDITY" and left it for the next run, where
+    the same happened: nothing was ever copied, in runs reported done."""
+    courier, destination = loaded["courier"].server, loaded["dovecot"].server
+    user, dest_user = courier.add_user(), destination.add_user()
+    twin = "<twin@example.org>"
+    _deliver(
+        courier,
+        user,
+        [
+            make_message(subject="one", seed=80),
+            make_message(subject="no id", message_id=None, seed=81),
+            make_message(subject="twin", message_id=twin, body="first of two", seed=82),
+            make_message(subject="twin", message_id=twin, body="second of two", seed=83),
+        ],
+    )
+    store = MemoryStateStore()
+    dst_mailbox = destination.mailbox(dest_user)
+    with CommandRecorder(courier.imap_port, client_cut=_slow_nth_examine(1)) as slow:
+        first = copy_account(replace(courier.mailbox(user), port=slow.port), dst_mailbox, state=store)
+    assert (first.outcome, first.copied, first.errors, first.source_messages) == (Outcome.DONE, 4, 0, 4)
+    assert [w for w in first.warnings if "another UIDVALIDITY" in w], first.warnings
+
+    def same() -> bool:
+        with courier.connect(user) as src, destination.connect(dest_user) as dst:
+            return Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
+
+    assert same()
+
+    # New mail; the next run (its worker again a second late) copies it alone: nothing twice.
+    _deliver(courier, user, [make_message(subject="later", seed=84)])
+    with CommandRecorder(courier.imap_port, client_cut=_slow_nth_examine(2)) as slow:
+        again = copy_account(replace(courier.mailbox(user), port=slow.port), dst_mailbox, state=store)
+    assert (again.outcome, again.copied, again.skipped, again.errors) == (Outcome.DONE, 1, 4, 0), again.warnings
+    assert same()
+
+
+def test_a_source_folder_that_never_keeps_its_uidvalidity_long_enough_is_left_for_the_next_run_and_says_so(loaded):
+    """Each session the folder is read again in breaks before its copy is done (a connection cut on every body
+    FETCH), so each reconnect sees another UIDVALIDITY: after five readings the folder is left for the next run."""
+    courier, destination = loaded["courier"].server, loaded["dovecot"].server
+    user, dest_user = courier.add_user(), destination.add_user()
+    _deliver(courier, user, [make_message(subject=f"m{i}", seed=90 + i) for i in range(2)])
+
+    def every_examine_late_and_every_body_fetch_cut(line: bytes) -> bool:
+        if b' EXAMINE "INBOX"' in line:
+            time.sleep(1.1)
+        return b"FETCH" in line.upper() and b"BODY" in line.upper()
+
+    with CommandRecorder(courier.imap_port, client_cut=every_examine_late_and_every_body_fetch_cut) as cutting:
+        result = copy_account(
+            replace(courier.mailbox(user), port=cutting.port), destination.mailbox(dest_user), state=MemoryStateStore()
+        )
+    # Read again in a new session five times, then given up on for this run: counted, and said once each.
+    assert (result.outcome, result.copied, result.not_copied) == (Outcome.DONE, 0, {NotCopied.NOT_ATTEMPTED: 2})
+    assert [w.split(" (")[0] for w in result.warnings] == [
+        "'INBOX' had another UIDVALIDITY in another session",
+        "'INBOX' had another UIDVALIDITY",
+    ], result.warnings
+    assert result.warnings[-1].endswith("each time it was opened; what is left of it is copied next run")
