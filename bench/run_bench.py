@@ -37,6 +37,7 @@ class Phase:
     engine_seconds: float  # inside the copy function
     process_seconds: float  # whole child process
     cpu_seconds: float  # user + system of the child
+    cpu_user_seconds: float  # user alone (the rest is the kernel's: socket copies, reads, writes)
     peak_rss_mb: float
     outcome: str = ""
     errors: int = 0
@@ -54,6 +55,9 @@ class Phase:
 
 
 # ------------------------------------------------------------------ child processes
+
+
+PY_SPY: Path | None = None  # --py-spy
 
 
 def _child(kind: str) -> int:
@@ -105,6 +109,7 @@ def _child(kind: str) -> int:
     after = resource.getrusage(resource.RUSAGE_SELF)
     report["seconds"] = seconds
     report["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    report["cpu_user"] = after.ru_utime - before.ru_utime
     # ru_maxrss survives fork and exec (it would report the parent's peak); VmHWM is this process's.
     report["maxrss_kb"] = _peak_rss_kb()
     print(json.dumps(report))
@@ -123,8 +128,12 @@ def _run_child(kind: str, config: dict[str, object], name: str, server_pid: int 
     server_before = dovecot_cpu(server_pid) if server_pid else 0.0
     busy_before, total_before = machine_ticks()
     started = time.perf_counter()
+    command = [sys.executable, "-m", "bench.run_bench", "--child", kind]
+    if kind == "engine" and PY_SPY is not None:  # profile the engine's copies (collapsed stacks, appended)
+        out = PY_SPY.with_name(f"{PY_SPY.name}.{name[:3].strip('() ')}.{time.monotonic_ns()}")
+        command = ["py-spy", "record", "--threads", "--format", "raw", "--rate", "250", "-o", str(out), "--"] + command
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.run_bench", "--child", kind],
+        command,
         input=json.dumps(config),
         capture_output=True,
         text=True,
@@ -138,7 +147,9 @@ def _run_child(kind: str, config: dict[str, object], name: str, server_pid: int 
     machine_busy = (busy_after - busy_before) / max(1, total_after - total_before)
     if completed.returncode != 0:
         raise SystemExit(f"{name} failed:\n{completed.stderr[-3000:]}")
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report = json.loads(
+        [line for line in completed.stdout.splitlines() if line.startswith("{")][-1]
+    )  # py-spy talks too
     if report.get("reason") or report.get("message_errors"):
         print(
             f"  {name}: {report.get('reason', '')} {report.get('message_errors', '')}",
@@ -151,6 +162,7 @@ def _run_child(kind: str, config: dict[str, object], name: str, server_pid: int 
         engine_seconds=report["seconds"],
         process_seconds=process_seconds,
         cpu_seconds=report["cpu"],
+        cpu_user_seconds=report["cpu_user"],
         peak_rss_mb=report["maxrss_kb"] / 1024,
         outcome=report["outcome"],
         errors=report["errors"],
@@ -252,7 +264,7 @@ def _check(server, source, destination, label: str, deep: bool) -> list[str]:  #
 
 def _table(phases: list[Phase], baseline: Phase | None) -> str:
     rows = [
-        f"{'phase':<22}{'messages':>9}{'MB':>9}{'engine s':>10}{'process s':>10}{'CPU s':>8}"
+        f"{'phase':<22}{'messages':>9}{'MB':>9}{'engine s':>10}{'process s':>10}{'CPU s':>8}{'user s':>8}"
         f"{'msg/s':>9}{'MB/s':>8}{'peak RSS MB':>12}{'time/baseline':>15}{'Dovecot CPU s':>15}{'machine busy':>14}"
     ]
     for p in phases:
@@ -263,7 +275,7 @@ def _table(phases: list[Phase], baseline: Phase | None) -> str:
         )
         rows.append(
             f"{p.name:<22}{p.messages:>9}{p.bytes / 1e6:>9.1f}{p.engine_seconds:>10.3f}{p.process_seconds:>10.2f}"
-            f"{p.cpu_seconds:>8.2f}{p.rate:>9.0f}{p.mb_rate:>8.1f}{p.peak_rss_mb:>12.1f}{ratio:>15}"
+            f"{p.cpu_seconds:>8.2f}{p.cpu_user_seconds:>8.2f}{p.rate:>9.0f}{p.mb_rate:>8.1f}{p.peak_rss_mb:>12.1f}{ratio:>15}"
             f"{p.server_cpu_seconds:>15.2f}{p.machine_busy:>13.0%}"
         )
     return "\n".join(rows)
@@ -279,9 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="also compare sha256 of every message")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--child", choices=["engine", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="record each engine copy with py-spy (installed apart) into files named after this path (collapsed stacks)",
+    )
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child)
+    global PY_SPY
+    PY_SPY = args.py_spy
 
     sys.path.insert(0, str(REPO))
     from bench import corpus
