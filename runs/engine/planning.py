@@ -407,8 +407,15 @@ class _Planning:
         all_uids = every_uid(status) if previous is None and not dest_has_mail else None
         if all_uids is None:
             info = src.examine(source)
-            if int(info.get(b"UIDVALIDITY", 0)) != job.uidvalidity:
-                raise ConnectionLost(f"UIDVALIDITY of {source!r} changed while reading it")
+            uidvalidity = int(info.get(b"UIDVALIDITY", 0))
+            if uidvalidity != job.uidvalidity:
+                if previous is not None:  # the record's UIDs name other messages now: plan again, from STATUS
+                    raise ConnectionLost(f"UIDVALIDITY of {source!r} changed while reading it")
+                # No record to keep: this session's UIDs are the ones planned. A source that keeps no UIDs gives
+                # each session its own UIDVALIDITY (account.py, "Sessions"), so STATUS and EXAMINE a second apart
+                # never agree there, and planning them again would fail the same way.
+                job.uidvalidity = job.state.uidvalidity = uidvalidity
+                job.state.accepted_uids = ""
             all_uids = src.search_all()
         # else: a folder copied for the first time onto an empty one, whose UIDs STATUS alone gives: not
         # opened here (no flags to carry, nothing to match); the worker checks its UIDVALIDITY when it opens it.

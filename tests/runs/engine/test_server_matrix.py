@@ -360,3 +360,30 @@ def test_a_source_folder_that_never_keeps_its_uidvalidity_long_enough_is_left_fo
         "'INBOX' had another UIDVALIDITY",
     ], result.warnings
     assert result.warnings[-1].endswith("each time it was opened; what is left of it is copied next run")
+
+
+def test_over_a_slow_link_a_source_folder_without_kept_uids_is_planned_in_the_session_that_reads_it(loaded):
+    """Planning compares the UIDVALIDITY of STATUS with the one its EXAMINE gets. Over a slow link (every EXAMINE a
+    second late here) a folder without kept UIDs (Courier) never agreed: each try reconnected, and after five the
+    account failed ("gave up after 5 reconnects while reading 'INBOX'"). With no record to keep, the session that
+    reads the folder is the one its UIDs are planned in."""
+    courier, destination = loaded["courier"].server, loaded["dovecot"].server
+    user, dest_user = courier.add_user(), destination.add_user()
+    messages = [make_message(subject=f"m{i}", seed=100 + i) for i in range(3)]
+    _deliver(courier, user, messages[:2])
+    with destination.connect(dest_user) as client:  # the destination already holds one: planning must look
+        fill(client, "INBOX", [(messages[0], (), WHEN)])
+
+    def every_examine_late(line: bytes) -> bool:
+        if b' EXAMINE "INBOX"' in line:
+            time.sleep(1.1)
+        return False
+
+    _deliver(courier, user, messages[2:])
+    with CommandRecorder(courier.imap_port, client_cut=every_examine_late) as slow:
+        result = copy_account(
+            replace(courier.mailbox(user), port=slow.port), destination.mailbox(dest_user), state=MemoryStateStore()
+        )
+    assert (result.outcome, result.copied, result.skipped, result.errors) == (Outcome.DONE, 2, 1, 0), result.reason
+    with courier.connect(user) as src, destination.connect(dest_user) as dst:
+        assert Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
