@@ -477,14 +477,19 @@ class _Planning:
         uidvalidity = int(info.get(b"UIDVALIDITY", 0))
         all_uids = src.search_all()
         result = job.result
-        # What planning counted under the old UIDs is void: the skipped and deleted copies, the refusals
-        # the operator accepted (like a changed source UIDVALIDITY, _previous_state, they are tried again).
+        # What was counted under the old UIDs is void: the copies already there or deleted at the destination,
+        # the messages not copied (refused ones are tried again, and counted again if refused), the refusals
+        # the operator accepted (like a changed source UIDVALIDITY, _previous_state). What this run copied
+        # stays counted: those copies are among the ones matched below.
         self.result.skipped -= result.skipped
         self.result.deleted_at_destination -= result.deleted_at_destination
-        result.skipped = result.deleted_at_destination = 0
-        accepted = result.not_copied.pop(NotCopied.ACCEPTED, 0)
-        if accepted:
-            self.result.not_copied[NotCopied.ACCEPTED] -= accepted
+        self.result.errors -= result.errors
+        result.skipped = result.deleted_at_destination = result.errors = 0
+        for reason, count in result.not_copied.items():
+            self.result.not_copied[reason] -= count
+        result.not_copied.clear()
+        self.result.message_errors = [e for e in self.result.message_errors if e.folder != job.source]
+        job.incomplete = False  # the folder starts again: what its new unit does decides
         job.uidvalidity = job.state.uidvalidity = uidvalidity
         job.state.accepted_uids = ""
         job.state.highest_modseq = None
@@ -515,7 +520,6 @@ class _Planning:
             src.unselect()
             return
         job.units_left += 1
-        job.incomplete = bool(result.errors)
         self.run.units.put(_Unit(job, candidates))
 
     def _count_already(self, job: _Job, copied_before: int, gone: UidSet) -> None:

@@ -368,7 +368,7 @@ def test_over_a_slow_link_a_source_folder_without_kept_uids_is_planned_in_the_se
     account failed ("gave up after 5 reconnects while reading 'INBOX'"). With no record to keep, the session that
     reads the folder is the one its UIDs are planned in."""
     courier, destination = loaded["courier"].server, loaded["dovecot"].server
-    user, dest_user = courier.add_user(), destination.add_user()
+    user, dest_user = courier.add_user(), destination.add_user(max_message_bytes=20_000)
     messages = [make_message(subject=f"m{i}", seed=100 + i) for i in range(3)]
     _deliver(courier, user, messages[:2])
     with destination.connect(dest_user) as client:  # the destination already holds one: planning must look
@@ -387,3 +387,36 @@ def test_over_a_slow_link_a_source_folder_without_kept_uids_is_planned_in_the_se
     assert (result.outcome, result.copied, result.skipped, result.errors) == (Outcome.DONE, 2, 1, 0), result.reason
     with courier.connect(user) as src, destination.connect(dest_user) as dst:
         assert Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
+
+
+def test_a_folder_read_again_in_one_session_counts_what_this_run_already_copied_once(loaded):
+    """A folder big enough for two units on two connections: one worker opens it in planning's second and copies
+    its half, the other a second later, under another UIDVALIDITY. The folder is then read again: the first half is
+    found at the destination (copied by this run, counted once, as copied), the second half copied. A message the
+    destination refuses (too big) is refused in both sessions and counted once."""
+    courier, destination = loaded["courier"].server, loaded["dovecot"].server
+    user, dest_user = courier.add_user(), destination.add_user(max_message_bytes=20_000)
+    messages = [make_message(subject=f"m{i}", seed=200 + i) for i in range(450)]
+    messages[10] = make_message(subject="too big", attachment_size=30_000, seed=199)  # refused: one error
+    _deliver(courier, user, messages)
+    with CommandRecorder(courier.imap_port, client_cut=_slow_nth_examine(2)) as slow:
+        result = copy_account(
+            replace(courier.mailbox(user), port=slow.port),
+            destination.mailbox(dest_user),
+            state=MemoryStateStore(),
+            connections=2,
+        )
+    assert [w for w in result.warnings if "another UIDVALIDITY" in w], result.warnings
+    assert (result.outcome, result.copied, result.skipped, result.errors, result.source_messages) == (
+        Outcome.DONE,
+        449,
+        0,
+        1,
+        450,
+    )
+    # The refused message was tried in both sessions, and counts once.
+    assert result.not_copied == {NotCopied.REFUSED: 1}
+    assert [(e.subject, e.kind) for e in result.message_errors] == [("too big", NotCopied.REFUSED)]
+    with courier.connect(user) as src, destination.connect(dest_user) as dst:
+        copied = Counter(m.sha256 for m in read(src, "INBOX") if m.size <= 20_000)  # all but the one too big
+        assert Counter(m.sha256 for m in read(dst, "INBOX")) == copied  # each once
