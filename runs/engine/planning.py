@@ -487,6 +487,8 @@ class _Planning:
         result.skipped = result.deleted_at_destination = result.errors = 0
         for reason, count in result.not_copied.items():
             self.result.not_copied[reason] -= count
+            if not self.result.not_copied[reason]:
+                del self.result.not_copied[reason]
         result.not_copied.clear()
         self.result.message_errors = [e for e in self.result.message_errors if e.folder != job.source]
         job.incomplete = False  # the folder starts again: what its new unit does decides
