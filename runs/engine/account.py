@@ -470,10 +470,9 @@ class _Account(_Planning):
             return changed
         if kind == "resession":
             _kind, job, uidvalidity = event
-            if job in self.resessions:
-                pass
-            elif job.sessions < MAX_ATTEMPTS:
-                self.resessions.append(job)
+            if job.sessions < MAX_ATTEMPTS:
+                if job not in self.resessions:  # two units of the folder may both find it so
+                    self.resessions.append(job)
             else:
                 self.add_warning(
                     job,

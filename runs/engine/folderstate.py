@@ -71,7 +71,7 @@ def bind_to_appended(state: FolderStateData, copied: UidSet, uid_map: UidMap, ui
 
     Why: a server may answer STATUS for a folder it has not stored UIDs for yet with a UIDVALIDITY it
     does not keep. Courier's is the time of asking, in seconds, until the folder is first written (an
-    APPEND or a read-write SELECT; PITFALLS.md). A record bound to it would look "re-created" to the
+    APPEND or a read-write SELECT; test_server_matrix.py shows it). A record bound to it would look "re-created" to the
     next run, be voided and every message matched again. The APPENDUID names the UIDVALIDITY the
     copies really are under. With copies already on record (`copied`, `uid_map`), a different value
     means the folder was re-created meanwhile: the binding is kept, so the next run voids the record

@@ -414,8 +414,7 @@ class _Planning:
                 # No record to keep: this session's UIDs are the ones planned. A source that keeps no UIDs gives
                 # each session its own UIDVALIDITY (account.py, "Sessions"), so STATUS and EXAMINE a second apart
                 # never agree there, and planning them again would fail the same way.
-                job.uidvalidity = job.state.uidvalidity = uidvalidity
-                job.state.accepted_uids = ""
+                job.adopt_session_uidvalidity(uidvalidity)
             all_uids = src.search_all()
         # else: a folder copied for the first time onto an empty one, whose UIDs STATUS alone gives: not
         # opened here (no flags to carry, nothing to match); the worker checks its UIDVALIDITY when it opens it.
@@ -492,11 +491,7 @@ class _Planning:
         result.not_copied.clear()
         self.result.message_errors = [e for e in self.result.message_errors if e.folder != job.source]
         job.incomplete = False  # the folder starts again: what its new unit does decides
-        job.uidvalidity = job.state.uidvalidity = uidvalidity
-        job.state.accepted_uids = ""
-        job.state.highest_modseq = None
-        job.uid_map = UidMap()
-        job.source_size = job.source_uidnext = None  # read with the old UIDs (worker._fits_one_batch)
+        job.adopt_session_uidvalidity(uidvalidity)
         job.sessions += 1
         self.total_messages += len(all_uids) - (result.source_messages or 0)
         result.source_messages = len(all_uids)

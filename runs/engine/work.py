@@ -48,6 +48,17 @@ class _Job:
     # Times the folder was read again because a worker's session saw another UIDVALIDITY (account.py, "Sessions").
     sessions: int = 0
 
+    def adopt_session_uidvalidity(self, uidvalidity: int) -> None:
+        """Take the source UIDVALIDITY of the session about to read the folder instead of the one planning read
+        (a source that keeps no UIDs between sessions gives each its own, RFC 9051 §2.3.1.1; account.py,
+        "Sessions"). What was known under the old UIDs goes: the accepted refusals, the HIGHESTMODSEQ, the UID
+        map, and the SIZE/UIDNEXT pair worker._fits_one_batch trusts."""
+        self.uidvalidity = self.state.uidvalidity = uidvalidity
+        self.state.accepted_uids = ""
+        self.state.highest_modseq = None
+        self.uid_map = UidMap()
+        self.source_size = self.source_uidnext = None
+
     def take_destination_uidnext(self) -> int | None:
         """The destination UIDNEXT planning saw, to the first caller only (then None).
 
