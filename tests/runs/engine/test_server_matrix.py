@@ -420,3 +420,39 @@ def test_a_folder_read_again_in_one_session_counts_what_this_run_already_copied_
     with courier.connect(user) as src, destination.connect(dest_user) as dst:
         copied = Counter(m.sha256 for m in read(src, "INBOX") if m.size <= 20_000)  # all but the one too big
         assert Counter(m.sha256 for m in read(dst, "INBOX")) == copied  # each once
+
+
+def test_a_connection_dropped_while_a_folder_is_read_again_is_taken_up_on_a_new_one(loaded):
+    """The re-read of a folder (matching its messages against the destination by identity) loses its source
+    connection: it reconnects, reads the folder again in the new session, and every message lands once."""
+    courier, destination = loaded["courier"].server, loaded["dovecot"].server
+    user, dest_user = courier.add_user(), destination.add_user()
+    _deliver(courier, user, [make_message(subject=f"m{i}", seed=700 + i) for i in range(450)])
+    slow_second_examine = _slow_nth_examine(2)
+    cut = []
+
+    def slow_then_cut_the_first_identity_fetch(line: bytes) -> bool:
+        slow_second_examine(line)
+        if b"HEADER.FIELDS" in line.upper() and not cut:
+            cut.append(line)
+            return True
+        return False
+
+    with CommandRecorder(courier.imap_port, client_cut=slow_then_cut_the_first_identity_fetch) as cutting:
+        result = copy_account(
+            replace(courier.mailbox(user), port=cutting.port),
+            destination.mailbox(dest_user),
+            state=MemoryStateStore(),
+            connections=2,
+        )
+    assert cut and cutting.cuts == 1
+    assert [w for w in result.warnings if "another UIDVALIDITY" in w], result.warnings
+    assert (result.outcome, result.copied, result.skipped, result.errors, result.source_messages) == (
+        Outcome.DONE,
+        450,
+        0,
+        0,
+        450,
+    ), result.warnings
+    with courier.connect(user) as src, destination.connect(dest_user) as dst:
+        assert Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
