@@ -324,6 +324,7 @@ class _Account(_Planning):
         crash = self._work(self._start_workers(min(self.connections, pending_units, worth)))
         while crash is None and self.fatal is None and not self.run.stop.is_set() and self.resessions:
             job = self.resessions.pop(0)
+            job.sessions += 1  # once per reading, however many reconnects it takes
             self._retrying(
                 f"reading {job.source!r} again", lambda src, dst, job=job: self._plan_in_session(src, dst, job)
             )

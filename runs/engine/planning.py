@@ -492,7 +492,6 @@ class _Planning:
         self.result.message_errors = [e for e in self.result.message_errors if e.folder != job.source]
         job.incomplete = False  # the folder starts again: what its new unit does decides
         job.adopt_session_uidvalidity(uidvalidity)
-        job.sessions += 1
         self.total_messages += len(all_uids) - (result.source_messages or 0)
         result.source_messages = len(all_uids)
         dst.select(job.destination)
