@@ -298,6 +298,21 @@ def _slow_nth_examine(nth: int):
     return hook
 
 
+def _copy_from_courier(courier, user, destination, dest_user, hook, **kwargs) -> tuple[object, CommandRecorder]:
+    """copy_account from a Courier user (through a relay whose client_cut is `hook`) to `dest_user`; `kwargs` for
+    copy_account (a fresh MemoryStateStore unless `state` is given). Returns the result and the relay."""
+    kwargs.setdefault("state", MemoryStateStore())
+    with CommandRecorder(courier.imap_port, client_cut=hook) as relay:
+        result = copy_account(replace(courier.mailbox(user), port=relay.port), destination.mailbox(dest_user), **kwargs)
+    return result, relay
+
+
+def _inbox(server, user) -> Counter:
+    """The INBOX of `user` as a multiset of message digests."""
+    with server.connect(user) as client:
+        return Counter(m.sha256 for m in read(client, "INBOX"))
+
+
 def test_a_source_folder_with_a_new_uidvalidity_each_session_is_copied_whole_and_once(loaded):
     """Courier keeps no UIDs for a folder nobody has opened read-write (mail delivered straight into the Maildir):
     each session gets another UIDVALIDITY, the time in seconds (RFC 9051 §2.3.1.1 allows it). A worker opening the
@@ -317,24 +332,16 @@ def test_a_source_folder_with_a_new_uidvalidity_each_session_is_copied_whole_and
         ],
     )
     store = MemoryStateStore()
-    dst_mailbox = destination.mailbox(dest_user)
-    with CommandRecorder(courier.imap_port, client_cut=_slow_nth_examine(1)) as slow:
-        first = copy_account(replace(courier.mailbox(user), port=slow.port), dst_mailbox, state=store)
+    first, _ = _copy_from_courier(courier, user, destination, dest_user, _slow_nth_examine(1), state=store)
     assert (first.outcome, first.copied, first.errors, first.source_messages) == (Outcome.DONE, 4, 0, 4)
     assert [w for w in first.warnings if "another UIDVALIDITY" in w], first.warnings
-
-    def same() -> bool:
-        with courier.connect(user) as src, destination.connect(dest_user) as dst:
-            return Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
-
-    assert same()
+    assert _inbox(destination, dest_user) == _inbox(courier, user)
 
     # New mail; the next run (its worker again a second late) copies it alone: nothing twice.
     _deliver(courier, user, [make_message(subject="later", seed=84)])
-    with CommandRecorder(courier.imap_port, client_cut=_slow_nth_examine(2)) as slow:
-        again = copy_account(replace(courier.mailbox(user), port=slow.port), dst_mailbox, state=store)
+    again, _ = _copy_from_courier(courier, user, destination, dest_user, _slow_nth_examine(2), state=store)
     assert (again.outcome, again.copied, again.skipped, again.errors) == (Outcome.DONE, 1, 4, 0), again.warnings
-    assert same()
+    assert _inbox(destination, dest_user) == _inbox(courier, user)
 
 
 def test_a_source_folder_that_never_keeps_its_uidvalidity_long_enough_is_left_for_the_next_run_and_says_so(loaded):
@@ -349,10 +356,7 @@ def test_a_source_folder_that_never_keeps_its_uidvalidity_long_enough_is_left_fo
             time.sleep(1.1)
         return b"FETCH" in line.upper() and b"BODY" in line.upper()
 
-    with CommandRecorder(courier.imap_port, client_cut=every_examine_late_and_every_body_fetch_cut) as cutting:
-        result = copy_account(
-            replace(courier.mailbox(user), port=cutting.port), destination.mailbox(dest_user), state=MemoryStateStore()
-        )
+    result, _ = _copy_from_courier(courier, user, destination, dest_user, every_examine_late_and_every_body_fetch_cut)
     # Read again in a new session five times, then given up on for this run: counted, and said once each.
     assert (result.outcome, result.copied, result.not_copied) == (Outcome.DONE, 0, {NotCopied.NOT_ATTEMPTED: 2})
     assert [w.split(" (")[0] for w in result.warnings] == [
@@ -380,13 +384,9 @@ def test_over_a_slow_link_a_source_folder_without_kept_uids_is_planned_in_the_se
         return False
 
     _deliver(courier, user, messages[2:])
-    with CommandRecorder(courier.imap_port, client_cut=every_examine_late) as slow:
-        result = copy_account(
-            replace(courier.mailbox(user), port=slow.port), destination.mailbox(dest_user), state=MemoryStateStore()
-        )
+    result, _ = _copy_from_courier(courier, user, destination, dest_user, every_examine_late)
     assert (result.outcome, result.copied, result.skipped, result.errors) == (Outcome.DONE, 2, 1, 0), result.reason
-    with courier.connect(user) as src, destination.connect(dest_user) as dst:
-        assert Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
+    assert _inbox(destination, dest_user) == _inbox(courier, user)
 
 
 def test_a_folder_read_again_in_one_session_counts_what_this_run_already_copied_once(loaded):
@@ -399,13 +399,7 @@ def test_a_folder_read_again_in_one_session_counts_what_this_run_already_copied_
     messages = [make_message(subject=f"m{i}", seed=200 + i) for i in range(450)]
     messages[10] = make_message(subject="too big", attachment_size=30_000, seed=199)  # refused: one error
     _deliver(courier, user, messages)
-    with CommandRecorder(courier.imap_port, client_cut=_slow_nth_examine(2)) as slow:
-        result = copy_account(
-            replace(courier.mailbox(user), port=slow.port),
-            destination.mailbox(dest_user),
-            state=MemoryStateStore(),
-            connections=2,
-        )
+    result, _ = _copy_from_courier(courier, user, destination, dest_user, _slow_nth_examine(2), connections=2)
     assert [w for w in result.warnings if "another UIDVALIDITY" in w], result.warnings
     assert (result.outcome, result.copied, result.skipped, result.errors, result.source_messages) == (
         Outcome.DONE,
@@ -417,9 +411,9 @@ def test_a_folder_read_again_in_one_session_counts_what_this_run_already_copied_
     # The refused message was tried in both sessions, and counts once.
     assert result.not_copied == {NotCopied.REFUSED: 1}
     assert [(e.subject, e.kind) for e in result.message_errors] == [("too big", NotCopied.REFUSED)]
-    with courier.connect(user) as src, destination.connect(dest_user) as dst:
+    with courier.connect(user) as src:
         copied = Counter(m.sha256 for m in read(src, "INBOX") if m.size <= 20_000)  # all but the one too big
-        assert Counter(m.sha256 for m in read(dst, "INBOX")) == copied  # each once
+    assert _inbox(destination, dest_user) == copied  # each once
 
 
 def test_a_connection_dropped_while_a_folder_is_read_again_is_taken_up_on_a_new_one(loaded):
@@ -438,13 +432,9 @@ def test_a_connection_dropped_while_a_folder_is_read_again_is_taken_up_on_a_new_
             return True
         return False
 
-    with CommandRecorder(courier.imap_port, client_cut=slow_then_cut_the_first_identity_fetch) as cutting:
-        result = copy_account(
-            replace(courier.mailbox(user), port=cutting.port),
-            destination.mailbox(dest_user),
-            state=MemoryStateStore(),
-            connections=2,
-        )
+    result, cutting = _copy_from_courier(
+        courier, user, destination, dest_user, slow_then_cut_the_first_identity_fetch, connections=2
+    )
     assert cut and cutting.cuts == 1
     assert [w for w in result.warnings if "another UIDVALIDITY" in w], result.warnings
     assert (result.outcome, result.copied, result.skipped, result.errors, result.source_messages) == (
@@ -454,5 +444,4 @@ def test_a_connection_dropped_while_a_folder_is_read_again_is_taken_up_on_a_new_
         0,
         450,
     ), result.warnings
-    with courier.connect(user) as src, destination.connect(dest_user) as dst:
-        assert Counter(m.sha256 for m in read(dst, "INBOX")) == Counter(m.sha256 for m in read(src, "INBOX"))
+    assert _inbox(destination, dest_user) == _inbox(courier, user)
